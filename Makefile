@@ -1,0 +1,41 @@
+# gcsearch: `make demo` and `make test` each create .venv and install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint bench reports clean data
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST from Debian (offline); only attempted as root when missing, never fatal.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+		echo "note: could not install dataset-fashion-mnist; fashion-mnist tests will be skipped"; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/gcsearch flops --backbone resnet50
+
+test: $(STAMP) data
+	$(BIN)/ruff check gcsearch tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP) data
+	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check gcsearch tests
+	$(BIN)/ruff format --check gcsearch tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

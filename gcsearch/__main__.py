@@ -1,0 +1,7 @@
+"""``python -m gcsearch``."""
+
+import sys
+
+from gcsearch.cli import main
+
+sys.exit(main())
