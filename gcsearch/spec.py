@@ -40,6 +40,13 @@ PRESETS: dict[str, str] = {
     "nl-embedded": "Non-local, embedded Gaussian (Wang et al., 2018)",
     "nl-dot": "Non-local, dot product (Wang et al., 2018)",
     "nl-concat": "Non-local, concatenation (Wang et al., 2018)",
+    "cbam": "CBAM (Woo et al., 2018): channel attention, then 7x7 spatial attention",
+    "cbam-spatial": "CBAM spatial attention alone (Woo et al., 2018): mean+max maps, 7x7 conv",
+    "danet-pam": "DANet position attention (Fu et al., 2019): C/8 query/key, zero gamma",
+    "danet-cam": "DANet channel attention (Fu et al., 2019): CxC affinity, no projections",
+    "danet": "DANet dual attention (Fu et al., 2019): PAM + CAM terms summed",
+    "parsenet": "ParseNet global context (Liu et al., 2015): L2-normed GAP, concat, 1x1 conv",
+    "sagan": "SAGAN self-attention (Zhang et al., 2018): C/8 f/g/h, v back to C, zero gamma",
 }
 
 
