@@ -1,0 +1,181 @@
+"""The ``gcsearch`` command line: one entry point, one subcommand per thing a user does.
+
+Argument parsing is cheap (no torch, ray or optuna import) so ``gcsearch --help`` answers at
+once; each subcommand imports what it needs and runs ``<module>.run_<command>(args)``.
+Errors a user can cause (``UserError``) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gcsearch.errors import UserError
+
+# subcommand -> module whose ``run_<subcommand>(args) -> int | None`` does the work
+_HANDLERS = {
+    "space": "gcsearch.search.space",
+    "flops": "gcsearch.cost",
+    "tasks": "gcsearch.tasks",
+    "train": "gcsearch.tasks.train",
+    "search": "gcsearch.search.study",
+    "report": "gcsearch.report",
+    "export": "gcsearch.export",
+    "bench": "gcsearch.bench",
+}
+
+
+def _add_space(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("space", help="count, show or validate a search-space file")
+    p.add_argument("action", choices=("count", "show", "validate"))
+    p.add_argument("file", help="a space file, e.g. spaces/quick.toml")
+
+
+def _add_flops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "flops",
+        help="params and MACs of the baseline, presets and candidates",
+        description="The papers' cost columns: params and MACs (fvcore; one multiply-add = "
+        "one) of the backbone, and of every preset or given candidate, with the increase.",
+    )
+    p.add_argument(
+        "--backbone", default="resnet50", help="e.g. resnet50, resnet20 (default: %(default)s)"
+    )
+    p.add_argument(
+        "--input", type=int, default=None, help="input side in pixels (default: 224, CIFAR nets 32)"
+    )
+    p.add_argument(
+        "--layout",
+        default="pytorch",
+        choices=("pytorch", "caffe"),
+        help="Bottleneck stride on the 3x3 (pytorch, torchvision) or the first 1x1 (caffe, the "
+        "original ResNet and the GCNet paper's counts)",
+    )
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="default: 1000 ImageNet nets, 10 CIFAR nets"
+    )
+    p.add_argument(
+        "--placement",
+        default="after_1x1:c3c4c5",
+        help="placement of presets and bare block ids, e.g. after_add:c4:last "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "candidates", nargs="*", help="candidate ids, block ids or presets (default: all presets)"
+    )
+
+
+def _add_tasks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list the proxy tasks")
+    p.add_argument("action", choices=("list",), nargs="?", default="list")
+    p.add_argument("--data", default=None, help="data directory for tasks that read files")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one candidate on a proxy task and print the result")
+    p.add_argument("candidate", help="a candidate id, a preset name, 'none', or a JSON spec file")
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="run a multi-objective search over a space file",
+        description="Run (or --resume) an Optuna multi-objective study over a space file; "
+                    "trials run as Ray tasks, locally or on a cluster (--address). "
+                    "Flags override the space file's [search] and [fidelity] settings. "
+                    "Example: gcsearch search --space spaces/quick.toml")
+    p.add_argument("--space", default="spaces/quick.toml", help="space file (%(default)s)")
+    p.add_argument("--run-dir", default=None, help="run directory (default: runs/<space name>)")
+    p.add_argument("--study-name", default=None, help="study name (default: the space name)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage: URL (postgresql://..., sqlite:///...), journal file "
+                        "(*.log) or 'memory' (default: <run dir>/study.db)")
+    p.add_argument("--sampler", choices=("nsga2", "tpe", "random", "grid"), default=None)
+    p.add_argument("--n-trials", default=None,
+                   help="distinct candidates to train, or 'all' (default: the space file's)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per candidate")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="trials at once (default: space file; with --address, cluster size)")
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="Ray CPUs (and torch threads, at least 1) per trial")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="Ray GPUs per trial; fractions share a GPU (e.g. 0.25)")
+    p.add_argument("--address", default=None,
+                   help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the study in --run-dir (finished trials are kept)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where trials train (auto: a GPU when the trial holds one)")
+    p.add_argument("--no-fidelity", action="store_true",
+                   help="train every candidate at the full budget (no successive halving)")
+    p.add_argument("--eta", type=int, default=None, help="successive-halving reduction factor")
+    p.add_argument("--max-retries", type=int, default=3,
+                   help="Ray retries of a trial whose worker died (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny budget (2 epochs, 256 images) to check a setup end to end")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="Pareto front and ablation tables of a finished study")
+    p.add_argument("run", help="a run directory, a storage file or an Optuna storage URL")
+    p.add_argument("--study", default=None, help="study name (if the storage holds several)")
+    p.add_argument("--reference", default="gc",
+                   help="ablation reference: candidate id, block id or preset (default: gc)")
+    p.add_argument("--md", default=None, metavar="FILE", help="write Markdown (+ PNG plots)")
+    p.add_argument("--html", default=None, metavar="FILE", help="write HTML (+ PNG plots)")
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the results frame (CSV)")
+    p.add_argument("--parquet", default=None, metavar="FILE", help="write the frame (Parquet)")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write the chosen block as a standalone PyTorch module")
+    p.add_argument("run", nargs="?", default=None,
+                   help="a run directory, storage file or URL (omit to export --id alone)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rank", type=int, default=1,
+                       help="K-th Pareto-front member by top-1, best first (default: 1)")
+    which.add_argument("--id", default=None, help="a candidate id or preset, e.g. gc")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
+    p.add_argument("--study", default=None, help="study name (if the storage holds several)")
+    p.add_argument("--class-name", default=None, help="class name (default: from the spec)")
+    p.add_argument("--channels", type=int, default=256,
+                   help="C at which the docstring states one block's cost (default: 256)")
+    p.add_argument("--size", type=int, default=14,
+                   help="H = W at which the docstring states one block's cost (default: 14)")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print measured figures")
+    p.add_argument("what", choices=("train", "search"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gcsearch",
+        description="Search and ablate global-context blocks for convolutional networks.",
+    )
+    parser.add_argument("--version", action="version", version="gcsearch 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_search, _add_report, _add_export, _add_space, _add_flops, _add_tasks,
+                _add_train, _add_bench):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        module = importlib.import_module(_HANDLERS[args.command])
+        code = getattr(module, f"run_{args.command}")(args)
+    except UserError as exc:
+        print(f"gcsearch {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"gcsearch {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Backbones: published parameter counts, clean insertion, placements, layouts, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from gcsearch.backbones import (
+    BACKBONES,
+    backbone_stages,
+    build_model,
+    context_blocks,
+    stage_modules,
+)
+from gcsearch.errors import UserError
+from gcsearch.spec import PRESETS, Candidate, SpecError
+
+torch.set_num_threads(1)
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _gc_params(channels: int, ratio: int) -> int:
+    """mmcv ContextBlock: conv_mask C->1, conv C->h, LayerNorm(h), conv h->C (all with bias)."""
+    h = channels // ratio
+    return (channels + 1) + (channels * h + h) + 2 * h + (h * channels + channels)
+
+
+META = torch.device("meta")  # shapes only: builds in a blink, enough for counts and keys
+
+
+def test_resnet50_matches_torchvision() -> None:
+    with META:
+        ours = build_model(Candidate.none(), "resnet50", num_classes=1000)
+        ref = torchvision.models.resnet50(weights=None)
+    assert _params(ours) == _params(ref) == 25_557_032
+    assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("candidate", "added"),
+    [("gc@after_1x1:c3c4c5", 2_521_741), ("att-r4ln-add@after_1x1:c3c4c5", 10_000_909)],
+)
+def test_gcnet_paper_param_counts(candidate: str, added: int) -> None:
+    """GCNet Table 2: +2.52M params for GC r16 after_1x1 in c3-c5 of ResNet-50."""
+    with META:
+        model = build_model(Candidate.parse(candidate), "resnet50", num_classes=1000)
+    ratio = 4 if "r4" in candidate else 16
+    # c3: 4 blocks at 512, c4: 6 at 1024, c5: 3 at 2048 channels
+    closed = 4 * _gc_params(512, ratio) + 6 * _gc_params(1024, ratio) + 3 * _gc_params(2048, ratio)
+    assert _params(model) - 25_557_032 == closed == added
+
+
+def test_insertion_keeps_backbone_keys_and_loads_backbone_weights() -> None:
+    with META:
+        ref = torchvision.models.resnet50(weights=None)
+        model = build_model(Candidate.parse("gc@after_add:c4c5"), "resnet50", num_classes=1000)
+    missing, unexpected = model.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected
+    assert missing and all(".context_block." in key for key in missing)
+    assert "layer3.0.context_block.conv_mask.weight" in missing
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("density", ["all", "last"])
+def test_density_places_one_block_per_residual_or_per_stage(backbone: str, density: str) -> None:
+    cand = Candidate.parse(f"gc@after_add:c4c5{':last' if density == 'last' else ''}")
+    with META:
+        model = build_model(cand, backbone)
+    stages = stage_modules(model, backbone)
+    expected = [f"{s}.{i}" for s in ("c4", "c5") for i in range(len(stages[s]))]
+    if density == "last":
+        expected = [f"{s}.{len(stages[s]) - 1}" for s in ("c4", "c5")]
+    attr = BACKBONES[backbone].stages
+    names = [name.removesuffix(".context_block") for name, _ in context_blocks(model)]
+    assert names == [f"{attr[e.split('.')[0]]}.{e.split('.')[1]}" for e in expected]
+
+
+@pytest.mark.parametrize(("backbone", "last_bn"), [("resnet14", "bn2"), ("resnet50", "bn3")])
+@pytest.mark.parametrize("position", ["after_1x1", "after_add"])
+def test_position_feeds_the_block_the_right_tensor(
+    backbone: str, last_bn: str, position: str
+) -> None:
+    """after_1x1 sees the branch's last BN output; after_add sees that plus the identity."""
+    model = build_model(Candidate.parse(f"snl@{position}:c4"), backbone).eval()
+    res = stage_modules(model, backbone)["c4"][1]  # no downsample: identity is the input
+    seen: dict[str, torch.Tensor] = {}
+    res.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].clone()))
+    getattr(res, last_bn).register_forward_hook(lambda m, a, o: seen.__setitem__("bn", o.clone()))
+    res.context_block.register_forward_pre_hook(lambda m, a: seen.__setitem__("ctx", a[0].clone()))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    expected = seen["bn"] if position == "after_1x1" else seen["bn"] + seen["x"]
+    torch.testing.assert_close(seen["ctx"], expected)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("position", ["after_1x1", "after_add"])
+def test_every_preset_trains_in_place_at_both_positions(preset: str, position: str) -> None:
+    model = build_model(Candidate.parse(f"{preset}@{position}:c3c4c5"), "resnet8")
+    out = model(torch.randn(2, 3, 16, 16))
+    out.sum().backward()  # the in-place residual add must not break autograd
+    assert out.shape == (2, 10)
+    assert all(p.grad is not None for _, b in context_blocks(model) for p in b.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "resnet8", "resnet20"])
+def test_backbones_run_with_a_block_and_one_channel(backbone: str) -> None:
+    """BasicBlock and Bottleneck paths (resnet34/101 reuse them; built in the density test)."""
+    model = build_model(
+        Candidate.parse("gc@after_1x1:c5:last"), backbone, in_chans=1, num_classes=7
+    )
+    out = model(torch.randn(2, 1, 32, 32))
+    out.mean().backward()
+    assert out.shape == (2, 7)
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 56])
+def test_cifar_depth_is_6n_plus_2(depth: int) -> None:
+    """He et al. count the stem conv, the 3x3 convs of 3n BasicBlocks and the classifier."""
+    model = build_model(Candidate.none(), f"resnet{depth}")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) + len(linears) == depth
+    stages = stage_modules(model, f"resnet{depth}").values()
+    assert [len(s) for s in stages] == [(depth - 2) // 6] * 3
+    assert [s[0].bn2.num_features for s in stages] == [16, 32, 64]
+
+
+def test_caffe_layout_moves_the_stride_to_the_first_1x1() -> None:
+    with META:
+        pt = build_model(Candidate.none(), "resnet50", num_classes=1000).eval()
+        cf = build_model(Candidate.none(), "resnet50", num_classes=1000, layout="caffe").eval()
+    for name in ("layer2", "layer3", "layer4"):
+        assert getattr(pt, name)[0].conv2.stride == (2, 2)
+        assert getattr(cf, name)[0].conv1.stride == (2, 2)
+        assert getattr(cf, name)[0].conv2.stride == (1, 1)
+    assert list(pt.state_dict()) == list(cf.state_dict())
+    shapes: dict[str, list[torch.Size]] = {"pt": [], "cf": []}
+    for key, model in (("pt", pt), ("cf", cf)):
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            getattr(model, name).register_forward_hook(
+                lambda m, a, o, k=key: shapes[k].append(o.shape)
+            )
+        model(torch.empty(1, 3, 224, 224, device=META))
+    assert shapes["pt"] == shapes["cf"]
+    assert [s[-1] for s in shapes["cf"]] == [56, 28, 14, 7]
+
+
+def test_stages() -> None:
+    assert backbone_stages("resnet50") == ("c2", "c3", "c4", "c5")
+    assert backbone_stages("resnet20") == ("c3", "c4", "c5")
+
+
+def test_missing_stage_is_a_spec_error_naming_the_allowed_stages() -> None:
+    with pytest.raises(SpecError, match=r"c2 is not a stage of resnet20 \(allowed: c3, c4, c5\)"):
+        build_model(Candidate.parse("gc@after_1x1:c2c3"), "resnet20")
+
+
+def test_unknown_backbone_and_layout_are_user_errors() -> None:
+    with pytest.raises(UserError, match=r"resnet9.*resnet18.*resnet20"):
+        build_model(Candidate.none(), "resnet9")
+    with pytest.raises(UserError, match=r"layout.*pytorch, caffe"):
+        build_model(Candidate.none(), "resnet20", layout="tf")
