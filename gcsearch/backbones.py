@@ -173,6 +173,8 @@ def _cifar(depth: int, widths: tuple[int, int, int] = (16, 32, 64)) -> Callable[
 
 _TV_STAGES = {"c2": "layer1", "c3": "layer2", "c4": "layer3", "c5": "layer4"}
 _CIFAR_STAGES = {"c3": "c3", "c4": "c4", "c5": "c5"}
+_TV_BASIC_WIDTHS = {"c2": 64, "c3": 128, "c4": 256, "c5": 512}
+_TV_BOTTLENECK_WIDTHS = {"c2": 256, "c3": 512, "c4": 1024, "c5": 2048}
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class BackboneDef:
     input_size: int
     num_classes: int
     description: str
+    widths: dict[str, int]
 
 
 #: Every backbone ``build_model`` knows; a new one is one entry.
@@ -194,6 +197,7 @@ BACKBONES: dict[str, BackboneDef] = {
         224,
         1000,
         "torchvision ResNet-18",
+        _TV_BASIC_WIDTHS,
     ),
     "resnet34": BackboneDef(
         _torchvision(ContextBasicBlock, (3, 4, 6, 3)),
@@ -201,6 +205,7 @@ BACKBONES: dict[str, BackboneDef] = {
         224,
         1000,
         "torchvision ResNet-34",
+        _TV_BASIC_WIDTHS,
     ),
     "resnet50": BackboneDef(
         _torchvision(ContextBottleneck, (3, 4, 6, 3)),
@@ -208,6 +213,7 @@ BACKBONES: dict[str, BackboneDef] = {
         224,
         1000,
         "torchvision ResNet-50",
+        _TV_BOTTLENECK_WIDTHS,
     ),
     "resnet101": BackboneDef(
         _torchvision(ContextBottleneck, (3, 4, 23, 3)),
@@ -215,10 +221,16 @@ BACKBONES: dict[str, BackboneDef] = {
         224,
         1000,
         "torchvision ResNet-101",
+        _TV_BOTTLENECK_WIDTHS,
     ),
     **{
         f"resnet{d}": BackboneDef(
-            _cifar(d), _CIFAR_STAGES, 32, 10, f"CIFAR ResNet-{d} (6n+2), widths 16/32/64"
+            _cifar(d),
+            _CIFAR_STAGES,
+            32,
+            10,
+            f"CIFAR ResNet-{d} (6n+2), widths 16/32/64",
+            {"c3": 16, "c4": 32, "c5": 64},
         )
         for d in (8, 14, 20, 32, 56)
     },
@@ -262,6 +274,32 @@ def validate_placement(candidate: Candidate, backbone: str) -> None:
             raise SpecError(
                 f"stages: {stage} is not a stage of {backbone} (allowed: {', '.join(stages)})"
             )
+
+
+def module_key(candidate: Candidate, backbone: str, min_hidden: int = 8) -> str:
+    """An id that is equal for two candidates exactly when they build the same network here.
+
+    On narrow proxy backbones the ``min_hidden`` floor folds several bottleneck ratios onto one
+    hidden width (at C=32, r8/r16/r32 all give 8), so ``att-r16ln-add`` and ``att-r32ln-add``
+    are one network: the search trains it once. The key spells the hidden width per stage where
+    the floor binds, and is the candidate id otherwise.
+
+    Example:
+        >>> module_key(Candidate.parse("att-r32ln-add@after_1x1:c4c5"), "resnet20")
+        'att-h8.8ln-add@after_1x1:c4c5'
+    """
+    block = candidate.block
+    if block is None or block.transform == "1x1":
+        return candidate.id
+    validate_placement(candidate, backbone)
+    widths = get_backbone(backbone).widths
+    stages = candidate.placement.stages
+    hidden = [block.hidden(widths[s], min_hidden) for s in stages]
+    if hidden == [widths[s] // (block.ratio or 1) for s in stages]:
+        return candidate.id
+    norm = "ln" if block.norm == "ln" else ""
+    token = f"h{'.'.join(map(str, hidden))}{norm}"
+    return f"{block.pooling}-{token}-{block.fusion}@{candidate.placement.id}"
 
 
 def build_model(

@@ -166,3 +166,23 @@ def test_unknown_backbone_and_layout_are_user_errors() -> None:
         build_model(Candidate.none(), "resnet9")
     with pytest.raises(UserError, match=r"layout.*pytorch, caffe"):
         build_model(Candidate.none(), "resnet20", layout="tf")
+
+
+def test_module_key_folds_ratios_that_build_the_same_network() -> None:
+    from gcsearch.backbones import module_key
+
+    r16 = Candidate.parse("att-r16ln-add@after_1x1:c4c5")
+    r32 = Candidate.parse("att-r32ln-add@after_1x1:c4c5")
+    r4 = Candidate.parse("att-r4ln-add@after_1x1:c4c5")
+    assert (
+        module_key(r16, "resnet20")
+        == module_key(r32, "resnet20")
+        == "att-h8.8ln-add@after_1x1:c4c5"
+    )
+    assert module_key(r4, "resnet20") != module_key(r16, "resnet20")
+    same = [build_model(c, "resnet20") for c in (r16, r32)]
+    shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in same]
+    assert shapes[0] == shapes[1]
+    # at ResNet-50 widths the floor never binds: the key is the id
+    assert module_key(r32, "resnet50") == r32.id
+    assert module_key(Candidate.parse("gc@after_add:c4"), "resnet20") == "gc@after_add:c4"
