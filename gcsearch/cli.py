@@ -58,9 +58,9 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--placement",
-        default="after_1x1:c3c4c5",
-        help="placement of presets and bare block ids, e.g. after_add:c4:last "
-        "(default: %(default)s)",
+        default=None,
+        help="placement of presets and bare block ids, e.g. after_add:c4:last (default: "
+        "each preset's paper placement; after_1x1:c3c4c5 for blocks)",
     )
     p.add_argument(
         "candidates", nargs="*", help="candidate ids, block ids or presets (default: all presets)"

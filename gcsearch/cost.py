@@ -41,7 +41,7 @@ from torch import nn
 
 from gcsearch.backbones import SLOT, build_model, get_backbone, validate_placement
 from gcsearch.errors import UserError
-from gcsearch.spec import PRESETS, Candidate, Placement
+from gcsearch.spec import PRESETS, Candidate, Placement, paper_placement
 
 if TYPE_CHECKING:
     from fvcore.nn import FlopCountAnalysis
@@ -244,15 +244,17 @@ def count_cost(
     return Cost(params=model[0], macs=model[1], base_params=base[0], base_macs=base[1])
 
 
-def _flops_candidates(texts: Sequence[str], placement: Placement) -> list[Candidate]:
-    """Given ids (a bare block or preset takes ``placement``), or every preset."""
-    if not texts:
-        return [Candidate(preset=name, placement=placement) for name in PRESETS]
+def _flops_candidates(texts: Sequence[str], placement: Placement | None) -> list[Candidate]:
+    """Given ids, or every preset. A bare block or preset takes ``placement``; without one a
+    preset takes its paper's placement and a block the default (after_1x1:c3c4c5)."""
     out = []
-    for text in texts:
+    for text in texts or PRESETS:
         cand = Candidate.parse(text)
         if "@" not in text and not cand.is_baseline:
-            cand = Candidate(block=cand.block, preset=cand.preset, placement=placement)
+            where = placement
+            if where is None:
+                where = paper_placement(cand.preset) if cand.preset else Placement()
+            cand = Candidate(block=cand.block, preset=cand.preset, placement=where)
         out.append(cand)
     return out
 
@@ -271,7 +273,7 @@ def run_flops(args: argparse.Namespace) -> int:
     num_classes = spec.num_classes if args.num_classes is None else args.num_classes
     if side < 1 or num_classes < 1:
         raise UserError(f"--input {side} / --num-classes {num_classes}: both must be >= 1")
-    placement = Placement.parse(args.placement)
+    placement = Placement.parse(args.placement) if args.placement else None
     candidates = _flops_candidates(args.candidates, placement)
     for cand in candidates:
         validate_placement(cand, args.backbone)
@@ -311,9 +313,10 @@ def run_flops(args: argparse.Namespace) -> int:
         "published ResNet figures (ResNet-50: 4.11 G here; the papers' 3.86 G is conv + fc in "
         "the caffe layout).",
     ]
-    if not args.candidates and placement.density == "all":
+    if placement is None:
         notes.append(
-            "Non-local-style presets are usually placed once, e.g. --placement after_add:c4:last."
+            "Presets sit where their papers put them (pairwise-attention blocks once, after the "
+            "last block of c4); --placement puts every row at one placement."
         )
     for note in notes:
         console.print(note, style="dim", highlight=False)

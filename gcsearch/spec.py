@@ -50,6 +50,32 @@ PRESETS: dict[str, str] = {
 }
 
 
+#: Presets whose papers place them once, after the last residual block of c4 (the NL paper's
+#: "+1 NL" row): they build an HW x HW (or C x C) affinity. Every other preset goes, as in
+#: GCNet, SE and CBAM, after the last 1x1 of every residual block of c3-c5.
+_ONCE_AT_C4 = frozenset(
+    {
+        "nl-gaussian",
+        "nl-embedded",
+        "nl-dot",
+        "nl-concat",
+        "danet-pam",
+        "danet-cam",
+        "danet",
+        "sagan",
+        "parsenet",
+    }
+)
+
+
+def paper_placement(preset: str) -> Placement:
+    """The placement ``preset``'s own paper reports, used where the user names none."""
+    _allowed("preset", preset, tuple(PRESETS))
+    if preset in _ONCE_AT_C4:
+        return Placement("after_add", ("c4",), "last")
+    return Placement("after_1x1", SEARCH_STAGES, "all")
+
+
 class SpecError(UserError, ValueError):
     """An invalid spec value; the message names the field and the allowed values."""
 
@@ -328,9 +354,7 @@ def block_specs(
 
 def stage_sets(stages: tuple[str, ...] = SEARCH_STAGES) -> list[tuple[str, ...]]:
     """Every non-empty subset of ``stages``, smallest first."""
-    return [
-        combo for n in range(1, len(stages) + 1) for combo in itertools.combinations(stages, n)
-    ]
+    return [combo for n in range(1, len(stages) + 1) for combo in itertools.combinations(stages, n)]
 
 
 def enumerate_candidates(
