@@ -23,8 +23,13 @@ data:
 		echo "note: could not install dataset-fashion-mnist; fashion-mnist tests will be skipped"; \
 	fi
 
+# The quick space end to end (local Ray, SQLite in runs/demo): live progress, the Pareto front and
+# ablation tables, and the best block exported to runs/demo/best_block.py.
 demo: $(STAMP)
-	$(BIN)/gcsearch flops --backbone resnet50
+	rm -rf runs/demo
+	$(BIN)/gcsearch search --space spaces/quick.toml --run-dir runs/demo
+	@echo "--- runs/demo/best_block.py (head) ---"
+	@head -n 25 runs/demo/best_block.py
 
 test: $(STAMP) data
 	$(BIN)/ruff check gcsearch tests
@@ -36,6 +41,16 @@ test-all: $(STAMP) data
 lint: $(STAMP)
 	$(BIN)/ruff check gcsearch tests
 	$(BIN)/ruff format --check gcsearch tests
+
+# reports/: a fresh real run of the demo space (3 seeds, so the tables carry intervals), then its
+# Markdown report, plots and results frame.
+REPORT_RUN ?= runs/quick
+REPORT_SEEDS ?= 3
+reports: $(STAMP)
+	rm -rf $(REPORT_RUN)
+	rm -f reports/quick.md reports/quick-*.png reports/quick.csv
+	$(BIN)/gcsearch search --space spaces/quick.toml --run-dir $(REPORT_RUN) --seeds $(REPORT_SEEDS)
+	$(BIN)/gcsearch report $(REPORT_RUN) --md reports/quick.md --csv reports/quick.csv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -74,8 +74,29 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one candidate on a proxy task and print the result")
+    p = sub.add_parser("train", help="train one candidate on a proxy task and print the result",
+                       description="Train one candidate on a proxy task and print the result, "
+                       "e.g. gcsearch train gc@after_1x1:c3c4c5 --task synthetic --seeds 0,1,2")
     p.add_argument("candidate", help="a candidate id, a preset name, 'none', or a JSON spec file")
+    p.add_argument("--task", default="synthetic",
+                   help="see `gcsearch tasks` (default: %(default)s)")
+    p.add_argument("--data", default=None, help="data directory for tasks that read files")
+    p.add_argument("--backbone", default=None, help="default: the task's (see `gcsearch tasks`)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    p.add_argument("--min-hidden", type=int, default=8, help="smallest bottleneck width")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
+    b = p.add_argument_group("budget overrides (default: the task's budget)")
+    for flag, kind in (("--train-images", int), ("--val-images", int), ("--epochs", int),
+                       ("--batch-size", int), ("--lr", float), ("--image-size", int),
+                       ("--warmup-epochs", float), ("--data-seed", int)):
+        b.add_argument(flag, type=kind, default=None)
+    b.add_argument("--augment", choices=("none", "flip", "flip-crop"), default=None)
+    b.add_argument("--eval", dest="eval_split", choices=("val", "test"), default=None,
+                   help="evaluate on the held-out val images or the official test split")
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
@@ -148,6 +169,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
     p.add_argument("what", choices=("train", "search"))
+    t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
+    t.add_argument("--task", default="synthetic", help="default: %(default)s")
+    t.add_argument("--candidate", default="gc", help="default: %(default)s")
+    t.add_argument("--backbone", default=None, help="default: the task's")
+    t.add_argument("--repeats", type=int, default=3, help="pairs of runs (default: %(default)s)")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    t.add_argument("--smoke", action="store_true", help="a few seconds on digits (tests)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,26 @@
+"""The search: space files (``space``), the Optuna study driver (``study``), Ray execution
+(``executor``, the only module that imports ray) and successive-halving rungs (``fidelity``).
+
+Submodules load lazily so ``import gcsearch.search`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Space": "gcsearch.search.space",
+    "load_space": "gcsearch.search.space",
+    "parse_space": "gcsearch.search.space",
+    "run_search": "gcsearch.search.study",
+    "search": "gcsearch.search.study",
+}
+
+__all__ = ["Space", "load_space", "parse_space", "run_search", "search"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gcsearch.search' has no attribute {name!r}")

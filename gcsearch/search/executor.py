@@ -1,0 +1,224 @@
+"""Ray execution of trials: a local Ray by default, ``--address`` to join a cluster.
+
+The only module of gcsearch that imports ``ray``. Each job is a Ray task holding exactly the
+resources of one trial (``num_cpus=cpus_per_trial``, ``num_gpus=gpus_per_trial``, fractions
+allowed), so Ray's scheduler decides how many run at once on each node. A worker that dies
+(SIGKILL, OOM killer, lost node) has its task retried by Ray (``max_retries``); an exception
+inside a trial is not retried (``retry_exceptions=False``): ``run_job`` turns it into a failed
+row. The successive-halving rungs live in one Ray actor that every trial's per-epoch callback
+asks whether to go on.
+
+Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short
+enough for Unix socket names (Ray's socket paths must stay under ~107 bytes), else under a
+short ``/tmp/gcsearch-ray-<uid>-<hash>`` that the run directory's ``ray`` link points to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
+
+from gcsearch.errors import UserError
+from gcsearch.search.fidelity import RungTable
+from gcsearch.search.trial import Job, run_job
+
+#: Longest ``_temp_dir`` we hand Ray: its session dir (~45 chars) and socket names must fit
+#: in the 107-byte limit of a Unix socket path.
+MAX_TEMP_DIR = 40
+
+
+def short_temp_dir(run_dir: Path) -> Path:
+    """``<run_dir>/ray`` if short enough for Ray's socket paths, else a short /tmp path
+    (linked from ``<run_dir>/ray``)."""
+    wanted = run_dir.resolve() / "ray"
+    if len(str(wanted)) <= MAX_TEMP_DIR:
+        wanted.mkdir(parents=True, exist_ok=True)
+        return wanted
+    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]
+    short = Path("/tmp") / f"gcsearch-ray-{os.getuid()}-{digest}"
+    short.mkdir(parents=True, exist_ok=True)
+    link = run_dir / "ray"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(short, target_is_directory=True)
+    return short
+
+
+class RungActor:
+    """The rung table behind a Ray actor: one shared record of every trial's rung figures."""
+
+    def __init__(self, rungs: Sequence[int], eta: int) -> None:
+        self.table = RungTable(tuple(rungs), eta)
+
+    def report(self, key: str, epoch: int, vector: Sequence[float], protected: bool) -> bool:
+        return self.table.report(key, epoch, vector, protected)
+
+    def preload(self, entries: Iterable[tuple[int, str, Sequence[float], bool]]) -> int:
+        n = 0
+        for epoch, key, vector, protected in entries:
+            self.table.entries.setdefault(epoch, {})[key] = tuple(vector)
+            if protected:
+                self.table.anchors.add(key)
+            n += 1
+        return n
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return list(self.table.decisions)
+
+
+def _trial_task(job: Job, coordinator: Any) -> dict[str, Any]:
+    """Body of the Ray task: ``run_job`` with the rung callback and Ray's view of the node."""
+    from gcsearch.search.fidelity import rung_vector
+
+    ctx = ray.get_runtime_context()
+
+    def stop_check(epoch: int, metrics: dict[str, float]) -> bool:
+        if coordinator is None:
+            return False
+        vector = rung_vector(job.objectives, metrics)
+        return bool(ray.get(coordinator.report.remote(job.key, epoch, vector, job.protected)))
+
+    gpu_ids = ray.get_gpu_ids()
+    if job.device == "auto":
+        # Ray 2.x leaves CUDA_VISIBLE_DEVICES alone for a task given no GPU, so "a GPU is
+        # visible" is not "this trial holds one": decide from what Ray assigned.
+        job = dataclasses.replace(job, device="cuda" if gpu_ids else "cpu")
+    out = run_job(job, stop_check)
+    env = out.setdefault("env", {})
+    env["node"] = ctx.get_node_id()[:12]
+    env["ip"] = ray.util.get_node_ip_address()
+    env["ray_worker"] = ctx.get_worker_id()[:12]
+    if gpu_ids:
+        env["ray_gpus"] = [str(g) for g in gpu_ids]
+    return out
+
+
+def _failed(job: Job, reason: str) -> dict[str, Any]:
+    return {"candidate_id": job.candidate_id, "seed": job.seed, "status": "failed",
+            "reason": reason, "top1": None, "epochs": 0, "history": [], "env": {}}
+
+
+class RayExecutor:
+    """Runs ``Job``s as Ray tasks; the driver submits, waits and cancels through it.
+
+    Example::
+
+        ex = RayExecutor(Path("runs/x"), parallel=2)
+        ex.submit(job); done = ex.wait(1.0); ex.shutdown()
+    """
+
+    def __init__(self, run_dir: Path, *, address: str | None = None, parallel: int | None = 2,
+                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                 rungs: Sequence[int] = (), eta: int = 3, max_retries: int = 3,
+                 preload: Iterable[tuple[int, str, Sequence[float], bool]] = ()) -> None:
+        self.run_dir = Path(run_dir)
+        self.address = address
+        self.started_ray = False
+        if not ray.is_initialized():
+            if address:
+                try:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                except (ConnectionError, ValueError, RuntimeError) as exc:
+                    raise UserError(f"--address {address}: cannot join the Ray cluster "
+                                    f"({type(exc).__name__}: {str(exc)[:200]})") from None
+            else:
+                ray.init(
+                    num_cpus=max(1, math.ceil((parallel or 1) * cpus_per_trial)),
+                    include_dashboard=False,
+                    _temp_dir=str(short_temp_dir(self.run_dir)),
+                    object_store_memory=256 * 1024**2,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            self.started_ray = True
+        if gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
+            raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has "
+                            f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
+        if parallel is None:  # as many trials as the cluster holds at once
+            res = ray.cluster_resources()
+            parallel = int(res.get("CPU", 1) // cpus_per_trial) if cpus_per_trial else 1
+            if gpus_per_trial:
+                parallel = min(parallel, int(res.get("GPU", 0) // gpus_per_trial))
+        self.parallel = max(1, parallel)
+        self._remote = ray.remote(_trial_task).options(
+            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
+            retry_exceptions=False)
+        self.coordinator = None
+        if rungs:
+            actor = ray.remote(RungActor).options(num_cpus=0, max_restarts=-1,
+                                                  max_task_retries=-1)
+            self.coordinator = actor.remote(tuple(rungs), eta)
+            loaded = list(preload)
+            if loaded:
+                ray.get(self.coordinator.preload.remote(loaded))
+        self._refs: dict[Any, tuple[Job, float]] = {}
+
+    # -------------------------------------------------------------------- work
+    def submit(self, job: Job) -> None:
+        self._refs[self._remote.remote(job, self.coordinator)] = (job, time.time())
+
+    def in_flight(self) -> list[Job]:
+        return [job for job, _ in self._refs.values()]
+
+    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+        """Results of the jobs that finished within ``timeout`` seconds (maybe none)."""
+        if not self._refs:
+            time.sleep(min(timeout, 0.05))
+            return []
+        ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        if ready:  # collect everything else already done as well
+            ready, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
+        out = []
+        for ref in ready:
+            job, _ = self._refs.pop(ref)
+            try:
+                result = ray.get(ref)
+            except TaskCancelledError:
+                result = _failed(job, "interrupted")
+            except RayTaskError as exc:  # an error outside run_job's own guard
+                result = _failed(job, f"{type(exc.cause).__name__}: {str(exc.cause)[:300]}")
+            except (GetTimeoutError, ray.exceptions.RayError) as exc:
+                result = _failed(job, f"worker lost: {type(exc).__name__} (after retries)")
+            out.append((job, result))
+        return out
+
+    def cancel_all(self) -> None:
+        """Stop every job in flight (force-kills their workers)."""
+        for ref in list(self._refs):
+            with contextlib.suppress(Exception):  # already finished or gone
+                ray.cancel(ref, force=True)
+        self._refs.clear()
+
+    def rung_decisions(self) -> list[dict[str, Any]]:
+        if self.coordinator is None:
+            return []
+        return list(ray.get(self.coordinator.decisions.remote()))
+
+    def describe(self) -> dict[str, Any]:
+        """Nodes and resources of the Ray cluster (for the run record)."""
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return {"address": self.address or "local", "nodes": len(nodes),
+                "resources": {k: v for k, v in ray.cluster_resources().items()
+                              if k in ("CPU", "GPU", "memory")},
+                "ray": ray.__version__}
+
+    def shutdown(self) -> None:
+        self.cancel_all()
+        if self.coordinator is not None:
+            ray.kill(self.coordinator)
+            self.coordinator = None
+        if self.started_ray:
+            ray.shutdown()
+            self.started_ray = False
+
+
+__all__ = ["RayExecutor", "RungActor", "short_temp_dir"]

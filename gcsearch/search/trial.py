@@ -1,0 +1,136 @@
+"""One unit of work: train one candidate under one seed, wherever it runs.
+
+A ``Job`` is plain data (picklable, no torch), so Ray can ship and retry it; ``run_job`` is the
+pure function ``(candidate, task, budget, seed, device) -> TrialResult`` plus what the search
+needs around it: the candidate's cost (counted before training, for the rungs), the fixed
+number of torch threads, the device, and where it ran. It knows nothing of Optuna or Ray: the
+executor passes ``stop_check``, the bridge to the successive-halving rungs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import signal
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcsearch.result import TrialResult
+from gcsearch.spec import Candidate
+
+#: ``stop_check(epoch, metrics) -> stop?``; metrics hold top1, loss and the cost fields.
+StopCheck = Callable[[int, dict[str, float]], bool]
+
+#: Budget overrides of ``--smoke``: a handful of images for a couple of epochs (tests, CI).
+SMOKE_BUDGET = {"epochs": 2, "train_images": 256, "val_images": 128, "batch_size": 64}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (candidate, seed) training run as the driver hands it to an executor."""
+
+    trial: int
+    candidate: Mapping[str, Any]
+    seed: int
+    task: str = "synthetic"
+    data: str | None = None
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    backbone: str = "resnet20"
+    min_hidden: int = 8
+    device: str = "auto"
+    threads: int = 1
+    objectives: tuple[str, ...] = ("top1:max", "macs:min", "params:min")
+    protected: bool = False
+    fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
+
+    @property
+    def candidate_id(self) -> str:
+        return str(self.candidate["id"])
+
+    @property
+    def key(self) -> str:
+        return f"{self.candidate_id}#s{self.seed}"
+
+
+def make_budget(task: Any, overrides: Mapping[str, Any]) -> Any:
+    """The task's budget (or ``Budget()``) with the space's overrides applied."""
+    from gcsearch.tasks import Budget
+
+    base = getattr(task, "budget", None)
+    base = base if isinstance(base, Budget) else Budget()
+    known = {f.name for f in dataclasses.fields(Budget)}
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if k in known})
+
+
+def _inject(job: Job, epoch: int) -> None:
+    """Test hook: kill this worker once, mid-trial (a real SIGKILL, as an OOM killer would)."""
+    if job.fault and job.fault.startswith("kill-once:") and epoch == 1:
+        marker = Path(job.fault.split(":", 1)[1])
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
+    """Train ``job``'s candidate; always returns a ``TrialResult`` dict (failures included)."""
+    start = time.perf_counter()
+    cand = Candidate.from_dict(job.candidate)
+    base = {"candidate_id": cand.id, "seed": job.seed}
+    try:
+        import torch
+
+        from gcsearch.cost import count_cost
+        from gcsearch.tasks import get_task
+        from gcsearch.tasks.train import environment, resolve_device, train
+
+        threads = max(1, int(job.threads))
+        torch.set_num_threads(threads)
+        device = resolve_device(job.device)  # auto: the GPU Ray assigned this task, if any
+        task = get_task(job.task, job.data)
+        budget = make_budget(task, job.budget)
+        if job.fault == "nan":  # test hook: a learning rate that overflows the weights
+            budget = dataclasses.replace(budget, lr=1e30)
+        # the rungs rank on cost at the task's nominal input; the stored cost is train's own
+        cost = count_cost(cand, job.backbone, tuple(task.input_shape),
+                          num_classes=task.num_classes, min_hidden=job.min_hidden)
+        costs = {k: float(v) for k, v in cost.to_dict().items()}
+
+        def callback(record: dict[str, Any]) -> bool:
+            epoch = int(record["epoch"])
+            _inject(job, epoch)
+            if stop_check is None:
+                return False
+            metrics = {**costs, "top1": float(record.get("val_top1", math.nan)),
+                       "loss": float(record.get("val_loss", math.nan))}
+            return bool(stop_check(epoch, metrics))
+
+        result = train(cand, task, budget, job.seed, device, backbone=job.backbone,
+                       threads=threads, callback=callback, min_hidden=job.min_hidden)
+        out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
+        for k, v in cost.to_dict().items():
+            if out.get(k) is None:
+                out[k] = v
+        out["env"] = {**environment(device, threads), **(out.get("env") or {}),
+                      "pid": os.getpid()}
+        if device.type == "cuda":
+            out["env"]["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    except Exception as exc:  # a failure is a row, not a crash of the search
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
+        reason = f"{type(exc).__name__}: {exc}".strip()[:400] + where
+        if "out of memory" in str(exc).lower():
+            reason = f"out of memory: {reason}"
+        out = TrialResult(**base, status="failed", reason=reason).to_dict()
+        out["env"] = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
+    out["wall_s"] = out.get("wall_s") or time.perf_counter() - start
+    out["env"]["job_wall_s"] = time.perf_counter() - start
+    return out
+
+
+__all__ = ["SMOKE_BUDGET", "Job", "StopCheck", "make_budget", "run_job"]

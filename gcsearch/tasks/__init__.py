@@ -1,0 +1,155 @@
+"""Proxy tasks behind one small interface, and the budget a trial trains under.
+
+A task has a ``name``, an ``input_shape`` (C, H, W), ``num_classes``, the ``backbone`` its
+default ``budget`` was measured with, and ``loaders(seed, budget)``: deterministic train and
+evaluation batches held in memory (the proxies are small, so no ``DataLoader`` workers). The
+training data depends on ``budget.data_seed`` only, so every candidate and every trial seed
+sees the same images; ``seed`` drives the shuffling order (and, in ``train``, the init).
+
+Example:
+    >>> task = get_task("synthetic")
+    >>> train_batches, val_batches = task.loaders(seed=0, budget=task.budget)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from gcsearch.errors import UserError
+
+if TYPE_CHECKING:
+    from gcsearch.tasks.batches import TensorBatches
+
+__all__ = ["AUGMENTS", "EVAL_SPLITS", "TASKS", "Budget", "Task", "get_task", "run_tasks"]
+
+AUGMENTS = ("none", "flip", "flip-crop")
+EVAL_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training one trial gets; each task's ``budget`` is its measured default.
+
+    ``image_size`` None keeps the task's native size (for the synthetic task it is the strip's
+    width). ``eval_split`` 'val' holds out ``val_images`` from the training split (what a search
+    ranks on); 'test' evaluates on the task's official test split (the final measure).
+    ``warmup_epochs`` ramps the learning rate linearly before the cosine decay to zero.
+    """
+
+    train_images: int = 2000
+    val_images: int = 1000
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 0.1
+    image_size: int | None = None
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    augment: str = "none"
+    data_seed: int = 0
+    eval_split: str = "val"
+
+    def __post_init__(self) -> None:
+        for name in ("train_images", "val_images", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"budget.{name}: {value!r} is not a positive integer")
+        if self.image_size is not None and (
+            isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+            or self.image_size < 4
+        ):
+            raise UserError(f"budget.image_size: {self.image_size!r} is not an integer >= 4")
+        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "warmup_epochs"):
+            if not isinstance(getattr(self, name), int | float) or getattr(self, name) < 0:
+                raise UserError(f"budget.{name}: {getattr(self, name)!r} is not a number >= 0")
+        if self.label_smoothing >= 1:
+            raise UserError(f"budget.label_smoothing: {self.label_smoothing} is not below 1")
+        if self.augment not in AUGMENTS:
+            raise UserError(f"budget.augment: {self.augment!r} (choose from {', '.join(AUGMENTS)})")
+        if self.eval_split not in EVAL_SPLITS:
+            raise UserError(
+                f"budget.eval_split: {self.eval_split!r} (choose from {', '.join(EVAL_SPLITS)})"
+            )
+
+    def replace(self, **changes: Any) -> Budget:
+        """A copy with some fields changed (None values are ignored: 'keep the default')."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            names = ", ".join(f.name for f in dataclasses.fields(self))
+            raise UserError(f"budget: unknown field {unknown[0]!r} (allowed: {names})")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
+        return cls().replace(**dict(data))
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the training loop and the search need from a proxy task."""
+
+    name: str
+    description: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    backbone: str
+    budget: Budget
+
+    def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
+        """Train batches (shuffled by ``seed``) and evaluation batches (``budget.eval_split``)."""
+        ...
+
+    def summary(self) -> str:
+        """One line on the data behind the task (sizes, source, or what is missing)."""
+        ...
+
+
+#: task name -> "module:Class"; each class takes ``data`` (a folder) or nothing.
+TASKS: dict[str, str] = {
+    "synthetic": "gcsearch.tasks.synthetic:LongRangeMatch",
+    "digits": "gcsearch.tasks.digits:Digits",
+    "fashion-mnist": "gcsearch.tasks.fashion_mnist:FashionMNIST",
+    "cifar10": "gcsearch.tasks.cifar:Cifar10",
+    "cifar100": "gcsearch.tasks.cifar:Cifar100",
+    "imagefolder": "gcsearch.tasks.imagefolder:ImageFolderTask",
+}
+#: tasks that read files (and so take ``data``)
+FILE_TASKS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+
+def get_task(name: str, data: str | None = None) -> Task:
+    """The task ``name``; ``data`` is the folder for tasks that read files."""
+    if name not in TASKS:
+        raise UserError(f"task: {name!r} is not known (choose from {', '.join(TASKS)})")
+    if data is not None and name not in FILE_TASKS:
+        raise UserError(
+            f"--data: task {name!r} reads no files (--data is for {', '.join(FILE_TASKS)})"
+        )
+    module, cls = TASKS[name].split(":")
+    factory = getattr(importlib.import_module(module), cls)
+    return factory(data=data) if name in FILE_TASKS else factory()
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    """``gcsearch tasks list``: every task with its input, classes, data and default budget."""
+    rows = [("task", "input", "classes", "backbone", "budget (images x epochs)", "data")]
+    for name in TASKS:
+        data = getattr(args, "data", None) if name in FILE_TASKS else None
+        task = get_task(name, data)
+        b = task.budget
+        shape = "x".join(map(str, task.input_shape))
+        rows.append((name, shape, str(task.num_classes), task.backbone,
+                     f"{b.train_images} x {b.epochs}", task.summary()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0

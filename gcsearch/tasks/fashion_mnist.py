@@ -1,0 +1,104 @@
+"""Fashion-MNIST (Xiao et al., 2017, https://arxiv.org/abs/1708.07747): 28x28 grey images of
+10 kinds of clothing, 60,000 for training and 10,000 for test.
+
+Read straight from the four gzipped IDX files (Debian's ``dataset-fashion-mnist`` installs
+them under /usr/share/datasets/fashion-mnist/; Debian recompressed them, so no checksum is
+checked, only the IDX headers). ``--data DIR`` points at any folder with the same files, gzipped
+or not.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gcsearch.errors import UserError
+from gcsearch.tasks import Budget
+from gcsearch.tasks.files import Arrays, ArrayTask, data_dir
+
+DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+HOW = ("install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
+       " or pass --data DIR holding the four IDX files")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not) as a uint8 array of the shape its header declares."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise UserError(f"fashion-mnist: cannot read {path} ({exc})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise UserError(f"fashion-mnist: {path} is not an unsigned-byte IDX file (bad magic)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(dims)):
+        raise UserError(
+            f"fashion-mnist: {path} holds {len(body)} bytes, its header promises {dims}"
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"fashion-mnist: {folder / (stem + '.gz')} not found ({HOW})")
+
+
+@functools.lru_cache(maxsize=4)
+def load(folder: Path) -> Arrays:
+    """Train and test images (N, 1, 28, 28) uint8 and labels, from ``folder``."""
+    tr_x, tr_y, te_x, te_y = (read_idx(_find(folder, stem)) for stem in FILES)
+    for images, labels, split in ((tr_x, tr_y, "train"), (te_x, te_y, "t10k")):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(f"fashion-mnist: {split} images {images.shape} and labels "
+                            f"{labels.shape} in {folder} do not match")
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.copy()).unsqueeze(1)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
+    return images(tr_x), labels(tr_y), images(te_x), labels(te_y)
+
+
+@dataclass
+class FashionMNIST(ArrayTask):
+    """Fashion-MNIST from IDX files; the default budget is sized for 2 CPU cores."""
+
+    data: str | None = None
+    name: str = "fashion-mnist"
+    description: str = "Fashion-MNIST 28x28 clothing, 10 classes (Debian dataset-fashion-mnist)"
+    num_classes: int = 10
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    backbone: str = "resnet8"
+    budget: Budget = field(default_factory=lambda: Budget(
+        train_images=10000, val_images=2000, epochs=4, batch_size=64, lr=0.1, warmup_epochs=0.5))
+
+    def __post_init__(self) -> None:
+        self.folder = data_dir(self.data, DEFAULT_DIR, self.name, HOW)
+
+    def arrays(self) -> Arrays:
+        return load(self.folder)
+
+    def counts(self) -> tuple[int, int | None]:
+        """From the IDX headers only (no decompression of the images)."""
+        n = []
+        for stem in (FILES[0], FILES[2]):
+            path = _find(self.folder, stem)
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+                head = f.read(8)
+            n.append(struct.unpack(">I", head[4:8])[0] if len(head) == 8 else 0)
+        return n[0], n[1]

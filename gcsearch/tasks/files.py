@@ -1,0 +1,87 @@
+"""The shared shape of every task backed by a real data set (files on disk or a package).
+
+A subclass only says how to read its arrays: uint8 images (N, C, H, W) and int labels for the
+training split and, where the data set has one, the official test split. ``ArrayTask`` turns
+them into a budget's loaders: class-balanced training and validation subsets of the training
+split drawn with ``budget.data_seed`` (disjoint, so validation images are never trained on),
+normalised with the training subset's per-channel statistics, resized when
+``budget.image_size`` asks for another side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gcsearch.errors import UserError
+from gcsearch.tasks import Budget
+from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
+
+#: (train images, train labels, test images or None, test labels or None)
+Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def data_dir(data: str | None, default: str | Path, name: str, how: str) -> Path:
+    """The folder to read: ``data`` if given (it must exist), else ``default``."""
+    if data is None:
+        return Path(default).expanduser()
+    path = Path(data).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{name}: --data {data} is not a directory ({how})")
+    return path
+
+
+@dataclass
+class ArrayTask:
+    """Base of the file-backed tasks; subclasses set the fields and implement ``arrays``."""
+
+    name: str
+    description: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    backbone: str
+    budget: Budget
+
+    def arrays(self) -> Arrays:
+        """Read the data set (cached per process by the subclass)."""
+        raise NotImplementedError
+
+    def counts(self) -> tuple[int, int | None]:
+        """Images in the training and test splits (subclasses may answer without loading)."""
+        tr_x, _, te_x, _ = self.arrays()
+        return len(tr_x), None if te_x is None else len(te_x)
+
+    def summary(self) -> str:
+        try:
+            n_train, n_test = self.counts()
+        except UserError as exc:
+            return f"MISSING: {exc}"
+        test = f" / {n_test} test" if n_test is not None else " (no test split)"
+        return f"{n_train} train{test}"
+
+    def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
+        tr_x, tr_y, te_x, te_y = self.arrays()
+        n_val = budget.val_images if budget.eval_split == "val" else 0
+        try:
+            picks = balanced_indices(tr_y, (budget.train_images, n_val), budget.data_seed)
+        except ValueError as exc:
+            raise UserError(
+                f"budget: {budget.train_images} train + {n_val} val images do not fit the "
+                f"{len(tr_y)} training images of {self.name} ({exc})"
+            ) from None
+        x_train = tr_x[picks[0]]
+        if budget.eval_split == "val":
+            x_eval, y_eval = tr_x[picks[1]], tr_y[picks[1]]
+        elif te_x is None or te_y is None:
+            raise UserError(f"eval_split: {self.name} has no test split (use val)")
+        else:
+            x_eval, y_eval = te_x, te_y
+        size = budget.image_size
+        return (
+            TensorBatches(normalise(x_train, x_train, size), tr_y[picks[0]], budget.batch_size,
+                          shuffle=True, seed=seed, augment=budget.augment),
+            TensorBatches(normalise(x_eval, x_train, size), y_eval,
+                          max(budget.batch_size, 256)),
+        )

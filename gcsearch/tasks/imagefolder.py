@@ -1,0 +1,128 @@
+"""A user's own images: one subfolder per class, read with ``torchvision.datasets.ImageFolder``.
+
+``--data DIR`` is either a folder of class subfolders (the training split; no test split), or
+holds ``train/`` and ``val/`` (or ``test/``) folders of class subfolders, the second being the
+test split. Only the images a budget picks are decoded: resized on the shorter side to
+``budget.image_size`` (default 32), centre-cropped square, kept in memory as uint8.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gcsearch.errors import UserError
+from gcsearch.tasks import Budget
+from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
+from gcsearch.tasks.files import ArrayTask, data_dir
+
+DEFAULT_SIZE = 32
+HOW = "give --data DIR: a folder of class subfolders, or one holding train/ and val/ of them"
+TEST_NAMES = ("val", "test")
+
+
+def _split_dirs(root: Path) -> tuple[Path, Path | None]:
+    if (root / "train").is_dir():
+        test = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None)
+        return root / "train", test
+    return root, None
+
+
+@functools.lru_cache(maxsize=8)
+def scan(folder: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """Class names and (path, label) samples of an ImageFolder tree."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        ds = ImageFolder(str(folder))
+    except (FileNotFoundError, OSError) as exc:
+        raise UserError(f"imagefolder: no images under {folder} ({exc}; {HOW})") from None
+    return tuple(ds.classes), tuple((p, int(t)) for p, t in ds.samples)
+
+
+@functools.lru_cache(maxsize=16)
+def decode(paths: tuple[str, ...], size: int) -> torch.Tensor:
+    """Images (N, 3, size, size) uint8: shorter side resized to ``size``, centre crop."""
+    import numpy as np
+    from PIL import Image
+
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                w, h = img.size
+                s = size / min(w, h)
+                img = img.resize((max(size, round(w * s)), max(size, round(h * s))),
+                                 Image.Resampling.BILINEAR)
+                left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
+                img = img.crop((left, top, left + size, top + size))
+                out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+        except OSError as exc:
+            raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
+    return out
+
+
+@dataclass
+class ImageFolderTask(ArrayTask):
+    """Class-subfolder images from ``data``; num_classes is the number of subfolders."""
+
+    data: str | None = None
+    name: str = "imagefolder"
+    description: str = "your images: DIR/<class>/*.jpg, optionally DIR/train + DIR/val"
+    num_classes: int = 0
+    input_shape: tuple[int, int, int] = (3, DEFAULT_SIZE, DEFAULT_SIZE)
+    backbone: str = "resnet20"
+    budget: Budget = field(default_factory=lambda: Budget(
+        train_images=1000, val_images=200, epochs=10, batch_size=64, lr=0.1,
+        warmup_epochs=1.0, augment="flip-crop"))
+
+    def __post_init__(self) -> None:
+        self.root = None if self.data is None else data_dir(self.data, "", self.name, HOW)
+        if self.root is not None:
+            self.num_classes = len(scan(_split_dirs(self.root)[0])[0])
+
+    def _samples(self, test: bool) -> tuple[tuple[str, ...], torch.Tensor]:
+        if self.root is None:
+            raise UserError(f"imagefolder: no data folder ({HOW})")
+        train_dir, test_dir = _split_dirs(self.root)
+        folder = test_dir if test else train_dir
+        if folder is None:
+            raise UserError(f"eval_split: {self.root} has no val/ or test/ folder (use val)")
+        classes, samples = scan(folder)
+        if test and classes != scan(train_dir)[0]:
+            raise UserError(f"imagefolder: classes of {folder} differ from those of {train_dir}")
+        return tuple(p for p, _ in samples), torch.tensor([t for _, t in samples])
+
+    def summary(self) -> str:
+        if self.root is None:
+            return f"needs --data DIR ({HOW})"
+        paths, _ = self._samples(False)
+        test = _split_dirs(self.root)[1]
+        tail = f" / {len(self._samples(True)[0])} test" if test else " (no test split)"
+        return f"{len(paths)} train in {self.num_classes} classes{tail}"
+
+    def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
+        size = budget.image_size or DEFAULT_SIZE
+        paths, labels = self._samples(False)
+        n_val = budget.val_images if budget.eval_split == "val" else 0
+        try:
+            picks = balanced_indices(labels, (budget.train_images, n_val), budget.data_seed)
+        except ValueError as exc:
+            raise UserError(f"budget: {budget.train_images} train + {n_val} val images do not "
+                            f"fit the {len(paths)} images of {self.root} ({exc})") from None
+        x_train = decode(tuple(paths[i] for i in picks[0].tolist()), size)
+        if budget.eval_split == "val":
+            x_eval = decode(tuple(paths[i] for i in picks[1].tolist()), size)
+            y_eval = labels[picks[1]]
+        else:
+            test_paths, y_eval = self._samples(True)
+            x_eval = decode(test_paths, size)
+        return (
+            TensorBatches(normalise(x_train, x_train), labels[picks[0]], budget.batch_size,
+                          shuffle=True, seed=seed, augment=budget.augment),
+            TensorBatches(normalise(x_eval, x_train), y_eval, max(budget.batch_size, 256)),
+        )

@@ -1,0 +1,291 @@
+"""The one training loop: ``train(candidate, task, budget, seed, device) -> TrialResult``.
+
+SGD with Nesterov momentum, a linear warmup then cosine decay to zero (set by the full budget,
+so a run stopped early follows the same curve up to where it stops), label smoothing, weight
+decay on conv/linear weights only, channels_last, and on CUDA mixed precision (bf16 where the
+GPU has it, else fp16 with a gradient scaler). The same seed on the same device and thread
+count gives the same result. A NaN/inf loss fails the trial at once; a ``callback`` that
+returns True after an epoch stops it as ``pruned``. Failures are rows, never exceptions.
+
+Example:
+    >>> result = train("gc", "synthetic", None, seed=0)
+    >>> result.top1, result.status
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gcsearch.errors import UserError
+from gcsearch.result import TrialResult
+from gcsearch.spec import Candidate
+from gcsearch.tasks import Budget, Task, get_task
+from gcsearch.tasks.batches import TensorBatches
+
+#: ``callback(record) -> stop?`` with record keys epoch, val_top1, val_loss, train_loss, seconds
+Callback = Callable[[dict[str, float]], bool]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> ``cuda`` if a GPU is visible, else ``cpu``; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device: {device!r} asked for, but no CUDA device is visible (try cpu)")
+    return dev
+
+
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """Autocast dtype for ``device``: bf16 on GPUs that have it, else fp16; None on CPU."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def environment(device: torch.device, threads: int) -> dict[str, Any]:
+    """Where and with what a trial ran."""
+    from gcsearch import __version__
+
+    env: dict[str, Any] = {
+        "host": platform.node(), "device": str(device), "threads": threads,
+        "torch": torch.__version__, "cuda": torch.version.cuda,
+        "python": platform.python_version(), "gcsearch": __version__,
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+@contextlib.contextmanager
+def _torch_settings(threads: int, device: torch.device) -> Iterator[None]:
+    """Fixed thread count (parallel trials must not fight over cores) and deterministic cuDNN,
+    restored afterwards."""
+    cudnn = torch.backends.cudnn
+    old = torch.get_num_threads(), cudnn.benchmark, cudnn.deterministic
+    torch.set_num_threads(threads)
+    if device.type == "cuda":
+        cudnn.benchmark, cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old[0])
+        cudnn.benchmark, cudnn.deterministic = old[1], old[2]
+
+
+def make_optimizer(
+    model: nn.Module, budget: Budget, steps: int, warmup: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Nesterov SGD (no decay on norms and biases) and a warmup + cosine per-step schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": budget.weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.SGD(groups, lr=budget.lr, momentum=budget.momentum,
+                          nesterov=budget.momentum > 0)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: TensorBatches, dtype: torch.dtype | None
+) -> tuple[float, float]:
+    """Top-1 (percent) and mean cross-entropy over every image of ``batches``."""
+    model.eval()
+    correct = torch.zeros((), device=batches.x.device)
+    loss = torch.zeros((), device=batches.x.device)
+    for x, y in batches:
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(x)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = len(batches.x)
+    return 100.0 * correct.item() / n, loss.item() / n
+
+
+def train(
+    candidate: Candidate | str,
+    task: Task | str,
+    budget: Budget | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    backbone: str | None = None,
+    threads: int = 1,
+    callback: Callback | None = None,
+    min_hidden: int = 8,
+    amp: bool = True,
+) -> TrialResult:
+    """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
+    (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``."""
+    from gcsearch.backbones import build_model
+    from gcsearch.cost import count_cost
+
+    start = time.perf_counter()
+    candidate = Candidate.parse(candidate) if isinstance(candidate, str) else candidate
+    task = get_task(task) if isinstance(task, str) else task
+    budget = budget or task.budget
+    backbone = backbone or task.backbone
+    dev = resolve_device(device)
+    env = {**environment(dev, threads), "task": task.name, "backbone": backbone}
+    result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
+    with _torch_settings(threads, dev):
+        train_data, eval_data = task.loaders(seed, budget)
+        cost = count_cost(candidate, backbone, train_data.shape, num_classes=task.num_classes,
+                          min_hidden=min_hidden)
+        result.params, result.macs = cost.params, cost.macs
+        result.block_params, result.block_macs = cost.block_params, cost.block_macs
+        torch.manual_seed(seed)
+        model = build_model(candidate, backbone, num_classes=task.num_classes,
+                            in_chans=train_data.shape[0], min_hidden=min_hidden)
+        model = model.to(dev, memory_format=torch.channels_last)
+        train_data.to(dev)
+        eval_data.to(dev)
+        try:
+            _fit(model, train_data, eval_data, budget, dev, amp_dtype(dev, amp), result, callback)
+        except torch.cuda.OutOfMemoryError as exc:
+            result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def _fit(
+    model: nn.Module,
+    train_data: TensorBatches,
+    eval_data: TensorBatches,
+    budget: Budget,
+    dev: torch.device,
+    dtype: torch.dtype | None,
+    result: TrialResult,
+    callback: Callback | None,
+) -> None:
+    """The epochs; fills ``result`` in place (history, top1, loss, status, timing)."""
+    per_epoch = len(train_data)
+    if per_epoch == 0:
+        raise UserError(f"budget.batch_size: {budget.batch_size} is larger than the "
+                        f"{len(train_data.x)} training images (one full batch is the minimum)")
+    opt, sched = make_optimizer(model, budget, budget.epochs * per_epoch,
+                                round(budget.warmup_epochs * per_epoch))
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
+    check_every = 1 if dev.type == "cpu" else 25  # a CUDA sync per step would cost throughput
+    images = 0
+    for epoch in range(1, budget.epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        loss_sum = torch.zeros((), device=dev)
+        for step, (x, y) in enumerate(train_data, 1):
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+                loss = F.cross_entropy(model(x), y, label_smoothing=budget.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.detach()
+            if (step % check_every == 0 or step == per_epoch) and not torch.isfinite(loss_sum):
+                result.status = "failed"
+                result.reason = (f"non-finite training loss ({loss.item()}) at epoch {epoch} "
+                                 f"step {step}")
+                return
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        result.train_s += time.perf_counter() - tick
+        images += train_data.images_per_pass
+        result.images_per_s = images / result.train_s
+        top1, val_loss = evaluate(model, eval_data, dtype)
+        record = {"epoch": epoch, "val_top1": top1, "val_loss": val_loss,
+                  "train_loss": loss_sum.item() / max(1, per_epoch),
+                  "seconds": time.perf_counter() - tick}
+        result.history.append(record)
+        result.epochs, result.top1, result.loss = epoch, top1, val_loss
+        if not math.isfinite(val_loss):
+            result.status, result.reason = "failed", f"non-finite validation loss at epoch {epoch}"
+            return
+        if callback is not None and callback(dict(record)) and epoch < budget.epochs:
+            result.status, result.reason = "pruned", f"stopped by the callback after epoch {epoch}"
+            return
+
+
+# ------------------------------------------------------------------------------ CLI
+def read_candidate(text: str) -> Candidate:
+    """A candidate id, a preset, 'none', inline JSON, or a path to a JSON spec file."""
+    path = Path(text)
+    if text.strip().startswith("{"):
+        return Candidate.from_json(text)
+    if text.endswith(".json") or path.is_file():
+        if not path.is_file():
+            raise UserError(f"candidate: no such file {text!r} (give an id, a preset, 'none' "
+                            "or a JSON file)")
+        return Candidate.from_json(path.read_text())
+    return Candidate.parse(text)
+
+
+def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
+    """The task's budget with the CLI's overrides (flags left unset keep the task's value)."""
+    keys = ("train_images", "val_images", "epochs", "batch_size", "lr", "image_size",
+            "warmup_epochs", "augment", "data_seed", "eval_split")
+    return task.budget.replace(**{k: getattr(args, k, None) for k in keys})
+
+
+def _line(r: TrialResult) -> str:
+    top1 = "-" if r.top1 is None else f"{r.top1:6.2f}"
+    extra = f"  ({r.reason})" if r.reason else ""
+    return (f"seed {r.seed}: {r.status:8s} top1 {top1} %  loss {r.loss or float('nan'):.4f}  "
+            f"epochs {r.epochs}  {r.wall_s:6.1f} s  {r.images_per_s:7.0f} img/s{extra}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``gcsearch train``: train one candidate under one or more seeds and print the result."""
+    candidate = read_candidate(args.candidate)
+    task = get_task(args.task, args.data)
+    budget = budget_from_args(task, args)
+    backbone = args.backbone or task.backbone
+    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    device = resolve_device(args.device)
+    if not args.json:
+        print(f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "
+              f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
+              f"{budget.epochs} epochs, eval on {budget.eval_split}")
+    results = []
+    for seed in seeds:
+        r = train(candidate, task, budget, seed, device, backbone=backbone, threads=args.threads,
+                  min_hidden=args.min_hidden, amp=not args.no_amp)
+        results.append(r)
+        if not args.json:
+            print(_line(r), flush=True)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+        return 0 if all(r.status != "failed" for r in results) else 1
+    r = results[0]
+    print(f"params {r.params:,} (block {r.block_params:,})  MACs {r.macs:,} "
+          f"(block {r.block_macs:,})")
+    done = [x.top1 for x in results if x.top1 is not None and x.status == "complete"]
+    if len(done) > 1:
+        print(f"top1 mean {statistics.mean(done):.2f} ± {statistics.stdev(done):.2f} "
+              f"(std over n={len(done)} seeds)")
+    if len(results) == 1:
+        print("epoch  val_top1  val_loss  train_loss  seconds")
+        for h in r.history:
+            print(f"{h['epoch']:5d}  {h['val_top1']:8.2f}  {h['val_loss']:8.4f}  "
+                  f"{h['train_loss']:10.4f}  {h['seconds']:7.1f}")
+    return 0 if all(x.status != "failed" for x in results) else 1

@@ -1,0 +1,235 @@
+"""The study driver: suggestion, samplers, dedup, records, resume, and one real search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from _search_helpers import ROOT, tiny_space, trained_per_candidate
+from optuna.trial import TrialState, create_trial
+
+from gcsearch.errors import UserError
+from gcsearch.search.local import InlineExecutor
+from gcsearch.search.space import load_space, parse_space
+from gcsearch.search.study import (
+    SearchNSGAIISampler,
+    candidate_params,
+    make_sampler,
+    objective_values,
+    open_storage,
+    search,
+    suggest_candidate,
+)
+from gcsearch.spec import Candidate
+
+
+@pytest.mark.parametrize("name", ["quick", "gcnet-paper"])
+def test_params_round_trip_every_candidate(name: str) -> None:
+    space = load_space(ROOT / "spaces" / f"{name}.toml")
+    study = optuna.create_study(directions=space.directions())
+    for cand in space.candidates():
+        study.enqueue_trial(candidate_params(space, cand))
+        trial = study.ask()
+        assert suggest_candidate(trial, space) == cand
+        study.tell(trial, [1.0] * len(space.objectives))
+
+
+def test_ratio_and_norm_are_conditional() -> None:
+    space = parse_space('[axes]\ntransform = ["1x1", "bottleneck"]\nratio = [4, 16]\n'
+                        'norm = ["none", "ln"]\npooling = ["att", "avg"]\n')
+    study = optuna.create_study(directions=space.directions(),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        cand = suggest_candidate(trial, space)
+        assert cand.block is not None
+        has = {"ratio", "norm"} & set(trial.params)
+        assert (has == {"ratio", "norm"}) == (cand.block.transform == "bottleneck")
+        seen.add(cand.id)
+        study.tell(trial, [1.0, 1.0, 1.0])
+    assert seen == {c.id for c in space.candidates()}
+
+
+def test_nsga2_ignores_reference_rows_in_search_space_and_parents() -> None:
+    space = load_space(ROOT / "spaces" / "quick.toml").with_overrides(sampler="nsga2")
+    sampler = make_sampler(space, 16)
+    assert isinstance(sampler, SearchNSGAIISampler)
+    study = optuna.create_study(directions=space.directions(), sampler=sampler)
+    study.add_trial(create_trial(values=[50.0, 1.0, 1.0], params={}, distributions={},
+                                 user_attrs={"role": "reference", "candidate_id": "none"}))
+    for i, cand in enumerate(space.candidates()[:8]):
+        study.enqueue_trial(candidate_params(space, cand))
+        trial = study.ask()
+        suggest_candidate(trial, space)
+        trial.set_user_attr("role", "search")
+        study.tell(trial, [float(i), 2.0 + i, 3.0])
+    inferred = sampler.infer_relative_search_space(study, study.trials[-1])
+    assert {"pooling", "fusion", "stages"} <= set(inferred)
+    parents = sampler.select_parent(study, 1)
+    assert parents and all(t.user_attrs.get("role") == "search" for t in parents)
+
+
+def test_objective_values_mean_over_seeds() -> None:
+    results = [{"top1": 50.0, "loss": 1.0}, {"top1": 60.0, "loss": 3.0}]
+    cost = {"macs": 10, "params": 5, "block_macs": 1, "block_params": 1}
+    assert objective_values(["top1:max", "macs:min", "loss:min"], results, cost) == [55.0, 10, 2.0]
+    assert objective_values(["top1:max"], [{"top1": None}], cost) is None
+
+
+def test_storage_choices(tmp_path: Path) -> None:
+    _, url = open_storage(tmp_path, None)
+    assert url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    journal, where = open_storage(tmp_path, str(tmp_path / "j.log"))
+    assert where.endswith("j.log") and journal is not None
+    with pytest.raises(UserError, match="allowed"):
+        open_storage(tmp_path, "study.txt")
+
+
+# ------------------------------------------------------------------------- with a real trainer
+def _study(outcome_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{outcome_dir / 'study.db'}")
+
+
+def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
+    """Random sampler over 4 candidates with n_trials=all: repeats are answered from storage."""
+    space = load_space(tiny_space(tmp_path, sampler="random"))
+    run = tmp_path / "run"
+    out = search(space, run, smoke=True, executor=InlineExecutor(parallel=1), progress=False,
+                 export=False, faults={"avg-1x1-mul@after_1x1:c4": "nan"})
+    study = _study(run)
+    trained = trained_per_candidate(study)
+    assert set(trained) == {c.id for c in space.candidates() + space.references()}
+    assert set(trained.values()) == {1}, trained  # nothing trained twice
+    attrs = study.user_attrs
+    for key in ("objectives", "space", "backbone", "task", "input_shape", "budget",
+                "gcsearch_version"):
+        assert key in attrs
+    assert attrs["objectives"] == list(space.objectives)
+    by_id = {t.user_attrs["candidate_id"]: t for t in study.trials
+             if "duplicate_of" not in t.user_attrs}
+    nan = by_id["avg-1x1-mul@after_1x1:c4"]
+    assert nan.state == TrialState.FAIL and nan.user_attrs["status"] == "failed"
+    assert "non-finite" in nan.user_attrs["reason"]
+    for cid, t in by_id.items():
+        a = t.user_attrs
+        assert Candidate.from_dict(a["candidate"]).id == cid
+        assert a["fidelity"]["max_epochs"] == 2 and len(a["results"]) == 1
+        if t.state == TrialState.COMPLETE:
+            assert a["status"] == "complete"
+            assert set(a["cost"]) == {"params", "macs", "block_params", "block_macs"}
+            assert t.values[0] == pytest.approx(a["results"][0]["top1"])
+            assert t.values[1] == a["cost"]["macs"]
+    dups = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    for d in dups:
+        original = study.trials[d.user_attrs["duplicate_of"]]
+        assert d.user_attrs["candidate_id"] == original.user_attrs["candidate_id"]
+        assert d.state == original.state and d.values == original.values
+    assert out.counts["duplicates"] == len(dups)
+    assert (run / "results.csv").is_file() and (run / "space.resolved.toml").is_file()
+    record = json.loads((run / "run.json").read_text())
+    assert record["counts"]["failed"] == 1
+
+    # resume of a finished study trains nothing
+    again = search(space, run, smoke=True, resume=True, executor=InlineExecutor(parallel=1),
+                   progress=False, export=False)
+    assert again.epochs_trained == 0
+    assert trained_per_candidate(_study(run)) == trained
+    with pytest.raises(UserError, match="already exists"):
+        search(space, run, smoke=True, executor=InlineExecutor(), progress=False)
+    other = space.with_overrides(seeds=2)
+    with pytest.raises(UserError, match="different space"):
+        search(other, run, smoke=True, resume=True, executor=InlineExecutor(), progress=False)
+
+
+def test_resume_asks_again_what_a_dead_driver_left_running(tmp_path: Path) -> None:
+    space = load_space(tiny_space(tmp_path, sampler="grid", n_trials="1", fidelity=False))
+    run = tmp_path / "run"
+    kwargs = {"smoke": True, "progress": False, "export": False}
+    first = search(space, run, executor=InlineExecutor(), **kwargs)
+    done_before = set(trained_per_candidate(_study(run)))
+    assert len(done_before) == 3 and first.epochs_trained == 3 * 2  # none, se, 1 candidate
+    # the driver "dies" while training the next grid candidate: its trial stays RUNNING
+    study = _study(run)
+    victim = space.candidates()[1]
+    study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={
+        "candidate_id": victim.id, "candidate": victim.to_dict(), "role": "search"}))
+    full = space.with_overrides(n_trials=None)
+    again = search(full, run, resume=True, executor=InlineExecutor(), **kwargs)
+    study = _study(run)
+    left = [t for t in study.trials if t.user_attrs.get("retryable")]
+    assert len(left) == 1 and left[0].state == TrialState.FAIL
+    assert left[0].user_attrs["reason"].startswith("driver died")
+    trained = trained_per_candidate(study)
+    assert set(trained.values()) == {1}  # nothing finished was trained twice
+    assert set(trained) == {c.id for c in full.candidates() + full.references()}
+    assert victim.id in trained
+    assert again.epochs_trained == (len(trained) - len(done_before)) * 2
+
+
+def test_ray_search_end_to_end(tmp_path: Path) -> None:
+    """A real local-Ray search through the CLI path: 4 trainings, 2 at a time, front exported."""
+    from gcsearch.cli import main
+
+    space = tiny_space(tmp_path, sampler="nsga2", n_trials="2")
+    run = tmp_path / "run"
+    code = main(["search", "--space", str(space), "--run-dir", str(run), "--smoke",
+                 "--parallel", "2", "--seeds", "1"])
+    assert code == 0
+    study = _study(run)
+    trained = trained_per_candidate(study)
+    assert sum(1 for t in study.trials if t.user_attrs.get("role") == "reference"
+               and "duplicate_of" not in t.user_attrs) == 2  # none + se, always
+    assert sum(trained.values()) == 4 and set(trained.values()) == {1}
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            env = t.user_attrs["env"]
+            assert env["node"] and env["device"] == "cpu" and env["threads"] == 1
+            assert math.isfinite(t.values[0])
+    assert (run / "study.db").is_file() and (run / "results.csv").is_file()
+    assert (run / "best_block.py").is_file() or all(
+        t.user_attrs["candidate_id"] == "none" for t in study.best_trials)
+
+
+@pytest.mark.parametrize("preset", ["gc", "snl"])
+def test_preset_block_equivalence_is_exact(preset: str) -> None:
+    import torch
+
+    from gcsearch.blocks import build_block
+    from gcsearch.search.study import preset_block
+
+    spec = preset_block(preset)
+    assert spec is not None
+    torch.manual_seed(0)
+    a = build_block(preset, 32)
+    torch.manual_seed(0)
+    b = build_block(spec, 32)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    x = torch.randn(2, 32, 4, 4)
+    assert torch.equal(a(x), b(x))
+    assert preset_block("se") is None and preset_block("nl-embedded") is None
+
+
+def test_same_network_is_trained_once(tmp_path: Path) -> None:
+    """r8 and r16 at c4 of ResNet-8 (32 channels) both floor to 8 hidden: one network; the gc
+    reference is att-r16ln-add itself."""
+    text = tiny_space(tmp_path, fidelity=False).read_text().replace(
+        'transform = ["1x1"]', 'transform = ["bottleneck"]\nratio = [8, 16]\nnorm = ["ln"]'
+    ).replace('pooling = ["att", "avg"]', 'pooling = ["att"]').replace(
+        'fusion = ["add", "mul"]', 'fusion = ["add"]').replace('include = ["se"]',
+                                                             'include = ["gc"]')
+    path = tmp_path / "fold.toml"
+    path.write_text(text)
+    space = load_space(path)
+    out = search(space, tmp_path / "run", smoke=True, executor=InlineExecutor(),
+                 progress=False, export=False)
+    study = _study(tmp_path / "run")
+    ids = {t.user_attrs["candidate_id"]: t for t in study.trials}
+    assert set(ids) == {"none", "gc@after_1x1:c4", "att-r8ln-add@after_1x1:c4",
+                        "att-r16ln-add@after_1x1:c4"}
+    assert out.epochs_trained == 2 * 2  # none and one network for the three others
+    assert sum("duplicate_of" in t.user_attrs for t in study.trials) == 2

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from gcsearch.errors import UserError
+from gcsearch.tasks import TASKS, Budget, get_task
+
+
+def test_budget_round_trip_and_replace() -> None:
+    b = Budget(train_images=100, epochs=2, augment="flip")
+    assert Budget.from_dict(b.to_dict()) == b
+    assert b.replace(epochs=3, lr=None).epochs == 3
+    assert b.replace(lr=None).lr == b.lr  # None keeps the value
+
+
+@pytest.mark.parametrize(
+    ("changes", "word"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"train_images": 1.5}, "train_images"),
+        ({"augment": "mixup"}, "flip-crop"),
+        ({"eval_split": "train"}, "val, test"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"lr": -1.0}, "lr"),
+        ({"image_size": 2}, "image_size"),
+    ],
+)
+def test_budget_rejects_bad_values(changes: dict[str, object], word: str) -> None:
+    with pytest.raises(UserError, match=word):
+        Budget(**changes)  # type: ignore[arg-type]
+
+
+def test_budget_unknown_field() -> None:
+    with pytest.raises(UserError, match="unknown field 'epoch'"):
+        Budget().replace(epoch=3)
+
+
+def test_get_task_errors() -> None:
+    with pytest.raises(UserError, match="synthetic"):
+        get_task("imagenet")
+    with pytest.raises(UserError, match="reads no files"):
+        get_task("synthetic", "/tmp")
+
+
+@pytest.mark.parametrize("name", ["synthetic", "digits", "fashion-mnist", "cifar10"])
+def test_task_contract(name: str) -> None:
+    task = get_task(name)
+    assert task.name == name and name in TASKS
+    assert len(task.input_shape) == 3 and task.num_classes >= 2
+    assert isinstance(task.budget, Budget)
+    assert task.summary()

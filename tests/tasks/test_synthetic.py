@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gcsearch.backbones import build_model, context_blocks, stage_modules
+from gcsearch.spec import Candidate
+from gcsearch.tasks import Budget, get_task
+from gcsearch.tasks.synthetic import end_cells, make_strips, strip_shape
+
+
+def test_strips_are_a_function_of_the_seed() -> None:
+    x1, y1 = make_strips(64, 48, seed=3)
+    x2, y2 = make_strips(64, 48, seed=3)
+    x3, _ = make_strips(64, 48, seed=4)
+    assert x1.shape == (64, *strip_shape(48)) == (64, 3, 8, 48)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(x1, x3)
+
+
+def test_labels_balanced_and_objects_only_in_end_cells() -> None:
+    x, y = make_strips(2000, 48, seed=0)
+    assert 0.45 < y.float().mean().item() < 0.55
+    left, right = end_cells(48)
+    middle = x[:, :, :, left.stop : right.start]
+    # objects are painted in pure hues (|value| up to 1); the middle holds noise only
+    assert middle.std().item() == pytest.approx(0.3, abs=0.01)
+
+
+def _columns_seen(model: torch.nn.Module, backbone: str) -> list[set[int]]:
+    """Input columns each column of the last stage's output depends on (gradient probe)."""
+    model.eval()
+    feats: dict[str, torch.Tensor] = {}
+    stage_modules(model, backbone)["c5"].register_forward_hook(
+        lambda m, i, o: feats.__setitem__("c5", o)
+    )
+    x = torch.randn(1, *strip_shape(48), requires_grad=True)
+    model(x)
+    out = feats["c5"]
+    seen = []
+    for j in range(out.shape[-1]):
+        (grad,) = torch.autograd.grad(out[..., j].sum(), x, retain_graph=True)
+        seen.append(set(grad.abs().sum(dim=(0, 1, 2)).nonzero().view(-1).tolist()))
+    return seen
+
+
+@pytest.mark.parametrize("candidate", ["none", "gc", "snl"])
+def test_receptive_field_of_resnet8_cannot_span_the_strip(candidate: str) -> None:
+    """The claim the task rests on: in ResNet-8 no unit sees both end cells, unless a
+    context block (here with non-zero weights) mixes the whole map."""
+    torch.manual_seed(0)
+    model = build_model(Candidate.parse(candidate), "resnet8", num_classes=2)
+    for _, block in context_blocks(model):
+        for p in block.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    left, right = set(end_cells(48)[0]), set(end_cells(48)[1])
+    both = [bool(cols & left) and bool(cols & right) for cols in _columns_seen(model, "resnet8")]
+    assert any(both) == (candidate != "none")
+
+
+def test_loaders_same_data_for_every_seed_order_by_seed() -> None:
+    task = get_task("synthetic")
+    budget = Budget(train_images=128, val_images=64, epochs=1, batch_size=32)
+    a, va = task.loaders(0, budget)
+    b, vb = task.loaders(0, budget)
+    c, _ = task.loaders(1, budget)
+    assert torch.equal(a.x, c.x) and torch.equal(va.x, vb.x)  # data: data_seed only
+    first = [y for _, y in a]
+    assert all(torch.equal(p, q) for p, q in zip(first, [y for _, y in b], strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(first, [y for _, y in c], strict=True))
+    assert len(a) == 4 and sum(len(y) for _, y in va) == 64
+    wide, _ = task.loaders(0, budget.replace(image_size=96))
+    assert wide.shape == (3, 16, 96)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gcsearch.cli import main
+from gcsearch.tasks import TASKS
+
+
+def test_tasks_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["task", "input", "classes"]
+    for name in TASKS:
+        assert any(line.startswith(name + " ") for line in lines), name
+    assert "3x8x48" in out and "1x8x8" in out
+
+
+def test_train_missing_data_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "none", "--task", "fashion-mnist", "--data", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "/nonexistent" in err
+
+
+def test_train_bad_candidate_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "att-r7-add", "--task", "digits"]) == 2
+    assert "ratio" in capsys.readouterr().err
+
+
+def test_train_prints_result(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "c.json"
+    spec.write_text('{"block": {"pooling": "att", "transform": "1x1", "fusion": "add"}, '
+                    '"placement": {"position": "after_add", "stages": ["c5"]}}')
+    args = ["train", str(spec), "--task", "digits", "--epochs", "1", "--train-images", "100",
+            "--val-images", "50", "--seeds", "0,1", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert rows[0]["candidate_id"] == "att-1x1-add@after_add:c5" and rows[0]["epochs"] == 1
+    assert main(["train", "gc", "--task", "digits", "--epochs", "1", "--train-images", "100",
+                 "--val-images", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: complete" in out and "val_top1" in out and "params" in out
+
+
+def test_bench_train_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "train", "--smoke", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "throughput ratio harness/bare" in out and "run 1 bare" in out

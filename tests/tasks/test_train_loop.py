@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from gcsearch.result import TrialResult
+from gcsearch.tasks import Budget, get_task
+from gcsearch.tasks.train import make_optimizer, resolve_device, train
+
+TINY = Budget(train_images=200, val_images=100, epochs=2, batch_size=50, warmup_epochs=0.5)
+
+
+def test_same_seed_same_result_on_cpu() -> None:
+    a = train("gc@after_1x1:c4c5", "digits", TINY, seed=1)
+    b = train("gc@after_1x1:c4c5", "digits", TINY, seed=1)
+    c = train("gc@after_1x1:c4c5", "digits", TINY, seed=2)
+    assert a.status == "complete" and a.epochs == 2 and len(a.history) == 2
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    assert a.top1 == b.top1 and a.loss == b.loss
+    assert [h["train_loss"] for h in a.history] != [h["train_loss"] for h in c.history]
+
+
+def test_result_fields() -> None:
+    r = train("se", get_task("digits"), TINY, seed=0, threads=1)
+    assert isinstance(r, TrialResult) and r.candidate_id == "se@after_1x1:c3c4c5"
+    assert set(r.history[0]) == {"epoch", "val_top1", "val_loss", "train_loss", "seconds"}
+    assert 0 <= r.top1 <= 100 and r.images_per_s > 0 and r.wall_s >= r.train_s > 0
+    assert r.block_params and r.block_params > 0 and r.macs and r.macs > r.block_macs > 0
+    assert r.env["backbone"] == "resnet8" and r.env["task"] == "digits"
+    assert Budget.from_dict(r.budget) == TINY
+    assert {"host", "device", "torch", "threads"} <= set(r.env) and r.env["device"] == "cpu"
+    base = train("none", "digits", TINY.replace(epochs=1), seed=0)
+    assert base.block_params == 0 and base.block_macs == 0
+    assert base.params == r.params - r.block_params
+
+
+def test_nan_loss_fails_at_once() -> None:
+    r = train("none", "digits", TINY.replace(lr=1e30, epochs=3), seed=0)
+    assert r.status == "failed" and "non-finite" in r.reason
+    assert r.epochs == 0 and r.history == []  # stopped inside the first epoch
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_callback_prunes(stop_after: int) -> None:
+    seen: list[dict[str, float]] = []
+
+    def callback(record: dict[str, float]) -> bool:
+        seen.append(record)
+        return record["epoch"] >= stop_after
+
+    r = train("snl", "digits", TINY.replace(epochs=3), seed=0, callback=callback)
+    assert r.status == "pruned" and r.epochs == stop_after == len(seen)
+    assert r.top1 == seen[-1]["val_top1"]
+
+
+def test_callback_on_last_epoch_is_complete() -> None:
+    r = train("none", "digits", TINY.replace(epochs=1), seed=0, callback=lambda rec: True)
+    assert r.status == "complete"
+
+
+def test_threads_restored() -> None:
+    before = torch.get_num_threads()
+    train("none", "digits", TINY.replace(epochs=1), seed=0, threads=2)
+    assert torch.get_num_threads() == before
+
+
+def test_schedule_warmup_then_cosine_to_zero() -> None:
+    model = torch.nn.Linear(2, 2)
+    opt, sched = make_optimizer(model, Budget(lr=0.4), steps=10, warmup=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs[1] == pytest.approx(0.4)
+    assert lrs[2] == pytest.approx(0.4) and all(a >= b for a, b in itertools.pairwise(lrs[1:]))
+    assert lrs[-1] == pytest.approx(0.4 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert opt.param_groups[1]["weight_decay"] == 0.0  # biases are not decayed
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected

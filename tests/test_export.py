@@ -1,0 +1,344 @@
+"""Export: the standalone module equals the library block, imports only torch, loads mmcv
+checkpoints, plugs into a torchvision ResNet, and the CLI picks the right trial."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState, create_trial
+from torch import nn
+
+from gcsearch.blocks import build_block
+from gcsearch.cli import main
+from gcsearch.errors import UserError
+from gcsearch.export import (
+    NL_MODES,
+    PRESET_CLASSES,
+    PRESET_SPECS,
+    export_candidate,
+    load_block,
+    render_source,
+)
+from gcsearch.result import TrialResult
+from gcsearch.spec import PRESETS, BlockSpec, Candidate, block_specs
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ROOT = Path(__file__).resolve().parents[1]
+ALL_SPECS = [s.id for s in block_specs()]
+EXPORTABLE = ALL_SPECS + list(PRESET_CLASSES)
+
+
+def randomize(module: nn.Module, seed: int) -> None:
+    """Random values in every parameter and float buffer (zero-init would hide bugs)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+        for b in module.buffers():
+            if b.dtype.is_floating_point:
+                b.copy_(torch.rand(b.shape, generator=gen) + 0.5)
+
+
+def cases(n: int, seed: int = 0) -> list[tuple[str, int, int]]:
+    """``n`` random (candidate, channels, min_hidden) draws, fixed by ``seed``."""
+    rng = random.Random(seed)
+    return [(rng.choice(EXPORTABLE), rng.choice([32, 48, 64]), rng.choice([1, 4, 8]))
+            for _ in range(n)]
+
+
+def _kwargs(cid: str, min_hidden: int) -> dict[str, Any]:
+    return {} if cid in NL_MODES else {"min_hidden": min_hidden}
+
+
+@pytest.mark.parametrize(("cid", "channels", "min_hidden"), cases(24))
+def test_exported_module_equals_library_block(cid: str, channels: int, min_hidden: int,
+                                              tmp_path: Path) -> None:
+    lib = build_block(cid, channels, min_hidden=min_hidden).eval()
+    randomize(lib, seed=channels + min_hidden)
+    path = export_candidate(cid, tmp_path / "blk.py", channels=channels, size=8)["module"]
+    exported = load_block(path, channels, **_kwargs(cid, min_hidden)).eval()
+    exported.load_state_dict(lib.state_dict(), strict=True)
+    x = torch.randn(2, channels, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), lib(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cid", EXPORTABLE)
+def test_every_exportable_block_has_the_library_state_dict(cid: str) -> None:
+    lib = build_block(cid, 64).eval()
+    randomize(lib, seed=1)
+    exported = load_block(cid, 64).eval()
+    exported.load_state_dict(lib.state_dict(), strict=True)
+    assert type(exported).__name__ == PRESET_CLASSES.get(cid, type(exported).__name__)
+    x = torch.randn(1, 64, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), lib(x), atol=1e-6, rtol=0)
+
+
+ALLOWED_IMPORTS = {"torch", "__future__"}
+
+
+@pytest.mark.parametrize("cid", ["att-r16ln-both", "avgmax-1x1-mul", "nl-concat", "se"])
+def test_exported_file_imports_only_torch(cid: str, tmp_path: Path) -> None:
+    path = export_candidate(cid, tmp_path / "blk.py")["module"]
+    tree = ast.parse(path.read_text())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add((node.module or "").split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in {"__import__",
+                                                                            "exec", "eval"}:
+            pytest.fail(f"dynamic import or exec in {path}")
+    assert modules <= ALLOWED_IMPORTS and "torch" in modules
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert len(classes) == 1
+    init = next(n for n in classes[0].body if isinstance(n, ast.FunctionDef)
+                and n.name == "__init__")
+    assert [a.arg for a in init.args.args[:2]] == ["self", "channels"]
+    assert Candidate.parse(cid).id in ast.get_docstring(tree)  # type: ignore[operator]
+
+
+def test_metadata_text_never_reaches_the_code(tmp_path: Path) -> None:
+    evil = '"""\nimport os\nos.system("echo pwned")\n"""'
+    meta = {"task": evil, "backbone": "resnet20\nimport os", "input_shape": [3, "32; import os"],
+            "accuracy": {"top1_mean": "1); import os; (", "n": 3},
+            "cost": {"params": "import os", "macs": 10}}
+    source = render_source("gc", meta=meta)
+    assert "import os" not in source and "pwned" not in source
+    tree = ast.parse(source)
+    assert all(not isinstance(n, ast.Import) or n.names[0].name == "torch" for n in tree.body)
+
+
+def test_class_name_must_be_an_identifier() -> None:
+    with pytest.raises(UserError, match="identifier"):
+        render_source("gc", class_name="Bad Name(nn.Module): pass\nclass X")
+    assert "class MyGC(nn.Module)" in render_source("gc", class_name="MyGC")
+
+
+def test_presets_keep_their_init() -> None:
+    torch.manual_seed(0)
+    for preset, (_, zero_init) in PRESET_SPECS.items():
+        block = load_block(preset, 64)
+        branch = block.channel_add_conv if hasattr(block, "channel_add_conv") \
+            else block.channel_mul_conv
+        assert bool((branch[-1].weight == 0).all()) == zero_init, preset
+    gc = load_block("gc", 64).eval()
+    x = torch.randn(2, 64, 5, 5)
+    torch.testing.assert_close(gc(x), x)  # zero last conv + add fusion: identity at init
+    nl = load_block("nl-embedded", 64).eval()
+    torch.testing.assert_close(nl(x), x)  # BN scale zero: identity at init
+
+
+def test_presets_without_a_template_are_refused_in_one_line() -> None:
+    others = [p for p in PRESETS if p not in PRESET_CLASSES]
+    for preset in others:
+        with pytest.raises(UserError, match="exportable") as err:
+            render_source(preset)
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="baseline"):
+        render_source("none")
+
+
+# ----------------------------------------------------------------------------- mmcv layout
+
+
+def mmcv_state_dict(channels: int, planes: int, pooling: str, fusions: tuple[str, ...],
+                    gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A state dict in mmcv's published ``ContextBlock`` layout (pooling_type, fusion_types)."""
+    def rnd(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    sd: dict[str, torch.Tensor] = {}
+    if pooling == "att":
+        sd["conv_mask.weight"], sd["conv_mask.bias"] = rnd(1, channels, 1, 1), rnd(1)
+    for fusion in fusions:  # Sequential(conv, LayerNorm([planes, 1, 1]), ReLU, conv)
+        pre = f"{fusion}_conv"
+        sd[f"{pre}.0.weight"], sd[f"{pre}.0.bias"] = rnd(planes, channels, 1, 1), rnd(planes)
+        sd[f"{pre}.1.weight"], sd[f"{pre}.1.bias"] = rnd(planes, 1, 1), rnd(planes, 1, 1)
+        sd[f"{pre}.3.weight"], sd[f"{pre}.3.bias"] = rnd(channels, planes, 1, 1), rnd(channels)
+    return sd
+
+
+def mmcv_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, pooling: str,
+                 fusions: tuple[str, ...]) -> torch.Tensor:
+    """mmcv's ContextBlock forward, written from its published algorithm."""
+    b, c, h, w = x.shape
+    if pooling == "att":
+        mask = torch.nn.functional.conv2d(x, sd["conv_mask.weight"], sd["conv_mask.bias"])
+        mask = mask.view(b, 1, h * w).softmax(dim=2).unsqueeze(-1)  # (B, 1, HW, 1)
+        context = torch.matmul(x.view(b, c, h * w).unsqueeze(1), mask).view(b, c, 1, 1)
+    else:
+        context = torch.nn.functional.adaptive_avg_pool2d(x, 1)
+
+    def transform(pre: str) -> torch.Tensor:
+        t = torch.nn.functional.conv2d(context, sd[f"{pre}.0.weight"], sd[f"{pre}.0.bias"])
+        t = torch.nn.functional.layer_norm(t, t.shape[1:], sd[f"{pre}.1.weight"],
+                                           sd[f"{pre}.1.bias"])
+        return torch.nn.functional.conv2d(t.relu(), sd[f"{pre}.3.weight"], sd[f"{pre}.3.bias"])
+
+    out = x
+    if "channel_mul" in fusions:
+        out = out * torch.sigmoid(transform("channel_mul_conv"))
+    if "channel_add" in fusions:
+        out = out + transform("channel_add_conv")
+    return out
+
+
+MMCV_FUSIONS = {"add": ("channel_add",), "mul": ("channel_mul",),
+                "both": ("channel_add", "channel_mul")}
+
+
+@pytest.mark.parametrize("pooling", ["att", "avg"])
+@pytest.mark.parametrize("fusion", ["add", "mul", "both"])
+@pytest.mark.parametrize(("channels", "ratio"), [(256, 16), (64, 16), (128, 4)])
+def test_mmcv_checkpoint_loads_strict(pooling: str, fusion: str, channels: int,
+                                      ratio: int) -> None:
+    gen = torch.Generator().manual_seed(channels + ratio)
+    planes = int(channels * (1.0 / ratio))  # mmcv: planes = int(in_channels * ratio)
+    sd = mmcv_state_dict(channels, planes, pooling, MMCV_FUSIONS[fusion], gen)
+    spec = BlockSpec(pooling, "bottleneck", ratio, "ln", fusion)
+    block = load_block(spec, channels, min_hidden=1).eval()
+    block.load_state_dict(sd, strict=True)
+    x = torch.randn(2, channels, 7, 6, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), mmcv_forward(sd, x, pooling, MMCV_FUSIONS[fusion]),
+                                   atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+
+def docs_recipe() -> dict[str, Any]:
+    """Execute the ``insert_blocks`` recipe exactly as docs/report-and-export.md shows it."""
+    text = (ROOT / "docs" / "report-and-export.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    code = next(b for b in blocks if "def insert_blocks" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/report-and-export.md", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("cid", ["att-r16ln-add@after_1x1:c3c4c5", "avg-r4-mul@after_add:c4",
+                                 "gc@after_add:c2c5:last", "avgmax-1x1-both@after_1x1:c5:last"])
+def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str,
+                                                                 tmp_path: Path) -> None:
+    from torchvision.models import resnet18
+
+    from gcsearch.backbones import build_model
+
+    cand = Candidate.parse(cid)
+    ours = build_model(cand, "resnet18", num_classes=10).eval()
+    for name, module in ours.named_modules():  # the blocks only: a random backbone overflows
+        if name.endswith("context_block"):
+            randomize(module, seed=len(name))
+    path = export_candidate(cand, tmp_path / "blk.py", channels=64, size=8)["module"]
+    place = cand.placement
+    theirs = docs_recipe()["insert_blocks"](resnet18(num_classes=10), load_block(path),
+                                            stages=place.stages, position=place.position,
+                                            density=place.density).eval()
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x), ours(x), atol=1e-5, rtol=1e-5)
+        plain = resnet18(num_classes=10).eval()
+        plain.load_state_dict(ours.state_dict(), strict=False)
+        assert not torch.allclose(plain(x), ours(x))  # the blocks do change the output
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_trial(study: optuna.Study, cid: str, top1s: list[float], macs: int, params: int,
+              **extra: Any) -> None:
+    cand = Candidate.parse(cid)
+    results = [TrialResult(cand.id, s, top1=t, epochs=2).to_dict() for s, t in enumerate(top1s)]
+    attrs = {"candidate": cand.to_dict(), "candidate_id": cand.id, "results": results,
+             "status": "complete", "reason": "",
+             "cost": {"params": params, "macs": macs, "block_params": params - 1000,
+                      "block_macs": macs - 100_000},
+             "fidelity": {"epochs": 2, "max_epochs": 2, "rung": 0}, **extra}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, user_attrs=attrs,
+                                 values=[float(np.mean(top1s)), macs, params]))
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A study whose front is: none (cheapest), avg-r16-mul@c4, att-r16ln-add@c4 (best)."""
+    from gcsearch.backbones import build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{run / 'study.db'}",
+                                directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("objectives", ["top1:max", "macs:min", "params:min"])
+    study.set_user_attr("backbone", "resnet8")
+    study.set_user_attr("task", "synthetic")
+    study.set_user_attr("input_shape", [3, 32, 32])
+    add_trial(study, "none", [70.0, 71.0], 100_000, 1000)
+    best = Candidate.parse("att-r16ln-add@after_1x1:c4")
+    model = build_model(best, "resnet8")
+    randomize(model.c4[0].context_block, seed=5)
+    torch.save(model.state_dict(), run / "best.pt")
+    add_trial(study, best.id, [80.0, 81.0], 120_000, 1500, weights="best.pt")
+    add_trial(study, "avg-r16-mul@after_1x1:c4", [75.0, 76.0], 110_000, 1200)
+    add_trial(study, "avg-1x1-add@after_1x1:c4", [74.0, 74.0], 130_000, 1900)  # dominated
+    return run
+
+
+def test_export_rank_1_writes_module_json_and_weights(run_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from gcsearch.backbones import build_model
+
+    out = tmp_path / "exp" / "my_block.py"
+    assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
+    source = out.read_text()
+    assert "att-r16ln-add@after_1x1:c4" in source and "80.50" in source
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert Candidate.from_dict(record["candidate"]).id == "att-r16ln-add@after_1x1:c4"
+    assert record["accuracy"]["n"] == 2 and record["source"]["trial"] == 1
+    weights = torch.load(out.with_suffix(".pt"), weights_only=True)
+    model = build_model(Candidate.parse("att-r16ln-add@after_1x1:c4"), "resnet8")
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    assert sorted(weights) == ["c4.0.context_block"]
+    block = load_block(out, 32)
+    block.load_state_dict(weights["c4.0.context_block"], strict=True)
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block.eval()(x), model.c4[0].context_block.eval()(x))
+    assert load_block(out.with_suffix(".json"), 32).state_dict().keys() == block.state_dict().keys()
+
+
+def test_export_rank_2_and_id(run_dir: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b.py"
+    assert main(["export", str(run_dir), "--rank", "2", "-o", str(out)]) == 0
+    assert "avg-r16-mul@after_1x1:c4" in out.read_text()
+    assert "saved no trained weights" in capsys.readouterr().out
+    assert main(["export", str(run_dir), "--id", "avg-1x1-add@after_1x1:c4", "-o", str(out)]) == 0
+    assert "class Avg1x1AddBlock(nn.Module)" in out.read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rank", "9"], "the front has 3 members"),
+    (["--rank", "3"], "baseline"),
+    (["--id", "att-r4-add@after_1x1:c4"], "was not evaluated"),
+    (["--id", "cbam"], "exportable"),
+])
+def test_export_errors_are_one_line(run_dir: Path, tmp_path: Path, argv: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    run = [] if argv[1] == "cbam" else [str(run_dir)]
+    assert main(["export", *run, *argv, "-o", str(tmp_path / "x.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
