@@ -51,9 +51,14 @@ NL_MODES: dict[str, tuple[bool, str, str]] = {
     "nl-concat": (True, "concat", "mean"),
 }
 PRESET_CLASSES: dict[str, str] = {
-    "gc": "GCBlock", "snl": "SNLBlock", "se": "SEBlock", "cbam-channel": "CBAMChannelBlock",
-    "nl-gaussian": "NonLocalGaussianBlock", "nl-embedded": "NonLocalEmbeddedBlock",
-    "nl-dot": "NonLocalDotBlock", "nl-concat": "NonLocalConcatBlock",
+    "gc": "GCBlock",
+    "snl": "SNLBlock",
+    "se": "SEBlock",
+    "cbam-channel": "CBAMChannelBlock",
+    "nl-gaussian": "NonLocalGaussianBlock",
+    "nl-embedded": "NonLocalEmbeddedBlock",
+    "nl-dot": "NonLocalDotBlock",
+    "nl-concat": "NonLocalConcatBlock",
 }
 _SAFE = re.compile(r"[A-Za-z0-9_.+:-]{1,48}")
 
@@ -90,10 +95,10 @@ _CTX_ARGS = '''        min_hidden: smallest bottleneck width, ``max(C // r, min_
         self.channels = channels
         self.zero_init = zero_init
 '''
-_HIDDEN = '''        if channels < {ratio}:
+_HIDDEN = """        if channels < {ratio}:
             raise ValueError(f"ratio {ratio} is larger than the {{channels}} channels it reduces")
         hidden = min(channels, max(channels // {ratio}, min_hidden))
-'''
+"""
 _POOL_INIT = {
     "att": "        self.conv_mask = nn.Conv2d(channels, 1, kernel_size=1)\n",
     "avg": "",
@@ -101,7 +106,7 @@ _POOL_INIT = {
 }
 _POOL_RESET = {
     "att": '        nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", '
-           'nonlinearity="relu")\n        nn.init.zeros_(self.conv_mask.bias)\n',
+    'nonlinearity="relu")\n        nn.init.zeros_(self.conv_mask.bias)\n',
     "avg": "",
     "avgmax": "",
 }
@@ -117,21 +122,35 @@ _POOL_FORWARD = {
         context = torch.cat([avg, top], dim=0)  # (2B, C, 1, 1): one shared MLP for both views
 """,
 }
-_POOL_WORDS = {"att": "attention pooling (softmax over H*W of a 1x1 conv)",
-               "avg": "global average pooling", "avgmax": "average and max pooling (CBAM)"}
+_POOL_WORDS = {
+    "att": "attention pooling (softmax over H*W of a 1x1 conv)",
+    "avg": "global average pooling",
+    "avgmax": "average and max pooling (CBAM)",
+}
 _LAYERS = {
     ("1x1", "none"): ["nn.Conv2d(channels, channels, kernel_size=1)"],
-    ("bottleneck", "none"): ["nn.Conv2d(channels, hidden, kernel_size=1)", "nn.ReLU()",
-                             "nn.Conv2d(hidden, channels, kernel_size=1)"],
-    ("bottleneck", "ln"): ["nn.Conv2d(channels, hidden, kernel_size=1)",
-                           "nn.LayerNorm([hidden, 1, 1])", "nn.ReLU()",
-                           "nn.Conv2d(hidden, channels, kernel_size=1)"],
+    ("bottleneck", "none"): [
+        "nn.Conv2d(channels, hidden, kernel_size=1)",
+        "nn.ReLU()",
+        "nn.Conv2d(hidden, channels, kernel_size=1)",
+    ],
+    ("bottleneck", "ln"): [
+        "nn.Conv2d(channels, hidden, kernel_size=1)",
+        "nn.LayerNorm([hidden, 1, 1])",
+        "nn.ReLU()",
+        "nn.Conv2d(hidden, channels, kernel_size=1)",
+    ],
 }
 #: fusion -> mmcv branch attributes in the order applied (mul first, as the official code).
-_BRANCHES = {"add": ("channel_add_conv",), "mul": ("channel_mul_conv",),
-             "both": ("channel_mul_conv", "channel_add_conv")}
-_APPLY = {"channel_add_conv": "out = out + t  # (B, C, H, W) + (B, C, 1, 1)",
-          "channel_mul_conv": "out = out * torch.sigmoid(t)  # channel gates"}
+_BRANCHES = {
+    "add": ("channel_add_conv",),
+    "mul": ("channel_mul_conv",),
+    "both": ("channel_mul_conv", "channel_add_conv"),
+}
+_APPLY = {
+    "channel_add_conv": "out = out + t  # (B, C, H, W) + (B, C, 1, 1)",
+    "channel_mul_conv": "out = out * torch.sigmoid(t)  # channel gates",
+}
 
 
 def _summary(first: str, detail: str) -> str:
@@ -139,14 +158,22 @@ def _summary(first: str, detail: str) -> str:
     return f"{first}\n\n{body}"
 
 
-def _context_source(spec: BlockSpec, cls: str, title: str, facts: str, version: str,
-                    zero_init: bool, min_hidden: int) -> str:
+def _context_source(
+    spec: BlockSpec,
+    cls: str,
+    title: str,
+    facts: str,
+    version: str,
+    zero_init: bool,
+    min_hidden: int,
+) -> str:
     summary = _summary(
         f"Global-context block {spec.id}.",
         f"Pooling: {_POOL_WORDS[spec.pooling]}; transform: "
         f"{'a 1x1 conv' if spec.transform == '1x1' else f'a C/{spec.ratio} bottleneck'}"
         f"{' with LayerNorm' if spec.norm == 'ln' else ''}; fusion: {spec.fusion} "
-        f"({' then '.join(_BRANCHES[spec.fusion])}).")
+        f"({' then '.join(_BRANCHES[spec.fusion])}).",
+    )
     src = _HEAD.format(title=title, facts=facts, version=version, cls=cls, summary=summary)
     src += _CTX_ARGS.format(min_hidden=int(min_hidden), zero=bool(zero_init))
     if spec.transform == "bottleneck":
@@ -157,7 +184,7 @@ def _context_source(spec: BlockSpec, cls: str, title: str, facts: str, version: 
         body = "".join(f"            {layer},\n" for layer in layers)
         src += f"        self.{branch} = nn.Sequential(\n{body}        )\n"
     src += "        self.reset_parameters()\n\n"
-    src += '    def reset_parameters(self) -> None:\n'
+    src += "    def reset_parameters(self) -> None:\n"
     src += '        """Pooling conv as mmcv (kaiming fan_in, zero bias); transforms default."""\n'
     src += _POOL_RESET[spec.pooling]
     branches = "".join(f"self.{b}, " for b in _BRANCHES[spec.fusion]).rstrip()
@@ -193,8 +220,10 @@ _NL_PAIRWISE = {
         f = torch.relu(a + p)  # (B, N, N)
 """,
 }
-_NL_NORMALIZE = {"softmax": "        attn = f.softmax(dim=-1)\n",
-                 "mean": "        attn = f / f.shape[-1]\n"}
+_NL_NORMALIZE = {
+    "softmax": "        attn = f.softmax(dim=-1)\n",
+    "mean": "        attn = f / f.shape[-1]\n",
+}
 
 
 def _nonlocal_source(preset: str, cls: str, title: str, facts: str, version: str) -> str:
@@ -202,7 +231,8 @@ def _nonlocal_source(preset: str, cls: str, title: str, facts: str, version: str
     summary = _summary(
         f"Non-local block, {preset.removeprefix('nl-')} pairwise function.",
         "Wang et al., 2018, https://arxiv.org/abs/1711.07971: z = x + BN(W_z y); the BN scale "
-        "starts at 0, so the block starts as the identity.")
+        "starts at 0, so the block starts as the identity.",
+    )
     src = _HEAD.format(title=title, facts=facts, version=version, cls=cls, summary=summary)
     src += '''    """
 
@@ -242,11 +272,14 @@ def _nonlocal_source(preset: str, cls: str, title: str, facts: str, version: str
     else:
         src += "        theta = x.flatten(2)  # (B, C, N), N = H*W\n        phi = x.flatten(2)\n"
     src += _NL_PAIRWISE[pairwise] + _NL_NORMALIZE[normalize]
-    return src + """        g = self.g(x).flatten(2).transpose(1, 2)  # (B, N, Ci)
+    return (
+        src
+        + """        g = self.g(x).flatten(2).transpose(1, 2)  # (B, N, Ci)
         y = torch.matmul(attn.to(g.dtype), g)  # (B, N, Ci)
         y = y.transpose(1, 2).reshape(b, self.inter_channels, h, w)  # (B, Ci, H, W)
         return x + self.norm(self.conv_out(y))  # (B, C, H, W)
 """
+    )
 
 
 # ----------------------------------------------------------------------------- source
@@ -266,12 +299,16 @@ def class_name_for(candidate: Candidate) -> str:
     """``GCBlock`` for presets, ``AttR16lnAddBlock`` for searchable specs."""
     if candidate.preset is not None:
         if candidate.preset not in PRESET_CLASSES:
-            raise UserError(f"preset {candidate.preset!r} has no standalone export yet "
-                            f"(exportable: any block id or {', '.join(PRESET_CLASSES)})")
+            raise UserError(
+                f"preset {candidate.preset!r} has no standalone export yet "
+                f"(exportable: any block id or {', '.join(PRESET_CLASSES)})"
+            )
         return PRESET_CLASSES[candidate.preset]
     if candidate.block is None:
-        raise UserError("the baseline 'none' has no block to export "
-                        f"(exportable: any block id or one of {', '.join(PRESETS)})")
+        raise UserError(
+            "the baseline 'none' has no block to export "
+            f"(exportable: any block id or one of {', '.join(PRESETS)})"
+        )
     b = candidate.block
     return f"{b.pooling.capitalize()}{b.transform_id.capitalize()}{b.fusion.capitalize()}Block"
 
@@ -303,8 +340,10 @@ def _facts(candidate: Candidate, meta: Mapping[str, Any]) -> str:
     p, m = _number(cost.get("params"), ",.0f"), _number(cost.get("macs"), ",.0f")
     if p and m:
         extra = ""
-        dp, dm = _number(cost.get("block_params"), "+,.0f"), _number(cost.get("block_macs"),
-                                                                      "+,.0f")
+        dp, dm = (
+            _number(cost.get("block_params"), "+,.0f"),
+            _number(cost.get("block_macs"), "+,.0f"),
+        )
         if dp and dm:
             extra = f" ({dp} params, {dm} MACs over the plain network)"
         lines.append(f"In {where} at input {shape or '?'}: {p} params, {m} MACs{extra}.")
@@ -320,13 +359,23 @@ def _facts(candidate: Candidate, meta: Mapping[str, Any]) -> str:
         lines.append(f"Measured: top-1 {mean} %{ci} over {n} seed(s) on {task}{trained}.")
     else:
         lines.append("Measured: no accuracy recorded for this export.")
-    lines.append("Weights: " + ("trained weights saved beside this file (.pt)."
-                                if meta.get("weights") else "none saved; paper init."))
+    lines.append(
+        "Weights: "
+        + (
+            "trained weights saved beside this file (.pt)."
+            if meta.get("weights")
+            else "none saved; paper init."
+        )
+    )
     return "\n".join(textwrap.fill(line, 96, subsequent_indent="  ") for line in lines)
 
 
-def render_source(candidate: Candidate | BlockSpec | str, *, class_name: str | None = None,
-                  meta: Mapping[str, Any] | None = None) -> str:
+def render_source(
+    candidate: Candidate | BlockSpec | str,
+    *,
+    class_name: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
     """The standalone module's source for ``candidate`` (validated first)."""
     cand = _as_candidate(candidate)
     cand = Candidate.from_dict(cand.to_dict())  # re-validate every field
@@ -366,8 +415,11 @@ def _block_cost(candidate: Candidate, channels: int, size: int, min_hidden: int)
     block = build_block(candidate, channels, min_hidden=min_hidden)
     with torch.no_grad():
         macs = int(block_analysis(block, (channels, size, size)).total())
-    return {"input_shape": [channels, size, size], "macs": macs,
-            "params": sum(p.numel() for p in block.parameters())}
+    return {
+        "input_shape": [channels, size, size],
+        "macs": macs,
+        "params": sum(p.numel() for p in block.parameters()),
+    }
 
 
 def _block_weights(path: Path) -> dict[str, dict[str, Any]]:
@@ -385,10 +437,16 @@ def _block_weights(path: Path) -> dict[str, dict[str, Any]]:
     return blocks
 
 
-def export_candidate(candidate: Candidate | BlockSpec | str, path: str | Path, *,
-                     channels: int = 256, size: int = 14, meta: Mapping[str, Any] | None = None,
-                     class_name: str | None = None, weights: str | Path | None = None,
-                     ) -> dict[str, Path]:
+def export_candidate(
+    candidate: Candidate | BlockSpec | str,
+    path: str | Path,
+    *,
+    channels: int = 256,
+    size: int = 14,
+    meta: Mapping[str, Any] | None = None,
+    class_name: str | None = None,
+    weights: str | Path | None = None,
+) -> dict[str, Path]:
     """Write ``path`` (the module), ``<stem>.json`` (spec + metadata) and ``<stem>.pt``.
 
     ``channels``/``size`` state the one-block cost in the docstring; ``meta`` may carry the
@@ -424,12 +482,18 @@ def export_candidate(candidate: Candidate | BlockSpec | str, path: str | Path, *
         written["weights"] = path.with_suffix(".pt")
     from gcsearch import __version__
 
-    record = {"candidate": cand.to_dict(), "class_name": class_name or class_name_for(cand),
-              "module": path.name, "gcsearch_version": __version__,
-              "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
+    record = {
+        "candidate": cand.to_dict(),
+        "class_name": class_name or class_name_for(cand),
+        "module": path.name,
+        "gcsearch_version": __version__,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **meta,
+    }
     json_path = path.with_suffix(".json")
-    json_path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n",
-                         encoding="utf-8")
+    json_path.write_text(
+        json.dumps(record, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
     written["json"] = json_path
     return written
 
@@ -444,8 +508,11 @@ def _module_class(path: Path) -> type[nn.Module]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    classes = [v for v in vars(module).values() if isinstance(v, type)
-               and issubclass(v, nn.Module) and v.__module__ == name]
+    classes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == name
+    ]
     if len(classes) != 1:
         raise UserError(f"{path} defines {len(classes)} nn.Module classes (expected one)")
     return classes[0]
@@ -457,8 +524,9 @@ def _source_class(source: str, cls: str) -> type[nn.Module]:
     return namespace[cls]
 
 
-def load_block(path_or_spec: str | Path | Candidate | BlockSpec, channels: int | None = None,
-               **kwargs: Any) -> Any:
+def load_block(
+    path_or_spec: str | Path | Candidate | BlockSpec, channels: int | None = None, **kwargs: Any
+) -> Any:
     """The exported block class, or an instance when ``channels`` is given.
 
     ``path_or_spec``: an exported ``.py`` file, its ``.json`` sidecar, a ``Candidate`` /
@@ -505,8 +573,10 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         if hit.empty:
             known = frame[frame["spec.id"] == target]
             if known.empty:
-                raise UserError(f"candidate {target} was not evaluated in this study "
-                                "(export it without RUN: gcsearch export --id ID -o FILE)")
+                raise UserError(
+                    f"candidate {target} was not evaluated in this study "
+                    "(export it without RUN: gcsearch export --id ID -o FILE)"
+                )
             hit = known.sort_values("trial").tail(1)
         row = hit.iloc[0]
     else:
@@ -514,20 +584,28 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         if front.empty:
             raise UserError("the study has no complete trial; nothing to rank yet")
         if not 1 <= args.rank <= len(front):
-            raise UserError(f"rank {args.rank}: the front has {len(front)} members "
-                            f"(choose 1..{len(front)}; 1 = best top-1 on the front)")
+            raise UserError(
+                f"rank {args.rank}: the front has {len(front)} members "
+                f"(choose 1..{len(front)}; 1 = best top-1 on the front)"
+            )
         row = front.iloc[args.rank - 1]
         if row["spec.kind"] == "baseline":
-            raise UserError(f"rank {args.rank} of the {len(front)}-member front is the baseline "
-                            "'none', which has no block; choose another --rank or an --id")
+            raise UserError(
+                f"rank {args.rank} of the {len(front)}-member front is the baseline "
+                "'none', which has no block; choose another --rank or an --id"
+            )
     cand = Candidate.parse(str(row["spec.id"]))
-    mean, half, n = report.mean_ci(report._seed_values(row))
+    mean, half, n = report.mean_ci(report.seed_values(row))
     study = frame.attrs.get("study", {})
     meta: dict[str, Any] = {
-        "accuracy": {"top1_mean": mean, "top1_ci95": half, "n": n,
-                     "epochs": row.get("fidelity.epochs"), "status": row.get("status")},
-        "cost": {k: row.get(f"cost.{k}") for k in ("params", "macs", "block_params",
-                                                     "block_macs")},
+        "accuracy": {
+            "top1_mean": mean,
+            "top1_ci95": half,
+            "n": n,
+            "epochs": row.get("fidelity.epochs"),
+            "status": row.get("status"),
+        },
+        "cost": {k: row.get(f"cost.{k}") for k in ("params", "macs", "block_params", "block_macs")},
         "source": {"run": str(args.run), "study": study.get("name"), "trial": row["trial"]},
         **{k: study[k] for k in ("backbone", "task", "input_shape") if k in study},
     }
@@ -563,14 +641,22 @@ def run_export(args: argparse.Namespace) -> int:
     cand, meta, weights = _pick(args)
     if cand.is_baseline:
         raise UserError("the baseline 'none' has no block to export; choose a candidate --id")
-    written = export_candidate(cand, args.output, channels=args.channels, size=args.size,
-                               meta=meta, class_name=args.class_name,
-                               weights=weights if weights and weights.is_file() else None)
+    written = export_candidate(
+        cand,
+        args.output,
+        channels=args.channels,
+        size=args.size,
+        meta=meta,
+        class_name=args.class_name,
+        weights=weights if weights and weights.is_file() else None,
+    )
     for path in written.values():
         print(f"wrote {path}")
     if weights is None and args.run is not None:
-        print("note: the search saved no trained weights for this trial; the module starts "
-              "from its paper's init")
+        print(
+            "note: the search saved no trained weights for this trial; the module starts "
+            "from its paper's init"
+        )
     elif weights is not None and not weights.is_file():
         print(f"note: the trial's weights file {weights} is missing; none exported")
     return 0

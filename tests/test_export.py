@@ -52,8 +52,9 @@ def randomize(module: nn.Module, seed: int) -> None:
 def cases(n: int, seed: int = 0) -> list[tuple[str, int, int]]:
     """``n`` random (candidate, channels, min_hidden) draws, fixed by ``seed``."""
     rng = random.Random(seed)
-    return [(rng.choice(EXPORTABLE), rng.choice([32, 48, 64]), rng.choice([1, 4, 8]))
-            for _ in range(n)]
+    return [
+        (rng.choice(EXPORTABLE), rng.choice([32, 48, 64]), rng.choice([1, 4, 8])) for _ in range(n)
+    ]
 
 
 def _kwargs(cid: str, min_hidden: int) -> dict[str, Any]:
@@ -61,8 +62,9 @@ def _kwargs(cid: str, min_hidden: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("cid", "channels", "min_hidden"), cases(24))
-def test_exported_module_equals_library_block(cid: str, channels: int, min_hidden: int,
-                                              tmp_path: Path) -> None:
+def test_exported_module_equals_library_block(
+    cid: str, channels: int, min_hidden: int, tmp_path: Path
+) -> None:
     lib = build_block(cid, channels, min_hidden=min_hidden).eval()
     randomize(lib, seed=channels + min_hidden)
     path = export_candidate(cid, tmp_path / "blk.py", channels=channels, size=8)["module"]
@@ -98,23 +100,31 @@ def test_exported_file_imports_only_torch(cid: str, tmp_path: Path) -> None:
             modules |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             modules.add((node.module or "").split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in {"__import__",
-                                                                            "exec", "eval"}:
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in {
+            "__import__",
+            "exec",
+            "eval",
+        }:
             pytest.fail(f"dynamic import or exec in {path}")
     assert modules <= ALLOWED_IMPORTS and "torch" in modules
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     assert len(classes) == 1
-    init = next(n for n in classes[0].body if isinstance(n, ast.FunctionDef)
-                and n.name == "__init__")
+    init = next(
+        n for n in classes[0].body if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+    )
     assert [a.arg for a in init.args.args[:2]] == ["self", "channels"]
     assert Candidate.parse(cid).id in ast.get_docstring(tree)  # type: ignore[operator]
 
 
 def test_metadata_text_never_reaches_the_code(tmp_path: Path) -> None:
     evil = '"""\nimport os\nos.system("echo pwned")\n"""'
-    meta = {"task": evil, "backbone": "resnet20\nimport os", "input_shape": [3, "32; import os"],
-            "accuracy": {"top1_mean": "1); import os; (", "n": 3},
-            "cost": {"params": "import os", "macs": 10}}
+    meta = {
+        "task": evil,
+        "backbone": "resnet20\nimport os",
+        "input_shape": [3, "32; import os"],
+        "accuracy": {"top1_mean": "1); import os; (", "n": 3},
+        "cost": {"params": "import os", "macs": 10},
+    }
     source = render_source("gc", meta=meta)
     assert "import os" not in source and "pwned" not in source
     tree = ast.parse(source)
@@ -131,8 +141,9 @@ def test_presets_keep_their_init() -> None:
     torch.manual_seed(0)
     for preset, (_, zero_init) in PRESET_SPECS.items():
         block = load_block(preset, 64)
-        branch = block.channel_add_conv if hasattr(block, "channel_add_conv") \
-            else block.channel_mul_conv
+        branch = (
+            block.channel_add_conv if hasattr(block, "channel_add_conv") else block.channel_mul_conv
+        )
         assert bool((branch[-1].weight == 0).all()) == zero_init, preset
     gc = load_block("gc", 64).eval()
     x = torch.randn(2, 64, 5, 5)
@@ -154,9 +165,11 @@ def test_presets_without_a_template_are_refused_in_one_line() -> None:
 # ----------------------------------------------------------------------------- mmcv layout
 
 
-def mmcv_state_dict(channels: int, planes: int, pooling: str, fusions: tuple[str, ...],
-                    gen: torch.Generator) -> dict[str, torch.Tensor]:
+def mmcv_state_dict(
+    channels: int, planes: int, pooling: str, fusions: tuple[str, ...], gen: torch.Generator
+) -> dict[str, torch.Tensor]:
     """A state dict in mmcv's published ``ContextBlock`` layout (pooling_type, fusion_types)."""
+
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen)
 
@@ -171,8 +184,9 @@ def mmcv_state_dict(channels: int, planes: int, pooling: str, fusions: tuple[str
     return sd
 
 
-def mmcv_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, pooling: str,
-                 fusions: tuple[str, ...]) -> torch.Tensor:
+def mmcv_forward(
+    sd: dict[str, torch.Tensor], x: torch.Tensor, pooling: str, fusions: tuple[str, ...]
+) -> torch.Tensor:
     """mmcv's ContextBlock forward, written from its published algorithm."""
     b, c, h, w = x.shape
     if pooling == "att":
@@ -184,8 +198,9 @@ def mmcv_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, pooling: str,
 
     def transform(pre: str) -> torch.Tensor:
         t = torch.nn.functional.conv2d(context, sd[f"{pre}.0.weight"], sd[f"{pre}.0.bias"])
-        t = torch.nn.functional.layer_norm(t, t.shape[1:], sd[f"{pre}.1.weight"],
-                                           sd[f"{pre}.1.bias"])
+        t = torch.nn.functional.layer_norm(
+            t, t.shape[1:], sd[f"{pre}.1.weight"], sd[f"{pre}.1.bias"]
+        )
         return torch.nn.functional.conv2d(t.relu(), sd[f"{pre}.3.weight"], sd[f"{pre}.3.bias"])
 
     out = x
@@ -196,15 +211,17 @@ def mmcv_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, pooling: str,
     return out
 
 
-MMCV_FUSIONS = {"add": ("channel_add",), "mul": ("channel_mul",),
-                "both": ("channel_add", "channel_mul")}
+MMCV_FUSIONS = {
+    "add": ("channel_add",),
+    "mul": ("channel_mul",),
+    "both": ("channel_add", "channel_mul"),
+}
 
 
 @pytest.mark.parametrize("pooling", ["att", "avg"])
 @pytest.mark.parametrize("fusion", ["add", "mul", "both"])
 @pytest.mark.parametrize(("channels", "ratio"), [(256, 16), (64, 16), (128, 4)])
-def test_mmcv_checkpoint_loads_strict(pooling: str, fusion: str, channels: int,
-                                      ratio: int) -> None:
+def test_mmcv_checkpoint_loads_strict(pooling: str, fusion: str, channels: int, ratio: int) -> None:
     gen = torch.Generator().manual_seed(channels + ratio)
     planes = int(channels * (1.0 / ratio))  # mmcv: planes = int(in_channels * ratio)
     sd = mmcv_state_dict(channels, planes, pooling, MMCV_FUSIONS[fusion], gen)
@@ -213,8 +230,9 @@ def test_mmcv_checkpoint_loads_strict(pooling: str, fusion: str, channels: int,
     block.load_state_dict(sd, strict=True)
     x = torch.randn(2, channels, 7, 6, generator=gen)
     with torch.no_grad():
-        torch.testing.assert_close(block(x), mmcv_forward(sd, x, pooling, MMCV_FUSIONS[fusion]),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            block(x), mmcv_forward(sd, x, pooling, MMCV_FUSIONS[fusion]), atol=1e-5, rtol=1e-5
+        )
 
 
 # ----------------------------------------------------------------------------- torchvision
@@ -230,10 +248,16 @@ def docs_recipe() -> dict[str, Any]:
     return namespace
 
 
-@pytest.mark.parametrize("cid", ["att-r16ln-add@after_1x1:c3c4c5", "avg-r4-mul@after_add:c4",
-                                 "gc@after_add:c2c5:last", "avgmax-1x1-both@after_1x1:c5:last"])
-def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str,
-                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cid",
+    [
+        "att-r16ln-add@after_1x1:c3c4c5",
+        "avg-r4-mul@after_add:c4",
+        "gc@after_add:c2c5:last",
+        "avgmax-1x1-both@after_1x1:c5:last",
+    ],
+)
+def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str, tmp_path: Path) -> None:
     from torchvision.models import resnet18
 
     from gcsearch.backbones import build_model
@@ -245,9 +269,13 @@ def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str,
             randomize(module, seed=len(name))
     path = export_candidate(cand, tmp_path / "blk.py", channels=64, size=8)["module"]
     place = cand.placement
-    theirs = docs_recipe()["insert_blocks"](resnet18(num_classes=10), load_block(path),
-                                            stages=place.stages, position=place.position,
-                                            density=place.density).eval()
+    theirs = docs_recipe()["insert_blocks"](
+        resnet18(num_classes=10),
+        load_block(path),
+        stages=place.stages,
+        position=place.position,
+        density=place.density,
+    ).eval()
     theirs.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -260,17 +288,33 @@ def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str,
 # ----------------------------------------------------------------------------- CLI
 
 
-def add_trial(study: optuna.Study, cid: str, top1s: list[float], macs: int, params: int,
-              **extra: Any) -> None:
+def add_trial(
+    study: optuna.Study, cid: str, top1s: list[float], macs: int, params: int, **extra: Any
+) -> None:
     cand = Candidate.parse(cid)
     results = [TrialResult(cand.id, s, top1=t, epochs=2).to_dict() for s, t in enumerate(top1s)]
-    attrs = {"candidate": cand.to_dict(), "candidate_id": cand.id, "results": results,
-             "status": "complete", "reason": "",
-             "cost": {"params": params, "macs": macs, "block_params": params - 1000,
-                      "block_macs": macs - 100_000},
-             "fidelity": {"epochs": 2, "max_epochs": 2, "rung": 0}, **extra}
-    study.add_trial(create_trial(state=TrialState.COMPLETE, user_attrs=attrs,
-                                 values=[float(np.mean(top1s)), macs, params]))
+    attrs = {
+        "candidate": cand.to_dict(),
+        "candidate_id": cand.id,
+        "results": results,
+        "status": "complete",
+        "reason": "",
+        "cost": {
+            "params": params,
+            "macs": macs,
+            "block_params": params - 1000,
+            "block_macs": macs - 100_000,
+        },
+        "fidelity": {"epochs": 2, "max_epochs": 2, "rung": 0},
+        **extra,
+    }
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            user_attrs=attrs,
+            values=[float(np.mean(top1s)), macs, params],
+        )
+    )
 
 
 @pytest.fixture
@@ -280,8 +324,11 @@ def run_dir(tmp_path: Path) -> Path:
 
     run = tmp_path / "run"
     run.mkdir()
-    study = optuna.create_study(study_name="s", storage=f"sqlite:///{run / 'study.db'}",
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name="s",
+        storage=f"sqlite:///{run / 'study.db'}",
+        directions=["maximize", "minimize", "minimize"],
+    )
     study.set_user_attr("objectives", ["top1:max", "macs:min", "params:min"])
     study.set_user_attr("backbone", "resnet8")
     study.set_user_attr("task", "synthetic")
@@ -297,8 +344,9 @@ def run_dir(tmp_path: Path) -> Path:
     return run
 
 
-def test_export_rank_1_writes_module_json_and_weights(run_dir: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_rank_1_writes_module_json_and_weights(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gcsearch.backbones import build_model
 
     out = tmp_path / "exp" / "my_block.py"
@@ -320,8 +368,9 @@ def test_export_rank_1_writes_module_json_and_weights(run_dir: Path, tmp_path: P
     assert load_block(out.with_suffix(".json"), 32).state_dict().keys() == block.state_dict().keys()
 
 
-def test_export_rank_2_and_id(run_dir: Path, tmp_path: Path,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_rank_2_and_id(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "b.py"
     assert main(["export", str(run_dir), "--rank", "2", "-o", str(out)]) == 0
     assert "avg-r16-mul@after_1x1:c4" in out.read_text()
@@ -330,14 +379,18 @@ def test_export_rank_2_and_id(run_dir: Path, tmp_path: Path,
     assert "class Avg1x1AddBlock(nn.Module)" in out.read_text()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--rank", "9"], "the front has 3 members"),
-    (["--rank", "3"], "baseline"),
-    (["--id", "att-r4-add@after_1x1:c4"], "was not evaluated"),
-    (["--id", "cbam"], "exportable"),
-])
-def test_export_errors_are_one_line(run_dir: Path, tmp_path: Path, argv: list[str], message: str,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rank", "9"], "the front has 3 members"),
+        (["--rank", "3"], "baseline"),
+        (["--id", "att-r4-add@after_1x1:c4"], "was not evaluated"),
+        (["--id", "cbam"], "exportable"),
+    ],
+)
+def test_export_errors_are_one_line(
+    run_dir: Path, tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = [] if argv[1] == "cbam" else [str(run_dir)]
     assert main(["export", *run, *argv, "-o", str(tmp_path / "x.py")]) == 2
     err = capsys.readouterr().err.strip()

@@ -23,33 +23,64 @@ from optuna.trial import TrialState, create_trial
 
 from gcsearch import report
 from gcsearch.cli import main
+from gcsearch.report.render import _display_ablation
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-_STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
-           "failed": TrialState.FAIL, "running": TrialState.RUNNING}
+_STATES = {
+    "complete": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "failed": TrialState.FAIL,
+    "running": TrialState.RUNNING,
+}
 
 
-def add_trial(study: optuna.Study, cid: str, top1s: list[float], *, status: str = "complete",
-              macs: int | None = None, params: int | None = None, duplicate_of: int | None = None,
-              epochs: int = 4, weights: str | None = None) -> None:
+def add_trial(
+    study: optuna.Study,
+    cid: str,
+    top1s: list[float],
+    *,
+    status: str = "complete",
+    macs: int | None = None,
+    params: int | None = None,
+    duplicate_of: int | None = None,
+    epochs: int = 4,
+    weights: str | None = None,
+) -> None:
     """Append one trial in the COMMON user_attrs format."""
     cand = Candidate.parse(cid)
     size = len(cand.id)  # a deterministic, id-dependent cost
     macs = macs if macs is not None else 40_000_000 + 7_919 * size * (1 + cand.id.count("c"))
     params = params if params is not None else 270_000 + 131 * size
     env = {"node": "node-1", "device": "cpu", "torch": "2.x", "time": "2026-01-01T00:00:00"}
-    results = [TrialResult(cand.id, seed, status="complete" if status == "running" else status,
-                           reason="loss is nan" if status == "failed" else "", top1=t,
-                           epochs=epochs, env=env).to_dict() for seed, t in enumerate(top1s)]
+    results = [
+        TrialResult(
+            cand.id,
+            seed,
+            status="complete" if status == "running" else status,
+            reason="loss is nan" if status == "failed" else "",
+            top1=t,
+            epochs=epochs,
+            env=env,
+        ).to_dict()
+        for seed, t in enumerate(top1s)
+    ]
     attrs: dict[str, Any] = {
-        "candidate": cand.to_dict(), "candidate_id": cand.id, "results": results,
-        "status": status, "reason": "loss is nan" if status == "failed" else "",
-        "cost": {"params": params, "macs": macs, "block_params": params - 270_000,
-                 "block_macs": macs - 40_000_000},
-        "fidelity": {"epochs": epochs, "max_epochs": 4, "rung": 0}, "env": env,
+        "candidate": cand.to_dict(),
+        "candidate_id": cand.id,
+        "results": results,
+        "status": status,
+        "reason": "loss is nan" if status == "failed" else "",
+        "cost": {
+            "params": params,
+            "macs": macs,
+            "block_params": params - 270_000,
+            "block_macs": macs - 40_000_000,
+        },
+        "fidelity": {"epochs": epochs, "max_epochs": 4, "rung": 0},
+        "env": env,
     }
     if duplicate_of is not None:
         attrs["duplicate_of"] = duplicate_of
@@ -61,20 +92,34 @@ def add_trial(study: optuna.Study, cid: str, top1s: list[float], *, status: str 
 
 
 def new_study(path: Path, name: str = "quick") -> optuna.Study:
-    study = optuna.create_study(study_name=name, storage=f"sqlite:///{path}",
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name=name,
+        storage=f"sqlite:///{path}",
+        directions=["maximize", "minimize", "minimize"],
+    )
     study.set_user_attr("objectives", ["top1:max", "macs:min", "params:min"])
-    for key, value in (("task", "synthetic"), ("backbone", "resnet20"),
-                       ("input_shape", [3, 32, 32]), ("budget", {"epochs": 4})):
+    for key, value in (
+        ("task", "synthetic"),
+        ("backbone", "resnet20"),
+        ("input_shape", [3, 32, 32]),
+        ("budget", {"epochs": 4}),
+    ):
         study.set_user_attr(key, value)
     return study
 
 
 ABLATION_ROWS = [
-    ("att-r16ln-add", 84.0), ("avg-r16ln-add", 82.0), ("avgmax-r16ln-add", 82.5),
-    ("att-r4ln-add", 84.5), ("att-1x1-add", 83.0), ("att-r16-add", 83.2),
-    ("att-r16ln-mul", 83.7), ("att-r16ln-both", 84.2), ("att-r16ln-add@after_add:c3c4c5", 83.8),
-    ("att-r16ln-add@after_1x1:c4", 83.0), ("att-r16ln-add@after_1x1:c3c4c5:last", 82.8),
+    ("att-r16ln-add", 84.0),
+    ("avg-r16ln-add", 82.0),
+    ("avgmax-r16ln-add", 82.5),
+    ("att-r4ln-add", 84.5),
+    ("att-1x1-add", 83.0),
+    ("att-r16-add", 83.2),
+    ("att-r16ln-mul", 83.7),
+    ("att-r16ln-both", 84.2),
+    ("att-r16ln-add@after_add:c3c4c5", 83.8),
+    ("att-r16ln-add@after_1x1:c4", 83.0),
+    ("att-r16ln-add@after_1x1:c3c4c5:last", 82.8),
     ("avg-r4-mul@after_add:c4", 81.0),  # differs in several axes: in no ablation table
 ]
 
@@ -114,8 +159,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def brute_front(points: list[tuple[float, ...]], senses: list[str]) -> list[int]:
     sign = [-1 if s == "max" else 1 for s in senses]
     mins = [tuple(v * s for v, s in zip(p, sign, strict=True)) for p in points]
-    return [i for i, p in enumerate(mins)
-            if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in mins)]
+    return [
+        i
+        for i, p in enumerate(mins)
+        if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in mins)
+    ]
 
 
 def brute_hv(points: list[tuple[float, ...]], senses: list[str], ref: tuple[float, ...]) -> float:
@@ -180,8 +228,9 @@ def test_mean_ci_is_the_t_interval(values: list[float]) -> None:
     from scipy import stats
 
     mean, half, n = report.mean_ci(values)
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values),
-                                 scale=stats.sem(values))
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
     assert (mean, n) == (pytest.approx(np.mean(values)), len(values))
     assert half == pytest.approx((high - low) / 2)
 
@@ -191,8 +240,9 @@ def test_mean_ci_of_one_seed_has_no_interval() -> None:
     assert (mean, n) == (80.0, 1) and math.isnan(half)
 
 
-@pytest.mark.parametrize(("a", "b"), [([84.0, 84.6, 83.9], [80.0, 80.9, 79.5, 80.2]),
-                                      ([1.0, 1.5], [0.2, 0.1, 0.4])])
+@pytest.mark.parametrize(
+    ("a", "b"), [([84.0, 84.6, 83.9], [80.0, 80.9, 79.5, 80.2]), ([1.0, 1.5], [0.2, 0.1, 0.4])]
+)
 def test_welch_diff_matches_scipy(a: list[float], b: list[float]) -> None:
     from scipy import stats
 
@@ -210,11 +260,32 @@ def test_results_frame_has_one_row_per_trial(demo_run: Path) -> None:
     assert len(frame) == 5 + len(ABLATION_ROWS) + 6
     assert frame["trial"].tolist() == sorted(frame["trial"])
     assert set(frame["status"]) == {"complete", "failed", "pruned", "running"}
-    for col in ("spec.pooling", "spec.transform", "spec.ratio", "spec.norm", "spec.fusion",
-                "spec.position", "spec.stages", "spec.density", "spec.preset", "spec.id",
-                "metric.top1_mean", "metric.top1_std", "metric.top1_n", "metric.top1.s0",
-                "cost.params", "cost.macs", "cost.block_params", "cost.block_macs",
-                "fidelity.epochs", "env.node", "env.device", "env.torch", "env.time", "reason"):
+    for col in (
+        "spec.pooling",
+        "spec.transform",
+        "spec.ratio",
+        "spec.norm",
+        "spec.fusion",
+        "spec.position",
+        "spec.stages",
+        "spec.density",
+        "spec.preset",
+        "spec.id",
+        "metric.top1_mean",
+        "metric.top1_std",
+        "metric.top1_n",
+        "metric.top1.s0",
+        "cost.params",
+        "cost.macs",
+        "cost.block_params",
+        "cost.block_macs",
+        "fidelity.epochs",
+        "env.node",
+        "env.device",
+        "env.torch",
+        "env.time",
+        "reason",
+    ):
         assert col in frame, col
     gc = frame[frame["spec.id"] == "att-r16ln-add@after_1x1:c3c4c5"].iloc[0]
     seeds = [gc[f"metric.top1.s{i}"] for i in range(3)]
@@ -233,8 +304,11 @@ def test_frame_round_trips_through_csv_and_parquet(demo_run: Path, tmp_path: Pat
         back = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
         assert list(back.columns) == list(frame.columns)
         assert back["spec.id"].tolist() == frame["spec.id"].tolist()
-        assert np.allclose(back["metric.top1_mean"].astype(float),
-                           frame["metric.top1_mean"].astype(float), equal_nan=True)
+        assert np.allclose(
+            back["metric.top1_mean"].astype(float),
+            frame["metric.top1_mean"].astype(float),
+            equal_nan=True,
+        )
 
 
 def test_candidate_rows_collapse_duplicates_to_the_original(demo_run: Path) -> None:
@@ -293,8 +367,7 @@ def test_pruned_candidates_are_listed_without_a_difference(demo_run: Path) -> No
     # a candidate that also completed appears once, with its complete row
     c4 = stages.loc["att-r16ln-add@after_1x1:c4"]
     assert c4["complete"] and c4["top1.mean"] > 80
-    assert "pruned, epoch 2/4" in report._display_ablation(rep.ablations["stages"],
-                                                           "stages").to_string()
+    assert "pruned, epoch 2/4" in _display_ablation(rep.ablations["stages"], "stages").to_string()
 
 
 def test_ablation_delta_is_welch_against_the_reference(demo_run: Path) -> None:
@@ -339,11 +412,24 @@ def test_reference_point_is_recorded_or_derived(demo_run: Path) -> None:
 # ----------------------------------------------------------------------------- CLI, rendering
 
 
-def test_report_cli_writes_markdown_with_plots(demo_run: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_cli_writes_markdown_with_plots(
+    demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     md, html_path = tmp_path / "out" / "r.md", tmp_path / "out" / "r.html"
-    code = main(["report", str(demo_run), "--md", str(md), "--html", str(html_path),
-                 "--csv", str(tmp_path / "r.csv"), "--parquet", str(tmp_path / "r.parquet")])
+    code = main(
+        [
+            "report",
+            str(demo_run),
+            "--md",
+            str(md),
+            "--html",
+            str(html_path),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            "--parquet",
+            str(tmp_path / "r.parquet"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "Pareto front" in out and "Ablation: pooling" in out and "Presets" in out
@@ -354,12 +440,13 @@ def test_report_cli_writes_markdown_with_plots(demo_run: Path, tmp_path: Path,
     for name in images:
         assert (md.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "failed" in text and "pruned" in text and "loss is nan" in text
-    assert "<img src=\"r-pareto.png\"" in html_path.read_text()
+    assert '<img src="r-pareto.png"' in html_path.read_text()
     assert (tmp_path / "r.csv").is_file() and (tmp_path / "r.parquet").is_file()
 
 
-def test_study_without_complete_trials_exits_2(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_study_without_complete_trials_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = new_study(tmp_path / "study.db")
     add_trial(study, "gc", [float("nan")], status="failed")
     add_trial(study, "se", [40.0], status="pruned", epochs=1)
@@ -369,11 +456,14 @@ def test_study_without_complete_trials_exits_2(tmp_path: Path,
 
 
 @pytest.mark.parametrize("case", ["missing", "unknown-study", "empty-dir"])
-def test_bad_targets_exit_2_with_one_line(case: str, demo_run: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    argv = {"missing": ["report", str(tmp_path / "nope")],
-            "unknown-study": ["report", str(demo_run), "--study", "other"],
-            "empty-dir": ["report", str(tmp_path)]}[case]
+def test_bad_targets_exit_2_with_one_line(
+    case: str, demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = {
+        "missing": ["report", str(tmp_path / "nope")],
+        "unknown-study": ["report", str(demo_run), "--study", "other"],
+        "empty-dir": ["report", str(tmp_path)],
+    }[case]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("gcsearch report: error:")
@@ -393,8 +483,9 @@ def test_journal_storage_is_read(tmp_path: Path) -> None:
 
     path = tmp_path / "study.journal"
     storage = JournalStorage(JournalFileBackend(str(path)))
-    study = optuna.create_study(study_name="j", storage=storage,
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name="j", storage=storage, directions=["maximize", "minimize", "minimize"]
+    )
     study.set_user_attr("objectives", ["top1:max", "macs:min", "params:min"])
     add_trial(study, "gc", [81.0, 82.0])
     frame = report.results_frame(tmp_path)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -38,7 +39,8 @@ from gcsearch.search.study import search
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_SPACE = ROOT / "spaces" / "bench-small.toml"
 
-#: The scaling/overhead space: 4 candidates + the baseline, one thread each.
+#: The scaling/overhead space: 8 candidates + the baseline and SE (an even 10 trainings, so 2
+#: parallel slots are never left with one straggler), one thread each.
 SCALING_SPACE = """
 name = "bench-scaling"
 objectives = ["top1:max", "macs:min", "params:min"]
@@ -51,7 +53,9 @@ epochs = {epochs}
 pooling = ["att", "avg"]
 transform = ["1x1"]
 fusion = ["add", "mul"]
-stages = ["c4"]
+stages = ["c4", "c5"]
+[references]
+include = ["se"]
 [search]
 sampler = "grid"
 cpus_per_trial = 1
@@ -155,7 +159,7 @@ def bench_efficiency_and_fidelity(space: Space, run_dir: Path, repeats: int,
 
 
 def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
-    """1 vs 2 parallel single-thread trials on local Ray, same 5 trainings."""
+    """1 vs 2 parallel single-thread trials on local Ray, same 10 trainings."""
     space = parse_space(SCALING_SPACE.format(epochs=epochs), "bench-scaling.toml")
     out: dict[str, Any] = {}
     for parallel in (1, 2):
@@ -173,6 +177,8 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
             # serial trials: loop time not spent inside a worker is the driver's and Ray's
             "overhead_per_trial_s": (res.loop_s - res.job_seconds) / n if parallel == 1
             else None,
+            "driver_per_trial_s": res.driver_s / n,
+            "load_average": os.getloadavg(),
             "mean_trial_s": res.job_seconds / n}
     out["speedup"] = out["p2"]["trials_per_hour"] / out["p1"]["trials_per_hour"]
     over = out["p1"]["overhead_per_trial_s"]
@@ -207,6 +213,10 @@ def run_bench_search(args: argparse.Namespace) -> int:
     t.add_row("driver + Ray overhead per trial (s)", f"{sc['p1']['overhead_per_trial_s']:.3f}")
     t.add_row("  as share of a 20 s trial (target < 2 %)",
               f"{100 * sc['overhead_share_of_20s_trial']:.2f} %")
+    t.add_row("  of which driver ask/tell/bookkeeping (s)",
+              f"{sc['p1']['driver_per_trial_s']:.3f}")
+    t.add_row("load average during the runs (1 min)",
+              f"{sc['p1']['load_average'][0]:.1f} / {sc['p2']['load_average'][0]:.1f}")
     t.add_row(f"HV fraction at 25 % ({se['budget_trials']}/{se['candidates']}), nsga2",
               _mean_sd(se["hv_fraction_nsga2"]))
     t.add_row(f"HV fraction at 25 % ({se['budget_trials']}/{se['candidates']}), random",

@@ -302,6 +302,7 @@ class Outcome:
     job_seconds: float
     epochs_trained: int
     loop_s: float = 0.0
+    driver_s: float = 0.0
     files: dict[str, Path | str] = field(default_factory=dict)
 
 
@@ -326,6 +327,7 @@ class Driver:
         self.rng = random.Random(space.search.sampler_seed)
         self.streak = 0
         self.job_seconds = 0.0
+        self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
         self.epochs_trained = 0
         for t in study.get_trials(deepcopy=False):
             if t.state.is_finished() and not t.user_attrs.get("retryable"):
@@ -551,15 +553,20 @@ class Driver:
         self._update_front()
         parallel = max(1, int(self.executor.parallel))
         while True:
+            tick = time.perf_counter()
             while self.jobs_in_flight() < parallel and self.can_ask():
                 self.ask_next()
+            self.driver_s += time.perf_counter() - tick
             if not self.running:
                 if self.waiting_dups:  # cannot happen: dups wait only on running trials
                     self.abandon("stale duplicate")
                 break
-            for job, result in self.executor.wait(0.25):
+            done = self.executor.wait(0.25)
+            tick = time.perf_counter()
+            for job, result in done:
                 self.collect(job, result)
             self.display.refresh()
+            self.driver_s += time.perf_counter() - tick
 
 
 # ------------------------------------------------------------------------------ setup
@@ -863,11 +870,13 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
             if best:
                 files["best_block"] = best
         outcome = Outcome(study, run_dir, _counts(study), time.time() - started,
-                          driver.job_seconds, driver.epochs_trained, loop_s, files)
+                          driver.job_seconds, driver.epochs_trained, loop_s, driver.driver_s,
+                          files)
         record = {"command": sys.argv, "space": space.to_dict(), "budget": budget,
                   "cluster": cluster, "versions": attrs["versions"], "counts": outcome.counts,
                   "elapsed_s": outcome.elapsed_s, "job_seconds": outcome.job_seconds,
                   "epochs_trained": outcome.epochs_trained, "loop_s": outcome.loop_s,
+                  "driver_s": outcome.driver_s,
                   "rung_decisions": decisions,
                   "storage": where, "study": name}
         (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -31,7 +31,7 @@ from torch import nn
 
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
-from gcsearch.spec import Candidate
+from gcsearch.spec import PRESETS, Candidate, paper_placement
 from gcsearch.tasks import Budget, Task, get_task
 from gcsearch.tasks.batches import TensorBatches
 
@@ -237,6 +237,8 @@ def read_candidate(text: str) -> Candidate:
             raise UserError(f"candidate: no such file {text!r} (give an id, a preset, 'none' "
                             "or a JSON file)")
         return Candidate.from_json(path.read_text())
+    if text.strip() in PRESETS:  # a bare preset goes where its paper put it (as in `flops`)
+        return Candidate(preset=text.strip(), placement=paper_placement(text.strip()))
     return Candidate.parse(text)
 
 
@@ -260,7 +262,10 @@ def run_train(args: argparse.Namespace) -> int:
     task = get_task(args.task, args.data)
     budget = budget_from_args(task, args)
     backbone = args.backbone or task.backbone
-    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    try:
+        seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        raise UserError(f"--seeds: {args.seeds!r} is not a list of integers like 0,1,2") from None
     device = resolve_device(args.device)
     if not args.json:
         print(f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "

@@ -1,0 +1,120 @@
+"""Reports of a study: the tidy results frame, the Pareto front, ablation tables and rendering.
+
+Everything starts from ``results_frame``: one flat row per Optuna trial (``spec.*``,
+``metric.*``, ``cost.*``, ``fidelity.*``, ``status``, ``env.*``), read from the study storage
+alone, so a report works offline and on an interrupted study. The Pareto front, the hypervolume
+(computed here: Optuna's helper is private) and the ablation tables in the style of GCNet's
+Table 2 (Cao et al., 2019, https://arxiv.org/abs/1904.11492) are functions of that frame;
+rich, Markdown and HTML only render it.
+
+Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch intervals),
+``pareto`` (front, hypervolume, reference point), ``tables`` (front ranking, ablations,
+presets, ``build_report``), ``render`` (rich / Markdown / HTML) and ``plots`` (matplotlib).
+
+Example::
+
+    gcsearch report runs/quick --md reports/quick.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from gcsearch.errors import UserError
+from gcsearch.report.frame import (
+    OBJECTIVE_COLUMNS,
+    RUN_STORAGE_FILES,
+    Objective,
+    frame_from_study,
+    frame_objectives,
+    load_study,
+    results_frame,
+    study_objectives,
+)
+from gcsearch.report.pareto import hypervolume, pareto_front, reference_point
+from gcsearch.report.render import render_html, render_markdown, render_terminal
+from gcsearch.report.stats import mean_ci, welch_diff
+from gcsearch.report.tables import (
+    AXES,
+    PRESET_BLOCKS,
+    Report,
+    ablation_tables,
+    build_report,
+    candidate_rows,
+    front_table,
+    preset_table,
+    seed_values,
+    stopped_rows,
+)
+
+__all__ = [
+    "AXES",
+    "OBJECTIVE_COLUMNS",
+    "PRESET_BLOCKS",
+    "RUN_STORAGE_FILES",
+    "Objective",
+    "Report",
+    "UserError",
+    "ablation_tables",
+    "build_report",
+    "candidate_rows",
+    "frame_from_study",
+    "frame_objectives",
+    "front_table",
+    "hypervolume",
+    "load_study",
+    "mean_ci",
+    "pareto_front",
+    "preset_table",
+    "reference_point",
+    "render_html",
+    "render_markdown",
+    "render_terminal",
+    "results_frame",
+    "run_report",
+    "seed_values",
+    "stopped_rows",
+    "study_objectives",
+    "welch_diff",
+    "write_frame",
+]
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str], kind: str = "csv") -> Path:
+    """Write the results frame as ``csv`` or ``parquet`` (pyarrow)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``gcsearch report``: print the tables, write the frame and the Markdown/HTML report."""
+    frame = results_frame(args.run, getattr(args, "study", None))
+    written = []
+    if getattr(args, "csv", None):
+        written.append(write_frame(frame, args.csv))
+    if getattr(args, "parquet", None):
+        written.append(write_frame(frame, args.parquet, "parquet"))
+    report = build_report(args.run, reference=getattr(args, "reference", None) or "gc", frame=frame)
+    render_terminal(report)
+    plots: dict[tuple[Path, str], dict[str, Path]] = {}
+    for option, render in (("md", render_markdown), ("html", render_html)):
+        target = getattr(args, option, None)
+        if target:
+            key = (Path(target).parent, Path(target).stem)
+            if key not in plots:  # --md r.md --html r.html share one set of plots
+                from gcsearch.report.plots import write_plots
+
+                plots[key] = write_plots(report, *key)
+            written += render(report, target, plots[key])
+    for path in dict.fromkeys(written):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,309 @@
+"""The results frame: one tidy row per Optuna trial, read from the study storage alone.
+
+Columns are prefixed by kind (``spec.*``, ``metric.*``, ``cost.*``, ``fidelity.*``, ``obj.*``,
+``env.*``), as Optuna's ``trials_dataframe`` does, so a frame filters and groups with plain
+pandas. Trials in every state are rows (running ones too), so an interrupted study reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from gcsearch.errors import UserError
+from gcsearch.report.stats import mean_ci
+from gcsearch.spec import Candidate, SpecError
+
+if TYPE_CHECKING:
+    import optuna
+
+#: Storage files a run directory may hold, in the order they are looked for.
+RUN_STORAGE_FILES = ("study.db", "study.sqlite", "study.sqlite3", "study.journal", "study.log")
+
+_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+
+#: Objective name -> frame column; other names are read from the trial's values (``obj.<name>``).
+OBJECTIVE_COLUMNS: dict[str, str] = {
+    "top1": "metric.top1_mean",
+    "macs": "cost.macs",
+    "params": "cost.params",
+    "block_macs": "cost.block_macs",
+    "block_params": "cost.block_params",
+}
+_STATE_STATUS = {
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
+
+
+def _storage_for(target: str | os.PathLike[str]) -> tuple[Any, str]:
+    """Map a run directory, a storage file or a storage URL to an Optuna storage."""
+    text = str(target)
+    if "://" in text:
+        if text.startswith("sqlite:///"):
+            db = Path(text.removeprefix("sqlite:///"))
+            if not db.is_file():
+                raise UserError(f"storage not found: {db} (from {text})")
+        return text, text
+    path = Path(text)
+    if path.is_dir():
+        found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
+        if not found:
+            raise UserError(
+                f"{path} holds no study storage (expected one of {', '.join(RUN_STORAGE_FILES)})"
+            )
+        path = found[0]
+    elif not path.is_file():
+        raise UserError(f"run directory or storage not found: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        return f"sqlite:///{path.resolve()}", str(path)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path))), str(path)
+
+
+def load_study(target: str | os.PathLike[str], study_name: str | None = None) -> optuna.Study:
+    """Open the study in a run directory, storage file or URL (read only; nothing is changed).
+
+    With no ``study_name`` the storage must hold exactly one study.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, where = _storage_for(target)
+    try:
+        storage = optuna.storages.get_storage(storage)
+        names = optuna.study.get_all_study_names(storage)
+    except Exception as exc:  # a corrupt or foreign file
+        kind = type(exc).__name__
+        raise UserError(f"cannot read a study storage from {where} ({kind})") from None
+    if not names:
+        raise UserError(f"{where} holds no study")
+    if study_name is None:
+        if len(names) > 1:
+            raise UserError(
+                f"{where} holds {len(names)} studies; choose one with --study "
+                f"({', '.join(sorted(names))})"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise UserError(f"unknown study {study_name!r} in {where} (studies: {', '.join(names)})")
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def _candidate(attrs: Mapping[str, Any]) -> Candidate | None:
+    data = attrs.get("candidate")
+    try:
+        if isinstance(data, Mapping):
+            return Candidate.from_dict(data)
+        if isinstance(attrs.get("candidate_id"), str):
+            return Candidate.parse(attrs["candidate_id"])
+    except (SpecError, TypeError, KeyError):
+        return None
+    return None
+
+
+def _spec_columns(cand: Candidate | None, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(
+        ("spec.id", "spec.kind", "spec.block", "spec.preset", *(f"spec.{f}" for f in _SPEC_FIELDS))
+    )
+    if cand is None:
+        row["spec.id"] = str(attrs.get("candidate_id", "?"))
+        row["spec.kind"] = "invalid"
+        return row
+    row["spec.id"] = cand.id
+    row["spec.block"] = cand.block_id
+    if cand.is_baseline:
+        row["spec.kind"] = "baseline"
+        row["spec.preset"] = "none"
+        return row
+    row["spec.kind"] = "preset" if cand.preset else "block"
+    row["spec.preset"] = cand.preset
+    if cand.block is not None:
+        row.update({f"spec.{k}": v for k, v in cand.block.to_dict().items()})
+    p = cand.placement
+    row.update(
+        {"spec.position": p.position, "spec.stages": "".join(p.stages), "spec.density": p.density}
+    )
+    return row
+
+
+def _metric_columns(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    tops, losses, wall = [], [], 0.0
+    for res in results:
+        top1 = res.get("top1")
+        if top1 is not None and math.isfinite(float(top1)):
+            row[f"metric.top1.s{res.get('seed')}"] = float(top1)
+            tops.append(float(top1))
+        if res.get("loss") is not None:
+            losses.append(float(res["loss"]))
+        wall += float(res.get("wall_s") or 0.0)
+    mean, half, n = mean_ci(tops)
+    row.update(
+        {
+            "metric.top1_mean": mean,
+            "metric.top1_std": float(np.std(tops, ddof=1)) if n > 1 else math.nan,
+            "metric.top1_n": n,
+            "metric.top1_ci95": half,
+            "metric.loss_mean": float(np.mean(losses)) if losses else math.nan,
+            "time.wall_s": wall,
+            "metric.seeds": ",".join(str(r.get("seed")) for r in results),
+        }
+    )
+    return row
+
+
+def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    results = [r for r in attrs.get("results") or [] if isinstance(r, Mapping)]
+    state = trial.state.name
+    row: dict[str, Any] = {
+        "trial": trial.number,
+        "state": state.lower(),
+        "status": attrs.get("status") or _STATE_STATUS.get(state, state.lower()),
+        "reason": attrs.get("reason")
+        or "; ".join(str(r["reason"]) for r in results if r.get("reason")),
+        "duplicate_of": attrs.get("duplicate_of"),
+        "role": attrs.get("role"),
+    }
+    cand = _candidate(attrs)
+    row.update(_spec_columns(cand, attrs))
+    if cand is None and row["status"] == "complete":
+        row["status"], row["reason"] = "failed", "unreadable candidate spec in storage"
+    row.update(_metric_columns(results))
+    cost = dict(attrs.get("cost") or {})
+    first = results[0] if results else {}
+    for key in ("params", "macs", "block_params", "block_macs"):
+        row[f"cost.{key}"] = cost.get(key, first.get(key))
+    fid = attrs.get("fidelity") or {}
+    for key in ("epochs", "max_epochs", "rung"):
+        row[f"fidelity.{key}"] = fid.get(key)
+    if row["fidelity.epochs"] is None and results:
+        row["fidelity.epochs"] = max(int(r.get("epochs") or 0) for r in results)
+    if trial.values is not None:
+        for name, value in zip(names, trial.values, strict=False):
+            row[f"obj.{name}"] = value
+    env = dict(attrs.get("env") or first.get("env") or {})
+    when = trial.datetime_complete or trial.datetime_start
+    env.setdefault("time", when.isoformat(timespec="seconds") if when else None)
+    for key in ("node", "device", "torch"):
+        env.setdefault(key, None)
+    row.update({f"env.{k}": v for k, v in env.items() if not isinstance(v, dict | list)})
+    row["artifact.weights"] = attrs.get("weights")
+    return row
+
+
+_INT_COLUMNS = (
+    "trial",
+    "duplicate_of",
+    "spec.ratio",
+    "metric.top1_n",
+    "cost.params",
+    "cost.macs",
+    "cost.block_params",
+    "cost.block_macs",
+    "fidelity.epochs",
+    "fidelity.max_epochs",
+    "fidelity.rung",
+)
+
+
+def frame_from_study(study: optuna.Study) -> pd.DataFrame:
+    """The results frame of an open study (see ``results_frame``)."""
+    objectives = study_objectives(study)
+    names = [o.name for o in objectives]
+    rows = [_trial_row(t, names) for t in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["trial", "status", "spec.id"])
+    for col in _INT_COLUMNS:
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").round().astype("Int64")
+    lead = [c for c in ("trial", "status", "spec.id") if c in frame]
+    rest = sorted(
+        (c for c in frame.columns if c not in lead),
+        key=lambda c: (c.split(".")[0] != "spec", c.split(".")[0], c),
+    )
+    frame = frame[lead + rest]
+    attrs = dict(study.user_attrs)
+    frame.attrs["study"] = {
+        "name": study.study_name,
+        "objectives": [f"{o.name}:{o.sense}" for o in objectives],
+        **{
+            k: attrs[k]
+            for k in (
+                "task",
+                "backbone",
+                "input_shape",
+                "budget",
+                "gcsearch_version",
+                "hv_reference",
+                "seeds",
+                "sampler",
+                "fidelity",
+                "versions",
+                "min_hidden",
+                "smoke",
+            )
+            if k in attrs
+        },
+    }
+    return frame
+
+
+def results_frame(
+    storage_or_run_dir: str | os.PathLike[str], study_name: str | None = None
+) -> pd.DataFrame:
+    """One tidy row per trial of a study; works on interrupted studies (running rows included).
+
+    Example::
+
+        frame = results_frame("runs/quick")
+        frame[frame.status == "complete"][["spec.id", "metric.top1_mean", "cost.macs"]]
+    """
+    return frame_from_study(load_study(storage_or_run_dir, study_name))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One study objective: its name, ``max`` or ``min``, and the frame column holding it."""
+
+    name: str
+    sense: str
+    column: str
+
+
+def _objective(text: str) -> Objective:
+    name, _, sense = str(text).partition(":")
+    sense = {"maximize": "max", "minimize": "min"}.get(sense, sense or "max")
+    if sense not in ("max", "min"):
+        raise UserError(f"objective {text!r}: sense must be max or min")
+    return Objective(name, sense, OBJECTIVE_COLUMNS.get(name, f"obj.{name}"))
+
+
+def study_objectives(study: optuna.Study) -> list[Objective]:
+    """The objectives recorded by the search (``study.user_attrs['objectives']``)."""
+    recorded = study.user_attrs.get("objectives")
+    if recorded:
+        return [_objective(t) for t in recorded]
+    senses = ["max" if d.name == "MAXIMIZE" else "min" for d in study.directions]
+    return [Objective(f"obj{i}", s, f"obj.obj{i}") for i, s in enumerate(senses)]
+
+
+def frame_objectives(frame: pd.DataFrame) -> list[Objective]:
+    """The objectives stored with a frame (by ``frame_from_study``); top1/macs if none."""
+    texts = frame.attrs.get("study", {}).get("objectives") or ["top1:max", "macs:min"]
+    return [_objective(t) for t in texts]

@@ -1,0 +1,299 @@
+"""Tables over the complete candidates: the ranked front and GCNet-style ablations.
+
+Ablation tables follow GCNet's Table 2 (Cao et al., 2019, https://arxiv.org/abs/1904.11492):
+for each axis, the rows that differ from a reference candidate in that axis alone, with their
+cost, mean top-1 and its interval over seeds, and the difference to the reference with its own
+interval. ``build_report`` gathers them with the front and the hypervolume into a ``Report``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gcsearch.errors import UserError
+from gcsearch.report.frame import Objective, frame_objectives, results_frame
+from gcsearch.report.pareto import hypervolume, pareto_front, reference_point
+from gcsearch.report.stats import mean_ci, welch_diff
+from gcsearch.spec import BlockSpec, Candidate
+
+#: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion).
+PRESET_BLOCKS: dict[str, str] = {
+    "gc": "att-r16ln-add",
+    "snl": "att-1x1-add",
+    "se": "avg-r16-mul",
+    "cbam-channel": "avgmax-r16-mul",
+}
+
+#: Ablation axes -> the spec fields that may change along the axis.
+AXES: dict[str, tuple[str, ...]] = {
+    "pooling": ("pooling",),
+    "transform": ("transform", "ratio"),
+    "norm": ("norm",),
+    "fusion": ("fusion",),
+    "position": ("position",),
+    "stages": ("stages",),
+    "density": ("density",),
+}
+_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+
+
+def seed_values(row: pd.Series) -> list[float]:
+    return [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and pd.notna(row[c])]
+
+
+def candidate_rows(frame: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
+    """Complete trials, one row per candidate id.
+
+    A candidate evaluated twice keeps the row with the most epochs, then the most seeds, then
+    the original over a ``duplicate_of`` copy, then the earliest trial.
+    """
+    if "status" not in frame or frame.empty:
+        return frame.iloc[0:0]
+    done = frame[(frame["status"] == "complete") & frame["metric.top1_mean"].notna()].copy()
+    for obj in objectives:
+        if obj.column in done:
+            done = done[pd.to_numeric(done[obj.column], errors="coerce").notna()]
+    done["_dup"] = done["duplicate_of"].notna()
+    done = done.sort_values(
+        ["fidelity.epochs", "metric.top1_n", "_dup", "trial"],
+        ascending=[False, False, True, True],
+        na_position="last",
+    )
+    return done.drop_duplicates("spec.id").drop(columns="_dup").sort_values("trial")
+
+
+def _objective_matrix(rows: pd.DataFrame, objectives: Sequence[Objective]) -> np.ndarray:
+    return np.column_stack([pd.to_numeric(rows[o.column]).to_numpy(float) for o in objectives])
+
+
+def front_table(rows: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
+    """The Pareto-front members of ``candidate_rows``, ranked: top-1 desc, then MACs, params.
+
+    ``rank`` 1 is what ``gcsearch export --rank 1`` exports.
+    """
+    if rows.empty:
+        return rows.assign(rank=pd.Series(dtype="Int64"))
+    idx = pareto_front(_objective_matrix(rows, objectives), [o.sense for o in objectives])
+    front = rows.iloc[idx].sort_values(
+        ["metric.top1_mean", "cost.macs", "cost.params", "spec.id"],
+        ascending=[False, True, True, True],
+    )
+    return front.assign(rank=np.arange(1, len(front) + 1))
+
+
+def _placement_key(row: pd.Series) -> str:
+    return f"{row['spec.position']}:{row['spec.stages']}:{row['spec.density']}"
+
+
+def _resolve_reference(rows: pd.DataFrame, reference: str) -> pd.Series | None:
+    """The row a ``--reference`` names: a full id, a block id or a preset (see README)."""
+    if "@" in reference or reference in ("none", "baseline"):
+        target = Candidate.parse(reference).id
+        hit = rows[rows["spec.id"] == target]
+        return hit.iloc[0] if len(hit) else None
+    block = PRESET_BLOCKS.get(reference, reference)
+    blocks = rows[(rows["spec.kind"] == "block") & (rows["spec.block"] == block)]
+    preset = rows[(rows["spec.kind"] == "preset") & (rows["spec.preset"] == reference)]
+    if len(blocks):  # prefer the preset row's placement, then the study's most common one
+        wanted = [_placement_key(r) for _, r in preset.iterrows()]
+        common = rows[rows["spec.kind"] == "block"].apply(_placement_key, axis=1).value_counts()
+        wanted += list(common.index)
+        keys = blocks.apply(_placement_key, axis=1)
+        for key in wanted:
+            if (keys == key).any():
+                return blocks[keys == key].iloc[0]
+        return blocks.iloc[0]
+    if len(preset) and reference in PRESET_BLOCKS:
+        ref = preset.iloc[0].copy()
+        for k, v in BlockSpec.parse(PRESET_BLOCKS[reference]).to_dict().items():
+            ref[f"spec.{k}"] = v
+        return ref
+    return preset.iloc[0] if len(preset) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (pd.isna(a) and pd.isna(b)) if (pd.isna(a) or pd.isna(b)) else a == b
+
+
+def _along(row: pd.Series, ref: pd.Series, axis: str) -> bool:
+    """Whether ``row`` differs from ``ref`` in ``axis`` alone (a 1x1 transform forces no norm)."""
+    free = set(AXES[axis])
+    if axis == "transform" and "1x1" in (row["spec.transform"], ref["spec.transform"]):
+        free.add("norm")
+    differs = [f for f in _SPEC_FIELDS if not _same(row[f"spec.{f}"], ref[f"spec.{f}"])]
+    return bool(differs) and set(differs) <= free
+
+
+def _value_label(row: pd.Series, axis: str) -> str:
+    if axis == "transform":
+        return "1x1" if row["spec.transform"] == "1x1" else f"r{int(row['spec.ratio'])}"
+    return str(row[f"spec.{axis}"])
+
+
+def with_stats(rows: pd.DataFrame, ref: pd.Series | None) -> pd.DataFrame:
+    """``rows`` plus ``top1.mean/ci95/n`` and ``delta.mean/ci95`` (Welch, to ``ref``)."""
+    ref_vals = seed_values(ref) if ref is not None else []
+    out = rows.copy()
+    stats = [mean_ci(seed_values(r)) for _, r in rows.iterrows()]
+    out["top1.mean"] = [s[0] for s in stats]
+    out["top1.ci95"] = [s[1] for s in stats]
+    out["top1.n"] = [s[2] for s in stats]
+    diffs = [welch_diff(seed_values(r), ref_vals) for _, r in rows.iterrows()]
+    out["delta.mean"] = [d[0] for d in diffs]
+    out["delta.ci95"] = [d[1] for d in diffs]
+    return out
+
+
+def stopped_rows(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Pruned candidates that never completed, one row each (the one trained longest)."""
+    if "status" not in frame or frame.empty:
+        return frame.iloc[0:0]
+    pruned = frame[
+        (frame["status"] == "pruned")
+        & frame["duplicate_of"].isna()
+        & ~frame["spec.id"].isin(rows["spec.id"])
+        & frame["metric.top1_mean"].notna()
+    ]
+    pruned = pruned.sort_values(["fidelity.epochs", "trial"], ascending=[False, True])
+    return pruned.drop_duplicates("spec.id").sort_values("trial")
+
+
+def ablation_tables(
+    rows: pd.DataFrame, reference: pd.Series | None, stopped: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per axis: the reference row, then rows differing from it in that axis alone.
+
+    Columns add ``value`` (the axis value), ``top1.mean``/``top1.ci95``/``top1.n`` (t-interval
+    over seeds), ``delta.mean``/``delta.ci95`` (difference to the reference, Welch interval)
+    and ``complete``. ``stopped`` (pruned candidates) rows are listed with the top-1 they had
+    when stopped and no difference: they were trained for fewer epochs.
+    """
+    if reference is None or reference["spec.kind"] == "baseline":
+        return {}
+    if stopped is not None and len(stopped):
+        rows = pd.concat([rows, stopped], ignore_index=True)
+    blocks = rows[rows["spec.kind"] == "block"]
+    tables: dict[str, pd.DataFrame] = {}
+    for axis in AXES:
+        mask = [_along(r, reference, axis) for _, r in blocks.iterrows()]
+        others = blocks[mask] if len(blocks) else blocks
+        if others.empty:
+            continue
+        table = pd.concat([reference.to_frame().T, others], ignore_index=True)
+        table = with_stats(table, reference)
+        table["complete"] = (table["status"] == "complete").to_numpy()
+        table.loc[0, ["delta.mean", "delta.ci95"]] = math.nan
+        table.loc[~table["complete"], ["delta.mean", "delta.ci95"]] = math.nan
+        table["value"] = [_value_label(r, axis) for _, r in table.iterrows()]
+        table["is_reference"] = [i == 0 for i in range(len(table))]
+        tables[axis] = table
+    return tables
+
+
+def preset_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Baseline and preset rows with top-1 ± CI and the difference to the baseline."""
+    presets = rows[rows["spec.kind"].isin(["baseline", "preset"])]
+    base = presets[presets["spec.kind"] == "baseline"]
+    order = {
+        name: i
+        for i, name in enumerate(
+            [
+                "none",
+                "nl-embedded",
+                "nl-gaussian",
+                "nl-dot",
+                "nl-concat",
+                "snl",
+                "se",
+                "cbam-channel",
+                "gc",
+            ]
+        )
+    }
+    presets = presets.assign(_o=presets["spec.block"].map(order).fillna(99))
+    presets = presets.sort_values(["_o", "spec.id"]).drop(columns="_o")
+    table = with_stats(presets, base.iloc[0] if len(base) else None)
+    table.loc[table["spec.kind"] == "baseline", ["delta.mean", "delta.ci95"]] = math.nan
+    return table
+
+
+@dataclass
+class Report:
+    """Everything a rendering needs; built by ``build_report``."""
+
+    study: dict[str, Any]
+    where: str
+    frame: pd.DataFrame
+    objectives: list[Objective]
+    rows: pd.DataFrame
+    front: pd.DataFrame
+    reference_point: dict[str, float]
+    hv: float
+    reference: pd.Series | None
+    reference_asked: str
+    ablations: dict[str, pd.DataFrame]
+    presets: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(
+    target: str | os.PathLike[str],
+    study_name: str | None = None,
+    reference: str = "gc",
+    frame: pd.DataFrame | None = None,
+) -> Report:
+    """Load a study and compute its front, hypervolume, ablation and preset tables."""
+    frame = results_frame(target, study_name) if frame is None else frame
+    objectives = frame_objectives(frame)
+    rows = candidate_rows(frame, objectives)
+    if rows.empty:
+        counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
+        what = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no trials"
+        raise UserError(
+            f"study {frame.attrs.get('study', {}).get('name', '?')!r} has no "
+            f"complete trial ({what}); nothing to report yet"
+        )
+    front = front_table(rows, objectives)
+    ref_point = reference_point(objectives, frame)
+    senses = [o.sense for o in objectives]
+    hv = (
+        hypervolume(
+            _objective_matrix(rows, objectives), senses, [ref_point[o.name] for o in objectives]
+        )
+        if all(math.isfinite(v) for v in ref_point.values())
+        else math.nan
+    )
+    ref_row = _resolve_reference(rows, reference)
+    notes = []
+    if ref_row is None:
+        if reference != "gc":
+            raise UserError(
+                f"reference {reference!r} is not among the complete candidates "
+                f"(e.g. {', '.join(rows['spec.id'].head(5))})"
+            )
+        notes.append(
+            "no ablation tables: the study has no complete 'gc' (att-r16ln-add) "
+            "candidate; pick a reference with --reference ID"
+        )
+    return Report(
+        study=frame.attrs.get("study", {}),
+        where=str(target),
+        frame=frame,
+        objectives=objectives,
+        rows=rows,
+        front=front,
+        reference_point=ref_point,
+        hv=hv,
+        reference=ref_row,
+        reference_asked=reference,
+        ablations=ablation_tables(rows, ref_row, stopped_rows(frame, rows)),
+        presets=preset_table(rows),
+        notes=notes,
+    )
