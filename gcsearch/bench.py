@@ -25,6 +25,7 @@ from gcsearch.errors import UserError
 #: what -> "module:function" taking the parsed args (other benchmarks add a row here)
 BENCHES: dict[str, str] = {
     "train": "gcsearch.bench:bench_train",
+    "search": "gcsearch.search.bench:run_bench_search",
 }
 
 

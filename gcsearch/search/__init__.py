@@ -1,5 +1,7 @@
-"""The search: space files (``space``), the Optuna study driver (``study``), Ray execution
-(``executor``, the only module that imports ray) and successive-halving rungs (``fidelity``).
+"""The search: space files (``space``), the Optuna study driver (``study``, with ``sampling``
+and ``storage``), Ray execution (``executor``, the only module that imports ray), one trial
+(``trial``), successive-halving rungs (``fidelity``), the live display (``display``), executors
+without Ray (``local``) and the benchmarks (``bench``).
 
 Submodules load lazily so ``import gcsearch.search`` stays cheap.
 """

@@ -141,8 +141,11 @@ class RayExecutor:
                 )
             self.started_ray = True
         if gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
+            have = ray.cluster_resources().get("GPU", 0)
+            if self.started_ray:
+                ray.shutdown()
             raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has "
-                            f"{ray.cluster_resources().get('GPU', 0):g} GPUs")
+                            f"{have:g} GPUs (allowed: up to {have:g}, or 0 to train on CPU)")
         if parallel is None:  # as many trials as the cluster holds at once
             res = ray.cluster_resources()
             parallel = int(res.get("CPU", 1) // cpus_per_trial) if cpus_per_trial else 1

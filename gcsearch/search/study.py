@@ -1,9 +1,11 @@
 """The search driver: one Optuna study, owned through ``ask()``/``tell()``, fed by an executor.
 
-The driver is the only writer of the study storage (SQLite in the run directory by default,
-any Optuna RDB URL, or a journal file). One Optuna trial is one candidate evaluation; its
-``user_attrs`` hold the candidate spec, the per-seed ``TrialResult``s, cost, fidelity and
-where it ran, and its objective values are the means over seeds (see the common interface).
+The driver is the only writer of the study storage (``storage.py``: SQLite in the run
+directory by default, any Optuna RDB URL, or a journal file); ``sampling.py`` turns Optuna
+trials into candidates; the executor (``executor.py``, Ray) runs the trials. One Optuna trial
+is one candidate evaluation; its ``user_attrs`` hold the candidate spec, the per-seed
+``TrialResult``s, cost, fidelity and where it ran, and its objective values are the means over
+seeds (see the common interface).
 
 * Samplers: ``nsga2`` (default; reference rows and duplicates are kept out of its parents and
   search space), ``tpe`` (multivariate, grouped, constant liar: conditional parameters are
@@ -35,200 +37,49 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.samplers import NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.errors import UserError
 from gcsearch.search.display import Display, Progress
 from gcsearch.search.fidelity import rung_vector
+from gcsearch.search.sampling import (
+    candidate_params,
+    make_sampler,
+    preset_block,
+    suggest_candidate,
+)
 from gcsearch.search.space import Space, load_space
+from gcsearch.search.storage import (
+    STORAGE_FILE,
+    driver_lock,
+    mark_dead_driver_trials,
+    open_storage,
+    open_study,
+    space_fingerprint,
+)
 from gcsearch.search.trial import SMOKE_BUDGET, Job
-from gcsearch.spec import BlockSpec, Candidate, Placement
+from gcsearch.spec import Candidate
 
-STORAGE_FILE = "study.db"
 #: Failure reasons that say nothing about the candidate: asked again on resume.
 RETRYABLE = ("interrupted", "driver died", "worker lost", "stale")
 MAX_DUPLICATE_STREAK = 10
 _STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
           "failed": TrialState.FAIL}
-
-
-# ------------------------------------------------------------------------------ storage
-def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
-    """The Optuna storage and a printable name: SQLite in the run dir by default, an RDB
-    URL (``postgresql://...``, ``sqlite:///...``), a journal file (``*.log``/``*.journal``) or
-    ``memory`` (no file; cannot resume)."""
-    if storage is None:
-        path = (run_dir / STORAGE_FILE).resolve()
-        url = f"sqlite:///{path}"
-    elif storage == "memory":
-        return optuna.storages.InMemoryStorage(), "memory"
-    elif "://" in storage:
-        url = storage
-    elif storage.endswith((".log", ".journal")):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(storage)), storage
-    else:
-        raise UserError(f"--storage: {storage!r} is not a storage (allowed: an Optuna URL such "
-                        "as postgresql://u:p@host/db or sqlite:///f.db, a journal file *.log, "
-                        "or memory)")
-    sqlite = url.startswith("sqlite:///")
-    if sqlite:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # bad driver, unreachable host, bad credentials
-        raise UserError(f"--storage: cannot open {url} ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]})") from None
-    if sqlite:
-        _fast_sqlite(rdb)
-    return rdb, url
-
-
-def _fast_sqlite(rdb: optuna.storages.RDBStorage) -> None:
-    """WAL journal with ``synchronous=NORMAL``: a commit no longer waits for an fsync (10 ms
-    each here, ~20 per trial), readers such as ``gcsearch report`` never block the driver, and
-    a killed driver still loses nothing it committed (only an OS crash could)."""
-    from sqlalchemy import event
-
-    def on_connect(conn: Any, record: Any) -> None:
-        cur = conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    event.listen(rdb.engine, "connect", on_connect)
-    rdb.engine.dispose()  # reconnect with the pragmas
-
-
-def space_fingerprint(space: Space, budget: Mapping[str, Any]) -> str:
-    """What must not change between a run and its resume: candidates, objectives, budget."""
-    key = {"candidates": [c.id for c in space.candidates()], "references": space.reference_ids,
-           "objectives": space.objectives, "budget": dict(budget), "task": space.task,
-           "backbone": space.backbone, "seeds": space.search.seeds}
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# ------------------------------------------------------------------------------ sampling
-def _in_grid(space: Space, cand: Candidate) -> int | None:
-    for i, grid in enumerate(space.grids):
-        if cand.id in {c.id for c in grid.candidates()}:
-            return i
-    return None
-
-
-def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
-    """Define-by-run suggestion of one candidate (ratio/norm only for a bottleneck)."""
-    if len(space.grids) > 1:
-        name = trial.suggest_categorical("grid", [g.name for g in space.grids])
-        grid, prefix = next(g for g in space.grids if g.name == name), f"{name}."
-    else:
-        grid, prefix = space.grids[0], ""
-
-    def pick(axis: str) -> Any:
-        values = getattr(grid, axis)
-        return values[0] if len(values) == 1 else trial.suggest_categorical(prefix + axis,
-                                                                            list(values))
-
-    pooling, transform = pick("pooling"), pick("transform")
-    ratio, norm = (pick("ratio"), pick("norm")) if transform == "bottleneck" else (None, "none")
-    block = BlockSpec(pooling, transform, ratio, norm, pick("fusion"))
-    placement = Placement(pick("position"), pick("stages"), pick("density"))
-    return Candidate(block=block, placement=placement)
-
-
-def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
-    """The parameters under which ``suggest_candidate`` yields ``cand`` (for enqueueing)."""
-    index = _in_grid(space, cand)
-    if index is None or cand.block is None:
-        raise ValueError(f"{cand.id} is not in the space")
-    grid = space.grids[index]
-    params: dict[str, Any] = {}
-    prefix = ""
-    if len(space.grids) > 1:
-        params["grid"], prefix = grid.name, f"{grid.name}."
-    values = {**cand.block.to_dict(), "position": cand.placement.position,
-              "stages": "".join(cand.placement.stages), "density": cand.placement.density}
-    for axis in ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages",
-                 "density"):
-        if axis in ("ratio", "norm") and cand.block.transform != "bottleneck":
-            continue
-        if len(getattr(grid, axis)) > 1:
-            params[prefix + axis] = values[axis]
-    return params
-
-
-def _is_search_parent(t: FrozenTrial) -> bool:
-    return t.user_attrs.get("role", "search") == "search" and "duplicate_of" not in t.user_attrs
-
-
-class SearchNSGAIISampler(NSGAIISampler):
-    """NSGA-II whose search space and parents come from searched, non-duplicate trials only.
-
-    Reference rows carry no axis parameters; left in, they would empty Optuna's intersection
-    search space (turning NSGA-II into random search) and could be drawn as parents.
-    """
-
-    def infer_relative_search_space(self, study: optuna.Study,
-                                    trial: FrozenTrial) -> dict[str, Any]:
-        space: dict[str, Any] | None = None
-        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,),
-                                   use_cache=True):
-            if not _is_search_parent(t):
-                continue
-            if space is None:
-                space = dict(t.distributions)
-            else:
-                space = {k: v for k, v in space.items() if t.distributions.get(k) == v}
-        return {k: v for k, v in (space or {}).items() if not v.single()}
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        # Optuna assigns a generation on the first sampled parameter, which an enqueued trial
-        # (grid order, the duplicate-streak fallback) never has: assign it here instead.
-        super().before_trial(study, trial)
-        if trial.user_attrs.get("role", "search") == "search":
-            self.get_trial_generation(study, trial)
-
-    def select_parent(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
-        pool = [t for t in self.get_population(study, generation - 1)
-                + self.get_parent_population(study, generation - 1) if _is_search_parent(t)]
-        return self._elite_population_selection_strategy(study, pool) if pool else []
-
-
-def make_sampler(space: Space, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The sampler a space asks for (``grid`` enumerates through the driver; see module)."""
-    s = space.search
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if s.sampler == "nsga2":
-            pop = s.population or max(4, min(50, math.ceil(n_trials / 4)))
-            return SearchNSGAIISampler(population_size=pop, seed=s.sampler_seed)
-        if s.sampler == "tpe":
-            return TPESampler(multivariate=True, group=True, constant_liar=True,
-                              n_startup_trials=max(4, min(10, n_trials // 4)),
-                              seed=s.sampler_seed)
-    return RandomSampler(seed=s.sampler_seed)
 
 
 # ------------------------------------------------------------------------------ records
@@ -261,24 +112,6 @@ def objective_values(objectives: Sequence[str], results: Sequence[Mapping[str, A
                "loss": sum(losses) / len(losses) if losses else math.nan}
     values = [metrics.get(o.split(":")[0], math.nan) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
-
-
-def preset_block(preset: str) -> BlockSpec | None:
-    """The ``BlockSpec`` a preset builds exactly (``gc`` is ``att-r16ln-add``, ``snl`` is
-    ``att-1x1-add``: same module, same init), or None when it differs from every spec (NL,
-    or SE/CBAM whose transforms are not zero-initialised)."""
-    import inspect
-
-    from gcsearch.blocks import PRESET_BUILDERS, ContextBlock
-
-    builder = PRESET_BUILDERS.get(preset)
-    args = getattr(builder, "args", ())
-    default = inspect.signature(ContextBlock).parameters["zero_init"].default
-    if (len(args) == 2 and isinstance(args[0], BlockSpec) and args[1] is default
-            and getattr(builder, "keywords", None) in (None, {})
-            and getattr(getattr(builder, "func", None), "__name__", "") == "_context"):
-        return args[0]
-    return None
 
 
 @dataclass
@@ -538,13 +371,17 @@ class Driver:
         """Cancel everything in flight; running trials become failed (retryable) rows."""
         self.executor.cancel_all()
         for run in list(self.running.values()):
-            self._finish(run, forced=reason)
+            try:
+                self._finish(run, forced=reason)
+            except (RuntimeError, ValueError):  # interrupted after its tell: already told
+                self.running.pop(run.trial.number, None)
         for dups in self.waiting_dups.values():
             for dup in dups:
-                dup.set_user_attr("status", "failed")
-                dup.set_user_attr("reason", reason)
-                dup.set_user_attr("retryable", True)
-                self.study.tell(dup, None, state=TrialState.FAIL)
+                with contextlib.suppress(RuntimeError, ValueError):
+                    for name, value in (("status", "failed"), ("reason", reason),
+                                        ("retryable", True)):
+                        dup.set_user_attr(name, value)
+                    self.study.tell(dup, None, state=TrialState.FAIL)
         self.waiting_dups.clear()
 
     def run(self) -> None:
@@ -581,51 +418,6 @@ def _resolve_budget(space: Space, smoke: bool) -> tuple[dict[str, Any], tuple[in
     return budget, tuple(task.input_shape), int(task.num_classes)
 
 
-def _mark_dead_driver_trials(study: optuna.Study) -> int:
-    """Trials a killed driver left RUNNING or WAITING become failed, retryable rows."""
-    n = 0
-    storage = study._storage
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        reason = ("driver died: trial left running (asked again on resume)"
-                  if t.state == TrialState.RUNNING else "stale enqueued trial (driver died)")
-        if t.state == TrialState.WAITING:  # a WAITING trial must start before it can fail
-            storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
-        for key, value in (("status", "failed"), ("reason", reason), ("retryable", True)):
-            storage.set_trial_user_attr(t._trial_id, key, value)
-        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        n += 1
-    return n
-
-
-def open_study(space: Space, storage: Any, where: str, name: str, resume: bool,
-               sampler: optuna.samplers.BaseSampler, attrs: Mapping[str, Any]) -> optuna.Study:
-    """Create the study, or reopen it for ``--resume`` after checking it is the same search."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    names = optuna.study.get_all_study_names(storage)
-    if name in names and not resume:
-        raise UserError(f"study {name!r} already exists in {where} (continue it with --resume, "
-                        "or choose another --study-name or --run-dir)")
-    if name not in names:
-        if resume:
-            raise UserError(f"--resume: no study {name!r} in {where} "
-                            f"(studies there: {', '.join(names) or 'none'})")
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=space.directions())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(space.metrics())
-        for key, value in attrs.items():
-            study.set_user_attr(key, value)
-        return study
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    old = study.user_attrs.get("fingerprint")
-    if old != attrs["fingerprint"]:
-        raise UserError(f"--resume: study {name!r} was made from a different space or budget "
-                        f"(fingerprint {old} != {attrs['fingerprint']}); resume with the same "
-                        "space file and flags, or start a new --study-name")
-    return study
-
-
 def _git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -648,38 +440,6 @@ def _versions() -> dict[str, Any]:
 
         out["ray"] = ray.__version__
     return out
-
-
-@contextlib.contextmanager
-def _driver_lock(run_dir: Path) -> Iterator[None]:
-    """One driver per run directory: a second one on a live study is refused."""
-    lock = run_dir / "driver.lock"
-    if lock.exists():
-        try:
-            info = json.loads(lock.read_text())
-            alive = info.get("host") == socket.gethostname() and _pid_alive(int(info["pid"]))
-        except (ValueError, KeyError, OSError):
-            alive = False
-        if alive:
-            raise UserError(f"{run_dir}: another driver (pid {info['pid']}) is running this "
-                            "search; wait for it or stop it first")
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -787,6 +547,12 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
     """
     started = time.time()
     run_dir = Path(run_dir or Path("runs") / space.name)
+    if resume and storage is None and not (run_dir / STORAGE_FILE).is_file():
+        raise UserError(f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
+                        "to start, or point --run-dir/--storage at the search to continue)")
+    if executor is None and device == "cuda" and space.search.gpus_per_trial <= 0:
+        raise UserError("--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
+                        "e.g. 1 or 0.25, or --device auto/cpu)")
     run_dir.mkdir(parents=True, exist_ok=True)
     name = study_name or space.name
     faults = dict(faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
@@ -804,25 +570,27 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
         "fingerprint": space_fingerprint(space, budget), "smoke": smoke,
     }
     store, where = open_storage(run_dir, storage)
-    with _driver_lock(run_dir):
+    with driver_lock(run_dir):
         study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
-        marked = _mark_dead_driver_trials(study) if resume else 0
+        marked = mark_dead_driver_trials(study) if resume else 0
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         threads = max(1, int(space.search.cpus_per_trial))
         own_executor = executor is None
-        if executor is None and device == "cuda" and space.search.gpus_per_trial <= 0:
-            raise UserError("--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
-                            "e.g. 1 or 0.25, or --device auto/cpu)")
         if executor is None:
             from gcsearch.search.executor import RayExecutor
 
-            executor = RayExecutor(
-                run_dir, address=address,
-                parallel=parallel or (None if address else space.search.parallel),
-                cpus_per_trial=space.search.cpus_per_trial,
-                gpus_per_trial=space.search.gpus_per_trial, rungs=rungs,
-                eta=space.fidelity.eta, max_retries=max_retries,
-                preload=_preload_rungs(study, space, rungs) if resume else ())
+            try:
+                executor = RayExecutor(
+                    run_dir, address=address,
+                    parallel=parallel or (None if address else space.search.parallel),
+                    cpus_per_trial=space.search.cpus_per_trial,
+                    gpus_per_trial=space.search.gpus_per_trial, rungs=rungs,
+                    eta=space.fidelity.eta, max_retries=max_retries,
+                    preload=_preload_rungs(study, space, rungs) if resume else ())
+            except UserError:
+                if not resume and not study.trials:  # leave no empty study behind
+                    optuna.delete_study(study_name=name, storage=store)
+                raise
         refs = len(space.references())
         prog = Progress(title=f"{space.name} ({where})", total=n_trials + refs,
                         parallel=int(executor.parallel), objectives=list(space.objectives))
@@ -949,5 +717,4 @@ def run_search(args: Any) -> int:
     return 0
 
 
-__all__ = ["Driver", "Outcome", "SearchNSGAIISampler", "candidate_params", "make_sampler",
-           "objective_values", "open_storage", "run_search", "search", "suggest_candidate"]
+__all__ = ["Driver", "Outcome", "objective_values", "run_search", "search"]

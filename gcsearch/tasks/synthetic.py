@@ -101,7 +101,7 @@ class LongRangeMatch:
     num_classes: int = 2
     backbone: str = "resnet8"
     budget: Budget = field(default_factory=lambda: Budget(
-        train_images=2000, val_images=1000, epochs=6, batch_size=64, lr=0.1, warmup_epochs=1.0))
+        train_images=2000, val_images=1000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0))
     width: int = 48
 
     @property

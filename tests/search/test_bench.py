@@ -59,6 +59,6 @@ def test_fidelity_replay_saves_epochs_and_keeps_pruned_rows_off_the_front() -> N
 def test_sampler_replay_respects_the_budget() -> None:
     space = load_space(BENCH_SPACE)
     for sampler in ("nsga2", "random", "tpe"):
-        study, ex = replay(space, _table(), sampler=sampler, n_trials=14, seed=0, fidelity=False)
+        study, _ = replay(space, _table(), sampler=sampler, n_trials=14, seed=0, fidelity=False)
         trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
         assert len(trained) == 14 + len(space.references()), sampler

@@ -13,16 +13,15 @@ from optuna.trial import TrialState, create_trial
 
 from gcsearch.errors import UserError
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.space import load_space, parse_space
-from gcsearch.search.study import (
+from gcsearch.search.sampling import (
     SearchNSGAIISampler,
     candidate_params,
     make_sampler,
-    objective_values,
-    open_storage,
-    search,
     suggest_candidate,
 )
+from gcsearch.search.space import load_space, parse_space
+from gcsearch.search.storage import open_storage
+from gcsearch.search.study import objective_values, search
 from gcsearch.spec import Candidate
 
 
@@ -199,7 +198,7 @@ def test_preset_block_equivalence_is_exact(preset: str) -> None:
     import torch
 
     from gcsearch.blocks import build_block
-    from gcsearch.search.study import preset_block
+    from gcsearch.search.sampling import preset_block
 
     spec = preset_block(preset)
     assert spec is not None
