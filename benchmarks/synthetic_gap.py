@@ -63,7 +63,7 @@ def main() -> None:
           f"{platform.node()}, torch {torch.__version__}, {a.threads} thread(s)/trial, "
           f"{a.jobs} parallel; {time.perf_counter() - start:.0f} s in all")
     base = [r["top1"] for r in results if r["candidate_id"] == "none"]
-    print(f"{'candidate':28s} {'top1 mean ± std':>16s}  {'gap to none':>12s}  "
+    print(f"{'candidate':32s} {'top1 mean ± std':>16s}  {'gap to none':>12s}  "
           f"{'gap/spread':>10s}  {'s/trial':>7s}  per seed")
     for c in cands:
         rows = [r for r in results if r["candidate_id"].split("@")[0] == c.split("@")[0]
@@ -79,7 +79,7 @@ def main() -> None:
             ratio = f"{gap_v / spread:.1f}" if spread > 0 else "inf"
         secs = statistics.mean(r["wall_s"] for r in rows)
         ids = rows[0]["candidate_id"]
-        print(f"{ids:28s} {mean:8.1f} ± {sd:4.1f}  {gap:>12s}  {ratio:>10s}  {secs:7.1f}  "
+        print(f"{ids:32s} {mean:8.1f} ± {sd:4.1f}  {gap:>12s}  {ratio:>10s}  {secs:7.1f}  "
               + " ".join(f"{t:.1f}" for t in top))
 
 

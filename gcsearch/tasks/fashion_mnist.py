@@ -85,7 +85,7 @@ class FashionMNIST(ArrayTask):
     input_shape: tuple[int, int, int] = (1, 28, 28)
     backbone: str = "resnet8"
     budget: Budget = field(default_factory=lambda: Budget(
-        train_images=25000, val_images=5000, epochs=2, batch_size=64, lr=0.1, warmup_epochs=0.5))
+        train_images=25000, val_images=5000, epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5))
 
     def __post_init__(self) -> None:
         self.folder = data_dir(self.data, DEFAULT_DIR, self.name, HOW)
