@@ -29,8 +29,15 @@ def one(job: tuple[str, int, str, str | None, dict[str, Any], int]) -> dict[str,
 
     candidate, seed, task_name, backbone, overrides, threads = job
     task = get_task(task_name)
-    r = train(candidate, task, task.budget.replace(**overrides), seed, "cpu",
-              backbone=backbone, threads=threads)
+    r = train(
+        candidate,
+        task,
+        task.budget.replace(**overrides),
+        seed,
+        "cpu",
+        backbone=backbone,
+        threads=threads,
+    )
     return r.to_dict()
 
 
@@ -57,17 +64,25 @@ def main() -> None:
 
     r0 = results[0]
     b = r0["budget"]
-    print(f"task {a.task}, {r0['env']['backbone']}, {b['train_images']} images x "
-          f"{b['epochs']} epochs, lr {b['lr']}, "
-          f"eval {b['val_images']} {b['eval_split']} images; {len(seeds)} seeds; "
-          f"{platform.node()}, torch {torch.__version__}, {a.threads} thread(s)/trial, "
-          f"{a.jobs} parallel; {time.perf_counter() - start:.0f} s in all")
+    print(
+        f"task {a.task}, {r0['env']['backbone']}, {b['train_images']} images x "
+        f"{b['epochs']} epochs, lr {b['lr']}, "
+        f"eval {b['val_images']} {b['eval_split']} images; {len(seeds)} seeds; "
+        f"{platform.node()}, torch {torch.__version__}, {a.threads} thread(s)/trial, "
+        f"{a.jobs} parallel; {time.perf_counter() - start:.0f} s in all"
+    )
     base = [r["top1"] for r in results if r["candidate_id"] == "none"]
-    print(f"{'candidate':32s} {'top1 mean ± std':>16s}  {'gap to none':>12s}  "
-          f"{'gap/spread':>10s}  {'s/trial':>7s}  per seed")
+    print(
+        f"{'candidate':32s} {'top1 mean ± std':>16s}  {'gap to none':>12s}  "
+        f"{'gap/spread':>10s}  {'s/trial':>7s}  per seed"
+    )
     for c in cands:
-        rows = [r for r in results if r["candidate_id"].split("@")[0] == c.split("@")[0]
-                and (("@" not in c) or r["candidate_id"] == c)]
+        rows = [
+            r
+            for r in results
+            if r["candidate_id"].split("@")[0] == c.split("@")[0]
+            and (("@" not in c) or r["candidate_id"] == c)
+        ]
         top = [r["top1"] if r["top1"] is not None else math.nan for r in rows]
         mean, sd = statistics.mean(top), statistics.stdev(top) if len(top) > 1 else 0.0
         gap = ""
@@ -79,8 +94,10 @@ def main() -> None:
             ratio = f"{gap_v / spread:.1f}" if spread > 0 else "inf"
         secs = statistics.mean(r["wall_s"] for r in rows)
         ids = rows[0]["candidate_id"]
-        print(f"{ids:32s} {mean:8.1f} ± {sd:4.1f}  {gap:>12s}  {ratio:>10s}  {secs:7.1f}  "
-              + " ".join(f"{t:.1f}" for t in top))
+        print(
+            f"{ids:32s} {mean:8.1f} ± {sd:4.1f}  {gap:>12s}  {ratio:>10s}  {secs:7.1f}  "
+            + " ".join(f"{t:.1f}" for t in top)
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def run_bench(args: argparse.Namespace) -> int:
     return int(bench(args) or 0)
 
 
-def bare_loop(candidate: Any, task: Any, budget: Any, seed: int, device: Any,
-              backbone: str, threads: int) -> dict[str, float]:
+def bare_loop(
+    candidate: Any, task: Any, budget: Any, seed: int, device: Any, backbone: str, threads: int
+) -> dict[str, float]:
     """What one would write by hand: same model, data and SGD settings, no harness."""
     import torch
     import torch.nn.functional as F
@@ -56,8 +57,13 @@ def bare_loop(candidate: Any, task: Any, budget: Any, seed: int, device: Any,
     torch.manual_seed(seed)
     model = build_model(candidate, backbone, num_classes=task.num_classes, in_chans=x.shape[1])
     model = model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=budget.lr, momentum=budget.momentum,
-                          nesterov=True, weight_decay=budget.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=budget.lr,
+        momentum=budget.momentum,
+        nesterov=True,
+        weight_decay=budget.weight_decay,
+    )
     bs, steps = budget.batch_size, len(x) // budget.batch_size
     train_s = 0.0
     for _ in range(budget.epochs):
@@ -78,8 +84,7 @@ def bare_loop(candidate: Any, task: Any, budget: Any, seed: int, device: Any,
         xe = eval_data.x.to(device).contiguous(memory_format=torch.channels_last)
         top1 = (model(xe).argmax(1) == eval_data.y.to(device)).float().mean().item() * 100
     images = budget.epochs * steps * bs
-    return {"images_per_s": images / train_s, "wall_s": time.perf_counter() - start,
-            "top1": top1}
+    return {"images_per_s": images / train_s, "wall_s": time.perf_counter() - start, "top1": top1}
 
 
 def bench_train(args: argparse.Namespace) -> int:
@@ -99,33 +104,46 @@ def bench_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     candidate = Candidate.parse(args.candidate)
     repeats = 1 if args.smoke else max(1, args.repeats)
-    print(f"bench train: {candidate.id} in {backbone} on {task.name}, {budget.train_images} "
-          f"images x {budget.epochs} epochs, batch {budget.batch_size}, {device}, "
-          f"{args.threads} thread(s), torch {torch.__version__}")
+    print(
+        f"bench train: {candidate.id} in {backbone} on {task.name}, {budget.train_images} "
+        f"images x {budget.epochs} epochs, batch {budget.batch_size}, {device}, "
+        f"{args.threads} thread(s), torch {torch.__version__}"
+    )
     harness: list[dict[str, float]] = []
     bare: list[dict[str, float]] = []
     for r in range(repeats):
         order = ("harness", "bare") if r % 2 == 0 else ("bare", "harness")
         for which in order:
             if which == "harness":
-                res = train(candidate, task, budget, 0, device, backbone=backbone,
-                            threads=args.threads)
+                res = train(
+                    candidate, task, budget, 0, device, backbone=backbone, threads=args.threads
+                )
                 if res.status != "complete":
-                    raise UserError(f"bench train: the harness run ended {res.status}: "
-                                    f"{res.reason}")
-                row = {"images_per_s": res.images_per_s, "wall_s": res.wall_s,
-                       "top1": res.top1 or 0.0}
+                    raise UserError(
+                        f"bench train: the harness run ended {res.status}: {res.reason}"
+                    )
+                row = {
+                    "images_per_s": res.images_per_s,
+                    "wall_s": res.wall_s,
+                    "top1": res.top1 or 0.0,
+                }
                 harness.append(row)
             else:
                 row = bare_loop(candidate, task, budget, 0, device, backbone, args.threads)
                 bare.append(row)
-            print(f"  run {r + 1} {which:7s}: {row['images_per_s']:8.1f} img/s (training steps)"
-                  f"  {row['wall_s']:6.1f} s end to end  top1 {row['top1']:.1f}", flush=True)
+            print(
+                f"  run {r + 1} {which:7s}: {row['images_per_s']:8.1f} img/s (training steps)"
+                f"  {row['wall_s']:6.1f} s end to end  top1 {row['top1']:.1f}",
+                flush=True,
+            )
     pairs = list(zip(harness, bare, strict=True))
     ratio = statistics.median(h["images_per_s"] / b["images_per_s"] for h, b in pairs)
     wall = statistics.median(b["wall_s"] / h["wall_s"] for h, b in pairs)
-    print(f"throughput ratio harness/bare (median of {repeats} pairs): {ratio:.3f} "
-          f"(target >= 0.97)")
-    print(f"end-to-end ratio bare/harness wall time (harness also counts cost and validates "
-          f"every epoch): {wall:.3f}")
+    print(
+        f"throughput ratio harness/bare (median of {repeats} pairs): {ratio:.3f} (target >= 0.97)"
+    )
+    print(
+        f"end-to-end ratio bare/harness wall time (harness also counts cost and validates "
+        f"every epoch): {wall:.3f}"
+    )
     return 0

@@ -61,7 +61,8 @@ class Budget:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"budget.{name}: {value!r} is not a positive integer")
         if self.image_size is not None and (
-            isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
             or self.image_size < 4
         ):
             raise UserError(f"budget.image_size: {self.image_size!r} is not an integer >= 4")
@@ -147,8 +148,16 @@ def run_tasks(args: argparse.Namespace) -> int:
         task = get_task(name, data)
         b = task.budget
         shape = "x".join(map(str, task.input_shape))
-        rows.append((name, shape, str(task.num_classes), task.backbone,
-                     f"{b.train_images} x {b.epochs}", task.summary()))
+        rows.append(
+            (
+                name,
+                shape,
+                str(task.num_classes or "-"),
+                task.backbone,
+                f"{b.train_images} x {b.epochs}",
+                task.summary(),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])

@@ -27,17 +27,24 @@ DEFAULT_ROOT = "data"
 
 #: variant -> (folder, training files, test files, label key, classes)
 LAYOUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, int]] = {
-    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                ("test_batch",), "labels", 10),
+    "cifar10": (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "labels",
+        10,
+    ),
     "cifar100": ("cifar-100-python", ("train",), ("test",), "fine_labels", 100),
 }
 
 
 def _how(variant: str) -> str:
     cls = "CIFAR10" if variant == "cifar10" else "CIFAR100"
-    return (f"download it once with python -c \"import torchvision; "
-            f"torchvision.datasets.{cls}('data', download=True)\", or pass --data DIR holding "
-            f"{LAYOUTS[variant][0]}/")
+    return (
+        f'download it once with python -c "import torchvision; '
+        f"torchvision.datasets.{cls}('data', download=True)\", or pass --data DIR holding "
+        f"{LAYOUTS[variant][0]}/"
+    )
 
 
 def _read(path: Path, label_key: str, variant: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +88,17 @@ class Cifar10(ArrayTask):
     num_classes: int = 10
     input_shape: tuple[int, int, int] = (3, 32, 32)
     backbone: str = "resnet20"
-    budget: Budget = field(default_factory=lambda: Budget(
-        train_images=10000, val_images=2000, epochs=15, batch_size=128, lr=0.1,
-        warmup_epochs=1.0, augment="flip-crop"))
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=10000,
+            val_images=2000,
+            epochs=15,
+            batch_size=128,
+            lr=0.1,
+            warmup_epochs=1.0,
+            augment="flip-crop",
+        )
+    )
 
     def __post_init__(self) -> None:
         self.root = data_dir(self.data, DEFAULT_ROOT, self.name, _how(self.name))

@@ -41,8 +41,11 @@ class Digits(ArrayTask):
     num_classes: int = 10
     input_shape: tuple[int, int, int] = (1, 8, 8)
     backbone: str = "resnet8"
-    budget: Budget = field(default_factory=lambda: Budget(
-        train_images=1000, val_images=300, epochs=8, batch_size=64, lr=0.1, warmup_epochs=1.0))
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=1000, val_images=300, epochs=8, batch_size=64, lr=0.1, warmup_epochs=1.0
+        )
+    )
 
     def arrays(self) -> Arrays:
         return _digits()

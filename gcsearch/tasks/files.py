@@ -80,8 +80,13 @@ class ArrayTask:
             x_eval, y_eval = te_x, te_y
         size = budget.image_size
         return (
-            TensorBatches(normalise(x_train, x_train, size), tr_y[picks[0]], budget.batch_size,
-                          shuffle=True, seed=seed, augment=budget.augment),
-            TensorBatches(normalise(x_eval, x_train, size), y_eval,
-                          max(budget.batch_size, 256)),
+            TensorBatches(
+                normalise(x_train, x_train, size),
+                tr_y[picks[0]],
+                budget.batch_size,
+                shuffle=True,
+                seed=seed,
+                augment=budget.augment,
+            ),
+            TensorBatches(normalise(x_eval, x_train, size), y_eval, max(budget.batch_size, 256)),
         )

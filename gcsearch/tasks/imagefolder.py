@@ -56,8 +56,9 @@ def decode(paths: tuple[str, ...], size: int) -> torch.Tensor:
                 img = img.convert("RGB")
                 w, h = img.size
                 s = size / min(w, h)
-                img = img.resize((max(size, round(w * s)), max(size, round(h * s))),
-                                 Image.Resampling.BILINEAR)
+                img = img.resize(
+                    (max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR
+                )
                 left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
                 img = img.crop((left, top, left + size, top + size))
                 out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
@@ -76,9 +77,17 @@ class ImageFolderTask(ArrayTask):
     num_classes: int = 0
     input_shape: tuple[int, int, int] = (3, DEFAULT_SIZE, DEFAULT_SIZE)
     backbone: str = "resnet20"
-    budget: Budget = field(default_factory=lambda: Budget(
-        train_images=1000, val_images=200, epochs=10, batch_size=64, lr=0.1,
-        warmup_epochs=1.0, augment="flip-crop"))
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=1000,
+            val_images=200,
+            epochs=10,
+            batch_size=64,
+            lr=0.1,
+            warmup_epochs=1.0,
+            augment="flip-crop",
+        )
+    )
 
     def __post_init__(self) -> None:
         self.root = None if self.data is None else data_dir(self.data, "", self.name, HOW)
@@ -112,8 +121,10 @@ class ImageFolderTask(ArrayTask):
         try:
             picks = balanced_indices(labels, (budget.train_images, n_val), budget.data_seed)
         except ValueError as exc:
-            raise UserError(f"budget: {budget.train_images} train + {n_val} val images do not "
-                            f"fit the {len(paths)} images of {self.root} ({exc})") from None
+            raise UserError(
+                f"budget: {budget.train_images} train + {n_val} val images do not "
+                f"fit the {len(paths)} images of {self.root} ({exc})"
+            ) from None
         x_train = decode(tuple(paths[i] for i in picks[0].tolist()), size)
         if budget.eval_split == "val":
             x_eval = decode(tuple(paths[i] for i in picks[1].tolist()), size)
@@ -122,7 +133,13 @@ class ImageFolderTask(ArrayTask):
             test_paths, y_eval = self._samples(True)
             x_eval = decode(test_paths, size)
         return (
-            TensorBatches(normalise(x_train, x_train), labels[picks[0]], budget.batch_size,
-                          shuffle=True, seed=seed, augment=budget.augment),
+            TensorBatches(
+                normalise(x_train, x_train),
+                labels[picks[0]],
+                budget.batch_size,
+                shuffle=True,
+                seed=seed,
+                augment=budget.augment,
+            ),
             TensorBatches(normalise(x_eval, x_train), y_eval, max(budget.batch_size, 256)),
         )

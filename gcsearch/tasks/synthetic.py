@@ -13,7 +13,10 @@ before the global average pool sees both objects, so the baseline's logits are a
 for the left object and a term for the right one; "same hue" is an XOR of the two one-hot hue
 codes, which no such sum represents. A context block pools over the whole map and feeds the
 pooled vector back into every position, where the next nonlinearity can compare the two.
-Measured (benchmarks/synthetic_gap.py): the baseline stays at chance while gc and snl learn.
+Measured with the default budget (2,000 strips x 6 epochs, ~11-14 s per trial on one CPU
+thread; ``python benchmarks/synthetic_gap.py --seeds 0,1,2``, torch 2.14 CPU), top-1 mean ± std
+over 3 seeds: none 48.7 ± 2.3, se 50.8 ± 1.0, gc 93.2 ± 2.0, snl 93.9 ± 4.3,
+avg-r16ln-add 88.6 ± 5.7, att-r16ln-mul 65.7 ± 9.1 (GCNet's ablation order: att >= avg, add > mul).
 
 Deeper CIFAR ResNets (ResNet-20: 81 px) see across the strip in principle, but not in
 practice within the budget; the argument above is exact only for ResNet-8.
@@ -74,8 +77,9 @@ def make_strips(n: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Tens
     x = torch.randn(n, 3, h, w, generator=gen) * NOISE
     same = torch.randint(0, 2, (n,), generator=gen)
     hue_a = torch.randint(0, HUES, (n,), generator=gen)
-    hue_b = torch.where(same.bool(), hue_a,
-                        (hue_a + torch.randint(1, HUES, (n,), generator=gen)) % HUES)
+    hue_b = torch.where(
+        same.bool(), hue_a, (hue_a + torch.randint(1, HUES, (n,), generator=gen)) % HUES
+    )
     glyphs = torch.randint(0, GLYPHS, (n, 2), generator=gen)
     offsets = torch.randint(0, h - side + 1, (n, 2, 2), generator=gen)
     bank = glyph_bank().repeat_interleave(scale, 1).repeat_interleave(scale, 2)
@@ -100,8 +104,11 @@ class LongRangeMatch:
     description: str = "same hue at the two ends of a 8x48 strip (needs global context)"
     num_classes: int = 2
     backbone: str = "resnet8"
-    budget: Budget = field(default_factory=lambda: Budget(
-        train_images=2000, val_images=1000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0))
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=2000, val_images=1000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0
+        )
+    )
     width: int = 48
 
     @property

@@ -61,9 +61,13 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     from gcsearch import __version__
 
     env: dict[str, Any] = {
-        "host": platform.node(), "device": str(device), "threads": threads,
-        "torch": torch.__version__, "cuda": torch.version.cuda,
-        "python": platform.python_version(), "gcsearch": __version__,
+        "host": platform.node(),
+        "device": str(device),
+        "threads": threads,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "gcsearch": __version__,
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
@@ -95,8 +99,9 @@ def make_optimizer(
         {"params": [p for p in params if p.ndim > 1], "weight_decay": budget.weight_decay},
         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
     ]
-    opt = torch.optim.SGD(groups, lr=budget.lr, momentum=budget.momentum,
-                          nesterov=budget.momentum > 0)
+    opt = torch.optim.SGD(
+        groups, lr=budget.lr, momentum=budget.momentum, nesterov=budget.momentum > 0
+    )
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -151,13 +156,23 @@ def train(
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
     with _torch_settings(threads, dev):
         train_data, eval_data = task.loaders(seed, budget)
-        cost = count_cost(candidate, backbone, train_data.shape, num_classes=task.num_classes,
-                          min_hidden=min_hidden)
+        cost = count_cost(
+            candidate,
+            backbone,
+            train_data.shape,
+            num_classes=task.num_classes,
+            min_hidden=min_hidden,
+        )
         result.params, result.macs = cost.params, cost.macs
         result.block_params, result.block_macs = cost.block_params, cost.block_macs
         torch.manual_seed(seed)
-        model = build_model(candidate, backbone, num_classes=task.num_classes,
-                            in_chans=train_data.shape[0], min_hidden=min_hidden)
+        model = build_model(
+            candidate,
+            backbone,
+            num_classes=task.num_classes,
+            in_chans=train_data.shape[0],
+            min_hidden=min_hidden,
+        )
         model = model.to(dev, memory_format=torch.channels_last)
         train_data.to(dev)
         eval_data.to(dev)
@@ -182,10 +197,13 @@ def _fit(
     """The epochs; fills ``result`` in place (history, top1, loss, status, timing)."""
     per_epoch = len(train_data)
     if per_epoch == 0:
-        raise UserError(f"budget.batch_size: {budget.batch_size} is larger than the "
-                        f"{len(train_data.x)} training images (one full batch is the minimum)")
-    opt, sched = make_optimizer(model, budget, budget.epochs * per_epoch,
-                                round(budget.warmup_epochs * per_epoch))
+        raise UserError(
+            f"budget.batch_size: {budget.batch_size} is larger than the "
+            f"{len(train_data.x)} training images (one full batch is the minimum)"
+        )
+    opt, sched = make_optimizer(
+        model, budget, budget.epochs * per_epoch, round(budget.warmup_epochs * per_epoch)
+    )
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
     check_every = 1 if dev.type == "cpu" else 25  # a CUDA sync per step would cost throughput
     images = 0
@@ -204,8 +222,9 @@ def _fit(
             loss_sum += loss.detach()
             if (step % check_every == 0 or step == per_epoch) and not torch.isfinite(loss_sum):
                 result.status = "failed"
-                result.reason = (f"non-finite training loss ({loss.item()}) at epoch {epoch} "
-                                 f"step {step}")
+                result.reason = (
+                    f"non-finite training loss ({loss.item()}) at epoch {epoch} step {step}"
+                )
                 return
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -213,9 +232,13 @@ def _fit(
         images += train_data.images_per_pass
         result.images_per_s = images / result.train_s
         top1, val_loss = evaluate(model, eval_data, dtype)
-        record = {"epoch": epoch, "val_top1": top1, "val_loss": val_loss,
-                  "train_loss": loss_sum.item() / max(1, per_epoch),
-                  "seconds": time.perf_counter() - tick}
+        record = {
+            "epoch": epoch,
+            "val_top1": top1,
+            "val_loss": val_loss,
+            "train_loss": loss_sum.item() / max(1, per_epoch),
+            "seconds": time.perf_counter() - tick,
+        }
         result.history.append(record)
         result.epochs, result.top1, result.loss = epoch, top1, val_loss
         if not math.isfinite(val_loss):
@@ -234,8 +257,9 @@ def read_candidate(text: str) -> Candidate:
         return Candidate.from_json(text)
     if text.endswith(".json") or path.is_file():
         if not path.is_file():
-            raise UserError(f"candidate: no such file {text!r} (give an id, a preset, 'none' "
-                            "or a JSON file)")
+            raise UserError(
+                f"candidate: no such file {text!r} (give an id, a preset, 'none' or a JSON file)"
+            )
         return Candidate.from_json(path.read_text())
     if text.strip() in PRESETS:  # a bare preset goes where its paper put it (as in `flops`)
         return Candidate(preset=text.strip(), placement=paper_placement(text.strip()))
@@ -244,16 +268,28 @@ def read_candidate(text: str) -> Candidate:
 
 def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
     """The task's budget with the CLI's overrides (flags left unset keep the task's value)."""
-    keys = ("train_images", "val_images", "epochs", "batch_size", "lr", "image_size",
-            "warmup_epochs", "augment", "data_seed", "eval_split")
+    keys = (
+        "train_images",
+        "val_images",
+        "epochs",
+        "batch_size",
+        "lr",
+        "image_size",
+        "warmup_epochs",
+        "augment",
+        "data_seed",
+        "eval_split",
+    )
     return task.budget.replace(**{k: getattr(args, k, None) for k in keys})
 
 
 def _line(r: TrialResult) -> str:
     top1 = "-" if r.top1 is None else f"{r.top1:6.2f}"
     extra = f"  ({r.reason})" if r.reason else ""
-    return (f"seed {r.seed}: {r.status:8s} top1 {top1} %  loss {r.loss or float('nan'):.4f}  "
-            f"epochs {r.epochs}  {r.wall_s:6.1f} s  {r.images_per_s:7.0f} img/s{extra}")
+    return (
+        f"seed {r.seed}: {r.status:8s} top1 {top1} %  loss {r.loss or float('nan'):.4f}  "
+        f"epochs {r.epochs}  {r.wall_s:6.1f} s  {r.images_per_s:7.0f} img/s{extra}"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -268,13 +304,24 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds: {args.seeds!r} is not a list of integers like 0,1,2") from None
     device = resolve_device(args.device)
     if not args.json:
-        print(f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "
-              f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
-              f"{budget.epochs} epochs, eval on {budget.eval_split}")
+        print(
+            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "
+            f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
+            f"{budget.epochs} epochs, eval on {budget.eval_split}"
+        )
     results = []
     for seed in seeds:
-        r = train(candidate, task, budget, seed, device, backbone=backbone, threads=args.threads,
-                  min_hidden=args.min_hidden, amp=not args.no_amp)
+        r = train(
+            candidate,
+            task,
+            budget,
+            seed,
+            device,
+            backbone=backbone,
+            threads=args.threads,
+            min_hidden=args.min_hidden,
+            amp=not args.no_amp,
+        )
         results.append(r)
         if not args.json:
             print(_line(r), flush=True)
@@ -282,15 +329,20 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0 if all(r.status != "failed" for r in results) else 1
     r = results[0]
-    print(f"params {r.params:,} (block {r.block_params:,})  MACs {r.macs:,} "
-          f"(block {r.block_macs:,})")
+    print(
+        f"params {r.params:,} (block {r.block_params:,})  MACs {r.macs:,} (block {r.block_macs:,})"
+    )
     done = [x.top1 for x in results if x.top1 is not None and x.status == "complete"]
     if len(done) > 1:
-        print(f"top1 mean {statistics.mean(done):.2f} ± {statistics.stdev(done):.2f} "
-              f"(std over n={len(done)} seeds)")
+        print(
+            f"top1 mean {statistics.mean(done):.2f} ± {statistics.stdev(done):.2f} "
+            f"(std over n={len(done)} seeds)"
+        )
     if len(results) == 1:
         print("epoch  val_top1  val_loss  train_loss  seconds")
         for h in r.history:
-            print(f"{h['epoch']:5d}  {h['val_top1']:8.2f}  {h['val_loss']:8.4f}  "
-                  f"{h['train_loss']:10.4f}  {h['seconds']:7.1f}")
+            print(
+                f"{h['epoch']:5d}  {h['val_top1']:8.2f}  {h['val_loss']:8.4f}  "
+                f"{h['train_loss']:10.4f}  {h['seconds']:7.1f}"
+            )
     return 0 if all(x.status != "failed" for x in results) else 1

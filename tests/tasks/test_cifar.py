@@ -12,8 +12,10 @@ from gcsearch.tasks import Budget, get_task
 
 def _batch(path: Path, n: int, key: str, classes: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-             key: [i % classes for i in range(n)]}
+    entry = {
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        key: [i % classes for i in range(n)],
+    }
     path.write_bytes(pickle.dumps(entry))
 
 
@@ -26,8 +28,9 @@ def test_cifar10_pickle_layout(tmp_path: Path) -> None:
     for data in (tmp_path, folder):  # the root, or the batches folder itself
         task = get_task("cifar10", str(data))
         assert task.summary() == "50 train / 20 test"
-    tr, te = task.loaders(1, Budget(train_images=30, val_images=10, batch_size=8,
-                                    eval_split="test"))
+    tr, te = task.loaders(
+        1, Budget(train_images=30, val_images=10, batch_size=8, eval_split="test")
+    )
     assert tr.x.shape == (30, 3, 32, 32) and len(te.x) == 20 and len(tr) == 3
 
 

@@ -33,8 +33,7 @@ def test_train_and_val_folders(tmp_path: Path) -> None:
     _images(tmp_path / "train", 2, 5, (8, 8))
     _images(tmp_path / "val", 2, 3, (8, 8))
     task = get_task("imagefolder", str(tmp_path))
-    _, test = task.loaders(0, Budget(train_images=4, val_images=2, eval_split="test",
-                                     image_size=8))
+    _, test = task.loaders(0, Budget(train_images=4, val_images=2, eval_split="test", image_size=8))
     assert len(test.x) == 6 and sorted(set(test.y.tolist())) == [0, 1]
 
 

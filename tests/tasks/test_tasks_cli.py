@@ -32,16 +32,46 @@ def test_train_bad_candidate_exits_2(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_train_prints_result(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     spec = tmp_path / "c.json"
-    spec.write_text('{"block": {"pooling": "att", "transform": "1x1", "fusion": "add"}, '
-                    '"placement": {"position": "after_add", "stages": ["c5"]}}')
-    args = ["train", str(spec), "--task", "digits", "--epochs", "1", "--train-images", "100",
-            "--val-images", "50", "--seeds", "0,1", "--json"]
+    spec.write_text(
+        '{"block": {"pooling": "att", "transform": "1x1", "fusion": "add"}, '
+        '"placement": {"position": "after_add", "stages": ["c5"]}}'
+    )
+    args = [
+        "train",
+        str(spec),
+        "--task",
+        "digits",
+        "--epochs",
+        "1",
+        "--train-images",
+        "100",
+        "--val-images",
+        "50",
+        "--seeds",
+        "0,1",
+        "--json",
+    ]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["seed"] for r in rows] == [0, 1]
     assert rows[0]["candidate_id"] == "att-1x1-add@after_add:c5" and rows[0]["epochs"] == 1
-    assert main(["train", "gc", "--task", "digits", "--epochs", "1", "--train-images", "100",
-                 "--val-images", "50"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gc",
+                "--task",
+                "digits",
+                "--epochs",
+                "1",
+                "--train-images",
+                "100",
+                "--val-images",
+                "50",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "seed 0: complete" in out and "val_top1" in out and "params" in out
 
