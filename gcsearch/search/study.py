@@ -398,7 +398,7 @@ class Driver:
                 if self.waiting_dups:  # cannot happen: dups wait only on running trials
                     self.abandon("stale duplicate")
                 break
-            done = self.executor.wait(0.25)
+            done = self.executor.wait(1.0)  # returns at once when a trial ends
             tick = time.perf_counter()
             for job, result in done:
                 self.collect(job, result)
