@@ -10,7 +10,8 @@ asks whether to go on.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short
 enough for Unix socket names (Ray's socket paths must stay under ~107 bytes), else under a
-short ``/tmp/gcsearch-ray-<uid>-<hash>`` that the run directory's ``ray`` link points to.
+short ``/tmp/gcsearch-ray-<uid>-<hash>`` (linked from the run directory while Ray runs,
+removed at shutdown).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,7 +50,8 @@ def short_temp_dir(run_dir: Path) -> Path:
     short = Path("/tmp") / f"gcsearch-ray-{os.getuid()}-{digest}"
     short.mkdir(parents=True, exist_ok=True)
     link = run_dir / "ray"
-    if not link.exists() and not link.is_symlink():
+    if link.is_symlink() or not link.exists():
+        link.unlink(missing_ok=True)
         link.symlink_to(short, target_is_directory=True)
     return short
 
@@ -123,6 +126,7 @@ class RayExecutor:
         self.run_dir = Path(run_dir)
         self.address = address
         self.started_ray = False
+        self.temp_dir: Path | None = None
         if not ray.is_initialized():
             if address:
                 try:
@@ -131,10 +135,11 @@ class RayExecutor:
                     raise UserError(f"--address {address}: cannot join the Ray cluster "
                                     f"({type(exc).__name__}: {str(exc)[:200]})") from None
             else:
+                self.temp_dir = short_temp_dir(self.run_dir)
                 ray.init(
                     num_cpus=max(1, math.ceil((parallel or 1) * cpus_per_trial)),
                     include_dashboard=False,
-                    _temp_dir=str(short_temp_dir(self.run_dir)),
+                    _temp_dir=str(self.temp_dir),
                     object_store_memory=256 * 1024**2,
                     log_to_driver=False,
                     configure_logging=False,
@@ -222,6 +227,11 @@ class RayExecutor:
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
+            # a /tmp fallback session dir would pile up run after run; one under the run
+            # directory stays with it (its logs/ hold the workers' output)
+            if self.temp_dir is not None and self.temp_dir.parent == Path("/tmp"):
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+                (self.run_dir / "ray").unlink(missing_ok=True)
 
 
 __all__ = ["RayExecutor", "RungActor", "short_temp_dir"]
