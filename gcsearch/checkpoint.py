@@ -1,0 +1,118 @@
+"""Trained weights with what it takes to rebuild their network: one file, read back safely.
+
+A checkpoint is a plain dict saved with ``torch.save``: the model's ``state_dict`` plus the
+candidate spec and the build settings (backbone, ``min_hidden``, classes, input shape, task,
+seed, top-1). It holds only tensors, strings and numbers, so ``torch.load(weights_only=True)``
+reads it without running any pickled code. The search writes one per complete candidate (the
+best seed) under ``<run>/weights/``; ``gcsearch export`` and ``gcsearch analyze nl`` read them.
+
+Example:
+    >>> ckpt = load_checkpoint("runs/demo/weights/gc@after_1x1:c3c4c5.pt")  # doctest: +SKIP
+    >>> model = ckpt.build()  # the trained network, eval mode
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gcsearch.errors import UserError
+from gcsearch.spec import Candidate
+
+__all__ = ["FORMAT", "Checkpoint", "checkpoint_name", "load_checkpoint", "save_checkpoint"]
+
+#: Bumped when the layout of the saved dict changes; readers refuse other versions.
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained network's weights and the settings that rebuild it."""
+
+    candidate: Candidate
+    state_dict: Mapping[str, torch.Tensor]
+    backbone: str
+    min_hidden: int
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        """The network with these weights loaded (strict), in eval mode."""
+        from gcsearch.backbones import build_model
+
+        model = build_model(
+            self.candidate,
+            self.backbone,
+            num_classes=self.num_classes,
+            in_chans=self.input_shape[0],
+            min_hidden=self.min_hidden,
+        )
+        model.load_state_dict(dict(self.state_dict), strict=True)
+        return model.eval()
+
+
+def checkpoint_name(key: str) -> str:
+    """A file name for a candidate or network key (``:``, ``@`` and ``/`` are kept out)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key) + ".pt"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    candidate: Candidate,
+    *,
+    backbone: str,
+    min_hidden: int,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights (on CPU, contiguous) with its build settings to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "candidate": candidate.to_json(),
+        "backbone": backbone,
+        "min_hidden": int(min_hidden),
+        "num_classes": int(num_classes),
+        "input_shape": [int(d) for d in input_shape],
+        "meta": {k: v for k, v in (meta or {}).items() if isinstance(v, str | int | float)},
+        "state_dict": state,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint`` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{path}: no such weights file (the search writes them in <run>/weights/)"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
+        raise UserError(f"{path}: not a gcsearch weights file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not a gcsearch weights file of format {FORMAT}")
+    return Checkpoint(
+        candidate=Candidate.from_json(data["candidate"]),
+        state_dict=data["state_dict"],
+        backbone=str(data["backbone"]),
+        min_hidden=int(data["min_hidden"]),
+        num_classes=int(data["num_classes"]),
+        input_shape=tuple(data["input_shape"]),  # type: ignore[arg-type]
+        meta=dict(data.get("meta", {})),
+    )
