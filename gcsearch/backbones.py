@@ -7,7 +7,8 @@ ResNets of depth 6n+2 (3x3 stem, three BasicBlock stages named ``c3``, ``c4``, `
 A block sits in a residual block's ``context_block`` slot (mmdet's name), so the backbone's
 state-dict keys are unchanged and a block's keys read ``layer3.0.context_block.conv_mask.weight``.
 ``after_1x1`` runs it on the residual branch after its last conv+BN (Bottleneck ``bn3``,
-BasicBlock ``bn2``), ``after_add`` on the residual sum before the final ReLU (GCNet, Sec. 4.1).
+BasicBlock ``bn2``), ``after_add`` on the residual sum before the final ReLU (GCNet, Sec. 4.1),
+``after_block`` on the block's output after that ReLU (the NL paper's placement).
 
 Example:
     >>> from gcsearch.spec import Candidate
@@ -22,10 +23,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from gcsearch.errors import UserError
-from gcsearch.spec import Candidate, SpecError
+from gcsearch.spec import Candidate, Placement, SpecError, paper_placement
 
 LAYOUTS = ("pytorch", "caffe")
 #: attribute of a residual block that holds its context block (mmdet's name)
@@ -43,7 +45,7 @@ class _ContextSlot:
         self.context_position = "after_1x1"
 
     def insert_context(self, block: nn.Module, position: str) -> None:
-        """Put ``block`` into the slot, run at ``position`` (``after_1x1`` or ``after_add``)."""
+        """Put ``block`` into the slot, run at ``position`` (a ``Placement`` position)."""
         self.context_block = block
         self.context_position = position
 
@@ -66,7 +68,7 @@ class ContextBasicBlock(_ContextSlot, BasicBlock):
             identity = self.downsample(x)
         out += identity  # in place, as torchvision (and uncounted by fvcore, as published)
         out = self._context(out, "after_add")
-        return self.relu(out)
+        return self._context(self.relu(out), "after_block")
 
 
 class ContextBottleneck(_ContextSlot, Bottleneck):
@@ -82,7 +84,7 @@ class ContextBottleneck(_ContextSlot, Bottleneck):
             identity = self.downsample(x)
         out += identity
         out = self._context(out, "after_add")
-        return self.relu(out)
+        return self._context(self.relu(out), "after_block")
 
 
 def _init_weights(modules: Iterator[nn.Module]) -> None:
@@ -94,11 +96,30 @@ def _init_weights(modules: Iterator[nn.Module]) -> None:
             nn.init.zeros_(m.bias)
 
 
+class PadShortcut(nn.Module):
+    """He et al.'s option A shortcut: identity, subsampled by ``stride``, zero-padded channels.
+
+    Parameter-free, so ResNet-20 has the paper's 0.27 M parameters (Table 6).
+    """
+
+    def __init__(self, extra: int, stride: int) -> None:
+        super().__init__()
+        self.extra, self.stride = extra, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]  # (B, C, H/s, W/s)
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (B, C + extra, H/s, W/s)
+
+
+SHORTCUTS = ("projection", "identity")
+
+
 class CifarResNet(nn.Module):
     """The CIFAR ResNet of He et al. (Sec. 4.2): 3x3 stem, 3 stages of n BasicBlocks each.
 
     Depth is 6n+2; stage widths default to 16/32/64 with stride 1/2/2. Shortcuts that change
-    shape are 1x1 conv + BN projections (the paper's option B).
+    shape are 1x1 conv + BN projections (``projection``, the paper's option B) or parameter-free
+    zero-padded identities (``identity``, option A, the paper's CIFAR models).
     """
 
     def __init__(
@@ -107,12 +128,17 @@ class CifarResNet(nn.Module):
         widths: tuple[int, int, int] = (16, 32, 64),
         num_classes: int = 10,
         in_chans: int = 3,
+        shortcut: str = "projection",
     ) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise UserError(f"depth: {depth} is not 6n+2 with n >= 1 (e.g. 8, 14, 20, 32, 56)")
         if len(widths) != 3:
             raise UserError(f"widths: {widths!r} must name 3 stage widths, e.g. (16, 32, 64)")
+        if shortcut not in SHORTCUTS:
+            raise UserError(
+                f"shortcut: {shortcut!r} is not allowed (choose from projection, identity)"
+            )
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -122,8 +148,10 @@ class CifarResNet(nn.Module):
             blocks = []
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
-                down = None
-                if stride != 1 or inplanes != width:
+                down: nn.Module | None = None
+                if (stride != 1 or inplanes != width) and shortcut == "identity":
+                    down = PadShortcut(width - inplanes, stride)
+                elif stride != 1 or inplanes != width:
                     down = nn.Sequential(
                         nn.Conv2d(inplanes, width, 1, stride=stride, bias=False),
                         nn.BatchNorm2d(width),
@@ -164,9 +192,9 @@ def _caffe_strides(model: nn.Module) -> None:
             m.conv1.stride, m.conv2.stride = m.conv2.stride, (1, 1)
 
 
-def _cifar(depth: int, widths: tuple[int, int, int] = (16, 32, 64)) -> Callable[..., nn.Module]:
+def _cifar(depth: int, shortcut: str = "projection") -> Callable[..., nn.Module]:
     def build(num_classes: int, in_chans: int, layout: str) -> nn.Module:
-        return CifarResNet(depth, widths, num_classes, in_chans)
+        return CifarResNet(depth, (16, 32, 64), num_classes, in_chans, shortcut)
 
     return build
 
@@ -177,9 +205,14 @@ _TV_BASIC_WIDTHS = {"c2": 64, "c3": 128, "c4": 256, "c5": 512}
 _TV_BOTTLENECK_WIDTHS = {"c2": 256, "c3": 512, "c4": 1024, "c5": 2048}
 
 
+def _depths(layers: tuple[int, ...]) -> dict[str, int]:
+    return dict(zip(_TV_STAGES, layers, strict=True))
+
+
 @dataclass(frozen=True)
 class BackboneDef:
-    """A registered backbone: its builder, stage -> module attribute, and usual input size."""
+    """A registered backbone: its builder, stage -> module attribute, usual input size, stage
+    widths and residual blocks per stage."""
 
     build: Callable[..., nn.Module]
     stages: dict[str, str]
@@ -187,6 +220,7 @@ class BackboneDef:
     num_classes: int
     description: str
     widths: dict[str, int]
+    depths: dict[str, int]
 
 
 #: Every backbone ``build_model`` knows; a new one is one entry.
@@ -198,6 +232,7 @@ BACKBONES: dict[str, BackboneDef] = {
         1000,
         "torchvision ResNet-18",
         _TV_BASIC_WIDTHS,
+        _depths((2, 2, 2, 2)),
     ),
     "resnet34": BackboneDef(
         _torchvision(ContextBasicBlock, (3, 4, 6, 3)),
@@ -206,6 +241,7 @@ BACKBONES: dict[str, BackboneDef] = {
         1000,
         "torchvision ResNet-34",
         _TV_BASIC_WIDTHS,
+        _depths((3, 4, 6, 3)),
     ),
     "resnet50": BackboneDef(
         _torchvision(ContextBottleneck, (3, 4, 6, 3)),
@@ -214,6 +250,7 @@ BACKBONES: dict[str, BackboneDef] = {
         1000,
         "torchvision ResNet-50",
         _TV_BOTTLENECK_WIDTHS,
+        _depths((3, 4, 6, 3)),
     ),
     "resnet101": BackboneDef(
         _torchvision(ContextBottleneck, (3, 4, 23, 3)),
@@ -222,17 +259,20 @@ BACKBONES: dict[str, BackboneDef] = {
         1000,
         "torchvision ResNet-101",
         _TV_BOTTLENECK_WIDTHS,
+        _depths((3, 4, 23, 3)),
     ),
     **{
-        f"resnet{d}": BackboneDef(
-            _cifar(d),
+        f"resnet{d}{tag}": BackboneDef(
+            _cifar(d, shortcut),
             _CIFAR_STAGES,
             32,
             10,
-            f"CIFAR ResNet-{d} (6n+2), widths 16/32/64",
+            f"CIFAR ResNet-{d} (6n+2), widths 16/32/64, {shortcut} shortcuts (option {opt})",
             {"c3": 16, "c4": 32, "c5": 64},
+            dict.fromkeys(_CIFAR_STAGES, (d - 2) // 6),
         )
         for d in (8, 14, 20, 32, 56)
+        for tag, shortcut, opt in (("", "projection", "B"), ("a", "identity", "A"))
     },
 }
 
@@ -250,6 +290,16 @@ def get_backbone(name: str) -> BackboneDef:
 def backbone_stages(name: str) -> tuple[str, ...]:
     """Stage names a placement may use in backbone ``name``, e.g. ``('c3', 'c4', 'c5')``."""
     return tuple(get_backbone(name).stages)
+
+
+def preset_placement(preset: str, backbone: str) -> Placement:
+    """``preset``'s paper placement fitted to ``backbone``: its stages only (SE/CBAM at c3-c5 on
+    a CIFAR net), and ``last`` for ``penultimate`` in a stage of one residual block (resnet8)."""
+    bb = get_backbone(backbone)
+    where = paper_placement(preset, tuple(bb.stages))
+    if where.density == "penultimate" and any(bb.depths[s] < 2 for s in where.stages):
+        return Placement(where.position, where.stages, "last")
+    return where
 
 
 def stage_modules(model: nn.Module, backbone: str) -> dict[str, nn.Sequential]:
@@ -335,8 +385,14 @@ def build_model(
     placement = candidate.placement
     for stage in placement.stages:
         residuals = list(getattr(model, spec.stages[stage]))
-        if placement.density == "last":
-            residuals = residuals[-1:]
+        if placement.density == "penultimate" and len(residuals) < 2:
+            raise UserError(
+                f"density: {backbone} stage {stage} has one residual block, so no block before "
+                "its last (choose density all or last)"
+            )
+        residuals = {"all": residuals, "last": residuals[-1:], "penultimate": residuals[-2:-1]}[
+            placement.density
+        ]
         for res in residuals:
             channels = (res.bn3 if isinstance(res, Bottleneck) else res.bn2).num_features
             res.insert_context(

@@ -39,9 +39,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gcsearch.backbones import SLOT, build_model, get_backbone, validate_placement
+from gcsearch.backbones import (
+    SLOT,
+    build_model,
+    get_backbone,
+    preset_placement,
+    validate_placement,
+)
 from gcsearch.errors import UserError
-from gcsearch.spec import PRESETS, Candidate, Placement, paper_placement
+from gcsearch.spec import PRESETS, Candidate, Placement
 
 if TYPE_CHECKING:
     from fvcore.nn import FlopCountAnalysis
@@ -244,16 +250,19 @@ def count_cost(
     return Cost(params=model[0], macs=model[1], base_params=base[0], base_macs=base[1])
 
 
-def _flops_candidates(texts: Sequence[str], placement: Placement | None) -> list[Candidate]:
+def _flops_candidates(
+    texts: Sequence[str], placement: Placement | None, backbone: str
+) -> list[Candidate]:
     """Given ids, or every preset. A bare block or preset takes ``placement``; without one a
-    preset takes its paper's placement and a block the default (after_1x1:c3c4c5)."""
+    preset takes its paper's placement in ``backbone`` and a block the default
+    (after_1x1:c3c4c5)."""
     out = []
     for text in texts or PRESETS:
         cand = Candidate.parse(text)
         if "@" not in text and not cand.is_baseline:
             where = placement
             if where is None:
-                where = paper_placement(cand.preset) if cand.preset else Placement()
+                where = preset_placement(cand.preset, backbone) if cand.preset else Placement()
             cand = Candidate(block=cand.block, preset=cand.preset, placement=where)
         out.append(cand)
     return out
@@ -274,7 +283,7 @@ def run_flops(args: argparse.Namespace) -> int:
     if side < 1 or num_classes < 1:
         raise UserError(f"--input {side} / --num-classes {num_classes}: both must be >= 1")
     placement = Placement.parse(args.placement) if args.placement else None
-    candidates = _flops_candidates(args.candidates, placement)
+    candidates = _flops_candidates(args.candidates, placement, args.backbone)
     for cand in candidates:
         validate_placement(cand, args.backbone)
     shape = (3, side, side)
@@ -315,8 +324,9 @@ def run_flops(args: argparse.Namespace) -> int:
     ]
     if placement is None:
         notes.append(
-            "Presets sit where their papers put them (pairwise-attention blocks once, after the "
-            "last block of c4); --placement puts every row at one placement."
+            "Presets sit where their papers put them (gcsearch.spec.PRESETS: NL once, before the "
+            "last block of c4; SE and CBAM in every block of c2-c5, c3-c5 on CIFAR nets); "
+            "--placement puts every row at one placement."
         )
     for note in notes:
         console.print(note, style="dim", highlight=False)

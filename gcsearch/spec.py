@@ -20,64 +20,106 @@ from typing import Any
 
 from gcsearch.errors import UserError
 
-POOLINGS = ("avg", "att", "avgmax")
-TRANSFORMS = ("1x1", "bottleneck")
-RATIOS = (4, 8, 16, 32)
-NORMS = ("none", "ln")
-FUSIONS = ("add", "mul", "both")
-POSITIONS = ("after_1x1", "after_add")
-STAGES = ("c2", "c3", "c4", "c5")
-SEARCH_STAGES = ("c3", "c4", "c5")
-DENSITIES = ("all", "last")
-
-#: Named baselines from the literature; the modules live in ``gcsearch.blocks.presets``.
-PRESETS: dict[str, str] = {
-    "se": "Squeeze-and-Excitation (Hu et al., 2018): avg pool, r16 bottleneck, sigmoid mul",
-    "snl": "Simplified Non-local (Cao et al., 2019): att pool, 1x1 transform, add",
-    "gc": "Global Context block (Cao et al., 2019): att pool, r16 bottleneck + LN, add",
-    "cbam-channel": "CBAM channel attention (Woo et al., 2018): avg+max pool, r16 MLP, mul",
-    "nl-gaussian": "Non-local, Gaussian (Wang et al., 2018)",
-    "nl-embedded": "Non-local, embedded Gaussian (Wang et al., 2018)",
-    "nl-dot": "Non-local, dot product (Wang et al., 2018)",
-    "nl-concat": "Non-local, concatenation (Wang et al., 2018)",
-    "cbam": "CBAM (Woo et al., 2018): channel attention, then 7x7 spatial attention",
-    "cbam-spatial": "CBAM spatial attention alone (Woo et al., 2018): mean+max maps, 7x7 conv",
-    "danet-pam": "DANet position attention (Fu et al., 2019): C/8 query/key, zero gamma",
-    "danet-cam": "DANet channel attention (Fu et al., 2019): CxC affinity, no projections",
-    "danet": "DANet dual attention (Fu et al., 2019): PAM + CAM terms summed",
-    "parsenet": "ParseNet global context (Liu et al., 2015): L2-normed GAP, concat, 1x1 conv",
-    "sagan": "SAGAN self-attention (Zhang et al., 2018): C/8 f/g/h, v back to C, zero gamma",
-}
-
-
-#: Presets whose papers place them once, after the last residual block of c4 (the NL paper's
-#: "+1 NL" row): they build an HW x HW (or C x C) affinity. Every other preset goes, as in
-#: GCNet, SE and CBAM, after the last 1x1 of every residual block of c3-c5.
-_ONCE_AT_C4 = frozenset(
-    {
-        "nl-gaussian",
-        "nl-embedded",
-        "nl-dot",
-        "nl-concat",
-        "danet-pam",
-        "danet-cam",
-        "danet",
-        "sagan",
-        "parsenet",
-    }
-)
-
-
-def paper_placement(preset: str) -> Placement:
-    """The placement ``preset``'s own paper reports, used where the user names none."""
-    _allowed("preset", preset, tuple(PRESETS))
-    if preset in _ONCE_AT_C4:
-        return Placement("after_add", ("c4",), "last")
-    return Placement("after_1x1", SEARCH_STAGES, "all")
-
 
 class SpecError(UserError, ValueError):
     """An invalid spec value; the message names the field and the allowed values."""
+
+
+# ----------------------------------------------------------------------------- axes
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One searchable axis: its name, allowed values and the GC block's value (the default)."""
+
+    name: str
+    values: tuple[Any, ...]
+    default: Any
+    doc: str = ""
+
+
+#: Every axis of the space, defined once; spaces, sampler, frame and report read it.
+AXES: dict[str, Axis] = {
+    a.name: a
+    for a in (
+        Axis("pooling", ("avg", "att", "avgmax"), "att", "context modeling"),
+        Axis("transform", ("1x1", "bottleneck"), "bottleneck", "channel transform"),
+        Axis("ratio", (4, 8, 16, 32), 16, "bottleneck ratio r (hidden C/r)"),
+        Axis("norm", ("none", "ln"), "ln", "LayerNorm inside the bottleneck"),
+        Axis("fusion", ("add", "mul", "both"), "add", "how the context meets the features"),
+        Axis(
+            "position",
+            ("after_1x1", "after_add", "after_block"),
+            "after_1x1",
+            "in the residual branch, after the sum, or on the block output after its ReLU",
+        ),
+        Axis("stages", ("c2", "c3", "c4", "c5"), ("c3", "c4", "c5"), "ResNet stages"),
+        Axis(
+            "density",
+            ("all", "last", "penultimate"),
+            "all",
+            "every residual block of a stage, its last, or the one before its last",
+        ),
+    )
+}
+POOLINGS = AXES["pooling"].values
+TRANSFORMS = AXES["transform"].values
+RATIOS = AXES["ratio"].values
+NORMS = AXES["norm"].values
+FUSIONS = AXES["fusion"].values
+POSITIONS = AXES["position"].values
+STAGES = AXES["stages"].values
+SEARCH_STAGES: tuple[str, ...] = AXES["stages"].default
+DENSITIES = AXES["density"].values
+
+
+def hidden_width(channels: int, ratio: int, min_hidden: int) -> int:
+    """Bottleneck width ``max(C // r, min_hidden)``, capped at C (see ``BlockSpec.hidden``)."""
+    return min(channels, max(channels // ratio, min_hidden))
+
+
+# ----------------------------------------------------------------------------- objectives
+
+#: metric -> the only sensible direction (a study maximises accuracy, minimises costs).
+METRICS: dict[str, str] = {
+    "top1": "max",
+    "loss": "min",
+    "macs": "min",
+    "params": "min",
+    "block_macs": "min",
+    "block_params": "min",
+}
+DIRECTIONS = ("max", "min")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One study objective, e.g. ``Objective.parse("top1:max")``."""
+
+    metric: str
+    direction: str
+
+    def __post_init__(self) -> None:
+        _allowed("objective", self.metric, tuple(METRICS))
+        _allowed("direction", self.direction, DIRECTIONS)
+        if self.direction != METRICS[self.metric]:
+            raise SpecError(
+                f"objective: {self.metric}:{self.direction} is not allowed "
+                f"({self.metric} is {METRICS[self.metric]}imised: {self.metric}:"
+                f"{METRICS[self.metric]})"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """``metric:max|min``; a bare metric takes its only direction."""
+        metric, sep, direction = str(text).strip().partition(":")
+        if metric not in METRICS:
+            allowed = ", ".join(f"{m}:{d}" for m, d in METRICS.items())
+            raise SpecError(f"objective: {text!r} is not allowed (choose from {allowed})")
+        return cls(metric, direction if sep else METRICS[metric])
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.direction}"
 
 
 def _allowed(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
@@ -157,7 +199,7 @@ class BlockSpec:
                 f"ratio: {self.ratio} is larger than the {channels} channels it would "
                 f"reduce (allowed here: {', '.join(str(r) for r in RATIOS if r <= channels)})"
             )
-        return min(channels, max(channels // self.ratio, min_hidden))
+        return hidden_width(channels, self.ratio, min_hidden)
 
     @classmethod
     def parse(cls, text: str) -> BlockSpec:
@@ -201,8 +243,11 @@ class Placement:
 
     ``after_1x1``: after the last conv+BN of the branch, before the residual add (mmdet's
     ``after_conv3``). ``after_add``: after the residual sum, before the final ReLU.
-    ``density='all'`` puts a block in every residual block of the stages, ``'last'`` only in
-    the last residual block of each stage (the paper's "+1 GC at c4" rows).
+    ``after_block``: on the residual block's output, after its ReLU (where the NL paper and its
+    official code put a non-local block). ``density='all'`` puts a block in every residual
+    block of the stages, ``'last'`` only in the last residual block of each stage (GCNet's
+    "+1 GC at c4" rows), ``'penultimate'`` in the one before the last: with ``after_block`` that
+    is the NL paper's "right before the last residual block of res4".
     """
 
     position: str = "after_1x1"
@@ -226,7 +271,7 @@ class Placement:
 
     @property
     def id(self) -> str:
-        tail = ":last" if self.density == "last" else ""
+        tail = f":{self.density}" if self.density != "all" else ""
         return f"{self.position}:{''.join(self.stages)}{tail}"
 
     @classmethod
@@ -234,7 +279,7 @@ class Placement:
         parts = text.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in DENSITIES):
             raise SpecError(
-                f"placement: {text!r} is not '<position>:<stages>[:last]' "
+                f"placement: {text!r} is not '<position>:<stages>[:last|:penultimate]' "
                 f"(positions: {', '.join(POSITIONS)})"
             )
         stages = tuple(re.findall(r"c\d", parts[1]))
@@ -336,6 +381,344 @@ class Candidate:
         return cls.from_dict(data)
 
 
+# ----------------------------------------------------------------------------- presets
+
+#: init of every searched ``ContextBlock`` (the official GCNet code's): last conv at zero.
+SEARCH_INIT = "zero_last"
+
+_ALL4 = ("c2", "c3", "c4", "c5")
+_NL_PLACE = Placement("after_block", ("c4",), "penultimate")
+_ONCE_C4 = Placement("after_add", ("c4",), "last")
+_NL_PAPER = (
+    "Wang et al., Non-local Neural Networks, CVPR 2018",
+    "https://arxiv.org/abs/1711.07971",
+)
+_NL_CODE = "facebookresearch/video-nonlocal-net lib/models/nonlocal_helper.py"
+_CBAM_PAPER = (
+    "Woo et al., CBAM: Convolutional Block Attention Module, ECCV 2018",
+    "https://arxiv.org/abs/1807.06521",
+)
+_GC_PAPER = (
+    "Cao et al., GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond, 2019",
+    "https://arxiv.org/abs/1904.11492",
+)
+_DANET_PAPER = (
+    "Fu et al., Dual Attention Network for Scene Segmentation, CVPR 2019",
+    "https://arxiv.org/abs/1809.02983",
+)
+_COMPARISON = "placed like the '+1 block at c4' rows for comparison; its paper puts it elsewhere"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A published block: what it is, where it comes from, how it is built, where it goes.
+
+    ``builder`` names the module class as ``"module:Class"`` (so this file imports no torch);
+    ``gcsearch.blocks.build_block`` calls ``Class(channels, **options)``, adding the
+    framework ``spec`` when set and ``min_hidden`` when ``min_hidden`` is true. ``placement``
+    is the paper's, on a four-stage ImageNet ResNet (``paper_placement`` fits it to a backbone).
+    ``follows`` says what the module reproduces (paper or official code), ``deviations`` what
+    differs from it; ``init`` describes the initialization the module applies.
+    """
+
+    name: str
+    title: str
+    paper: str
+    url: str
+    follows: str
+    init: str
+    placement: Placement
+    builder: str
+    options: tuple[tuple[str, Any], ...] = ()
+    spec: BlockSpec | None = None
+    min_hidden: bool = False
+    exportable: bool = True
+    deviations: tuple[str, ...] = ()
+
+    @property
+    def equivalent_spec(self) -> BlockSpec | None:
+        """The searched spec this preset computes exactly, init included; None otherwise."""
+        if self.spec is not None and dict(self.options).get("init") == SEARCH_INIT:
+            return self.spec
+        return None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+def _context(
+    name: str,
+    title: str,
+    paper: tuple[str, str],
+    spec: str,
+    init: str,
+    placement: Placement,
+    follows: str,
+    init_doc: str,
+    deviations: tuple[str, ...] = (),
+) -> Preset:
+    return Preset(
+        name,
+        title,
+        *paper,
+        follows,
+        init_doc,
+        placement,
+        "gcsearch.blocks.context:ContextBlock",
+        (("init", init),),
+        BlockSpec.parse(spec),
+        True,
+        True,
+        deviations,
+    )
+
+
+def _nonlocal(mode: str, suffix: str = "") -> Preset:
+    title = {
+        "gaussian": "Gaussian",
+        "embedded": "embedded Gaussian",
+        "dot": "dot product",
+        "concat": "concatenation",
+    }[mode]
+    paper_only = mode in ("gaussian", "concat")
+    if suffix == "":
+        opts = {
+            "mode": mode,
+            "pool": "input",
+            "scale": mode == "embedded",
+            "norm": True,
+            "out_bias": True,
+            "init": "normal",
+        }
+        follows = (
+            f"the paper's Eq. for {title} with the official code's layout ({_NL_CODE}: phi and g "
+            "on the 2x2 max-pooled input, BN after W_z)"
+            if paper_only
+            else f"official code, {_NL_CODE}: phi and g on the 2x2 max-pooled input (USE_MAXPOOL)"
+            + (
+                ", affinity scaled by 1/sqrt(C') (USE_SCALE)"
+                if mode == "embedded"
+                else ", affinity divided by the number of positions (USE_SOFTMAX off)"
+            )
+        )
+        init = (
+            "convs N(0, 0.01), biases 0, BN after W_z with scale 0 (CONV_INIT_STD, BN_INIT_GAMMA)"
+        )
+        dev: tuple[str, ...] = (
+            "2D (spatial) only: the video code pools (1, 2, 2) in time x space",
+            "maps smaller than 2x2 are not pooled",
+        )
+        if paper_only:
+            dev += (f"{title} is not in the official code; its layout and init are borrowed",)
+    elif suffix == "-unpooled":
+        opts = {
+            "mode": mode,
+            "pool": "none",
+            "scale": False,
+            "norm": True,
+            "out_bias": False,
+            "init": "default",
+        }
+        follows = f"the paper's Eq. for {title} without the optional sub-sampling"
+        init = "PyTorch default convs, BN after W_z with scale 0 (paper Sec. 4.1)"
+        dev = (
+            "no max-pooling of phi/g: every position attends to every position (+4x cost)",
+            "no 1/sqrt(C') scale",
+            "PyTorch default conv init; W_z without bias",
+        )
+    else:  # -mmcv
+        opts = {
+            "mode": mode,
+            "pool": "after",
+            "scale": True,
+            "norm": False,
+            "out_bias": True,
+            "init": "normal",
+        }
+        follows = (
+            "mmcv NonLocal2d(sub_sample=True, use_scale=True): max-pool after the phi and "
+            "g convs, affinity / sqrt(C'), no norm after W_z"
+        )
+        init = "theta/phi/g N(0, 0.01), biases 0, W_z conv all zero (mmcv zeros_init)"
+        dev = ("parameter names are this project's (mmcv wraps each conv in a ConvModule)",)
+    return Preset(
+        f"nl-{mode}{suffix}",
+        f"Non-local, {title}" + (f" ({suffix[1:]})" if suffix else ""),
+        *_NL_PAPER,
+        follows,
+        init,
+        _NL_PLACE,
+        "gcsearch.blocks.nonlocal_:NonLocal2d",
+        tuple(opts.items()),
+        deviations=dev,
+    )
+
+
+#: In lineage order (NL, SNL, SE, GC, then the other global-context blocks): reports use it.
+_PRESET_LIST: tuple[Preset, ...] = (
+    *(_nonlocal(m) for m in ("embedded", "gaussian", "dot", "concat")),
+    *(_nonlocal(m, "-unpooled") for m in ("embedded", "gaussian", "dot", "concat")),
+    _nonlocal("embedded", "-mmcv"),
+    _context(
+        "snl",
+        "Simplified non-local",
+        _GC_PAPER,
+        "att-1x1-add",
+        SEARCH_INIT,
+        Placement("after_1x1", SEARCH_STAGES),
+        "paper (Fig. 4b: attention pooling, one 1x1 conv W_v, add)",
+        "conv_mask Kaiming fan_in, W_v zero (the official GCNet init)",
+    ),
+    _context(
+        "se",
+        "Squeeze-and-Excitation",
+        (
+            "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018",
+            "https://arxiv.org/abs/1709.01507",
+        ),
+        "avg-r16-mul",
+        "default",
+        Placement("after_1x1", _ALL4),
+        "paper (Fig. 3, SE-ResNet module; every block of c2-c5, Table 13) and timm SEModule",
+        "PyTorch default for both convs, as timm's SEModule",
+        ("1x1 convs in place of the paper's FC layers (the same function)",),
+    ),
+    _context(
+        "cbam-channel",
+        "CBAM channel attention",
+        _CBAM_PAPER,
+        "avgmax-r16-mul",
+        "zero_bias",
+        Placement("after_1x1", _ALL4),
+        "official code (Jongchan/attention-module ChannelGate: shared MLP on avg and max)",
+        "MLP weights PyTorch default, biases 0 (the authors' ResidualNet init)",
+        ("1x1 convs in place of Linear layers (the same function)",),
+    ),
+    _context(
+        "gc",
+        "Global context block",
+        _GC_PAPER,
+        "att-r16ln-add",
+        SEARCH_INIT,
+        Placement("after_1x1", SEARCH_STAGES),
+        "official code (mmcv ContextBlock, pooling 'att', fusion channel_add, ratio 1/16)",
+        "conv_mask Kaiming fan_in, last transform conv zero (mmcv reset_parameters)",
+    ),
+    Preset(
+        "cbam",
+        "CBAM",
+        *_CBAM_PAPER,
+        "official code (Jongchan/attention-module: ChannelGate then SpatialGate)",
+        "the authors' ResidualNet: spatial conv Kaiming normal fan_out, spatial BN scale 0 and "
+        "every bias 0 (spatial gate exactly 0.5 at start), MLP weights PyTorch default, "
+        "spatial BN momentum 0.01",
+        Placement("after_1x1", _ALL4),
+        "gcsearch.blocks.cbam:CBAM",
+        min_hidden=True,
+        deviations=("channel MLP as 1x1 convs (the same function)",),
+    ),
+    Preset(
+        "cbam-spatial",
+        "CBAM spatial attention alone",
+        *_CBAM_PAPER,
+        "official code (Jongchan/attention-module SpatialGate: [max, mean] maps, 7x7 conv, BN)",
+        "conv Kaiming normal fan_out, BN scale and bias 0 (gate exactly 0.5), momentum 0.01",
+        Placement("after_1x1", _ALL4),
+        "gcsearch.blocks.cbam:SpatialGate",
+        deviations=("the paper ablates it only together with the channel gate",),
+    ),
+    Preset(
+        "danet-pam",
+        "DANet position attention",
+        *_DANET_PAPER,
+        "official code (da_att.py PAM_Module: C/8 query/key, C value, zero gamma)",
+        "PyTorch default convs, gamma 0",
+        _ONCE_C4,
+        "gcsearch.blocks.danet:PositionAttention",
+        deviations=(_COMPARISON + " (on the dilated ResNet's output)",),
+    ),
+    Preset(
+        "danet-cam",
+        "DANet channel attention",
+        *_DANET_PAPER,
+        "paper (softmax of A A^T over channels)",
+        "gamma 0",
+        _ONCE_C4,
+        "gcsearch.blocks.danet:ChannelAttention",
+        deviations=(
+            "the official code's softmax(max - energy) is softmax(-A A^T); we keep the "
+            "paper's sign",
+            _COMPARISON,
+        ),
+    ),
+    Preset(
+        "danet",
+        "DANet dual attention",
+        *_DANET_PAPER,
+        "paper (PAM + CAM), both terms around one residual",
+        "as danet-pam and danet-cam",
+        _ONCE_C4,
+        "gcsearch.blocks.danet:DualAttention",
+        deviations=(
+            "the paper sums two module outputs that each carry x; inside a residual "
+            "block we add both terms to one x",
+            _COMPARISON,
+        ),
+    ),
+    Preset(
+        "parsenet",
+        "ParseNet global context",
+        "Liu et al., ParseNet: Looking Wider to See Better, 2015",
+        "https://arxiv.org/abs/1506.04579",
+        "paper (Sec. 3.3: L2-normalise the local and the global features, each with a learned "
+        "per-channel scale, unpool, concat, 1x1 conv)",
+        "both scales 10, fuse conv [I | 0] and bias 0 (ours)",
+        _ONCE_C4,
+        "gcsearch.blocks.parsenet:ParseNetContext",
+        deviations=(
+            "scale and fuse init are ours (not given for this use)",
+            "the fuse conv is computed as its two halves (the same function)",
+            _COMPARISON,
+        ),
+    ),
+    Preset(
+        "sagan",
+        "SAGAN self-attention",
+        "Zhang et al., Self-Attention Generative Adversarial Networks, ICML 2019",
+        "https://arxiv.org/abs/1805.08318",
+        "paper (Eq. 1-3: C/8 f, g, h, v back to C, zero gamma)",
+        "PyTorch default, gamma 0",
+        _ONCE_C4,
+        "gcsearch.blocks.sagan:SelfAttention2d",
+        deviations=(
+            "the official code's C/2 value path and max-pooled keys/values are not "
+            "used; we follow the paper's equations",
+            _COMPARISON,
+        ),
+    ),
+)
+
+#: Every named preset, defined once: name -> record.
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
+
+
+def paper_placement(preset: str, stages: tuple[str, ...] | None = None) -> Placement:
+    """Where ``preset``'s paper puts it; ``stages``: those the backbone has (SE and CBAM go in
+    every block of c2-c5, so c3-c5 on a CIFAR net without c2)."""
+    _allowed("preset", preset, tuple(PRESETS))
+    where = PRESETS[preset].placement
+    if stages is None:
+        return where
+    kept = tuple(s for s in where.stages if s in stages)
+    if not kept:
+        raise SpecError(
+            f"stages: {preset}'s paper places it in {''.join(where.stages)}, which this "
+            f"backbone lacks (it has {', '.join(stages)})"
+        )
+    return Placement(where.position, kept, where.density)
+
+
 def block_specs(
     poolings: tuple[str, ...] = POOLINGS,
     transforms: tuple[str, ...] = TRANSFORMS,
@@ -363,7 +746,8 @@ def enumerate_candidates(
     stage_choices: list[tuple[str, ...]] | None = None,
     densities: tuple[str, ...] = ("all",),
 ) -> Iterator[Candidate]:
-    """The cross product of blocks and placements (the full space: 1,134 at density 'all')."""
+    """The cross product of blocks and placements (1,701 at density 'all'; 1,134 with GCNet's
+    two positions, as ``spaces/full.toml``)."""
     blocks = tuple(block_specs()) if blocks is None else blocks
     stage_choices = stage_sets() if stage_choices is None else stage_choices
     for block, pos, stages, dens in itertools.product(blocks, positions, stage_choices, densities):

@@ -81,11 +81,12 @@ def test_density_places_one_block_per_residual_or_per_stage(backbone: str, densi
 
 
 @pytest.mark.parametrize(("backbone", "last_bn"), [("resnet14", "bn2"), ("resnet50", "bn3")])
-@pytest.mark.parametrize("position", ["after_1x1", "after_add"])
+@pytest.mark.parametrize("position", ["after_1x1", "after_add", "after_block"])
 def test_position_feeds_the_block_the_right_tensor(
     backbone: str, last_bn: str, position: str
 ) -> None:
-    """after_1x1 sees the branch's last BN output; after_add sees that plus the identity."""
+    """after_1x1 sees the branch's last BN output; after_add sees that plus the identity;
+    after_block the ReLU of that sum (the residual block's output)."""
     model = build_model(Candidate.parse(f"snl@{position}:c4"), backbone).eval()
     res = stage_modules(model, backbone)["c4"][1]  # no downsample: identity is the input
     seen: dict[str, torch.Tensor] = {}
@@ -95,6 +96,8 @@ def test_position_feeds_the_block_the_right_tensor(
     with torch.no_grad():
         model(torch.randn(1, 3, 32, 32))
     expected = seen["bn"] if position == "after_1x1" else seen["bn"] + seen["x"]
+    if position == "after_block":
+        expected = torch.relu(expected)
     torch.testing.assert_close(seen["ctx"], expected)
 
 
@@ -186,3 +189,31 @@ def test_module_key_folds_ratios_that_build_the_same_network() -> None:
     # at ResNet-50 widths the floor never binds: the key is the id
     assert module_key(r32, "resnet50") == r32.id
     assert module_key(Candidate.parse("gc@after_add:c4"), "resnet20") == "gc@after_add:c4"
+
+
+def test_penultimate_is_the_nl_papers_block_before_the_last_of_res4() -> None:
+    model = build_model("nl-embedded@after_block:c4:penultimate", "resnet50", num_classes=10)
+    assert [n for n, _ in context_blocks(model)] == ["layer3.4.context_block"]  # 6 blocks in c4
+    with pytest.raises(UserError, match="one residual block"):
+        build_model("nl-embedded@after_block:c4:penultimate", "resnet8")
+
+
+def test_preset_placement_fits_the_paper_to_the_backbone() -> None:
+    from gcsearch.backbones import preset_placement
+
+    assert preset_placement("se", "resnet50").id == "after_1x1:c2c3c4c5"
+    assert preset_placement("se", "resnet20").id == "after_1x1:c3c4c5"  # CIFAR nets: no c2
+    assert preset_placement("nl-embedded", "resnet20").id == "after_block:c4:penultimate"
+    assert preset_placement("nl-embedded", "resnet8").id == "after_block:c4:last"
+
+
+@pytest.mark.parametrize(("depth", "params"), [(20, 269_722), (32, 464_154), (56, 853_018)])
+def test_option_a_shortcuts_give_the_papers_cifar_parameter_counts(depth: int, params: int) -> None:
+    """He et al. Table 6: ResNet-20 0.27 M, ResNet-32 0.46 M, ResNet-56 0.85 M (option A)."""
+    model = build_model("none", f"resnet{depth}a")
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert round(params / 1e6, 2) == {20: 0.27, 32: 0.46, 56: 0.85}[depth]
+    proj = sum(p.numel() for p in build_model("none", f"resnet{depth}").parameters())
+    assert proj > params  # option B's 1x1 projections stay available under the plain name
+    x = torch.randn(2, 3, 32, 32)
+    assert build_model("gc@after_add:c4c5", f"resnet{depth}a")(x).shape == (2, 10)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gcsearch.backbones import preset_placement
 from gcsearch.cli import main
 from gcsearch.cost import count_cost
-from gcsearch.spec import PRESETS, Candidate, paper_placement
+from gcsearch.spec import PRESETS, Candidate
 
 torch.set_num_threads(1)
 
@@ -25,8 +26,11 @@ def _rows(text: str) -> dict[str, list[str]]:
 def test_default_lists_baseline_and_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "--backbone", "resnet8", "--input", "16"]) == 0
     rows = _rows(capsys.readouterr().out)
-    assert list(rows) == ["baseline"] + [f"{p}@{paper_placement(p).id}" for p in PRESETS]
-    assert "nl-embedded@after_add:c4:last" in rows and "se@after_1x1:c3c4c5" in rows
+    assert list(rows) == ["baseline"] + [
+        f"{p}@{preset_placement(p, 'resnet8').id}" for p in PRESETS
+    ]
+    # resnet8 has one residual block per stage: NL goes after it ("last"), SE at c3-c5 (no c2)
+    assert "nl-embedded@after_block:c4:last" in rows and "se@after_1x1:c3c4c5" in rows
     gc = count_cost(Candidate.parse("gc@after_1x1:c3c4c5"), "resnet8", (3, 16, 16))
     assert rows["baseline"][0] == f"{gc.base_params:,}"
     assert rows["gc@after_1x1:c3c4c5"][:2] == [f"{gc.params:,}", f"+{gc.block_params:,}"]

@@ -44,9 +44,9 @@ CLOSED_FORMS: dict[str, Callable[[], int]] = {
     "avgmax-r8-both": lambda: (
         2 * C * N + 2 * (2 * _bottleneck(C, 8, False) + 2 * C) + C + C * N + C * N
     ),
-    # NL embedded, Ci = C/2: theta/phi/g convs, theta^T phi, softmax N x N, attn @ g, W_z,
-    # eval BatchNorm (2 per element), residual add
-    "nl-embedded": lambda: (
+    # NL embedded without pooling, Ci = C/2: theta/phi/g convs, theta^T phi, softmax N x N,
+    # attn @ g, W_z, eval BatchNorm (2 per element), residual add
+    "nl-embedded-unpooled": lambda: (
         3 * C * (C // 2) * N
         + N * N * (C // 2)
         + N * N
@@ -73,6 +73,37 @@ def _aten_ops(module: torch.nn.Module, shape: tuple[int, ...]) -> set[str]:
 
 
 # every preset and every pooling x transform x fusion family (the ratio changes no op)
+def _nl_authors(c: int, h: int, w: int) -> int:
+    """The NL authors' layout: theta on N positions; x max-pooled once (one per input element)
+    for phi and g on M = N/4; affinity and weighted sum N*M*Ci each; 1/sqrt(C') scale and
+    softmax N*M each; W_z; eval BN 2 per element; residual add."""
+    n, m, ci = h * w, (h // 2) * (w // 2), c // 2
+    return c * ci * n + c * n + 2 * c * ci * m + 2 * n * m * ci + 2 * n * m + ci * c * n + 3 * c * n
+
+
+CLOSED_FORMS["nl-embedded"] = lambda: _nl_authors(C, H, W)
+
+
+def test_nl_in_the_authors_configuration_adds_about_6_5_percent_to_resnet50() -> None:
+    """Issue 13's acceptance row: one NL before the last block of res4, ResNet-50 at 224."""
+    cost = count_cost("nl-embedded@after_block:c4:penultimate", "resnet50", (3, 224, 224),
+                      num_classes=1000)  # fmt: skip
+    assert cost.block_macs == _nl_authors(1024, 14, 14) == 267_557_640
+    assert 0.06 < cost.block_macs / cost.base_macs <= 0.07  # 6.51 %
+    unpooled = count_cost("nl-embedded-unpooled@after_block:c4:penultimate", "resnet50",
+                          (3, 224, 224), num_classes=1000)  # fmt: skip
+    assert unpooled.block_macs / unpooled.base_macs > 0.10  # 10.97 %: the cost issue 13 found
+
+
+def test_se_at_its_paper_placement_has_senet_table_10_parameters() -> None:
+    """SE r16 in every block of c2-c5 of ResNet-50: 28.09 M (SENet Table 10: 28.1 M)."""
+    se = count_cost("se@after_1x1:c2c3c4c5", "resnet50", (3, 224, 224), num_classes=1000)
+    blocks = {256: 3, 512: 4, 1024: 6, 2048: 3}  # C -> residual blocks per stage
+    closed = sum(k * (2 * c * (c // 16) + c // 16 + c) for c, k in blocks.items())
+    assert se.block_params == closed == 2_530_992
+    assert round(se.params / 1e6, 2) == 28.09
+
+
 ALL_BLOCKS = [*PRESETS, *(spec.id for spec in block_specs(ratios=(16,)))]
 
 

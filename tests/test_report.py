@@ -393,10 +393,11 @@ def test_preset_table_lists_presets_against_the_baseline(demo_run: Path) -> None
 
 
 def test_preset_blocks_match_the_library_presets() -> None:
-    from gcsearch.blocks.presets import PRESET_BUILDERS
+    from gcsearch.blocks import ContextBlock, build_block
 
     for name, block_id in report.PRESET_BLOCKS.items():
-        assert PRESET_BUILDERS[name].args[0].id == block_id  # type: ignore[attr-defined]
+        block = build_block(name, 64)
+        assert isinstance(block, ContextBlock) and block.spec.id == block_id
 
 
 def test_reference_point_is_recorded_or_derived(demo_run: Path) -> None:

@@ -18,9 +18,10 @@ from gcsearch.spec import (
 )
 
 
-def test_full_space_has_1134_unique_round_tripping_candidates() -> None:
+def test_full_space_has_unique_round_tripping_candidates() -> None:
     cands = list(enumerate_candidates())
-    assert len(cands) == 3 * 9 * 3 * 2 * 7 == 1134
+    assert len(cands) == 3 * 9 * 3 * 3 * 7 == 1701  # three positions (GCNet's two + NL's)
+    assert len(list(enumerate_candidates(positions=("after_1x1", "after_add")))) == 1134
     ids = [c.id for c in cands]
     assert len(set(ids)) == len(ids)
     for c in cands:
@@ -67,8 +68,11 @@ def test_baseline() -> None:
         (lambda: Placement("after_add", ("c4",), "first"), "density", "all, last"),
         (lambda: Candidate(preset="nl-softmax"), "preset", "nl-embedded"),
         (lambda: Candidate.parse("att-r16ln-add@after_1x1:c3x"), "stages", "c3c4c5"),
-        (lambda: Candidate.from_json('{"block": null, "preset": "gc", "colour": 1}'), "candidate",
-         "placement"),
+        (
+            lambda: Candidate.from_json('{"block": null, "preset": "gc", "colour": 1}'),
+            "candidate",
+            "placement",
+        ),
     ],
 )
 def test_invalid_specs_name_field_and_allowed_values(make, field: str, allowed: str) -> None:
@@ -91,3 +95,49 @@ def test_id_in_json_must_match_fields() -> None:
     data["id"] = "se@after_add:c4"
     with pytest.raises(SpecError, match="does not match"):
         Candidate.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "text", ["nl-embedded@after_block:c4:penultimate", "att-r16ln-add@after_block:c3c4:last"]
+)
+def test_after_block_and_penultimate_are_in_the_id_grammar(text: str) -> None:
+    cand = Candidate.parse(text)
+    assert cand.id == text and Candidate.from_json(cand.to_json()) == cand
+
+
+def test_axes_registry_backs_the_old_tuples() -> None:
+    from gcsearch.spec import AXES, POOLINGS, POSITIONS, SEARCH_STAGES
+
+    assert AXES["pooling"].values == POOLINGS and AXES["position"].values == POSITIONS
+    assert SEARCH_STAGES == AXES["stages"].default == ("c3", "c4", "c5")
+    defaults = {name: axis.default for name, axis in AXES.items()}
+    block = BlockSpec(*(defaults[f] for f in ("pooling", "transform", "ratio", "norm", "fusion")))
+    assert block.id == "att-r16ln-add"  # the axis defaults are the GC block
+    assert Placement(defaults["position"], defaults["stages"], defaults["density"]) == Placement()
+
+
+def test_objective_parses_once_with_allowed_values() -> None:
+    from gcsearch.spec import Objective
+
+    assert Objective.parse("top1:max") == Objective("top1", "max") == Objective.parse("top1")
+    assert str(Objective.parse("macs")) == "macs:min"
+    for bad, needle in [("top1:min", "top1:max"), ("speed:max", "top1:max, loss:min")]:
+        with pytest.raises(SpecError, match=needle) as info:
+            Objective.parse(bad)
+        assert str(info.value).startswith("objective")
+
+
+def test_preset_registry_records_and_paper_placements() -> None:
+    from gcsearch.spec import paper_placement
+
+    assert PRESETS["gc"].equivalent_spec == BlockSpec.parse("att-r16ln-add")
+    assert PRESETS["snl"].equivalent_spec == BlockSpec.parse("att-1x1-add")
+    for name in ("se", "cbam-channel", "nl-embedded", "cbam"):  # init (or module) differs
+        assert PRESETS[name].equivalent_spec is None
+    assert paper_placement("se").id == "after_1x1:c2c3c4c5"
+    assert paper_placement("cbam", ("c3", "c4", "c5")).id == "after_1x1:c3c4c5"
+    assert paper_placement("nl-embedded").id == "after_block:c4:penultimate"
+    with pytest.raises(SpecError, match="stages"):
+        paper_placement("nl-dot", ("c2", "c3"))
+    assert {"pool": "input", "scale": True}.items() <= PRESETS["nl-embedded"].kwargs.items()
+    assert all(p.paper and p.url and p.follows and p.init for p in PRESETS.values())

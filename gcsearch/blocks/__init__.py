@@ -10,10 +10,10 @@ from torch import nn
 
 from gcsearch.blocks.context import ContextBlock
 from gcsearch.blocks.nonlocal_ import NonLocal2d
-from gcsearch.blocks.presets import PRESET_BUILDERS
+from gcsearch.blocks.presets import build_preset
 from gcsearch.spec import PRESETS, BlockSpec, Candidate, SpecError
 
-__all__ = ["PRESET_BUILDERS", "ContextBlock", "NonLocal2d", "build_block"]
+__all__ = ["ContextBlock", "NonLocal2d", "build_block", "build_preset"]
 
 
 def build_block(
@@ -44,8 +44,12 @@ def build_block(
                 f"(give a block id or a preset: {', '.join(PRESETS)})"
             )
         if block.preset is not None:
-            return PRESET_BUILDERS[block.preset](channels, min_hidden=min_hidden)
+            spec = PRESETS[block.preset].spec
+            if spec is not None:
+                spec.hidden(channels, min_hidden)  # a ratio above C: one-line SpecError
+            return build_preset(block.preset, channels, min_hidden=min_hidden)
         block = block.block
     if not isinstance(block, BlockSpec):
         raise SpecError(f"block: {type(block).__name__} is not a Candidate, BlockSpec or id")
+    block.hidden(channels, min_hidden)  # a ratio above C: one-line SpecError
     return ContextBlock(channels, block, min_hidden=min_hidden)

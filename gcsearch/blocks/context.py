@@ -16,7 +16,7 @@ from torch import nn
 from gcsearch.blocks.fusion import BRANCHES, FUSIONS
 from gcsearch.blocks.pooling import POOLINGS
 from gcsearch.blocks.transform import ChannelTransform
-from gcsearch.spec import BlockSpec
+from gcsearch.spec import SEARCH_INIT
 
 
 class ContextBlock(nn.Module):
@@ -26,26 +26,29 @@ class ContextBlock(nn.Module):
         >>> blk = ContextBlock(64, BlockSpec("att", "bottleneck", 16, "ln", "add"))
         >>> blk(torch.randn(2, 64, 8, 8)).shape
         torch.Size([2, 64, 8, 8])
+
+    ``spec`` is a ``BlockSpec`` (anything with its five fields); ``init`` names the transforms'
+    init (``transform.INITS``).
     """
 
     def __init__(
-        self, channels: int, spec: BlockSpec, *, min_hidden: int = 8, zero_init: bool = True
+        self, channels: int, spec: object, *, min_hidden: int = 8, init: str = SEARCH_INIT
     ) -> None:
         super().__init__()
         self.channels = channels
         self.spec = spec
-        pool = POOLINGS[spec.pooling](channels)
+        pool = POOLINGS[spec.pooling](channels)  # type: ignore[attr-defined]
         self.pool_name = pool.attr_name
         self.views = pool.views
         self.add_module(self.pool_name, pool)
-        self.branches = FUSIONS[spec.fusion]
+        self.branches = FUSIONS[spec.fusion]  # type: ignore[attr-defined]
         for name in self.branches:
-            transform = ChannelTransform(channels, spec, min_hidden=min_hidden, zero_init=zero_init)
+            transform = ChannelTransform(channels, spec, min_hidden=min_hidden, init=init)
             self.add_module(name, transform)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Pooling conv as mmcv (kaiming fan_in), transforms per their ``zero_init``."""
+        """Pooling conv as mmcv (kaiming fan_in), transforms per their ``init``."""
         for module in self.children():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
@@ -61,4 +64,4 @@ class ContextBlock(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, spec={self.spec.id}"
+        return f"{self.channels}, spec={getattr(self.spec, 'id', self.spec)}"

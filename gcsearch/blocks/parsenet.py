@@ -1,14 +1,15 @@
-"""ParseNet global context: pooled, L2-normalized, scaled, unpooled and fused early.
+"""ParseNet global context: both features L2-normalized and scaled, unpooled, fused early.
 
-Paper: ParseNet: Looking Wider to See Better (Liu et al., 2015), https://arxiv.org/abs/1506.04579.
+Paper: ParseNet: Looking Wider to See Better (Liu et al., 2015), https://arxiv.org/abs/1506.04579,
+Sec. 3.3: the local feature (at every position, over channels) and the global average feature
+are each L2-normalized and multiplied by a learned per-channel scale; the global one is broadcast
+to H x W, concatenated to the local one and mapped back to C by a 1x1 conv. The context is
+constant over positions, so the conv is computed as ``W_l * local + W_g * global`` (the two
+halves of one weight) without building the broadcast copy: the same function.
 
-The global average of every channel is L2-normalized over channels, multiplied by a learned
-per-channel scale, broadcast to H x W, concatenated to the features and mapped back to C by a
-1x1 conv. The context is constant over positions, so the conv is computed as
-``W_x * x + W_g * g`` (the concatenation's two halves of one weight) without building the
-broadcast copy; the function is the concat-then-conv one. The fuse conv starts as ``[I | 0]``
-(our choice, so the block starts as the identity inside a ResNet; the paper feeds a classifier);
-the scale starts at ``scale_init`` (ours, not from the paper).
+Ours, not the paper's (it feeds a classifier, not a residual block): both scales start at
+``scale_init`` and the fuse conv at ``[I | 0]`` with zero bias, so at start the block outputs the
+normalized local feature times its scale.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+def l2_normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x`` divided by its L2 norm over channels (dim 1), the norm clamped at ``eps``."""
+    return x / x.pow(2).sum(1, keepdim=True).sqrt().clamp(min=eps)
 
 
 class ParseNetContext(nn.Module):
@@ -31,12 +37,14 @@ class ParseNetContext(nn.Module):
         self.channels = channels
         self.scale_init = scale_init
         self.eps = eps
-        self.scale = nn.Parameter(torch.empty(channels))
+        self.local_scale = nn.Parameter(torch.empty(channels))
+        self.scale = nn.Parameter(torch.empty(channels))  # the global feature's
         self.fuse = nn.Conv2d(2 * channels, channels, kernel_size=1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Scale at ``scale_init``; fuse weight [I | 0] and zero bias: identity at start."""
+        """Scales at ``scale_init``; fuse weight [I | 0] and zero bias (ours)."""
+        nn.init.constant_(self.local_scale, self.scale_init)
         nn.init.constant_(self.scale, self.scale_init)
         with torch.no_grad():
             self.fuse.weight.zero_()
@@ -45,14 +53,13 @@ class ParseNetContext(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The unit-L2-norm global vector before its scale, (B, C, 1, 1)."""
-        g = x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-        norm = g.pow(2).sum(1, keepdim=True).sqrt().clamp(min=self.eps)  # (B, 1, 1, 1)
-        return g / norm
+        return l2_normalize(x.mean((2, 3), keepdim=True), self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.channels
+        local = l2_normalize(x, self.eps) * self.local_scale.view(1, c, 1, 1)  # (B, C, H, W)
         ctx = self.pooled(x) * self.scale.view(1, c, 1, 1)  # (B, C, 1, 1)
-        w = self.fuse.weight  # (C, 2C, 1, 1): [features | context]
-        local = F.conv2d(x, w[:, :c])  # (B, C, H, W)
+        w = self.fuse.weight  # (C, 2C, 1, 1): [local | global]
+        out = F.conv2d(local, w[:, :c])  # (B, C, H, W)
         glob = F.conv2d(ctx, w[:, c:], self.fuse.bias)  # (B, C, 1, 1), same for every position
-        return local + glob  # (B, C, H, W)
+        return out + glob  # (B, C, H, W)

@@ -21,15 +21,11 @@ from gcsearch.errors import UserError
 from gcsearch.report.frame import Objective, frame_objectives, results_frame
 from gcsearch.report.pareto import hypervolume, pareto_front, reference_point
 from gcsearch.report.stats import mean_ci, welch_diff
-from gcsearch.spec import BlockSpec, Candidate
+from gcsearch.spec import PRESETS, BlockSpec, Candidate
 
-#: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion).
-PRESET_BLOCKS: dict[str, str] = {
-    "gc": "att-r16ln-add",
-    "snl": "att-1x1-add",
-    "se": "avg-r16-mul",
-    "cbam-channel": "avgmax-r16-mul",
-}
+#: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion; the init
+#: may differ, see ``Preset.equivalent_spec``), read from the registry.
+PRESET_BLOCKS: dict[str, str] = {n: p.spec.id for n, p in PRESETS.items() if p.spec is not None}
 
 #: Ablation axes -> the spec fields that may change along the axis.
 AXES: dict[str, tuple[str, ...]] = {
@@ -201,22 +197,7 @@ def preset_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Baseline and preset rows with top-1 ± CI and the difference to the baseline."""
     presets = rows[rows["spec.kind"].isin(["baseline", "preset"])]
     base = presets[presets["spec.kind"] == "baseline"]
-    order = {
-        name: i
-        for i, name in enumerate(
-            [
-                "none",
-                "nl-embedded",
-                "nl-gaussian",
-                "nl-dot",
-                "nl-concat",
-                "snl",
-                "se",
-                "cbam-channel",
-                "gc",
-            ]
-        )
-    }
+    order = {name: i for i, name in enumerate(["none", *PRESETS])}  # the registry's lineage order
     presets = presets.assign(_o=presets["spec.block"].map(order).fillna(99))
     presets = presets.sort_values(["_o", "spec.id"]).drop(columns="_o")
     table = with_stats(presets, base.iloc[0] if len(base) else None)

@@ -17,7 +17,7 @@ from optuna.samplers import NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.search.space import Space
-from gcsearch.spec import BlockSpec, Candidate, Placement
+from gcsearch.spec import PRESETS, BlockSpec, Candidate, Placement
 
 
 def _in_grid(space: Space, cand: Candidate) -> int | None:
@@ -123,19 +123,9 @@ def make_sampler(space: Space, n_trials: int) -> optuna.samplers.BaseSampler:
 def preset_block(preset: str) -> BlockSpec | None:
     """The ``BlockSpec`` a preset builds exactly (``gc`` is ``att-r16ln-add``, ``snl`` is
     ``att-1x1-add``: same module, same init), or None when it differs from every spec (NL,
-    or SE/CBAM whose transforms are not zero-initialised)."""
-    import inspect
-
-    from gcsearch.blocks import PRESET_BUILDERS, ContextBlock
-
-    builder = PRESET_BUILDERS.get(preset)
-    args = getattr(builder, "args", ())
-    default = inspect.signature(ContextBlock).parameters["zero_init"].default
-    if (len(args) == 2 and isinstance(args[0], BlockSpec) and args[1] is default
-            and getattr(builder, "keywords", None) in (None, {})
-            and getattr(getattr(builder, "func", None), "__name__", "") == "_context"):
-        return args[0]
-    return None
+    or SE/CBAM whose transforms are not zero-initialised); read from the preset registry."""
+    record = PRESETS.get(preset)
+    return record.equivalent_spec if record is not None else None
 
 
 __all__ = ["SearchNSGAIISampler", "candidate_params", "make_sampler", "preset_block",

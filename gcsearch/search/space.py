@@ -30,17 +30,14 @@ from typing import Any
 
 from gcsearch.errors import UserError
 from gcsearch.spec import (
-    DENSITIES,
-    FUSIONS,
-    NORMS,
-    POOLINGS,
-    POSITIONS,
+    AXES,
+    METRICS,
     PRESETS,
     RATIOS,
     SEARCH_STAGES,
     STAGES,
-    TRANSFORMS,
     Candidate,
+    Objective,
     Placement,
     block_specs,
     paper_placement,
@@ -48,31 +45,15 @@ from gcsearch.spec import (
 )
 
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
-METRICS = {"top1": "max", "loss": "min", "macs": "min", "params": "min",
-           "block_macs": "min", "block_params": "min"}
-DIRECTIONS = ("max", "min")
 ALL_SUBSETS = "all-subsets"
 
-#: Per-axis defaults: the GC block (Cao et al., 2019) at the spec's default placement.
+#: Per-axis defaults (the GC block at the spec's default placement) and allowed values, both
+#: read from the axis registry ``gcsearch.spec.AXES``.
 AXIS_DEFAULTS: dict[str, tuple[Any, ...]] = {
-    "pooling": ("att",),
-    "transform": ("bottleneck",),
-    "ratio": (16,),
-    "norm": ("ln",),
-    "fusion": ("add",),
-    "position": ("after_1x1",),
-    "stages": ("c3c4c5",),
-    "density": ("all",),
+    name: (("".join(a.default),) if name == "stages" else (a.default,))
+    for name, a in AXES.items()
 }
-AXIS_ALLOWED: dict[str, tuple[Any, ...]] = {
-    "pooling": POOLINGS,
-    "transform": TRANSFORMS,
-    "ratio": RATIOS,
-    "norm": NORMS,
-    "fusion": FUSIONS,
-    "position": POSITIONS,
-    "density": DENSITIES,
-}
+AXIS_ALLOWED: dict[str, tuple[Any, ...]] = {n: a.values for n, a in AXES.items() if n != "stages"}
 _TOP_KEYS = ("name", "description", "objectives", "task", "budget", "axes", "references",
              "search", "fidelity")
 
@@ -389,12 +370,12 @@ def _read_objectives(r: _Reader, data: Any) -> tuple[str, ...]:
 
     def check(v: Any, k: str) -> str:
         text = r.string(v, k)
-        metric, _, direction = text.partition(":")
-        if metric not in METRICS or direction not in DIRECTIONS:
+        if ":" not in text:
             raise r.fail(k, f"{text!r} is not '<metric>:<max|min>'", allowed)
-        if direction != METRICS[metric]:
-            raise r.fail(k, f"{text!r}: {metric} should be {METRICS[metric]}imised", allowed)
-        return text
+        try:
+            return str(Objective.parse(text))
+        except UserError as exc:
+            raise r.fail(k, str(exc), allowed) from None
 
     objectives = r.choices(data, "objectives", check, allowed)
     metrics = [o.split(":")[0] for o in objectives]
@@ -405,7 +386,9 @@ def _read_objectives(r: _Reader, data: Any) -> tuple[str, ...]:
     return objectives
 
 
-def _read_references(r: _Reader, data: Any, grids: tuple[Axes, ...]) -> tuple[str, ...]:
+def _read_references(
+    r: _Reader, data: Any, grids: tuple[Axes, ...], backbone: str
+) -> tuple[str, ...]:
     table = r.table(data, "references", ("include", "placement"))
     default: str | None = None  # None: each preset's own paper's placement
     if "placement" in table:
@@ -417,6 +400,13 @@ def _read_references(r: _Reader, data: Any, grids: tuple[Axes, ...]) -> tuple[st
                          "'<position>:<stages>[:last]', e.g. after_1x1:c3c4c5") from None
     allowed = f"presets ({_join(tuple(PRESETS))}), 'none', or ids like gc@after_add:c4"
 
+    def placed(preset: str) -> Placement:
+        """The paper's placement fitted to the backbone (SE/CBAM: c2-c5, c3-c5 on CIFAR)."""
+        try:
+            return importlib.import_module("gcsearch.backbones").preset_placement(preset, backbone)
+        except (ImportError, UserError):
+            return paper_placement(preset)  # an unknown backbone is reported by _check_stages
+
     def check(v: Any, k: str) -> str:
         text = r.string(v, k).strip()
         if text in ("none", "baseline"):
@@ -425,7 +415,7 @@ def _read_references(r: _Reader, data: Any, grids: tuple[Axes, ...]) -> tuple[st
             if "@" in text:
                 return Candidate.parse(text).id
             if default is None and text in PRESETS:
-                return Candidate(preset=text, placement=paper_placement(text)).id
+                return Candidate(preset=text, placement=placed(text)).id
             return Candidate.parse(f"{text}@{default or Placement().id}").id
         except UserError as exc:
             raise r.fail(k, f"{text!r}: {exc}", allowed) from None
@@ -618,7 +608,8 @@ def parse_space(text: str, file: str = "<space>") -> Space:
     else:
         grids = (_read_axes(r, axes, "axes", 0),)
     kw["grids"] = grids
-    kw["reference_ids"] = _read_references(r, data.get("references", {}), grids)
+    backbone = kw.get("backbone", Space.__dataclass_fields__["backbone"].default)
+    kw["reference_ids"] = _read_references(r, data.get("references", {}), grids, backbone)
     kw["search"] = _read_search(r, data.get("search", {}))
     kw["fidelity"] = _read_fidelity(r, data.get("fidelity", {}))
     space = Space(path=file, **kw)

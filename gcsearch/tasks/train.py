@@ -250,8 +250,9 @@ def _fit(
 
 
 # ------------------------------------------------------------------------------ CLI
-def read_candidate(text: str) -> Candidate:
-    """A candidate id, a preset, 'none', inline JSON, or a path to a JSON spec file."""
+def read_candidate(text: str, backbone: str | None = None) -> Candidate:
+    """A candidate id, a preset, 'none', inline JSON, or a path to a JSON spec file; a bare
+    preset goes where its paper put it, fitted to ``backbone`` when given."""
     path = Path(text)
     if text.strip().startswith("{"):
         return Candidate.from_json(text)
@@ -262,6 +263,12 @@ def read_candidate(text: str) -> Candidate:
             )
         return Candidate.from_json(path.read_text())
     if text.strip() in PRESETS:  # a bare preset goes where its paper put it (as in `flops`)
+        if backbone is not None:
+            from gcsearch.backbones import preset_placement
+
+            return Candidate(
+                preset=text.strip(), placement=preset_placement(text.strip(), backbone)
+            )
         return Candidate(preset=text.strip(), placement=paper_placement(text.strip()))
     return Candidate.parse(text)
 
@@ -294,10 +301,10 @@ def _line(r: TrialResult) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """``gcsearch train``: train one candidate under one or more seeds and print the result."""
-    candidate = read_candidate(args.candidate)
     task = get_task(args.task, args.data)
     budget = budget_from_args(task, args)
     backbone = args.backbone or task.backbone
+    candidate = read_candidate(args.candidate, backbone)
     try:
         seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
     except ValueError:

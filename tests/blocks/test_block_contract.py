@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gcsearch.blocks import PRESET_BUILDERS, ContextBlock, build_block
+from gcsearch.blocks import ContextBlock, build_block
+from gcsearch.blocks.presets import preset_class
 from gcsearch.spec import PRESETS, BlockSpec, Candidate, Placement, SpecError, block_specs
 
 C = 32
@@ -14,9 +15,11 @@ SPECS = [s.id for s in block_specs()]  # all 81 block ids, every one valid at C=
 BLOCKS = sorted(PRESETS) + SPECS
 #: presets that start as the identity (zeroed last conv, zero BN scale or zero gamma).
 IDENTITY_PRESETS = {
-    "snl", "gc", "nl-gaussian", "nl-embedded", "nl-dot", "nl-concat",
-    "danet-pam", "danet-cam", "danet", "sagan", "parsenet",
+    "snl", "gc", "danet-pam", "danet-cam", "danet", "sagan",
+    *(p for p in PRESETS if p.startswith("nl-")),
 }  # fmt: skip
+#: CBAM's spatial gate alone starts at exactly 0.5 (zero BN scale and bias, the authors' init).
+HALF_PRESETS = {"cbam-spatial"}
 
 
 def _build(block: str, channels: int = C, seed: int = 0) -> nn.Module:
@@ -28,8 +31,12 @@ def _input(shape: tuple[int, ...] = (2, C, 6, 5), seed: int = 1) -> torch.Tensor
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def test_every_preset_has_a_builder() -> None:
-    assert set(PRESET_BUILDERS) == set(PRESETS)
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_record_names_a_module_class(preset: str) -> None:
+    record = PRESETS[preset]
+    assert issubclass(preset_class(record), nn.Module)
+    assert isinstance(_build(preset), preset_class(record))
+    assert record.paper and record.url.startswith("https://") and record.follows and record.init
 
 
 @pytest.mark.parametrize("block", BLOCKS)
@@ -96,7 +103,9 @@ def test_presets_keep_their_own_init(preset: str) -> None:
         y = m(x)
     if preset in IDENTITY_PRESETS:
         torch.testing.assert_close(y, x, rtol=0, atol=1e-6)
-    else:  # SE / CBAM: PyTorch's default init, so the block acts from the first step
+    elif preset in HALF_PRESETS:
+        torch.testing.assert_close(y, 0.5 * x, rtol=0, atol=0)
+    else:  # SE / CBAM / ParseNet: the block acts from the first step
         assert not torch.allclose(y, x, atol=1e-3) and not torch.allclose(y, 0.5 * x, atol=1e-3)
 
 

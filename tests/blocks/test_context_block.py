@@ -65,7 +65,7 @@ def _variant(base: BlockSpec, field: str, value: object) -> BlockSpec | None:
 
 def _fingerprint(spec: BlockSpec, channels: int = 256, **kw: object) -> tuple:
     torch.manual_seed(0)
-    m = ContextBlock(channels, spec, zero_init=False, **kw)  # type: ignore[arg-type]
+    m = ContextBlock(channels, spec, init="default", **kw)  # type: ignore[arg-type]
     state = m.state_dict()
     out = m(_x(channels))
     shapes = tuple((k, tuple(v.shape)) for k, v in state.items())
@@ -100,7 +100,7 @@ def test_min_hidden_and_zero_init_do_something() -> None:
     torch.manual_seed(0)
     zero = ContextBlock(32, spec)(x)
     torch.manual_seed(0)
-    default = ContextBlock(32, spec, zero_init=False)(x)
+    default = ContextBlock(32, spec, init="default")(x)
     assert torch.equal(zero, x) and not torch.allclose(default, x)
 
 
@@ -155,7 +155,9 @@ class _LargestTensor(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize(("block", "quadratic"), [("att-r4ln-add", False), ("nl-dot", True)])
+@pytest.mark.parametrize(
+    ("block", "quadratic"), [("att-r4ln-add", False), ("nl-dot-unpooled", True)]
+)
 def test_att_pooling_never_builds_an_hw_by_hw_matrix(block: str, quadratic: bool) -> None:
     m = build_block(block, 8)
     x = torch.randn(1, 8, 16, 16)  # HW = 256: HW^2 = 65,536 >> B*C*H*W = 2,048

@@ -25,8 +25,12 @@ def _danet_cam(c: int, n: int) -> int:
 
 
 def _parsenet(c: int, n: int) -> int:
-    # mean C*N; pow, sum, div, scale C each; sqrt, clamp 1 each; fuse convs C*C*N + C*C; add C*N
-    return c * c * n + c * c + 2 * c * n + 4 * c + 2
+    # local: pow, sum over C, div, scale C*N each; sqrt, clamp N each.
+    # global: mean C*N; pow, sum, div, scale C each; sqrt, clamp 1 each.
+    # fuse convs C*C*N + C*C; add C*N
+    local = 4 * c * n + 2 * n
+    glob = c * n + 4 * c + 2
+    return local + glob + c * c * n + c * c + c * n
 
 
 def _sagan(c: int, n: int) -> int:

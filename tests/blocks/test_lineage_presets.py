@@ -90,9 +90,11 @@ def test_parsenet_equals_concat_then_conv() -> None:
         m.fuse.weight.normal_(0, 0.1)
         m.fuse.bias.normal_(0, 0.1)
         m.scale.uniform_(0.5, 2.0)
+        m.local_scale.uniform_(0.5, 2.0)
     x = _x()
+    local = x / x.norm(dim=1, keepdim=True) * m.local_scale.view(1, C, 1, 1)
     ctx = (m.pooled(x) * m.scale.view(1, C, 1, 1)).expand_as(x)  # unpooled
-    expected = m.fuse(torch.cat([x, ctx], dim=1))  # (B, 2C, H, W) -> (B, C, H, W)
+    expected = m.fuse(torch.cat([local, ctx], dim=1))  # (B, 2C, H, W) -> (B, C, H, W)
     torch.testing.assert_close(m(x), expected)
 
 
@@ -142,7 +144,7 @@ def _closed_form(name: str, c: int) -> int:
         "danet-pam": pam,
         "danet-cam": 1,
         "danet": pam + 1,
-        "parsenet": c + 2 * c * c + c,  # per-channel scale, 1x1 conv 2C->C with bias
+        "parsenet": 2 * c + 2 * c * c + c,  # two per-channel scales, 1x1 conv 2C->C with bias
         "sagan": 3 * (c * c8 + c8) + c8 * c + c + 1,
     }[name]
 
