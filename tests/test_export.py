@@ -20,14 +20,7 @@ from torch import nn
 from gcsearch.blocks import build_block
 from gcsearch.cli import main
 from gcsearch.errors import UserError
-from gcsearch.export import (
-    NL_MODES,
-    PRESET_CLASSES,
-    PRESET_SPECS,
-    export_candidate,
-    load_block,
-    render_source,
-)
+from gcsearch.export import class_name_for, export_candidate, load_block, render_source
 from gcsearch.result import TrialResult
 from gcsearch.spec import PRESETS, BlockSpec, Candidate, block_specs
 
@@ -35,7 +28,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
 ALL_SPECS = [s.id for s in block_specs()]
-EXPORTABLE = ALL_SPECS + list(PRESET_CLASSES)
+EXPORTABLE = ALL_SPECS + [n for n, p in PRESETS.items() if p.exportable]
 
 
 def randomize(module: nn.Module, seed: int) -> None:
@@ -58,7 +51,8 @@ def cases(n: int, seed: int = 0) -> list[tuple[str, int, int]]:
 
 
 def _kwargs(cid: str, min_hidden: int) -> dict[str, Any]:
-    return {} if cid in NL_MODES else {"min_hidden": min_hidden}
+    preset = PRESETS.get(cid)
+    return {} if preset is not None and not preset.min_hidden else {"min_hidden": min_hidden}
 
 
 @pytest.mark.parametrize(("cid", "channels", "min_hidden"), cases(24))
@@ -81,16 +75,16 @@ def test_every_exportable_block_has_the_library_state_dict(cid: str) -> None:
     randomize(lib, seed=1)
     exported = load_block(cid, 64).eval()
     exported.load_state_dict(lib.state_dict(), strict=True)
-    assert type(exported).__name__ == PRESET_CLASSES.get(cid, type(exported).__name__)
+    assert type(exported).__name__ == class_name_for(Candidate.parse(cid))
     x = torch.randn(1, 64, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(exported(x), lib(x), atol=1e-6, rtol=0)
 
 
-ALLOWED_IMPORTS = {"torch", "__future__"}
+ALLOWED_IMPORTS = {"torch", "__future__", "typing", "collections", "types"}  # torch + stdlib
 
 
-@pytest.mark.parametrize("cid", ["att-r16ln-both", "avgmax-1x1-mul", "nl-concat", "se"])
+@pytest.mark.parametrize("cid", ["att-r16ln-both", "avgmax-1x1-mul", "nl-concat", "se", "cbam"])
 def test_exported_file_imports_only_torch(cid: str, tmp_path: Path) -> None:
     path = export_candidate(cid, tmp_path / "blk.py")["module"]
     tree = ast.parse(path.read_text())
@@ -107,10 +101,12 @@ def test_exported_file_imports_only_torch(cid: str, tmp_path: Path) -> None:
         }:
             pytest.fail(f"dynamic import or exec in {path}")
     assert modules <= ALLOWED_IMPORTS and "torch" in modules
+    exported = class_name_for(Candidate.parse(cid))
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
-    assert len(classes) == 1
+    assert classes[-1].name == exported  # the library's classes, then the exported one
+    assert f'__all__ = ["{exported}"]' in path.read_text()
     init = next(
-        n for n in classes[0].body if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+        n for n in classes[-1].body if isinstance(n, ast.FunctionDef) and n.name == "__init__"
     )
     assert [a.arg for a in init.args.args[:2]] == ["self", "channels"]
     assert Candidate.parse(cid).id in ast.get_docstring(tree)  # type: ignore[operator]
@@ -134,32 +130,33 @@ def test_metadata_text_never_reaches_the_code(tmp_path: Path) -> None:
 def test_class_name_must_be_an_identifier() -> None:
     with pytest.raises(UserError, match="identifier"):
         render_source("gc", class_name="Bad Name(nn.Module): pass\nclass X")
-    assert "class MyGC(nn.Module)" in render_source("gc", class_name="MyGC")
+    assert "class MyGC(ContextBlock)" in render_source("gc", class_name="MyGC")
 
 
-def test_presets_keep_their_init() -> None:
+@pytest.mark.parametrize("preset", [n for n, p in PRESETS.items() if p.exportable])
+def test_presets_keep_their_init(preset: str) -> None:
+    """The exported class initializes exactly as the library preset (same seed, same tensors)."""
     torch.manual_seed(0)
-    for preset, (_, zero_init) in PRESET_SPECS.items():
-        block = load_block(preset, 64)
-        branch = (
-            block.channel_add_conv if hasattr(block, "channel_add_conv") else block.channel_mul_conv
-        )
-        assert bool((branch[-1].weight == 0).all()) == zero_init, preset
-    gc = load_block("gc", 64).eval()
+    lib = build_block(preset, 64)
+    torch.manual_seed(0)
+    exported = load_block(preset, 64)
+    for (name, a), b in zip(lib.state_dict().items(), exported.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     x = torch.randn(2, 64, 5, 5)
+    gc, nl = load_block("gc", 64).eval(), load_block("nl-embedded", 64).eval()
     torch.testing.assert_close(gc(x), x)  # zero last conv + add fusion: identity at init
-    nl = load_block("nl-embedded", 64).eval()
     torch.testing.assert_close(nl(x), x)  # BN scale zero: identity at init
 
 
-def test_presets_without_a_template_are_refused_in_one_line() -> None:
-    others = [p for p in PRESETS if p not in PRESET_CLASSES]
-    for preset in others:
-        with pytest.raises(UserError, match="exportable") as err:
-            render_source(preset)
-        assert "\n" not in str(err.value)
-    with pytest.raises(UserError, match="baseline"):
-        render_source("none")
+def test_every_file_a_block_module_needs_is_generated_not_restated() -> None:
+    """A new pooling needs no export edit: the file is the library's own module source."""
+    import inspect
+
+    from gcsearch.blocks import pooling
+
+    source = render_source("avg-r16-mul")
+    assert inspect.getsource(pooling.AttentionPool) in source
+    assert "_POOL_FORWARD" not in inspect.getsource(__import__("gcsearch.export").export)
 
 
 # ----------------------------------------------------------------------------- mmcv layout
@@ -376,7 +373,7 @@ def test_export_rank_2_and_id(
     assert "avg-r16-mul@after_1x1:c4" in out.read_text()
     assert "saved no trained weights" in capsys.readouterr().out
     assert main(["export", str(run_dir), "--id", "avg-1x1-add@after_1x1:c4", "-o", str(out)]) == 0
-    assert "class Avg1x1AddBlock(nn.Module)" in out.read_text()
+    assert "class Avg1x1AddBlock(ContextBlock)" in out.read_text()
 
 
 @pytest.mark.parametrize(
@@ -385,13 +382,29 @@ def test_export_rank_2_and_id(
         (["--rank", "9"], "the front has 3 members"),
         (["--rank", "3"], "baseline"),
         (["--id", "att-r4-add@after_1x1:c4"], "was not evaluated"),
-        (["--id", "cbam"], "exportable"),
+        (["--id", "none"], "baseline"),
     ],
 )
 def test_export_errors_are_one_line(
     run_dir: Path, tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = [] if argv[1] == "cbam" else [str(run_dir)]
+    run = [] if argv[1] == "none" else [str(run_dir)]
     assert main(["export", *run, *argv, "-o", str(tmp_path / "x.py")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_preset_marked_not_exportable_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from gcsearch import spec
+
+    monkeypatch.setitem(
+        spec.PRESETS, "cbam", dataclasses.replace(PRESETS["cbam"], exportable=False)
+    )
+    with pytest.raises(UserError, match="exportable") as err:
+        render_source("cbam")
+    listed = [t.strip(" )") for t in str(err.value).split("exportable:")[1].split(",")]
+    assert "\n" not in str(err.value) and "cbam" not in listed and "cbam-channel" in listed
