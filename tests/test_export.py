@@ -252,6 +252,8 @@ def docs_recipe() -> dict[str, Any]:
         "avg-r4-mul@after_add:c4",
         "gc@after_add:c2c5:last",
         "avgmax-1x1-both@after_1x1:c5:last",
+        "nl-embedded@after_block:c4:penultimate",
+        "cbam@after_block:c3c4",
     ],
 )
 def test_docs_recipe_matches_build_model_on_torchvision_resnet18(cid: str, tmp_path: Path) -> None:
