@@ -177,18 +177,42 @@ def _source(
     doc = record.title + f" ({record.paper}, {record.url})." if record else f"Block {cand.id}."
     follows = f" Follows: {record.follows}." if record else ""
     summary = textwrap.fill(doc + follows, 92, subsequent_indent="    ")
-    sig = "self, channels: int"
     call = ["channels", *(f"{k}={_literal(v)}" for k, v in kwargs.items())]
+    sig, args_doc = "", ""
     if takes_min_hidden:
-        sig += f", min_hidden: int = {int(min_hidden)}"
+        sig = f"        min_hidden: int = {int(min_hidden)},\n"
+        args_doc = "            min_hidden: smallest bottleneck width (the searched network's).\n"
         call.append("min_hidden=min_hidden")
     args = "".join(f"            {a},\n" for a in call)
     tail = f'''class {cls_name}({base.__name__}):
     """{summary}"""
 
-    def __init__({sig}) -> None:
+    _abbr_ = "context_block"  # mmcv/mmdet plugin name: keys read ``layerX.Y.context_block.*``
+
+    def __init__(
+        self,
+        channels: int | None = None,
+{sig}        *,
+        in_channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """Args:
+            channels: input (and output) channels C; ``in_channels`` is the same for mmdet.
+{args_doc}            device, dtype: where to create the parameters (timm passes both).
+        """
+        channels = channels if channels is not None else in_channels
+        if channels is None:
+            raise TypeError("{cls_name}: give channels (or in_channels)")
         super().__init__(
 {args}        )
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+
+    def zero_init_last(self) -> None:
+        """timm's ``init_weights`` re-initializes every conv, then calls this: restore the
+        block's own init (e.g. its zero last conv, so it starts as its paper says)."""
+        self.reset_parameters()
 
 
 __all__ = ["{cls_name}"]
@@ -332,19 +356,76 @@ def _block_cost(candidate: Candidate, channels: int, size: int, min_hidden: int)
     }
 
 
-def _block_weights(path: Path) -> dict[str, dict[str, Any]]:
-    """Each context block's state dict from a saved model state dict, keyed by module path."""
+def _block_weights(path: Path) -> tuple[dict[str, dict[str, Any]], Any]:
+    """Each context block's state dict, keyed by module path, and the checkpoint (or None).
+
+    ``path`` is a ``gcsearch.checkpoint`` file (the search's format) or a plain state dict.
+    """
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-        state = state["model"]
+    from gcsearch.checkpoint import load_checkpoint
+
+    ckpt = None
+    try:
+        ckpt = load_checkpoint(path)
+        state: Any = ckpt.state_dict
+    except UserError:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+            state = state["model"]
     blocks: dict[str, dict[str, Any]] = {}
     for key, tensor in state.items():
         head, sep, tail = key.partition(".context_block.")
         if sep:
             blocks.setdefault(f"{head}.context_block", {})[tail] = tensor
-    return blocks
+    return blocks, ckpt
+
+
+_MMDET_STAGES = ("c2", "c3", "c4", "c5")
+
+
+def mmdet_config(candidate: Candidate, class_name: str, module: str) -> str:
+    """An mmdetection / mmpretrain config fragment that inserts the exported block as a ResNet
+    plugin (``after_conv3`` = ``after_1x1``, one flag per stage c2..c5), or says why it cannot."""
+    place = candidate.placement
+    lines = [
+        f"# mmdetection / mmpretrain config fragment for {class_name} ({candidate.id}).",
+        f"# {module}_plugin.py (beside it, on PYTHONPATH) registers the class with mmengine's",
+        "# MODELS, where mmcv's build_plugin_layer looks; it builds cls(in_channels=C), and the",
+        "# block's keys read layerX.Y.context_block.*.",
+    ]
+    if place.position != "after_1x1" or place.density != "all":
+        lines.append(
+            f"# Not expressible as an mmdet ResNet plugin: {place.id} (plugins go after_conv1/2/3"
+            " of every block of a stage). Use the torchvision recipe in docs/report-and-export.md."
+        )
+        return "\n".join(lines) + "\n"
+    stages = tuple(s in place.stages for s in _MMDET_STAGES)
+    lines += [
+        f"custom_imports = dict(imports=[{module + '_plugin'!r}], allow_failed_imports=False)",
+        "model = dict(",
+        "    backbone=dict(",
+        "        plugins=[",
+        "            dict(",
+        f"                cfg=dict(type={class_name!r}),",
+        "                position='after_conv3',",
+        f"                stages={stages!r},",
+        "            ),",
+        "        ],",
+        "    ),",
+        ")",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def mmdet_plugin(class_name: str, module: str) -> str:
+    """The module an mmdet/mmpretrain config imports to register the exported class."""
+    return (
+        f'"""Registers {class_name} (from {module}.py) with mmengine\'s MODELS registry."""\n\n'
+        "from mmengine.registry import MODELS\n\n"
+        f"from {module} import {class_name}\n\n"
+        f"MODELS.register_module(module={class_name}, force=True)\n"
+    )
 
 
 def export_candidate(
@@ -357,12 +438,15 @@ def export_candidate(
     class_name: str | None = None,
     weights: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Write ``path`` (the module), ``<stem>.json`` (spec + metadata) and ``<stem>.pt``.
+    """Write ``path`` (the module), ``<stem>.json`` (spec + metadata), ``<stem>_mmdet.py`` (an
+    mmdet/mmpretrain config fragment), ``<stem>_plugin.py`` (registers the class for it) and,
+    with ``weights``, ``<stem>.pt``.
 
     ``channels``/``size`` state the one-block cost in the docstring; ``meta`` may carry the
     study's ``cost``, ``accuracy`` (``top1_mean``, ``top1_ci95``, ``n``, ``epochs``),
     ``backbone``, ``task``, ``input_shape``, ``min_hidden`` and ``source``. ``weights`` is a
-    saved model state dict; its context blocks are stored as ``{module path: state dict}``.
+    ``gcsearch.checkpoint`` file (its ``min_hidden`` then wins) or a plain model state dict; its
+    context blocks are stored as ``{module path: state dict}``.
     """
     cand = _as_candidate(candidate)
     path = Path(path)
@@ -376,15 +460,29 @@ def export_candidate(
         wpath = Path(weights)
         if not wpath.is_file():
             raise UserError(f"weights: {wpath} not found")
-        blocks = _block_weights(wpath)
+        blocks, ckpt = _block_weights(wpath)
         if not blocks:
             raise UserError(f"weights: {wpath} holds no context_block parameters")
+        if ckpt is not None:  # the trained network's own build settings win
+            if ckpt.candidate.block_id != cand.block_id:
+                raise UserError(
+                    f"weights: {wpath} holds {ckpt.candidate.id}, not {cand.id} "
+                    "(export the candidate the weights belong to)"
+                )
+            min_hidden = meta["min_hidden"] = ckpt.min_hidden
+            meta.setdefault("backbone", ckpt.backbone)
         meta["weights"] = path.with_suffix(".pt").name
     meta["block_cost"] = _block_cost(cand, channels, size, min_hidden)
     source = render_source(cand, class_name=class_name, meta=meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source, encoding="utf-8")
     written["module"] = path
+    mmdet = path.with_name(f"{path.stem}_mmdet.py")
+    cls = class_name or class_name_for(cand)
+    mmdet.write_text(mmdet_config(cand, cls, path.stem), "utf-8")
+    plugin = path.with_name(f"{path.stem}_plugin.py")
+    plugin.write_text(mmdet_plugin(cls, path.stem), "utf-8")
+    written["mmdet"], written["mmdet_plugin"] = mmdet, plugin
     if blocks is not None:
         import torch
 
@@ -463,6 +561,52 @@ def load_block(
 # ----------------------------------------------------------------------------- CLI
 
 
+#: build settings export reads from a study (its user attributes) or its run.json
+BUILD_SETTINGS = ("backbone", "task", "input_shape", "num_classes", "min_hidden")
+
+
+def study_build_settings(run: str | Path | None, study_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings the search built its networks with: the study's user attributes first,
+    then ``<run>/run.json`` (its resolved space's ``task`` table) for any that are missing.
+
+    The one place export looks them up, so the exported block is the searched one (e.g. its
+    ``min_hidden``, which sets every bottleneck width on a narrow proxy).
+    """
+    out = {k: study_attrs[k] for k in BUILD_SETTINGS if study_attrs.get(k) is not None}
+    record = Path(run) / "run.json" if run is not None and Path(run).is_dir() else None
+    if record is not None and record.is_file():
+        try:
+            task = json.loads(record.read_text(encoding="utf-8")).get("space", {}).get("task", {})
+        except (ValueError, OSError, AttributeError):
+            task = {}
+        if isinstance(task, Mapping):
+            keys = {"name": "task", "backbone": "backbone", "min_hidden": "min_hidden"}
+            for src, dst in keys.items():
+                if dst not in out and task.get(src) is not None:
+                    out[dst] = task[src]
+    return out
+
+
+def _weights_path(
+    run: str | Path, row: Mapping[str, Any], cand: Candidate, settings: Mapping[str, Any]
+) -> Path | None:
+    """The trial's saved weights: the path its record names, else where the search writes a
+    complete candidate's best seed (``<run>/weights/<checkpoint_name(module_key)>``)."""
+    for column in ("weights", "artifact.weights", "record.weights"):
+        value = row.get(column)
+        if isinstance(value, str) and value:
+            path = Path(value)
+            return path if path.is_absolute() else Path(run) / path
+    if "backbone" in settings and Path(run).is_dir():
+        from gcsearch.backbones import module_key
+        from gcsearch.checkpoint import checkpoint_name
+
+        key = module_key(cand, str(settings["backbone"]), int(settings.get("min_hidden") or 8))
+        path = Path(run) / "weights" / checkpoint_name(key)
+        return path if path.is_file() else None
+    return None
+
+
 def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | None]:
     """The candidate ``--rank``/``--id`` names, its metadata and its saved weights (if any)."""
     from gcsearch import report
@@ -514,15 +658,10 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         },
         "cost": {k: row.get(f"cost.{k}") for k in ("params", "macs", "block_params", "block_macs")},
         "source": {"run": str(args.run), "study": study.get("name"), "trial": row["trial"]},
-        **{k: study[k] for k in ("backbone", "task", "input_shape") if k in study},
     }
-    weights = row.get("artifact.weights")
-    wpath = None
-    if isinstance(weights, str) and weights:
-        wpath = Path(weights)
-        if not wpath.is_absolute() and Path(args.run).is_dir():
-            wpath = Path(args.run) / wpath
-    return cand, _plain(meta), wpath
+    settings = study_build_settings(args.run, study)
+    meta.update(settings)
+    return cand, _plain(meta), _weights_path(args.run, row, cand, settings)
 
 
 def _plain(value: Any) -> Any:

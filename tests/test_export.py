@@ -17,7 +17,9 @@ import torch
 from optuna.trial import TrialState, create_trial
 from torch import nn
 
+from gcsearch.backbones import module_key
 from gcsearch.blocks import build_block
+from gcsearch.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from gcsearch.cli import main
 from gcsearch.errors import UserError
 from gcsearch.export import class_name_for, export_candidate, load_block, render_source
@@ -332,12 +334,17 @@ def run_dir(tmp_path: Path) -> Path:
     study.set_user_attr("backbone", "resnet8")
     study.set_user_attr("task", "synthetic")
     study.set_user_attr("input_shape", [3, 32, 32])
+    study.set_user_attr("min_hidden", 2)  # at C = 32, r16: hidden 2 (the default floor gives 8)
     add_trial(study, "none", [70.0, 71.0], 100_000, 1000)
     best = Candidate.parse("att-r16ln-add@after_1x1:c4")
-    model = build_model(best, "resnet8")
+    model = build_model(best, "resnet8", min_hidden=2)
     randomize(model.c4[0].context_block, seed=5)
-    torch.save(model.state_dict(), run / "best.pt")
-    add_trial(study, best.id, [80.0, 81.0], 120_000, 1500, weights="best.pt")
+    # where the search stores a complete candidate's best seed (gcsearch.checkpoint format)
+    save_checkpoint(
+        run / "weights" / checkpoint_name(module_key(best, "resnet8", 2)), model, best,
+        backbone="resnet8", min_hidden=2, num_classes=10, input_shape=(3, 32, 32),
+    )  # fmt: skip
+    add_trial(study, best.id, [80.0, 81.0], 120_000, 1500)
     add_trial(study, "avg-r16-mul@after_1x1:c4", [75.0, 76.0], 110_000, 1200)
     add_trial(study, "avg-1x1-add@after_1x1:c4", [74.0, 74.0], 130_000, 1900)  # dominated
     return run
@@ -355,15 +362,26 @@ def test_export_rank_1_writes_module_json_and_weights(
     record = json.loads(out.with_suffix(".json").read_text())
     assert Candidate.from_dict(record["candidate"]).id == "att-r16ln-add@after_1x1:c4"
     assert record["accuracy"]["n"] == 2 and record["source"]["trial"] == 1
+    assert record["min_hidden"] == 2 and record["backbone"] == "resnet8"
     weights = torch.load(out.with_suffix(".pt"), weights_only=True)
-    model = build_model(Candidate.parse("att-r16ln-add@after_1x1:c4"), "resnet8")
-    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    best = Candidate.parse("att-r16ln-add@after_1x1:c4")
+    trained = load_checkpoint(
+        run_dir / "weights" / checkpoint_name(module_key(best, "resnet8", 2))
+    ).build()
     assert sorted(weights) == ["c4.0.context_block"]
-    block = load_block(out, 32)
+    block = load_block(out, 32)  # the study's min_hidden is the class default
+    searched = sum(p.numel() for p in trained.c4[0].context_block.parameters())
+    assert sum(p.numel() for p in block.parameters()) == searched
+    assert searched != sum(p.numel() for p in build_model(best, "resnet8").parameters())
     block.load_state_dict(weights["c4.0.context_block"], strict=True)
-    x = torch.randn(2, 32, 8, 8)
+    x = torch.randn(2, 3, 32, 32)
+    seen: dict[str, torch.Tensor] = {}
+    trained.c4[0].context_block.register_forward_hook(
+        lambda m, a, o: seen.update(x=a[0].clone(), y=o.clone())
+    )
     with torch.no_grad():
-        torch.testing.assert_close(block.eval()(x), model.c4[0].context_block.eval()(x))
+        trained(x)  # the trained network's block output on its own input
+        torch.testing.assert_close(block.eval()(seen["x"]), seen["y"], rtol=0, atol=0)
     assert load_block(out.with_suffix(".json"), 32).state_dict().keys() == block.state_dict().keys()
 
 
@@ -410,3 +428,67 @@ def test_a_preset_marked_not_exportable_is_refused_in_one_line(
         render_source("cbam")
     listed = [t.strip(" )") for t in str(err.value).split("exportable:")[1].split(",")]
     assert "\n" not in str(err.value) and "cbam" not in listed and "cbam-channel" in listed
+
+
+# ----------------------------------------------------------------------------- timm, mmdet
+
+
+@pytest.mark.parametrize("cid", ["gc", "att-r16ln-both@after_1x1:c3c4c5", "cbam"])
+def test_timm_resnet50_keeps_the_blocks_own_init(cid: str, tmp_path: Path) -> None:
+    """timm passes device/dtype and re-initializes every conv; zero_init_last restores ours."""
+    timm = pytest.importorskip("timm")
+    cls = load_block(export_candidate(cid, tmp_path / "blk.py")["module"])
+    model = timm.create_model("resnet50", pretrained=False, block_args={"attn_layer": cls})
+    blocks = [m for m in model.modules() if isinstance(m, cls)]
+    assert len(blocks) == 16  # every residual block of the four stages
+    for block in blocks:
+        lib = build_block(cid, block.channel_gate.channels if cid == "cbam" else block.channels)
+        for (name, ours), theirs in zip(
+            block.state_dict().items(), lib.state_dict().values(), strict=True
+        ):
+            if not ours.any() or not theirs.any():  # zero-started tensors stay zero
+                assert not ours.any() and not theirs.any(), name
+    if cid != "cbam":
+        assert all(not b.get_submodule(b.branches[-1])[-1].weight.any() for b in blocks)
+    else:  # the spatial gate's BN scale: the gate starts at exactly 0.5
+        assert all(not b.spatial_gate.bn.weight.any() for b in blocks)
+    plain = timm.create_model(
+        "resnet50", pretrained=False, zero_init_last=False, block_args={"attn_layer": cls}
+    )
+    if cid != "cbam":  # without zero_init_last timm's Kaiming init stays: the block is not ours
+        assert any(b.get_submodule(b.branches[-1])[-1].weight.any() for b in plain.modules()
+                   if isinstance(b, cls))  # fmt: skip
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_exported_block_accepts_device_dtype_and_in_channels(tmp_path: Path) -> None:
+    cls = load_block(export_candidate("nl-embedded", tmp_path / "nl.py")["module"])
+    block = cls(in_channels=32, device="cpu", dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in block.parameters())
+    assert block.channels == 32 and cls._abbr_ == "context_block"
+    with pytest.raises(TypeError, match="channels"):
+        cls()
+
+
+def test_mmdet_config_fragment_parses_with_mmengine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = export_candidate(
+        "gc@after_1x1:c3c4c5", tmp_path / "gc_block.py", meta={"min_hidden": 2}
+    )
+    text = written["mmdet"].read_text()
+    mmengine = pytest.importorskip("mmengine")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = mmengine.Config.fromfile(str(written["mmdet"]))  # imports gc_block_plugin
+    from mmengine.registry import MODELS
+
+    block = MODELS.get("GCBlock")(in_channels=256)  # as mmcv's build_plugin_layer calls it
+    assert type(block).__name__ == "GCBlock" and block.channels == 256
+    assert cfg.model.backbone.plugins == [
+        {"cfg": {"type": "GCBlock"}, "position": "after_conv3", "stages": (False, True, True, True)}
+    ]
+    assert cfg.custom_imports.imports == ["gc_block_plugin"]
+    assert "gc_block_plugin.py" in text
+    other = export_candidate("gc@after_add:c4", tmp_path / "gc_add.py")["mmdet"].read_text()
+    assert "Not expressible" in other and "model = dict" not in other
