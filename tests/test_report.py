@@ -491,3 +491,12 @@ def test_journal_storage_is_read(tmp_path: Path) -> None:
     add_trial(study, "gc", [81.0, 82.0])
     frame = report.results_frame(tmp_path)
     assert frame["spec.id"].tolist() == ["gc@after_1x1:c3c4c5"]
+
+
+def test_preset_rows_name_their_deviations(demo_run: Path) -> None:
+    from gcsearch.report.render import _display_presets
+    from gcsearch.spec import PRESETS
+
+    shown = _display_presets(report.build_report(demo_run))
+    row = shown[shown["preset"] == "nl-embedded"].iloc[0]
+    assert row["deviations"] == "; ".join(PRESETS["nl-embedded"].deviations) != ""

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gcsearch.report.tables import Report, with_stats
+from gcsearch.spec import PRESETS
 
 
 def _si(value: Any) -> str:
@@ -91,6 +92,10 @@ def _display_presets(report: Report) -> pd.DataFrame:
             "preset": list(t["spec.block"]),
             "candidate": list(t["spec.id"]),
             **_common_columns(t, "Δ vs baseline"),
+            # what each preset follows and where it deviates: gcsearch.spec.PRESETS
+            "deviations": [
+                "; ".join(PRESETS[b].deviations) if b in PRESETS else "" for b in t["spec.block"]
+            ],
         }
     )
 
