@@ -44,7 +44,7 @@ from gcsearch.spec import (
     stage_sets,
 )
 
-SAMPLERS = ("nsga2", "tpe", "random", "grid")
+SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
 ALL_SUBSETS = "all-subsets"
 
 #: Per-axis defaults (the GC block at the spec's default placement) and allowed values, both
@@ -103,7 +103,7 @@ class Axes:
 class SearchSettings:
     """How the study runs: sampler, trial budget, parallelism and resources per trial."""
 
-    sampler: str = "nsga2"
+    sampler: str = "ehvi"
     n_trials: int | None = None  # None: every candidate of the space
     seeds: int = 1
     parallel: int = 2
