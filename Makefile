@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint bench reports clean data
+.PHONY: install demo test test-all test-cluster lint bench reports clean data test-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ data:
 		echo "note: could not install dataset-fashion-mnist; fashion-mnist tests will be skipped"; \
 	fi
 
+# PostgreSQL (db tests start a throwaway server from it) and shellcheck (runner checks) from
+# Debian where missing; never fatal (their tests skip with one line).
+test-deps:
+	@bash .ci/test-deps.sh
+
 # The quick space end to end (local Ray, SQLite in runs/demo): live progress, the Pareto front and
 # ablation tables, and the best block exported to runs/demo/best_block.py.
 demo: $(STAMP)
@@ -31,12 +36,16 @@ demo: $(STAMP)
 	@echo "--- runs/demo/best_block.py (head) ---"
 	@head -n 25 runs/demo/best_block.py
 
-test: $(STAMP) data
+test: $(STAMP) data test-deps
 	$(BIN)/ruff check gcsearch tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-all: $(STAMP) data
+test-all: $(STAMP) data test-deps
 	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
+
+# A real Ray head + worker on loopback (`ray start`) and searches through --address.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gcsearch tests

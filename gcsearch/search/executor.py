@@ -55,6 +55,21 @@ def short_temp_dir(run_dir: Path) -> Path:
     return short
 
 
+def _use_auth_token() -> bool:
+    """Send this machine's Ray token when it has one, as Ray itself does for ``address="auto"``
+    (``ray start --head`` turns token authentication on whenever ~/.ray/auth_token exists,
+    but ``ray.init(address=HOST:PORT)`` sends no token unless ``RAY_AUTH_MODE=token``). A
+    cluster without token authentication accepts such a client too; a ``RAY_AUTH_MODE`` set by
+    the user is respected. Ray versions before token authentication have no such helper."""
+    try:  # private API: tests/search/test_executor_auth.py fails loudly when it moves
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        return False
+    return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
+
+
 class AttemptCounter:
     """How many times each job has started (a retried task starts again)."""
 
@@ -109,11 +124,16 @@ class RayExecutor:
         self.temp_dir: Path | None = None
         if not ray.is_initialized():
             if address:
+                token = _use_auth_token()
                 try:
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
                 except (ConnectionError, ValueError, RuntimeError) as exc:
+                    hint = ("" if token else "; if the cluster uses token authentication, "
+                            "give this machine its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
+                            "from its head)")
                     raise UserError(f"--address {address}: cannot join the Ray cluster "
-                                    f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                                    f"{hint}") from None
             else:
                 self.temp_dir = short_temp_dir(self.run_dir)
                 ray.init(

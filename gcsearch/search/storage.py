@@ -40,7 +40,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     elif storage == "memory":
         return optuna.storages.InMemoryStorage(), "memory"
     elif "://" in storage:
-        url = storage
+        url = _with_driver(storage)
     elif storage.endswith((".log", ".journal")):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -62,6 +62,18 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     if sqlite:
         _fast_sqlite(rdb)
     return rdb, url
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` names SQLAlchemy's psycopg2 dialect; use psycopg (3) when that is the
+    driver installed (the ``postgres`` extra), so plain PostgreSQL URLs just work."""
+    import importlib.util
+
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix) and importlib.util.find_spec("psycopg2") is None \
+                and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
 
 def _fast_sqlite(rdb: optuna.storages.RDBStorage) -> None:

@@ -1,0 +1,52 @@
+"""Session fixtures shared by every test folder.
+
+``postgres_url``: the URL of a PostgreSQL server for the ``db``-marked tests. It is
+``$GCSEARCH_TEST_POSTGRES`` when set (an existing server), else a throwaway server on
+127.0.0.1 started on first use (``gcsearch.search.pgtemp``) and stopped when the session ends,
+whether the tests passed or not. Where none can be started, every db test skips with the same
+one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    given = os.environ.get("GCSEARCH_TEST_POSTGRES")
+    if given:
+        yield given
+        return
+    from gcsearch.search.pgtemp import PostgresUnavailable, throwaway_postgres
+
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(throwaway_postgres())
+    except (PostgresUnavailable, OSError) as exc:
+        pytest.skip(f"PostgreSQL not available, db tests skipped: {exc}")
+    with stack:
+        yield url
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database on the server for one test (dropped afterwards)."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
