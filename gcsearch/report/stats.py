@@ -111,9 +111,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     return Diff(mean, _t_quantile(n - 1, level) * se, n, PAIRED, _t_two_sided_p(mean / se, n - 1))
 
 
-def compare(
-    a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95
-) -> Diff:
+def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Diff:
     """``a - b`` for per-seed results ``{seed: top1}``: paired when both hold the same seeds
     (at least two), Welch otherwise."""
     a = {s: v for s, v in a.items() if v is not None and math.isfinite(v)}
