@@ -12,9 +12,6 @@ from gcsearch.report.pareto import pareto_front
 from gcsearch.report.render import _si
 from gcsearch.report.tables import Report, with_stats
 
-#: the interval the Δ bars show (see gcsearch.report.stats)
-_CI = "95 % CI: paired over shared seeds, else Welch"
-
 
 def write_plots(report: Report, folder: Path, stem: str) -> dict[str, Path]:
     """The Pareto scatter, one plot per ablation axis and one for presets, as PNG files."""
@@ -35,7 +32,7 @@ def write_plots(report: Report, folder: Path, stem: str) -> dict[str, Path]:
         out[axis] = folder / f"{stem}-{axis}.png"
         ref = table.iloc[0]
         fig = _delta_figure(
-            table, f"{axis}: Δ top-1 to {ref['spec.id']} ({_CI})", "the reference", plt
+            table, f"{axis}: Δ top-1 to {ref['spec.id']} (95 % Welch CI)", "the reference", plt
         )
         fig.savefig(out[axis], dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -47,7 +44,7 @@ def write_plots(report: Report, folder: Path, stem: str) -> dict[str, Path]:
         )
         fig = _delta_figure(
             table,
-            f"presets: Δ top-1 to the network without blocks ({_CI})",
+            "presets: Δ top-1 to the network without blocks (95 % Welch CI)",
             "the baseline",
             plt,
         )
@@ -134,7 +131,7 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
 
 
 def _delta_figure(table: pd.DataFrame, title: str, against: str, plt: Any) -> Any:
-    """Δ top-1 (95 % interval, paired or Welch) of each row to the first, with added MACs."""
+    """Δ top-1 (Welch 95 % interval) of each row to the first, with the MACs each adds."""
     fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(table) + 2), 3.6))
     x = np.arange(len(table))
     ax.axhline(0, color="0.5", lw=0.8)
