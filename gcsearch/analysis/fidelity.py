@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,20 +82,24 @@ def fidelity(
     t = t[t["candidate"].isin(keep) & t["seed"].isin(seeds)]
     t = t.groupby(["candidate", "seed", "budget"], as_index=False)["top1"].mean()
     low, high = _means(t, seeds)
-    cost_cols = [c for c in ("macs", "params") if c in table.columns]
-    costs = (
-        table.groupby("candidate")[cost_cols].first().loc[keep].to_numpy(float)
-        if cost_cols
-        else np.empty((len(keep), 0))
-    )
+    per_cand = table.groupby("candidate").first()
+    cost_cols = [  # a cost enters the fronts only where every compared candidate has it
+        c
+        for c in ("macs", "params")
+        if c in table.columns
+        and pd.to_numeric(per_cand.loc[keep, c], errors="coerce").notna().all()
+    ]
+    costs = per_cand.loc[keep, cost_cols].to_numpy(float) if cost_cols else np.empty((len(keep), 0))
     tau, rho = float(kendalltau(low, high).statistic), float(spearmanr(low, high).statistic)
     rng = np.random.default_rng(seed)
     taus, rhos = [], []
-    for _ in range(bootstrap if len(seeds) > 1 else 0):
-        draw = rng.choice(seeds, size=len(seeds), replace=True)
-        lo, hi = _means(t, draw)
-        taus.append(kendalltau(lo, hi).statistic)
-        rhos.append(spearmanr(lo, hi).statistic)
+    with warnings.catch_warnings():  # a draw where all means tie gives NaN: left out
+        warnings.simplefilter("ignore")
+        for _ in range(bootstrap if len(seeds) > 1 else 0):
+            draw = rng.choice(seeds, size=len(seeds), replace=True)
+            lo, hi = _means(t, draw)
+            taus.append(kendalltau(lo, hi).statistic)
+            rhos.append(spearmanr(lo, hi).statistic)
 
     def interval(xs: list[float]) -> list[float]:
         xs = [x for x in xs if math.isfinite(x)]

@@ -33,6 +33,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -52,8 +53,6 @@ DEFAULT_CANDIDATES = (
 MODE_GAP = 5.0  # points of top-1
 MODE_RATIO = 3.0
 ALPHA, POWER, MDD_N = 0.05, 0.8, 3
-#: where ``--record`` keeps the measured figures that ``gcsearch tasks list`` shows
-MEASURED_DIR = Path(__file__).resolve().parent.parent / "tasks" / "measured"
 
 
 def modes(values: Sequence[float]) -> dict[str, Any] | None:
@@ -142,12 +141,15 @@ def split_tau(
         b.append(statistics.mean(ys))
     if len(ids) < 3:
         raise UserError(f"--split-tau: {len(ids)} candidates have every seed; need at least 3")
+    with warnings.catch_warnings():  # constant input (all tied): NaN, reported as such
+        warnings.simplefilter("ignore")
+        tau, rho = float(kendalltau(a, b).statistic), float(spearmanr(a, b).statistic)
     return {
         "first": list(first),
         "second": list(second),
         "n_candidates": len(ids),
-        "kendall_tau": float(kendalltau(a, b).statistic),
-        "spearman_rho": float(spearmanr(a, b).statistic),
+        "kendall_tau": tau,
+        "spearman_rho": rho,
         "means_first": dict(zip(ids, a, strict=True)),
         "means_second": dict(zip(ids, b, strict=True)),
     }
@@ -306,6 +308,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     if args.smoke:
         budget = budget.replace(train_images=128, val_images=64, epochs=1, batch_size=32)
         seeds, names = seeds[:2] if len(seeds) >= 2 else [0, 1], names[:3]
+    if args.record and args.smoke:
+        raise UserError("--record: a --smoke run is not a measurement; drop one of them")
     if args.split_tau and len(seeds) < 2:
         raise UserError("--split-tau: needs at least 2 seeds (the halves are compared)")
     if args.jobs < 1 or args.threads < 1:
@@ -369,8 +373,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     _write(out, summary)
     print(f"wrote {out}")
     if args.record:
-        if args.smoke:
-            raise UserError("--record: a --smoke run is not a measurement; drop one of them")
+        from gcsearch.tasks import MEASURED_DIR
+
         rec = MEASURED_DIR / f"{task.name}.json"
         _write(rec, _merge(rec, summary))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
@@ -400,9 +404,3 @@ def _merge(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
 def _write(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, allow_nan=True, default=str) + "\n")
-
-
-def measured(task: str) -> dict[str, Any] | None:
-    """The recorded ``bench proxy`` figures of ``task`` (None where never measured)."""
-    path = MEASURED_DIR / f"{task}.json"
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -77,3 +77,49 @@ def test_cli_reads_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "Kendall τ-b 1.000" in out and "4 candidates" in out
     assert main(["analyze", "fidelity"]) == 2
+
+
+def _study_with_histories(path: Path) -> None:
+    """Four candidates x 3 seeds with 4-epoch histories in the search's trial format; at
+    epoch 2 the order of c and d is swapped, at epoch 4 it is a > b > c > d."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="f", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
+    )
+    study.set_user_attr("objectives", ["top1:max", "macs:min"])
+    study.set_user_attr("fidelity", {"enabled": True, "rungs": [2]})
+    finals = {"gc": 90.0, "snl": 80.0, "se": 70.0, "none": 60.0}
+    early = {"gc": 70.0, "snl": 60.0, "se": 40.0, "none": 50.0}
+    for k, (cid, final) in enumerate(finals.items()):
+        results = []
+        for seed in range(3):
+            hist = [
+                {"epoch": e, "val_top1": early[cid] + seed + (final - early[cid]) * (e - 2) / 2}
+                for e in (1, 2, 3, 4)
+            ]
+            results.append(
+                {"seed": seed, "top1": hist[-1]["val_top1"], "status": "complete", "history": hist}
+            )
+        attrs = {"candidate_id": cid, "results": results, "cost": {"macs": 10 + k}}
+        study.add_trial(
+            create_trial(state=TrialState.COMPLETE, values=[final, 10 + k], user_attrs=attrs)
+        )
+
+
+def test_from_one_run_compares_the_first_rung_with_the_last_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gcsearch.analysis.fidelity import from_run
+
+    db = tmp_path / "study.db"
+    _study_with_histories(db)
+    t = from_run(str(db))
+    assert set(t.epoch) == {2, 4}  # the recorded rung, and the last epoch
+    res = fidelity(t, bootstrap=50)
+    assert res["kendall_tau"] == pytest.approx(4 / 6)  # one discordant pair of six
+    assert main(["analyze", "fidelity", str(db), "--low-epoch", "3", "--bootstrap", "20"]) == 0
+    assert "epoch 3 vs 4" in capsys.readouterr().out
+    assert main(["analyze", "fidelity", str(db), "--low-epoch", "4"]) == 2
