@@ -24,6 +24,7 @@ _HANDLERS = {
     "report": "gcsearch.report",
     "export": "gcsearch.export",
     "bench": "gcsearch.bench",
+    "analyze": "gcsearch.analysis",
 }
 
 
@@ -89,6 +90,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-hidden", type=int, default=8, help="smallest bottleneck width")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
+    p.add_argument("--save", default=None, metavar="FILE",
+                   help="write the trained weights (best seed) for export / analyze nl")
     b = p.add_argument_group("budget overrides (default: the task's budget)")
     for flag, kind in (("--train-images", int), ("--val-images", int), ("--epochs", int),
                        ("--batch-size", int), ("--lr", float), ("--image-size", int),
@@ -173,7 +176,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search"))
+    p.add_argument("what", choices=("train", "search", "proxy"))
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
     t.add_argument("--task", default="synthetic", help="default: %(default)s")
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
@@ -183,6 +186,47 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     t.add_argument("--smoke", action="store_true", help="a few seconds on digits (tests)")
+    x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
+    x.add_argument("--candidates", default=None,
+                   help="comma-separated ids/presets (default: none,se,snl,gc + 2 searched)")
+    x.add_argument("--space", default=None, help="take task, budget and candidates from a space")
+    x.add_argument("--seeds", default="0,1,2,3,4", help="e.g. 0,1,2 or 0-5 (default: %(default)s)")
+    x.add_argument("--jobs", type=int, default=1, help="parallel trials, processes (default: 1)")
+    x.add_argument("--data", default=None, help="data directory for tasks that read files")
+    x.add_argument("--budget", default=None,
+                   help="budget overrides, e.g. train_images=4000,epochs=8 (default: the task's)")
+    x.add_argument("--split-tau", action="store_true",
+                   help="Kendall τ between rankings under the first and second half of the seeds")
+    x.add_argument("--out", default=None, help="JSON (default: runs/bench/proxy-<task>.json)")
+    x.add_argument("--record", action="store_true",
+                   help="also record the figures for `gcsearch tasks list` (package data)")
+    x.add_argument("--quiet", action="store_true", help="no line per finished trial")
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="analyses of trained models and of the proxy's fidelity")
+    a = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    n = a.add_parser("nl", help="GCNet Table 1: is trained NL attention query-independent?",
+                     description="Cosine distances between positions of a Non-local block's "
+                     "inputs, outputs (z - x) and attention maps, and the JSD between attention "
+                     "maps, over held-out images. Example: gcsearch analyze nl runs/paper")
+    n.add_argument("target", help="a weights file (.pt) or a run directory (its weights/)")
+    n.add_argument("--task", default=None, help="default: the task the weights were trained on")
+    n.add_argument("--data", default=None, help="data directory for tasks that read files")
+    n.add_argument("--images", type=int, default=256, help="held-out images (default: 256)")
+    n.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    f = a.add_parser("fidelity", help="rank agreement of candidates between two budgets",
+                     description="Kendall τ and Spearman ρ (bootstrap over seeds) between the "
+                     "rankings at a low and a high budget, and the front overlap. "
+                     "Example: gcsearch analyze fidelity runs/quick --low-epoch 3")
+    f.add_argument("targets", nargs="*",
+                   help="one run (low = an early epoch, high = the last) or two runs (low high)")
+    f.add_argument("--low-epoch", type=int, default=None,
+                   help="one run: the low budget's epoch (default: first rung, else half)")
+    f.add_argument("--csv", default=None, help="a long table: candidate,seed,budget,top1[,macs]")
+    f.add_argument("--study", default=None, help="study name (if the storage holds several)")
+    f.add_argument("--bootstrap", type=int, default=2000, help="resamples (default: 2000)")
+    f.add_argument("--json", default=None, metavar="FILE", help="also write the figures")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="gcsearch 0.1.0")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_search, _add_report, _add_export, _add_space, _add_flops, _add_tasks,
-                _add_train, _add_bench):
+                _add_train, _add_bench, _add_analyze):
         add(sub)
     return parser
 

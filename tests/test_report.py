@@ -370,14 +370,20 @@ def test_pruned_candidates_are_listed_without_a_difference(demo_run: Path) -> No
     assert "pruned, epoch 2/4" in _display_ablation(rep.ablations["stages"], "stages").to_string()
 
 
-def test_ablation_delta_is_welch_against_the_reference(demo_run: Path) -> None:
+def test_ablation_delta_is_paired_against_the_reference(demo_run: Path) -> None:
+    """Rows trained under the reference's seeds get the paired t-interval (scipy's ttest_rel)."""
+    from scipy import stats
+
     rep = report.build_report(demo_run)
     table = rep.ablations["pooling"]
     seeds = lambda r: [r[f"metric.top1.s{i}"] for i in range(3)]  # noqa: E731
     ref, row = table.iloc[0], table.iloc[1]
-    diff, half = report.welch_diff(seeds(row), seeds(ref))
-    assert row["delta.mean"] == pytest.approx(diff) and row["delta.ci95"] == pytest.approx(half)
+    ci = stats.ttest_rel(seeds(row), seeds(ref)).confidence_interval(0.95)
+    assert row["delta.method"] == "paired"
+    assert row["delta.mean"] == pytest.approx((ci.high + ci.low) / 2)
+    assert row["delta.ci95"] == pytest.approx((ci.high - ci.low) / 2)
     assert math.isnan(ref["delta.mean"])
+    assert "paired t" in rep.interval_note and "Holm" in rep.interval_note
 
 
 def test_reference_can_be_any_candidate(demo_run: Path) -> None:

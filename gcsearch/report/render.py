@@ -29,21 +29,28 @@ def _si(value: Any) -> str:
     return f"{v:.0f}"
 
 
-def _pm(mean: float, half: float, signed: bool = False) -> str:
+def _pm(mean: float, half: float, signed: bool = False, star: bool = False) -> str:
+    """``mean ± half``; "n = 1: no interval" without one; `*` where ``star`` (Holm-significant)."""
     if mean is None or pd.isna(mean):
         return "–"
     text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
     if half is not None and pd.notna(half):
         text += f" ± {half:.2f}"
-        if signed and abs(mean) > half:
+        if star:
             text += " *"
+    else:
+        text += " (n = 1: no interval)" if not signed else " (no interval)"
     return text
 
 
 def _common_columns(t: pd.DataFrame, delta_name: str) -> dict[str, list[str]]:
     done = t["complete"] if "complete" in t else pd.Series(True, index=t.index)
     top1 = [_pm(m, h) for m, h in zip(t["top1.mean"], t["top1.ci95"], strict=True)]
-    delta = [_pm(m, h, signed=True) for m, h in zip(t["delta.mean"], t["delta.ci95"], strict=True)]
+    stars = t["delta.significant"] if "delta.significant" in t else [False] * len(t)
+    delta = [
+        _pm(m, h, signed=True, star=bool(s))
+        for m, h, s in zip(t["delta.mean"], t["delta.ci95"], stars, strict=True)
+    ]
     for i, (ok, (_, r)) in enumerate(zip(done, t.iterrows(), strict=True)):
         if not ok:  # pruned: its top-1 is from fewer epochs, so no difference is given
             top1[i] += f" (pruned, epoch {r['fidelity.epochs']}/{r['fidelity.max_epochs']})"
@@ -139,8 +146,7 @@ def _summary_lines(report: Report) -> list[str]:
         (f"Hypervolume fraction {report.hv:.4f} of the box the search recorded (reference "
          f"point {ref}; ideal {s['hv_ideal']})" if s.get("hv_ideal")
          else f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}"),
-        "Means are over seeds with a 95 % t-interval; Δ uses a Welch interval, "
-        "`*` where it excludes 0.",
+        report.interval_note,
     ]
     if "budget" in s:
         lines.insert(2, f"Budget: {_budget_text(s['budget'])}")

@@ -1,16 +1,29 @@
-"""Means over seeds with t-intervals, and Welch intervals for differences of means.
+"""Intervals a reader can trust: means over seeds, paired or Welch differences, Holm, power.
 
-The ablation tables report a 95 % interval for every mean (Student t, n-1 degrees of freedom)
-and for every difference to a reference (Welch: unequal variances, Welch-Satterthwaite degrees
-of freedom), so a reader can tell seed noise from a real effect.
+Every mean gets a 95 % Student-t interval over seeds (n - 1 degrees of freedom). A difference
+between two candidates uses the **paired** t-interval on per-seed differences when both were
+trained under the same seeds (the search shares seeds across candidates, and a seed fixes the
+initialisation and the batch order, so the pairing removes the seed-to-seed variance the two
+share), and **Welch**'s interval (unequal variances, Welch-Satterthwaite degrees of freedom)
+otherwise. With one seed there is no interval ("n = 1: no interval") and no test.
+
+Many Δ rows in one report are many tests: ``holm`` adjusts their p-values (Holm, 1979, "A
+simple sequentially rejective multiple test procedure"), which controls the family-wise error
+rate at α without assuming independence. ``min_detectable_difference`` is the smallest true
+difference a two-sided paired t-test at α detects with the given power, from the standard
+deviation of paired differences (exact, with the noncentral t distribution).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+#: how a difference's interval was computed
+PAIRED, WELCH, NO_INTERVAL = "paired", "welch", "n = 1: no interval"
 
 
 def _t_quantile(df: float, level: float) -> float:
@@ -19,9 +32,19 @@ def _t_quantile(df: float, level: float) -> float:
     return float(stdtrit(df, 0.5 + level / 2))
 
 
+def _t_two_sided_p(t: float, df: float) -> float:
+    from scipy.special import stdtr
+
+    return float(2 * stdtr(df, -abs(t)))
+
+
+def _finite(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
     """Mean, half-width of its t-interval and n; the half-width is NaN below two values."""
-    vals = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    vals = _finite(values)
     n = len(vals)
     if n == 0:
         return math.nan, math.nan, 0
@@ -33,15 +56,106 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
 
 def welch_diff(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """``mean(a) - mean(b)`` and the half-width of its Welch t-interval (NaN if n < 2)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = welch_test(a, b, level)
+    return d.mean, d.half
+
+
+@dataclass(frozen=True)
+class Diff:
+    """A difference of means with its interval: ``mean ± half`` (NaN half: no interval)."""
+
+    mean: float
+    half: float
+    n: int  # pairs (paired) or the smaller group (Welch)
+    method: str  # PAIRED, WELCH or NO_INTERVAL
+    p: float  # two-sided p-value of "no difference" (NaN without an interval)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return math.isfinite(self.half) and abs(self.mean) > self.half
+
+
+def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
+    """Welch's t-interval and test of ``mean(a) - mean(b)``."""
+    x, y = _finite(a), _finite(b)
     if len(x) == 0 or len(y) == 0:
-        return math.nan, math.nan
+        return Diff(math.nan, math.nan, 0, NO_INTERVAL, math.nan)
     diff = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return diff, math.nan
+    n = min(len(x), len(y))
+    if n < 2:
+        return Diff(diff, math.nan, n, NO_INTERVAL, math.nan)
     vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
     se2 = vx + vy
     if se2 == 0:
-        return diff, 0.0
+        return Diff(diff, 0.0, n, WELCH, 1.0 if diff == 0 else 0.0)
     df = se2**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    return diff, _t_quantile(df, level) * math.sqrt(se2)
+    se = math.sqrt(se2)
+    return Diff(diff, _t_quantile(df, level) * se, n, WELCH, _t_two_sided_p(diff / se, df))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
+    """The paired t-interval and test of ``mean(a - b)`` (``a[i]`` and ``b[i]`` share seed i)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths ({len(a)} vs {len(b)})")
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n == 0:
+        return Diff(math.nan, math.nan, 0, NO_INTERVAL, math.nan)
+    if n == 1:
+        return Diff(float(d[0]), math.nan, 1, NO_INTERVAL, math.nan)
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return Diff(mean, 0.0, n, PAIRED, 1.0 if mean == 0 else 0.0)
+    se = sd / math.sqrt(n)
+    return Diff(mean, _t_quantile(n - 1, level) * se, n, PAIRED, _t_two_sided_p(mean / se, n - 1))
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Diff:
+    """``a - b`` for per-seed results ``{seed: top1}``: paired when both hold the same seeds
+    (at least two), Welch otherwise."""
+    a = {s: v for s, v in a.items() if v is not None and math.isfinite(v)}
+    b = {s: v for s, v in b.items() if v is not None and math.isfinite(v)}
+    if len(a) >= 2 and set(a) == set(b):
+        seeds = sorted(a)
+        return paired_test([a[s] for s in seeds], [b[s] for s in seeds], level)
+    return welch_test(list(a.values()), list(b.values()), level)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    idx = [i for i in np.argsort(p, kind="stable") if math.isfinite(p[i])]
+    m, running = len(idx), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def min_detectable_difference(
+    sd_diff: float, n: int = 3, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """Smallest true mean difference that a two-sided paired t-test over ``n`` pairs at level
+    ``alpha`` detects with probability ``power``, given the per-seed difference's std."""
+    if n < 2 or not math.isfinite(sd_diff):
+        return math.nan
+    if sd_diff == 0:
+        return 0.0
+    from scipy.optimize import brentq
+    from scipy.stats import nct
+
+    df = n - 1
+    crit = _t_quantile(df, 1 - alpha)
+
+    def gap(ncp: float) -> float:
+        # the far tail can come back NaN for a large ncp; it is ~0 there
+        lower = float(np.nan_to_num(nct.cdf(-crit, df, ncp)))
+        return float(np.nan_to_num(nct.sf(crit, df, ncp), nan=1.0)) + lower - power
+
+    hi = 1.0
+    while gap(hi) < 0:  # power grows with the noncentrality; bracket it before solving
+        hi *= 2
+    ncp = brentq(gap, 0.0, hi)
+    return ncp * sd_diff / math.sqrt(n)

@@ -4,6 +4,11 @@ Ablation tables follow GCNet's Table 2 (Cao et al., 2019, https://arxiv.org/abs/
 for each axis, the rows that differ from a reference candidate in that axis alone, with their
 cost, mean top-1 and its interval over seeds, and the difference to the reference with its own
 interval. ``build_report`` gathers them with the front and the hypervolume into a ``Report``.
+
+Intervals (see ``gcsearch.report.stats``): a difference is paired over seeds when the two rows
+were trained under the same seeds, Welch otherwise, and each row says which (``delta.method``).
+All Δ rows of one report form one family whose p-values are Holm-adjusted (``delta.p_holm``);
+``delta.significant`` is true only where the adjusted p is below 0.05, never with n = 1.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from gcsearch.report.pareto import (
     pareto_front,
     reference_point,
 )
-from gcsearch.report.stats import mean_ci, welch_diff
+from gcsearch.report.stats import NO_INTERVAL, PAIRED, WELCH, compare, holm, mean_ci
 from gcsearch.search.record import DUPLICATE_OF
 from gcsearch.spec import PRESETS, BlockSpec, Candidate
 
@@ -47,8 +52,24 @@ AXES: dict[str, tuple[str, ...]] = {
 _SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
 
 
+#: family-wise error rate of the Holm-adjusted Δ tests
+ALPHA = 0.05
+
+
 def seed_values(row: pd.Series) -> list[float]:
-    return [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and pd.notna(row[c])]
+    return list(seed_map(row).values())
+
+
+def seed_map(row: pd.Series) -> dict[int, float]:
+    """``{seed: top1}`` from a row's ``metric.top1.s<seed>`` columns."""
+    out: dict[int, float] = {}
+    for c in row.index:
+        if c.startswith("metric.top1.s") and pd.notna(row[c]):
+            try:
+                out[int(c.removeprefix("metric.top1.s"))] = float(row[c])
+            except ValueError:
+                continue
+    return out
 
 
 def candidate_rows(frame: pd.DataFrame, objectives: Sequence[Objective] = ()) -> pd.DataFrame:
@@ -141,17 +162,68 @@ def _value_label(row: pd.Series, axis: str) -> str:
 
 
 def with_stats(rows: pd.DataFrame, ref: pd.Series | None) -> pd.DataFrame:
-    """``rows`` plus ``top1.mean/ci95/n`` and ``delta.mean/ci95`` (Welch, to ``ref``)."""
-    ref_vals = seed_values(ref) if ref is not None else []
+    """``rows`` plus ``top1.mean/ci95/n`` and, to ``ref``, ``delta.mean/ci95/method/p``
+    (paired over shared seeds, else Welch) and an unadjusted ``delta.significant``."""
+    ref_seeds = seed_map(ref) if ref is not None else {}
     out = rows.copy()
     stats = [mean_ci(seed_values(r)) for _, r in rows.iterrows()]
     out["top1.mean"] = [s[0] for s in stats]
     out["top1.ci95"] = [s[1] for s in stats]
     out["top1.n"] = [s[2] for s in stats]
-    diffs = [welch_diff(seed_values(r), ref_vals) for _, r in rows.iterrows()]
-    out["delta.mean"] = [d[0] for d in diffs]
-    out["delta.ci95"] = [d[1] for d in diffs]
+    diffs = [compare(seed_map(r), ref_seeds) for _, r in rows.iterrows()]
+    out["delta.mean"] = [d.mean for d in diffs]
+    out["delta.ci95"] = [d.half for d in diffs]
+    out["delta.method"] = [d.method for d in diffs]
+    out["delta.p"] = [d.p for d in diffs]
+    out["delta.p_holm"] = out["delta.p"]
+    out["delta.significant"] = [bool(d.p < ALPHA) for d in diffs]
     return out
+
+
+def _clear_delta(table: pd.DataFrame, mask: Any) -> None:
+    """No difference on these rows (the reference itself, pruned rows)."""
+    table.loc[mask, ["delta.mean", "delta.ci95", "delta.p", "delta.p_holm"]] = math.nan
+    table.loc[mask, "delta.method"] = ""
+    table.loc[mask, "delta.significant"] = False
+
+
+def adjust_holm(tables: Sequence[pd.DataFrame]) -> int:
+    """Holm-adjust the p-values of every Δ row of ``tables`` as one family, in place; sets
+    ``delta.p_holm`` and ``delta.significant`` (adjusted p < ``ALPHA``). Returns the number
+    of tests in the family."""
+    ps = [p for t in tables for p in t["delta.p"].tolist()]
+    adjusted = holm(ps)
+    k = 0
+    for t in tables:
+        n = len(t)
+        t["delta.p_holm"] = adjusted[k : k + n]
+        t["delta.significant"] = [bool(p < ALPHA) for p in adjusted[k : k + n]]
+        k += n
+    return sum(1 for p in ps if math.isfinite(p))
+
+
+def interval_note(tables: Sequence[pd.DataFrame], tests: int) -> str:
+    """One sentence on the intervals that ``tables`` actually show."""
+    methods = {m for t in tables for m in t.get("delta.method", pd.Series(dtype=str)) if m}
+    ns = [int(n) for t in tables for n in t.get("top1.n", []) if pd.notna(n)]
+    if ns and max(ns) <= 1:
+        return (
+            "n = 1: no interval. Every candidate ran one seed, so no difference is marked "
+            "significant; run --seeds 3 or more for intervals."
+        )
+    how = []
+    if PAIRED in methods:
+        how.append("paired t over the seeds both rows share")
+    if WELCH in methods:
+        how.append("Welch where the seeds differ")
+    if NO_INTERVAL in methods:
+        how.append("none where a row has one seed (n = 1: no interval)")
+    return (
+        "Means are over seeds with a 95 % t-interval; Δ intervals (95 %): "
+        + ("; ".join(how) or "none")
+        + f". `*` marks Δ whose Holm-adjusted p < {ALPHA:g} across the report's "
+        f"{tests} Δ tests."
+    )
 
 
 def stopped_rows(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -192,8 +264,8 @@ def ablation_tables(
         table = pd.concat([reference.to_frame().T, others], ignore_index=True)
         table = with_stats(table, reference)
         table["complete"] = (table["status"] == "complete").to_numpy()
-        table.loc[0, ["delta.mean", "delta.ci95"]] = math.nan
-        table.loc[~table["complete"], ["delta.mean", "delta.ci95"]] = math.nan
+        _clear_delta(table, table.index == 0)
+        _clear_delta(table, ~table["complete"])
         table["value"] = [_value_label(r, axis) for _, r in table.iterrows()]
         table["is_reference"] = [i == 0 for i in range(len(table))]
         tables[axis] = table
@@ -208,7 +280,7 @@ def preset_table(rows: pd.DataFrame) -> pd.DataFrame:
     presets = presets.assign(_o=presets["spec.block"].map(order).fillna(99))
     presets = presets.sort_values(["_o", "spec.id"]).drop(columns="_o")
     table = with_stats(presets, base.iloc[0] if len(base) else None)
-    table.loc[table["spec.kind"] == "baseline", ["delta.mean", "delta.ci95"]] = math.nan
+    _clear_delta(table, table["spec.kind"] == "baseline")
     return table
 
 
@@ -229,6 +301,7 @@ class Report:
     ablations: dict[str, pd.DataFrame]
     presets: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    interval_note: str = ""
 
 
 def build_report(
@@ -273,6 +346,10 @@ def build_report(
             "no ablation tables: the study has no complete 'gc' (att-r16ln-add) "
             "candidate; pick a reference with --reference ID"
         )
+    ablations = ablation_tables(rows, ref_row, stopped_rows(frame, rows))
+    presets = preset_table(rows)
+    family = [*ablations.values(), presets]
+    tests = adjust_holm(family)
     return Report(
         study=frame.attrs.get("study", {}),
         where=str(target),
@@ -284,7 +361,8 @@ def build_report(
         hv=hv,
         reference=ref_row,
         reference_asked=reference,
-        ablations=ablation_tables(rows, ref_row, stopped_rows(frame, rows)),
-        presets=preset_table(rows),
+        ablations=ablations,
+        presets=presets,
         notes=notes,
+        interval_note=interval_note(family, tests),
     )

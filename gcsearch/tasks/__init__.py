@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gcsearch.errors import UserError
@@ -119,12 +122,16 @@ TASKS: dict[str, str] = {
     "synthetic": "gcsearch.tasks.synthetic:LongRangeMatch",
     "digits": "gcsearch.tasks.digits:Digits",
     "fashion-mnist": "gcsearch.tasks.fashion_mnist:FashionMNIST",
+    "fashion-pairs": "gcsearch.tasks.fashion_pairs:FashionPairs",
     "cifar10": "gcsearch.tasks.cifar:Cifar10",
     "cifar100": "gcsearch.tasks.cifar:Cifar100",
     "imagefolder": "gcsearch.tasks.imagefolder:ImageFolderTask",
 }
+#: ``gcsearch bench proxy --record`` writes each task's measured figures here (package data)
+MEASURED_DIR = Path(__file__).resolve().parent / "measured"
+
 #: tasks that read files (and so take ``data``)
-FILE_TASKS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+FILE_TASKS = ("fashion-mnist", "fashion-pairs", "cifar10", "cifar100", "imagefolder")
 
 
 def get_task(name: str, data: str | None = None) -> Task:
@@ -140,9 +147,54 @@ def get_task(name: str, data: str | None = None) -> Task:
     return factory(data=data) if name in FILE_TASKS else factory()
 
 
+def measured(name: str) -> dict[str, Any] | None:
+    """The figures ``gcsearch bench proxy --task NAME --record`` measured (None if never)."""
+    path = MEASURED_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def spread_text(task: Task) -> str:
+    """The measured seed spread of ``task`` in one phrase, or how to measure it."""
+    from gcsearch.spec import PRESETS
+
+    m = measured(task.name)
+    if m is None:
+        return f"not measured (gcsearch bench proxy --task {task.name} --record)"
+    cands = m.get("candidates", {})
+    presets = {c: v for c, v in cands.items() if c.split("@")[0] in (*PRESETS, "none")} or cands
+    stds = [
+        v["std"] for v in presets.values() if v.get("std") is not None and math.isfinite(v["std"])
+    ]
+    mdds = [
+        v["mdd_n3_median"]
+        for v in cands.values()
+        if math.isfinite(v.get("mdd_n3_median", math.nan))
+    ]
+    secs = [v["seconds_per_trial"] for v in cands.values()]
+    text = (
+        f"seed std <= {max(stds):.2f} pt over {len(presets)} presets"
+        f" ({len(m.get('seeds', []))} seeds)"
+        if stds
+        else "no std"
+    )
+    if mdds:
+        text += f", MDD(n=3) median {sorted(mdds)[len(mdds) // 2]:.2f} pt"
+    if secs:
+        text += f", {max(secs):.0f} s/trial max"
+    tau = m.get("split_tau")
+    if tau:
+        text += f", split-seed τ {tau['kendall_tau']:.2f} ({tau['n_candidates']} candidates)"
+    if m.get("budget") != task.budget.to_dict():
+        text += " [measured at another budget: rerun]"
+    return text
+
+
 def run_tasks(args: argparse.Namespace) -> int:
-    """``gcsearch tasks list``: every task with its input, classes, data and default budget."""
-    rows = [("task", "input", "classes", "backbone", "budget (images x epochs)", "data")]
+    """``gcsearch tasks list``: every task with what it measures, its input, classes,
+    default budget, data and its measured seed spread (from ``bench proxy --record``)."""
+    header = ("task", "input", "classes", "backbone", "budget (images x epochs)", "data")
+    rows = [header]
+    extra: list[tuple[str, str]] = []
     for name in TASKS:
         data = getattr(args, "data", None) if name in FILE_TASKS else None
         task = get_task(name, data)
@@ -158,7 +210,12 @@ def run_tasks(args: argparse.Namespace) -> int:
                 task.summary(),
             )
         )
+        extra.append((task.description, spread_text(task)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
+    pad = " " * (widths[0] + 2)
+    for i, row in enumerate(rows):
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        if i:
+            print(f"{pad}measures: {extra[i - 1][0]}")
+            print(f"{pad}measured: {extra[i - 1][1]}")
     return 0

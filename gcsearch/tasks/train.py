@@ -141,12 +141,14 @@ def train(
     min_hidden: int = 8,
     amp: bool = True,
     on_trained: Callable[[nn.Module, TrialResult], None] | None = None,
+    save: str | Path | None = None,
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
 
     ``on_trained(model, result)`` is called with the trained network when training completes
-    (the search saves the weights there)."""
+    (the search keeps the best seed's weights there); with ``save``, a complete run's weights
+    go to that path (``gcsearch.checkpoint`` format)."""
     from gcsearch.backbones import build_model
     from gcsearch.cost import count_cost
 
@@ -186,8 +188,45 @@ def train(
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
         if on_trained is not None and result.status == "complete":
             on_trained(model, result)
+        if save is not None and result.status == "complete":
+            shape = train_data.shape
+            _save(save, model, candidate, task, budget, backbone, min_hidden, result, shape)
     result.wall_s = time.perf_counter() - start
     return result
+
+
+def _save(
+    path: str | Path,
+    model: nn.Module,
+    candidate: Candidate,
+    task: Task,
+    budget: Budget,
+    backbone: str,
+    min_hidden: int,
+    result: TrialResult,
+    shape: tuple[int, int, int],
+) -> None:
+    """The trained weights with what rebuilds them and where their held-out images come from."""
+    from gcsearch.checkpoint import save_checkpoint
+
+    save_checkpoint(
+        path,
+        model,
+        candidate,
+        backbone=backbone,
+        min_hidden=min_hidden,
+        num_classes=task.num_classes,
+        input_shape=shape,
+        meta={
+            "task": task.name,
+            "seed": result.seed,
+            "top1": float(result.top1 or 0.0),
+            "eval_split": budget.eval_split,
+            "data_seed": budget.data_seed,
+            "image_size": budget.image_size or 0,
+            "epochs": result.epochs,
+        },
+    )
 
 
 def _fit(
@@ -323,7 +362,10 @@ def run_train(args: argparse.Namespace) -> int:
             f"{budget.epochs} epochs, eval on {budget.eval_split}"
         )
     results = []
+    save = Path(args.save) if getattr(args, "save", None) else None
+    best: TrialResult | None = None
     for seed in seeds:
+        tmp = save.with_name(f".{save.name}.seed{seed}.tmp") if save else None
         r = train(
             candidate,
             task,
@@ -334,10 +376,19 @@ def run_train(args: argparse.Namespace) -> int:
             threads=args.threads,
             min_hidden=args.min_hidden,
             amp=not args.no_amp,
+            save=tmp,
         )
         results.append(r)
+        if tmp is not None and tmp.is_file():  # keep the best seed's weights (as the search)
+            if best is None or (r.top1 or 0.0) > (best.top1 or 0.0):
+                tmp.replace(save)
+                best = r
+            else:
+                tmp.unlink()
         if not args.json:
             print(_line(r), flush=True)
+    if save is not None and not args.json:
+        print(f"weights of seed {best.seed} -> {save}" if best else "no complete seed: no weights")
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
         return 0 if all(r.status != "failed" for r in results) else 1

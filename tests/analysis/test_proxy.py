@@ -1,0 +1,89 @@
+"""bench proxy: mode detection, MDD per pair, split-seed τ on hand-made results; a smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gcsearch.analysis.proxy import modes, parse_budget, split_tau, summarise
+from gcsearch.cli import main
+from gcsearch.errors import UserError
+from gcsearch.report.stats import min_detectable_difference
+
+
+def test_modes_split_solved_from_unsolved_seeds() -> None:
+    m = modes([92.1, 50.3, 93.0, 49.8, 91.7])
+    assert m is not None and m["low"]["n"] == 2 and m["high"]["n"] == 3
+    assert m["low"]["mean"] == pytest.approx(50.05)
+    assert modes([90.1, 90.9, 89.7, 91.2, 90.4]) is None  # one mode
+    assert modes([60.0, 70.0, 80.0, 90.0]) is None  # evenly spread: no gap stands out
+    assert modes([90.0]) is None
+
+
+def _results(values: dict[str, list[float]]) -> list[dict[str, object]]:
+    return [
+        {"candidate_id": c, "seed": s, "top1": v, "status": "complete", "wall_s": 2.0}
+        for c, vs in values.items()
+        for s, v in enumerate(vs)
+    ]
+
+
+def test_summary_pairs_share_seeds() -> None:
+    """b = a + 1 + wobble: the pair's sd is the wobble's, not a's large seed spread."""
+    a = [60.0, 80.0, 70.0, 90.0]
+    b = [x + 1 + w for x, w in zip(a, [0.5, -0.5, 0.5, -0.5], strict=True)]
+    s = summarise(_results({"a": a, "b": b}))
+    [pair] = s["pairs"]
+    assert pair["sd_diff"] == pytest.approx(math.sqrt(1 / 3))
+    assert pair["mdd_n3"] == pytest.approx(min_detectable_difference(math.sqrt(1 / 3), 3))
+    assert s["candidates"]["a"]["std"] > 10  # each alone is noisy ...
+    assert s["candidates"]["a"]["mdd_n3_median"] < 3  # ... the paired difference is not
+    assert s["candidates"]["b"]["seconds_per_trial"] == 2.0
+
+
+def test_split_tau_ranks_halves() -> None:
+    cands = summarise(
+        _results({"a": [90, 91, 90, 91], "b": [80, 81, 80, 81], "c": [70, 71, 72, 73]})
+    )["candidates"]
+    res = split_tau(cands, [0, 1], [2, 3])
+    assert res["kendall_tau"] == pytest.approx(1.0) and res["n_candidates"] == 3
+    swapped = summarise(
+        _results({"a": [90, 91, 70, 71], "b": [80, 81, 80, 81], "c": [70, 71, 90, 91]})
+    )["candidates"]
+    assert split_tau(swapped, [0, 1], [2, 3])["kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_budget_overrides_are_typed_and_checked() -> None:
+    assert parse_budget("train_images=4000,lr=0.1,augment=flip") == {
+        "train_images": 4000,
+        "lr": 0.1,
+        "augment": "flip",
+    }
+    with pytest.raises(UserError, match="key=value"):
+        parse_budget("images=3")
+
+
+def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.json"
+    code = main(
+        [
+            "bench",
+            "proxy",
+            "--smoke",
+            "--candidates",
+            "none,gc,se",
+            "--split-tau",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and "MDD n=3" in text and "split-seed ranking" in text
+    data = json.loads(out.read_text())
+    assert set(data["candidates"]) == {"none", "gc@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"}
+    assert data["seeds"] == [0, 1] and data["smoke"] and data["alpha"] == 0.05
+    assert main(["bench", "proxy", "--smoke", "--record", "--out", str(out)]) == 2

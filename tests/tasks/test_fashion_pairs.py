@@ -1,0 +1,86 @@
+"""fashion-pairs: pairs are balanced and deterministic, garments sit in the end cells only, and
+ResNet-8 cannot see both ends without a context block (the receptive-field argument)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gcsearch.backbones import build_model, context_blocks, stage_modules
+from gcsearch.spec import Candidate
+from gcsearch.tasks.fashion_mnist import DEFAULT_DIR
+from gcsearch.tasks.fashion_pairs import HEIGHT, WIDTH, end_cells, make_pairs
+
+
+def _garments(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand-made 'garments': a class-specific constant patch, so pairs can be checked."""
+    labels = torch.arange(n) % 10
+    return (labels.float() + 1).view(-1, 1, 1, 1).expand(n, 1, 14, 14).clone(), labels
+
+
+def test_pairs_are_balanced_deterministic_and_labelled_by_class() -> None:
+    g, y = _garments()
+    x1, s1 = make_pairs(g, y, 2000, seed=5)
+    x2, s2 = make_pairs(g, y, 2000, seed=5)
+    assert x1.shape == (2000, 1, HEIGHT, WIDTH) and torch.equal(x1, x2) and torch.equal(s1, s2)
+    assert 0.45 < s1.float().mean().item() < 0.55
+    left, right = end_cells()
+    a = x1[:, 0, :, left].amax(dim=(1, 2))  # the patch value is class + 1
+    b = x1[:, 0, :, right].amax(dim=(1, 2))
+    assert torch.equal((a == b).long(), s1)
+    assert x1[:, :, :, left.stop : right.start].abs().sum() == 0  # nothing in between
+
+
+def test_same_class_pairs_use_two_different_images() -> None:
+    n = 20  # two garments per class, told apart by their pixel value
+    labels = torch.arange(n) % 10
+    g = torch.arange(1, n + 1).float().view(-1, 1, 1, 1).expand(n, 1, 14, 14).clone()
+    x, same = make_pairs(g, labels, 500, seed=0)
+    left, right = end_cells()
+    a, b = x[:, 0, :, left].amax(dim=(1, 2)), x[:, 0, :, right].amax(dim=(1, 2))
+    assert (a[same.bool()] != b[same.bool()]).all()
+
+
+def _columns_seen(model: torch.nn.Module) -> list[set[int]]:
+    model.eval()
+    feats: dict[str, torch.Tensor] = {}
+    stage_modules(model, "resnet8")["c5"].register_forward_hook(
+        lambda m, i, o: feats.__setitem__("c5", o)
+    )
+    x = torch.randn(1, 1, HEIGHT, WIDTH, requires_grad=True)
+    model(x)
+    seen = []
+    for j in range(feats["c5"].shape[-1]):
+        (grad,) = torch.autograd.grad(feats["c5"][..., j].sum(), x, retain_graph=True)
+        seen.append(set(grad.abs().sum(dim=(0, 1, 2)).nonzero().view(-1).tolist()))
+    return seen
+
+
+@pytest.mark.parametrize("candidate", ["none", "gc", "snl"])
+def test_receptive_field_of_resnet8_cannot_span_the_canvas(candidate: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(Candidate.parse(candidate), "resnet8", num_classes=2, in_chans=1)
+    for _, block in context_blocks(model):
+        for p in block.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    left, right = set(end_cells()[0]), set(end_cells()[1])
+    both = [bool(cols & left) and bool(cols & right) for cols in _columns_seen(model)]
+    assert any(both) == (candidate != "none")
+
+
+@pytest.mark.skipif(
+    not Path(DEFAULT_DIR).is_dir(),
+    reason=f"Fashion-MNIST not found at {DEFAULT_DIR} (apt-get install dataset-fashion-mnist)",
+)
+def test_loaders_from_the_installed_data() -> None:
+    from gcsearch.tasks import get_task
+
+    task = get_task("fashion-pairs")
+    budget = task.budget.replace(train_images=256, val_images=128)
+    tr, va = task.loaders(0, budget)
+    tr2, _ = task.loaders(1, budget)
+    assert tr.x.shape == (256, *task.input_shape) and va.x.shape == (128, *task.input_shape)
+    assert torch.equal(tr.x, tr2.x)  # the data depends on data_seed only
+    assert abs(tr.x.mean().item()) < 1e-3 and 0.3 < tr.y.float().mean().item() < 0.7
