@@ -19,6 +19,7 @@ import pandas as pd
 
 from gcsearch.errors import UserError
 from gcsearch.report.stats import mean_ci
+from gcsearch.spec import AXES as SPEC_AXES
 from gcsearch.spec import Candidate, SpecError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 #: Storage files a run directory may hold, in the order they are looked for.
 RUN_STORAGE_FILES = ("study.db", "study.sqlite", "study.sqlite3", "study.journal", "study.log")
 
-_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+_SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 
 #: Objective name -> frame column; other names are read from the trial's values (``obj.<name>``).
 OBJECTIVE_COLUMNS: dict[str, str] = {

@@ -21,6 +21,7 @@ from gcsearch.errors import UserError
 from gcsearch.report.frame import Objective, frame_objectives, results_frame
 from gcsearch.report.pareto import hypervolume, pareto_front, reference_point
 from gcsearch.report.stats import mean_ci, welch_diff
+from gcsearch.spec import AXES as SPEC_AXES
 from gcsearch.spec import PRESETS, BlockSpec, Candidate
 
 #: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion; the init
@@ -37,7 +38,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "stages": ("stages",),
     "density": ("density",),
 }
-_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+_SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 
 
 def seed_values(row: pd.Series) -> list[float]:

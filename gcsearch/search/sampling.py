@@ -17,7 +17,7 @@ from optuna.samplers import NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.search.space import Space
-from gcsearch.spec import PRESETS, BlockSpec, Candidate, Placement
+from gcsearch.spec import AXES, PRESETS, BlockSpec, Candidate, Placement
 
 
 def _in_grid(space: Space, cand: Candidate) -> int | None:
@@ -59,8 +59,7 @@ def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
         params["grid"], prefix = grid.name, f"{grid.name}."
     values = {**cand.block.to_dict(), "position": cand.placement.position,
               "stages": "".join(cand.placement.stages), "density": cand.placement.density}
-    for axis in ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages",
-                 "density"):
+    for axis in AXES:  # the axis registry, in its order
         if axis in ("ratio", "norm") and cand.block.transform != "bottleneck":
             continue
         if len(getattr(grid, axis)) > 1:
