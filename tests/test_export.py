@@ -492,3 +492,17 @@ def test_mmdet_config_fragment_parses_with_mmengine(
     assert "gc_block_plugin.py" in text
     other = export_candidate("gc@after_add:c4", tmp_path / "gc_add.py")["mmdet"].read_text()
     assert "Not expressible" in other and "model = dict" not in other
+
+
+def test_build_settings_come_from_the_study_then_run_json(tmp_path: Path) -> None:
+    from gcsearch.export import study_build_settings
+
+    record = {"space": {"task": {"name": "digits", "backbone": "resnet14", "min_hidden": 2}}}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert study_build_settings(tmp_path, {}) == {
+        "task": "digits", "backbone": "resnet14", "min_hidden": 2,
+    }  # fmt: skip
+    attrs = {"backbone": "resnet8", "min_hidden": 4, "input_shape": [3, 32, 32]}
+    assert study_build_settings(tmp_path, attrs) == {**attrs, "task": "digits"}
+    (tmp_path / "run.json").write_text("not json")
+    assert study_build_settings(tmp_path, attrs) == attrs
