@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from gcsearch.errors import UserError
-from gcsearch.spec import BlockSpec, Candidate, Placement, SpecError
+from gcsearch.spec import AXES, PRESETS, BlockSpec, Candidate, Objective, Placement, SpecError
 
 __version__ = "0.1.0"
 
@@ -22,8 +22,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "AXES",
+    "PRESETS",
     "BlockSpec",
     "Candidate",
+    "Objective",
     "Placement",
     "SpecError",
     "TrialResult",

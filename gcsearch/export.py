@@ -464,7 +464,12 @@ def export_candidate(
         if not blocks:
             raise UserError(f"weights: {wpath} holds no context_block parameters")
         if ckpt is not None:  # the trained network's own build settings win
-            if ckpt.candidate.block_id != cand.block_id:
+            from gcsearch.backbones import module_key
+
+            def key(c: Candidate) -> str:  # equal exactly when both build the same network
+                return module_key(c, ckpt.backbone, ckpt.min_hidden)
+
+            if key(ckpt.candidate) != key(cand):
                 raise UserError(
                     f"weights: {wpath} holds {ckpt.candidate.id}, not {cand.id} "
                     "(export the candidate the weights belong to)"

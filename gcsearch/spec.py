@@ -388,7 +388,7 @@ SEARCH_INIT = "zero_last"
 
 _ALL4 = ("c2", "c3", "c4", "c5")
 _NL_PLACE = Placement("after_block", ("c4",), "penultimate")
-_ONCE_C4 = Placement("after_add", ("c4",), "last")
+_ONCE_C4 = _NL_PLACE  # the other pairwise/global blocks are compared at NL's "+1" place
 _NL_PAPER = (
     "Wang et al., Non-local Neural Networks, CVPR 2018",
     "https://arxiv.org/abs/1711.07971",
@@ -406,7 +406,7 @@ _DANET_PAPER = (
     "Fu et al., Dual Attention Network for Scene Segmentation, CVPR 2019",
     "https://arxiv.org/abs/1809.02983",
 )
-_COMPARISON = "placed like the '+1 block at c4' rows for comparison; its paper puts it elsewhere"
+_COMPARISON = "placed like the '+1 NL' row for comparison; its paper puts it elsewhere"
 
 
 @dataclass(frozen=True)

@@ -492,3 +492,32 @@ def test_mmdet_config_fragment_parses_with_mmengine(
     assert "gc_block_plugin.py" in text
     other = export_candidate("gc@after_add:c4", tmp_path / "gc_add.py")["mmdet"].read_text()
     assert "Not expressible" in other and "model = dict" not in other
+
+
+def test_build_settings_come_from_the_study_then_run_json(tmp_path: Path) -> None:
+    from gcsearch.export import study_build_settings
+
+    record = {"space": {"task": {"name": "digits", "backbone": "resnet14", "min_hidden": 2}}}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert study_build_settings(tmp_path, {}) == {
+        "task": "digits", "backbone": "resnet14", "min_hidden": 2,
+    }  # fmt: skip
+    attrs = {"backbone": "resnet8", "min_hidden": 4, "input_shape": [3, 32, 32]}
+    assert study_build_settings(tmp_path, attrs) == {**attrs, "task": "digits"}
+    (tmp_path / "run.json").write_text("not json")
+    assert study_build_settings(tmp_path, attrs) == attrs
+
+
+def test_weights_of_another_network_are_refused_and_folded_ratios_accepted(tmp_path: Path) -> None:
+    from gcsearch.backbones import build_model
+
+    trained = Candidate.parse("att-r16ln-add@after_1x1:c4")
+    path = save_checkpoint(
+        tmp_path / "w.pt", build_model(trained, "resnet8", min_hidden=8), trained,
+        backbone="resnet8", min_hidden=8, num_classes=10, input_shape=(3, 32, 32),
+    )  # fmt: skip
+    with pytest.raises(UserError, match="holds att-r16ln-add"):
+        export_candidate("avg-r16ln-add@after_1x1:c4", tmp_path / "a.py", weights=path)
+    # at C = 32 with min_hidden 8, r16 and r32 build the same network (module_key folds them)
+    written = export_candidate("att-r32ln-add@after_1x1:c4", tmp_path / "b.py", weights=path)
+    assert sorted(torch.load(written["weights"], weights_only=True)) == ["c4.0.context_block"]

@@ -19,12 +19,13 @@ import pandas as pd
 from gcsearch.errors import UserError
 from gcsearch.report.stats import mean_ci
 from gcsearch.search.record import DUPLICATE_OF, TrialRecord, counts
+from gcsearch.spec import AXES as SPEC_AXES
 from gcsearch.spec import Candidate
 
 if TYPE_CHECKING:
     import optuna
 
-_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+_SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 
 #: Objective name -> frame column; other names are read from the trial's values (``obj.<name>``).
 OBJECTIVE_COLUMNS: dict[str, str] = {

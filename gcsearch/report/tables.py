@@ -33,6 +33,7 @@ from gcsearch.report.pareto import (
 )
 from gcsearch.report.stats import NO_INTERVAL, PAIRED, WELCH, compare, holm, mean_ci
 from gcsearch.search.record import DUPLICATE_OF
+from gcsearch.spec import AXES as SPEC_AXES
 from gcsearch.spec import PRESETS, BlockSpec, Candidate
 
 #: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion; the init
@@ -49,7 +50,7 @@ AXES: dict[str, tuple[str, ...]] = {
     "stages": ("stages",),
     "density": ("density",),
 }
-_SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
+_SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 
 
 #: family-wise error rate of the Holm-adjusted Δ tests

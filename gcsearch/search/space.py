@@ -178,7 +178,7 @@ class Space:
         return ["maximize" if o.endswith(":max") else "minimize" for o in self.objectives]
 
     def metrics(self) -> list[str]:
-        return [o.split(":")[0] for o in self.objectives]
+        return [Objective.parse(o).metric for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> Space:
         """A copy with some ``search`` / ``fidelity`` / budget settings replaced (CLI flags)."""
@@ -378,7 +378,7 @@ def _read_objectives(r: _Reader, data: Any) -> tuple[str, ...]:
             raise r.fail(k, str(exc), allowed) from None
 
     objectives = r.choices(data, "objectives", check, allowed)
-    metrics = [o.split(":")[0] for o in objectives]
+    metrics = [Objective.parse(o).metric for o in objectives]
     if len(set(metrics)) != len(metrics):
         raise r.fail("objectives", "a metric is listed twice", allowed)
     if "top1" not in metrics and "loss" not in metrics:

@@ -44,7 +44,7 @@ def test_paper_space_unions_grids_without_duplicates() -> None:
     assert ids.count("att-r16ln-add@after_1x1:c3c4c5") == 1
     assert "att-r16ln-add@after_add:c3c4c5" in ids
     assert "avg-r16ln-mul@after_1x1:c3c4c5" in ids
-    assert "nl-embedded@after_add:c4:last" in [c.id for c in space.references()]
+    assert "nl-embedded@after_block:c4:penultimate" in [c.id for c in space.references()]
 
 
 def test_conditional_axes_only_combine_with_bottleneck() -> None:
