@@ -30,7 +30,7 @@ _HANDLERS = {
 def _add_space(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="count, show or validate a search-space file")
     p.add_argument("action", choices=("count", "show", "validate"))
-    p.add_argument("file", help="a space file, e.g. spaces/quick.toml")
+    p.add_argument("file", help="a space file or a shipped space's name, e.g. quick")
 
 
 def _add_flops(sub: argparse._SubParsersAction) -> None:
@@ -105,8 +105,10 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         description="Run (or --resume) an Optuna multi-objective study over a space file; "
                     "trials run as Ray tasks, locally or on a cluster (--address). "
                     "Flags override the space file's [search] and [fidelity] settings. "
-                    "Example: gcsearch search --space spaces/quick.toml")
-    p.add_argument("--space", default="spaces/quick.toml", help="space file (%(default)s)")
+                    "Example: gcsearch search --space quick")
+    p.add_argument("--space", default="quick",
+                   help="a space file, or a shipped space by name: quick, gcnet-paper, full, "
+                        "bench-small (default: %(default)s)")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<space name>)")
     p.add_argument("--study-name", default=None, help="study name (default: the space name)")
     p.add_argument("--storage", default=None,
