@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gcsearch.errors import UserError
 
@@ -195,9 +197,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_folder(folder: str | os.PathLike[str], flag: str) -> None:
+    """Raise a one-line ``UserError`` unless ``folder`` is, or can be made, a writable folder.
+
+    Nothing is created: the nearest existing ancestor must be a folder the user can write in.
+    """
+    path = Path(folder).absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {folder}: {path} is a file, not a folder (allowed: a folder "
+                        "path, new or existing)")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag} {folder}: {probe} is a file, so no folder can be made under it "
+                        "(allowed: a path whose parents are folders)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: cannot write in {probe} (permission denied or a "
+                        "read-only file system; allowed: a folder you can write in)")
+
+
+def _output_file(file: str, flag: str) -> None:
+    if Path(file).is_dir():
+        raise UserError(f"{flag} {file}: is a folder (allowed: a file path)")
+    check_folder(Path(file).absolute().parent, flag)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every place a command will write, checked before any work starts (one line each)."""
+    if args.command == "search":
+        check_folder(args.run_dir or "runs", "--run-dir")
+    elif args.command == "export":
+        _output_file(args.output, "-o")
+    elif args.command == "report":
+        for flag in ("md", "html", "csv", "parquet"):
+            if getattr(args, flag, None):
+                _output_file(getattr(args, flag), f"--{flag}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         module = importlib.import_module(_HANDLERS[args.command])
         code = getattr(module, f"run_{args.command}")(args)
     except UserError as exc:

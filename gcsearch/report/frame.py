@@ -65,13 +65,9 @@ def _storage_for(target: str | os.PathLike[str]) -> tuple[Any, str]:
         path = found[0]
     elif not path.is_file():
         raise UserError(f"run directory or storage not found: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"SQLite format 3"):
-        return f"sqlite:///{path.resolve()}", str(path)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from gcsearch.report.storage_file import open_storage_file
 
-    return JournalStorage(JournalFileBackend(str(path))), str(path)
+    return open_storage_file(path)  # SQLite or journal, or a one-line UserError
 
 
 def load_study(target: str | os.PathLike[str], study_name: str | None = None) -> optuna.Study:
