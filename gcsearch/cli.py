@@ -148,9 +148,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default="gc",
                    help="ablation reference: candidate id, block id or preset (default: gc)")
     p.add_argument("--md", default=None, metavar="FILE", help="write Markdown (+ PNG plots)")
-    p.add_argument("--html", default=None, metavar="FILE", help="write HTML (+ PNG plots)")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="write one self-contained HTML file (plots embedded, tables sortable)")
     p.add_argument("--csv", default=None, metavar="FILE", help="write the results frame (CSV)")
     p.add_argument("--parquet", default=None, metavar="FILE", help="write the frame (Parquet)")
+    p.add_argument("--curves", default=None, metavar="FILE",
+                   help="write the learning curves: one row per trial, seed and epoch (CSV)")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -230,7 +233,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     elif args.command == "export":
         _output_file(args.output, "-o")
     elif args.command == "report":
-        for flag in ("md", "html", "csv", "parquet"):
+        for flag in ("md", "html", "csv", "parquet", "curves"):
             if getattr(args, flag, None):
                 _output_file(getattr(args, flag), f"--{flag}")
 

@@ -583,6 +583,9 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         front = report.front_table(rows, objectives)
         if front.empty:
             raise UserError("the study has no complete trial; nothing to rank yet")
+        verdict = report.no_block_verdict(rows, front)
+        if verdict:  # the front is the baseline alone: say why, not "choose another --rank"
+            raise UserError(f"{verdict} (export one anyway with --id ID)")
         if not 1 <= args.rank <= len(front):
             raise UserError(
                 f"rank {args.rank}: the front has {len(front)} members "
