@@ -67,6 +67,13 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "candidates", nargs="*", help="candidate ids, block ids or presets (default: all presets)"
     )
+    lat = p.add_argument_group("measured latency (timm benchmark.py conventions)")
+    lat.add_argument("--latency", action="store_true",
+                     help="also measure each row's latency (median of 40 passes after 10 warm-up)")
+    lat.add_argument("--batch", type=int, default=1, help="latency batch size (default: 1)")
+    lat.add_argument("--device", default="cpu", help="latency device: cpu, cuda, cuda:1 "
+                     "(default: %(default)s)")
+    lat.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
 def _add_tasks(sub: argparse._SubParsersAction) -> None:
@@ -175,12 +182,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search"))
+    p.add_argument("what", choices=("train", "search", "flops"))
+    f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
+    f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
     t.add_argument("--task", default="synthetic", help="default: %(default)s")
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
     t.add_argument("--backbone", default=None, help="default: the task's")
-    t.add_argument("--repeats", type=int, default=3, help="pairs of runs (default: %(default)s)")
+    t.add_argument("--repeats", type=int, default=3,
+                   help="pairs of runs (train, flops; default: %(default)s)")
     t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")

@@ -49,7 +49,7 @@ from gcsearch.spec import (
 
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
 METRICS = {"top1": "max", "loss": "min", "macs": "min", "params": "min",
-           "block_macs": "min", "block_params": "min"}
+           "block_macs": "min", "block_params": "min", "latency": "min"}
 DIRECTIONS = ("max", "min")
 ALL_SUBSETS = "all-subsets"
 

@@ -43,6 +43,7 @@ import os
 import platform
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -107,9 +108,11 @@ def objective_values(objectives: Sequence[str], results: Sequence[Mapping[str, A
     """Objective values in study order: accuracy means over seeds, costs as counted."""
     tops = [float(r["top1"]) for r in results if r.get("top1") is not None]
     losses = [float(r["loss"]) for r in results if r.get("loss") is not None]
+    lats = [float(r["latency"]["ms"]) for r in results if isinstance(r.get("latency"), Mapping)]
     metrics = {**{k: float(v) for k, v in cost.items()},
                "top1": sum(tops) / len(tops) if tops else math.nan,
-               "loss": sum(losses) / len(losses) if losses else math.nan}
+               "loss": sum(losses) / len(losses) if losses else math.nan,
+               "latency": statistics.median(lats) if lats else math.nan}
     values = [metrics.get(o.split(":")[0], math.nan) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
 
@@ -472,7 +475,8 @@ def _preload_rungs(study: optuna.Study, space: Space,
                 epoch = int(rec.get("epoch", 0))
                 if epoch in rungs and rec.get("val_top1") is not None:
                     metrics = {**cost, "top1": rec["val_top1"],
-                               "loss": rec.get("val_loss", math.nan)}
+                               "loss": rec.get("val_loss", math.nan),
+                               "latency": (r.get("latency") or {}).get("ms", math.nan)}
                     with contextlib.suppress(KeyError, TypeError, ValueError):
                         vec = rung_vector(space.objectives, metrics)
                         out.append((epoch, f"{t.user_attrs['candidate_id']}#s{r['seed']}",
