@@ -347,6 +347,14 @@ def _facts(candidate: Candidate, meta: Mapping[str, Any]) -> str:
         if dp and dm:
             extra = f" ({dp} params, {dm} MACs over the plain network)"
         lines.append(f"In {where} at input {shape or '?'}: {p} params, {m} MACs{extra}.")
+    lat = meta.get("latency") or {}  # measured by the search (objective latency:min)
+    ms = _number(lat.get("ms"), ".3g")
+    if ms:
+        dev = _safe(lat.get("device")) or "the trial's device"
+        batch = _number(lat.get("batch"), ".0f")
+        lines.append(f"Latency in {where}: {ms} ms per forward pass"
+                     + (f" of a batch of {batch}" if batch else "")
+                     + f" on {dev} (median over seeds; timm benchmark.py conventions).")
     acc = meta.get("accuracy") or {}
     mean = _number(acc.get("top1_mean"), ".2f")
     if mean:
@@ -612,6 +620,9 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         "source": {"run": str(args.run), "study": study.get("name"), "trial": row["trial"]},
         **{k: study[k] for k in ("backbone", "task", "input_shape") if k in study},
     }
+    if _plain(row.get("obj.latency")) is not None:  # the latency:min objective
+        meta["latency"] = {"ms": row["obj.latency"], "device": row.get("env.device"),
+                           "batch": (study.get("budget") or {}).get("batch_size")}
     weights = row.get("artifact.weights")
     wpath = None
     if isinstance(weights, str) and weights:

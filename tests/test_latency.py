@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -78,3 +80,37 @@ def test_flops_prints_latency_beside_macs(capsys: pytest.CaptureFixture[str]) ->
     assert main(["flops", "--backbone", "resnet8", "--input", "16", "--latency", "gc", "se"]) == 0
     out = capsys.readouterr().out
     assert "latency ms" in out and "+latency %" in out and "median of 40" in out
+
+
+def test_report_and_export_show_the_measured_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from gcsearch import report
+    from gcsearch.report.render import _display_candidates
+    from gcsearch.spec import Candidate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="lat", storage=f"sqlite:///{tmp_path}/study.db",
+                                directions=["maximize", "minimize"])
+    for key, value in (("objectives", ["top1:max", "latency:min"]), ("backbone", "resnet20"),
+                       ("task", "synthetic"), ("input_shape", [3, 32, 32]),
+                       ("budget", {"batch_size": 64})):
+        study.set_user_attr(key, value)
+    for cid, top1, ms in (("none", 80.0, 1.5), ("gc@after_1x1:c4", 84.0, 2.25)):
+        cand = Candidate.parse(cid)
+        res = {"seed": 0, "top1": top1, "status": "complete", "epochs": 2,
+               "latency": {"ms": ms, "batch": 64, "device": "cpu"}}
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, values=[top1, ms],
+            user_attrs={"candidate": cand.to_dict(), "candidate_id": cand.id, "status": "complete",
+                        "results": [res], "env": {"device": "cpu"},
+                        "cost": {"params": 1, "macs": 2, "block_params": 0, "block_macs": 0}}))
+    table = _display_candidates(report.build_report(tmp_path))
+    assert list(table["latency ms"]) == ["2.25", "1.5"]
+    out = tmp_path / "b.py"
+    assert main(["export", str(tmp_path), "--rank", "1", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "Latency in resnet20: 2.25 ms per forward pass of a batch of 64 on cpu" in text
