@@ -56,7 +56,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.errors import UserError
-from gcsearch.search.display import Display, Progress
+from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.fidelity import rung_vector
 from gcsearch.search.sampling import (
     candidate_params,
@@ -580,6 +580,17 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         threads = max(1, int(space.search.cpus_per_trial))
         own_executor = executor is None
+        if progress:  # the first line, before Ray's start-up (seconds) begins
+            from rich.console import Console
+
+            console = console or Console()
+            starting(console, f"{space.name}: {n_trials} trials x "
+                              f"{space.search.seeds} seed(s), task {space.task}, "
+                              f"{space.backbone}; " + (
+                                  "custom executor" if not own_executor
+                                  else f"joining Ray at {address}" if address
+                                  else "starting Ray (local)"))
+        ray_t0 = time.perf_counter()
         if executor is None:
             from gcsearch.search.executor import RayExecutor
 
@@ -595,9 +606,13 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                 if not resume and not study.trials:  # leave no empty study behind
                     optuna.delete_study(study_name=name, storage=store)
                 raise
+        ray_start_s = time.perf_counter() - ray_t0
+        if progress and own_executor:
+            console.print(f"Ray ready in {ray_start_s:.1f}s", highlight=False)
         refs = len(space.references())
         prog = Progress(title=f"{space.name} ({where})", total=n_trials + refs,
-                        parallel=int(executor.parallel), objectives=list(space.objectives))
+                        parallel=int(executor.parallel), objectives=list(space.objectives),
+                        seeds=space.search.seeds, max_epochs=max_epochs, rungs=tuple(rungs))
         display = Display(prog, console=console, enabled=progress)
         if progress and marked:
             display.console.print(f"resume: {marked} trial(s) of the dead driver marked failed; "
@@ -630,8 +645,10 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                 loop_s = time.perf_counter() - loop_start
         finally:
             decisions = executor.rung_decisions() if rungs else []
+            ray_t0 = time.perf_counter()
             if own_executor:
                 executor.shutdown()
+            ray_stop_s = time.perf_counter() - ray_t0
         files: dict[str, Path | str] = {"storage": where,
                                         "config": run_dir / "space.resolved.toml"}
         csv = write_results(study, run_dir)
@@ -649,6 +666,7 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                   "elapsed_s": outcome.elapsed_s, "job_seconds": outcome.job_seconds,
                   "epochs_trained": outcome.epochs_trained, "loop_s": outcome.loop_s,
                   "driver_s": outcome.driver_s,
+                  "ray_start_s": ray_start_s, "ray_shutdown_s": ray_stop_s,
                   "rung_decisions": decisions,
                   "storage": where, "study": name}
         (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
