@@ -196,7 +196,7 @@ class Display:
             self.live.__exit__(None, None, None)
             self.live = None
         if self.enabled:
-            self.console.print(self.progress.summary(), highlight=False)
+            self.console.print(self.progress.summary(), highlight=False, soft_wrap=True)
 
 
 __all__ = ["HEARTBEAT_S", "Display", "Progress", "starting"]

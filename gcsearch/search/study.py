@@ -619,8 +619,9 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                                   "their candidates will be asked again")
         driver = Driver(space, study, executor, budget=budget, device=device, rungs=rungs,
                         faults=faults, display=display, n_trials=n_trials, threads=threads)
-        networks = len({driver.key(c) for c in space.candidates()})
-        prog.total = len(space.references()) + min(n_trials, networks)
+        ref_keys = {driver.key(c) for c in space.references()}
+        networks = len({driver.key(c) for c in space.candidates()} - ref_keys)
+        prog.total = len(ref_keys) + min(n_trials, networks)  # a network trains once
         for t in driver.finished.values():  # a resumed search starts from its record
             status = t.user_attrs.get("status")
             if status == "complete":
