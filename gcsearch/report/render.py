@@ -333,11 +333,15 @@ def _sections(
     if len(report.presets):
         out.append(("Presets", images.get("presets", ""), _display_presets(report), ""))
     if curves is not None and not curves.empty:
-        wide = curve_table(curves).round(2)
+        rows = report.rows
+        shown = set(report.front["spec.id"]) | set(
+            rows.loc[rows["spec.kind"].isin(["baseline", "preset"]), "spec.id"])
+        wide = curve_table(curves, shown).round(2)
         out.append((
             "Learning curves", images.get("curves", ""), wide.rename_axis("candidate"),
-            "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate). "
-            "The per-epoch long table is `report --curves FILE`.",
+            "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate) "
+            "of the front and the reference rows; every trial, seed and epoch is in the long "
+            "table `gcsearch report RUN --curves FILE` writes.",
         ))
     problems = _display_problems(report)
     if len(problems):
