@@ -9,11 +9,15 @@ rich, Markdown and HTML only render it.
 
 Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch intervals),
 ``pareto`` (front, hypervolume, reference point), ``tables`` (front ranking, ablations,
-presets, ``build_report``), ``render`` (rich / Markdown / HTML) and ``plots`` (matplotlib).
+presets, ``build_report``), ``curves`` (per-epoch learning curves as a long table),
+``verdict`` (whether any block beats the baseline), ``storage_file`` (opening a storage file
+or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
+``plots`` (matplotlib).
 
 Example::
 
-    gcsearch report runs/quick --md reports/quick.md
+    gcsearch report runs/quick --md reports/quick.md --html reports/quick.html \
+        --curves reports/quick-curves.csv
 """
 
 from __future__ import annotations
