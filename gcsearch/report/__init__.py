@@ -16,8 +16,8 @@ or saying in one line why it is none), ``render`` (rich / Markdown / self-contai
 
 Example::
 
-    gcsearch report runs/quick --md reports/quick.md --html reports/quick.html \
-        --curves reports/quick-curves.csv
+    gcsearch report runs/quick --md reports/quick.md
+    gcsearch report runs/quick --html quick.html --curves quick-curves.csv
 """
 
 from __future__ import annotations
