@@ -137,3 +137,16 @@ def test_cli_report_on_garbage_is_one_line(
     (tmp_path / "study.db").write_text("just some text\n")
     assert main(["report", str(tmp_path)]) == 2
     assert "not an SQLite study storage" in _one_line_error(capsys, "report")
+
+
+@pytest.mark.parametrize("data", [os.urandom(2000), b"not a journal\n", b'{"op_code": 0}\n'])
+def test_search_on_a_corrupt_journal_storage_is_one_line(
+    data: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "study.log"
+    journal.write_bytes(data)
+    argv = ["search", "--space", "quick", "--smoke", "--run-dir", str(tmp_path / "run"),
+            "--storage", str(journal)]
+    assert main(argv) == 2
+    assert "not an Optuna journal file" in _one_line_error(capsys, "search")
+    assert journal.read_bytes() == data

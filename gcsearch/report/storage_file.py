@@ -8,6 +8,7 @@ is never written to.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,35 @@ from gcsearch.errors import UserError
 #: Suffixes of files that must be SQLite (anything else is read as an Optuna journal).
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_journal_file(path: Path, what: str | None = None) -> None:
+    """Raise a one-line ``UserError`` unless ``path`` reads as an Optuna journal: every complete
+    line a JSON operation (an object with ``op_code``). An unterminated last line is allowed, as
+    Optuna allows it (a write in progress); a file with no complete operation and a garbage tail
+    is not a journal. An empty file is one (a new study)."""
+    name = what or str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {name} ({exc.strerror or type(exc).__name__})") from None
+    *complete, tail = data.split(b"\n")
+    for number, line in enumerate(complete, 1):
+        if line.strip() and not _is_operation(line):
+            raise UserError(
+                f"{name} is not an Optuna journal file (line {number} is not a journal "
+                "operation); journal storages are written by gcsearch search --storage FILE.log"
+            )
+    if tail.strip() and not any(line.strip() for line in complete) and not _is_operation(tail):
+        raise UserError(f"{name} is not an Optuna journal file (no journal operation in it)")
+
+
+def _is_operation(line: bytes) -> bool:
+    try:
+        op = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(op, dict) and "op_code" in op
 
 
 def open_storage_file(path: Path) -> tuple[Any, str]:
@@ -35,14 +65,16 @@ def open_storage_file(path: Path) -> tuple[Any, str]:
         )
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+    check_journal_file(path)
     try:
         storage = JournalStorage(JournalFileBackend(str(path)))
-    except Exception as exc:  # any decoding failure of a foreign file
+        storage.get_all_studies()  # replays the whole file: a bad operation fails here
+    except Exception as exc:  # JSON lines that are not a consistent journal
         raise UserError(
-            f"{path} is not an Optuna journal storage ({type(exc).__name__}); expected one "
-            "JSON operation per line as written by --storage FILE.journal"
+            f"{path} is not an Optuna journal file ({type(exc).__name__} while replaying it); "
+            "journal storages are written by gcsearch search --storage FILE.log"
         ) from None
     return storage, str(path)
 
 
-__all__ = ["SQLITE_SUFFIXES", "open_storage_file"]
+__all__ = ["SQLITE_SUFFIXES", "check_journal_file", "open_storage_file"]
