@@ -2,6 +2,13 @@
 
 Heavy modules (torch, fvcore, ray, optuna) load on first use, so ``import gcsearch`` and
 ``gcsearch --help`` stay fast.
+
+Example (a notebook)::
+
+    import gcsearch
+    run = gcsearch.run("quick", seeds=3)     # or gcsearch.open_run("runs/quick")
+    run.front, run.frame, run.curves, run.study
+    run.export("my_block.py")
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from gcsearch.spec import AXES, PRESETS, BlockSpec, Candidate, Objective, Placem
 __version__ = "0.1.0"
 
 _LAZY = {
+    "run": "gcsearch.api",
+    "open_run": "gcsearch.api",
+    "SearchRun": "gcsearch.api",
     "build_block": "gcsearch.blocks",
     "build_model": "gcsearch.backbones",
     "count_cost": "gcsearch.cost",
@@ -28,12 +38,15 @@ __all__ = [
     "Candidate",
     "Objective",
     "Placement",
+    "SearchRun",
     "SpecError",
     "TrialResult",
     "UserError",
     "build_block",
     "build_model",
     "count_cost",
+    "open_run",
+    "run",
 ]
 
 

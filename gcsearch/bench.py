@@ -27,6 +27,7 @@ BENCHES: dict[str, str] = {
     "train": "gcsearch.bench:bench_train",
     "search": "gcsearch.search.bench:run_bench_search",
     "proxy": "gcsearch.analysis.proxy:run_bench_proxy",
+    "flops": "gcsearch.cost:bench_flops",
 }
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gcsearch.errors import UserError
 
@@ -31,7 +33,7 @@ _HANDLERS = {
 def _add_space(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="count, show or validate a search-space file")
     p.add_argument("action", choices=("count", "show", "validate"))
-    p.add_argument("file", help="a space file, e.g. spaces/quick.toml")
+    p.add_argument("file", help="a space file or a shipped space's name, e.g. quick")
 
 
 def _add_flops(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +68,13 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "candidates", nargs="*", help="candidate ids, block ids or presets (default: all presets)"
     )
+    lat = p.add_argument_group("measured latency (timm benchmark.py conventions)")
+    lat.add_argument("--latency", action="store_true",
+                     help="also measure each row's latency (median of 40 passes after 10 warm-up)")
+    lat.add_argument("--batch", type=int, default=1, help="latency batch size (default: 1)")
+    lat.add_argument("--device", default="cpu", help="latency device: cpu, cuda, cuda:1 "
+                     "(default: %(default)s)")
+    lat.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
 def _add_tasks(sub: argparse._SubParsersAction) -> None:
@@ -108,8 +117,10 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         description="Run (or --resume) an Optuna multi-objective study over a space file; "
                     "trials run as Ray tasks, locally or on a cluster (--address). "
                     "Flags override the space file's [search] and [fidelity] settings. "
-                    "Example: gcsearch search --space spaces/quick.toml")
-    p.add_argument("--space", default="spaces/quick.toml", help="space file (%(default)s)")
+                    "Example: gcsearch search --space quick")
+    p.add_argument("--space", default="quick",
+                   help="a space file, or a shipped space by name: quick, gcnet-paper, full, "
+                        "bench-small (default: %(default)s)")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<space name>)")
     p.add_argument("--study-name", default=None, help="study name (default: the space name)")
     p.add_argument("--storage", default=None,
@@ -152,9 +163,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default="gc",
                    help="ablation reference: candidate id, block id or preset (default: gc)")
     p.add_argument("--md", default=None, metavar="FILE", help="write Markdown (+ PNG plots)")
-    p.add_argument("--html", default=None, metavar="FILE", help="write HTML (+ PNG plots)")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="write one self-contained HTML file (plots embedded, tables sortable)")
     p.add_argument("--csv", default=None, metavar="FILE", help="write the results frame (CSV)")
     p.add_argument("--parquet", default=None, metavar="FILE", help="write the frame (Parquet)")
+    p.add_argument("--curves", default=None, metavar="FILE",
+                   help="write the learning curves: one row per trial, seed and epoch (CSV)")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -176,12 +190,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search", "proxy"))
+    p.add_argument("what", choices=("train", "search", "proxy", "flops"))
+    f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
+    f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
     t.add_argument("--task", default="synthetic", help="default: %(default)s")
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
     t.add_argument("--backbone", default=None, help="default: the task's")
-    t.add_argument("--repeats", type=int, default=3, help="pairs of runs (default: %(default)s)")
+    t.add_argument("--repeats", type=int, default=3,
+                   help="pairs of runs (train, flops; default: %(default)s)")
     t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
@@ -242,9 +259,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_folder(folder: str | os.PathLike[str], flag: str) -> None:
+    """Raise a one-line ``UserError`` unless ``folder`` is, or can be made, a writable folder.
+
+    Nothing is created: the nearest existing ancestor must be a folder the user can write in.
+    """
+    path = Path(folder).absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {folder}: {path} is a file, not a folder (allowed: a folder "
+                        "path, new or existing)")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag} {folder}: {probe} is a file, so no folder can be made under it "
+                        "(allowed: a path whose parents are folders)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: cannot write in {probe} (permission denied or a "
+                        "read-only file system; allowed: a folder you can write in)")
+
+
+def _output_file(file: str, flag: str) -> None:
+    if Path(file).is_dir():
+        raise UserError(f"{flag} {file}: is a folder (allowed: a file path)")
+    check_folder(Path(file).absolute().parent, flag)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every place a command will write, checked before any work starts (one line each)."""
+    if args.command == "search":
+        check_folder(args.run_dir or "runs", "--run-dir")
+    elif args.command == "export":
+        _output_file(args.output, "-o")
+    elif args.command == "report":
+        for flag in ("md", "html", "csv", "parquet", "curves"):
+            if getattr(args, flag, None):
+                _output_file(getattr(args, flag), f"--{flag}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         module = importlib.import_module(_HANDLERS[args.command])
         code = getattr(module, f"run_{args.command}")(args)
     except UserError as exc:

@@ -29,10 +29,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,13 @@ from torch import nn
 from gcsearch.backbones import (
     SLOT,
     build_model,
+    context_blocks,
     get_backbone,
     preset_placement,
     validate_placement,
 )
 from gcsearch.errors import UserError
-from gcsearch.spec import PRESETS, Candidate, Placement
+from gcsearch.spec import PRESETS, BlockSpec, Candidate, Placement
 
 if TYPE_CHECKING:
     from fvcore.nn import FlopCountAnalysis
@@ -161,12 +163,17 @@ def analyze(model: nn.Module, input_shape: Sequence[int]) -> FlopCountAnalysis:
 
     Warnings are silenced; read ``unsupported_ops()`` to see what was not counted.
     """
+    return _analysis(model, (torch.zeros(1, *input_shape),))
+
+
+def _analysis(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> FlopCountAnalysis:
+    """``analyze`` on given inputs (several, for a module whose forward takes several)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # fvcore's import uses torch.jit.script
         from fvcore.nn import FlopCountAnalysis
 
     model.eval()
-    analysis = FlopCountAnalysis(model, torch.zeros(1, *input_shape))
+    analysis = FlopCountAnalysis(model, inputs if len(inputs) > 1 else inputs[0])
     analysis.set_op_handle(**EXTRA_HANDLES, **dict.fromkeys(FREE_OPS))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
@@ -250,6 +257,153 @@ def count_cost(
     return Cost(params=model[0], macs=model[1], base_params=base[0], base_macs=base[1])
 
 
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """``torch.nn.init`` turned off while modules are built: for counting only (shapes and
+    parameter counts; a trace's MACs do not depend on weight values), at a fraction of the
+    time. Not thread-safe: it patches ``torch.nn.init`` for the duration."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(nn.init, n) for n in names}
+
+    def keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor
+
+    try:
+        for n in names:
+            setattr(nn.init, n, keep)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(nn.init, n, fn)
+
+
+@contextlib.contextmanager
+def _meta_build() -> Iterator[None]:
+    """Build modules on the meta device without initialising them: structure only."""
+    with _no_init(), torch.device("meta"):
+        yield
+
+
+@functools.lru_cache(maxsize=64)
+def _base_and_sites(
+    backbone: str, input_shape: tuple[int, ...], num_classes: int, layout: str
+) -> tuple[tuple[int, int], dict[str, tuple[int, ...]]]:
+    """The plain backbone's (params, MACs) from one fvcore trace, and the (C, H, W) at every
+    context slot (by module name) read by hooks during that same trace.
+
+    A block sits after a residual block's last BN or after its add; both have the residual
+    block's output shape, which is what the hooks record.
+    """
+    model = build_model(Candidate.none(), backbone, num_classes=num_classes,
+                        in_chans=input_shape[0], layout=layout)
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if hasattr(module, "insert_context"):  # a residual block with a context slot
+
+            def keep(mod: nn.Module, args: Any, out: torch.Tensor, key: str = name) -> None:
+                shapes[f"{key}.{SLOT}"] = tuple(int(s) for s in out.shape[1:])
+
+            hooks.append(module.register_forward_hook(keep))
+    analysis = analyze(model, input_shape)
+    with torch.no_grad():
+        macs = int(analysis.total())
+    for hook in hooks:
+        hook.remove()
+    return (_params(model), macs), shapes
+
+
+@functools.lru_cache(maxsize=256)
+def _sites(
+    placement: Placement, backbone: str, input_shape: tuple[int, ...], num_classes: int,
+    layout: str,
+) -> tuple[str, ...]:
+    """Slot names a placement fills, read from a model with a GC block there built on the meta
+    device (so ``build_model`` stays the one place that decides where blocks go)."""
+    probe = Candidate(block=BlockSpec(), placement=placement)
+    with _meta_build():
+        model = build_model(probe, backbone, num_classes=num_classes, in_chans=input_shape[0],
+                            layout=layout)
+    return tuple(name for name, _ in context_blocks(model))
+
+
+class _Probes(nn.Module):
+    """Lone blocks in one ``context_block`` list, each on its own input: one fvcore trace
+    counts them all (``by_module``), each counted as inside a model like ``_Probe``."""
+
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.context_block = nn.ModuleList(blocks)
+
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(block(x) for block, x in zip(self.context_block, xs, strict=True))
+
+
+#: (candidate, (C, H, W), min_hidden) -> one block's (params, MACs); filled by ``_block_costs``.
+_BLOCK_COSTS: dict[tuple[Candidate, tuple[int, ...], int], tuple[int, int]] = {}
+
+
+def _block_costs(keys: Sequence[tuple[Candidate, tuple[int, ...], int]]) -> None:
+    """Count every block in ``keys`` not counted yet, in a single fvcore trace."""
+    from gcsearch.blocks import build_block
+
+    todo = list(dict.fromkeys(k for k in keys if k not in _BLOCK_COSTS))
+    if not todo:
+        return
+    with _no_init():  # uninitialised weights: the trace counts shapes, not values
+        blocks = [build_block(c, shape[0], min_hidden=h) for c, shape, h in todo]
+    analysis = _analysis(_Probes(blocks), tuple(torch.zeros(1, *s) for _, s, _ in todo))
+    with torch.no_grad():
+        per_module = analysis.by_module()
+    for i, (key, block) in enumerate(zip(todo, blocks, strict=True)):
+        name = f"{SLOT}.{i}"
+        missed = analysis.unsupported_ops(name)
+        if missed:
+            warnings.warn(
+                f"gcsearch.cost: no MAC handle for {', '.join(sorted(missed))} in "
+                f"{key[0].id}; its MACs are a lower bound", RuntimeWarning, stacklevel=3)
+        _BLOCK_COSTS[key] = (_params(block), int(per_module.get(name, 0)))
+
+
+def table_costs(
+    candidates: Sequence[Candidate],
+    backbone: str,
+    input_shape: Sequence[int],
+    *,
+    num_classes: int = 10,
+    min_hidden: int = 8,
+    layout: str = "pytorch",
+) -> list[Cost]:
+    """``count_cost`` of many candidates for the price of about one backbone trace.
+
+    The backbone is traced once (its hooks record every slot's input shape); each candidate's
+    block is traced alone once per distinct site shape and added per site: a block's output has
+    its input's shape, so the rest of the network is unchanged. Equal to ``count_cost`` row by
+    row (tests/test_cost_table.py checks every preset).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    (base_params, base_macs), slots = _base_and_sites(backbone, shape, num_classes, layout)
+    plans: list[tuple[Candidate, dict[tuple[int, ...], int]]] = []
+    for cand in candidates:
+        if cand.is_baseline:
+            plans.append((cand, {}))
+            continue
+        validate_placement(cand, backbone)
+        counts: dict[tuple[int, ...], int] = {}
+        for name in _sites(cand.placement, backbone, shape, num_classes, layout):
+            counts[slots[name]] = counts.get(slots[name], 0) + 1
+        plans.append((cand, counts))
+    _block_costs([(c, site, min_hidden) for c, counts in plans if counts for site in counts])
+    out = []
+    for cand, counts in plans:
+        params, macs = base_params, base_macs
+        for site, n in counts.items():
+            bp, bm = _BLOCK_COSTS[(cand, site, min_hidden)]
+            params, macs = params + n * bp, macs + n * bm
+        out.append(Cost(params, macs, base_params, base_macs))
+    return out
+
+
 def _flops_candidates(
     texts: Sequence[str], placement: Placement | None, backbone: str
 ) -> list[Candidate]:
@@ -292,20 +446,42 @@ def run_flops(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)
-    with console.status(f"tracing {args.backbone} with fvcore") as status:
-        base = count_cost(Candidate.none(), args.backbone, shape, **kw)
-        costs = []
-        for cand in candidates:
-            status.update(f"tracing {cand.id}")
-            costs.append(count_cost(cand, args.backbone, shape, **kw))
+    with console.status(f"tracing {args.backbone} once and each block at its sites"):
+        costs = table_costs(candidates, args.backbone, shape, **kw)
+        base = table_costs([Candidate.none()], args.backbone, shape, **kw)[0]
+    latencies: dict[str, Any] = {}
+    if getattr(args, "latency", False):
+        from gcsearch.latency import compare_latency
+
+        if args.batch < 1 or args.threads < 1:
+            raise UserError(f"--batch {args.batch} / --threads {args.threads}: both must be >= 1")
+        torch.set_num_threads(args.threads)
+        with console.status("measuring latency (interleaved rounds)"):
+            models = {c.id: build_model(c, args.backbone, num_classes=num_classes,
+                                        layout=args.layout)
+                      for c in [Candidate.none(), *candidates]}
+            latencies = compare_latency(models, shape, batch=args.batch, device=args.device)
     unit, scale = ("G", 1e9) if base.base_macs >= 1e9 else ("M", 1e6)
     table = Table(
         title=f"{args.backbone} ({args.layout} layout), input 3x{side}x{side}, "
         f"{num_classes} classes"
     )
-    for name in ("candidate", "params", "+params", f"MACs ({unit})", "+MACs (M)", "+MACs %"):
+    names = ["candidate", "params", "+params", f"MACs ({unit})", "+MACs (M)", "+MACs %"]
+    if latencies:
+        names += ["latency ms", "+latency %"]
+    for name in names:
         table.add_column(name, justify="left" if name == "candidate" else "right", no_wrap=True)
-    table.add_row("baseline", f"{base.params:,}", "", f"{base.macs / scale:.3f}", "", "")
+    base_lat = latencies.get(Candidate.none().id)
+
+    def lat_cells(cid: str) -> list[str]:
+        if not latencies:
+            return []
+        ms = latencies[cid].ms
+        extra = "" if cid == Candidate.none().id else _signed(100 * (ms / base_lat.ms - 1), ".1f")
+        return [f"{ms:.3g}", extra]
+
+    table.add_row("baseline", f"{base.params:,}", "", f"{base.macs / scale:.3f}", "", "",
+                  *lat_cells(Candidate.none().id))
     for cand, cost in zip(candidates, costs, strict=True):
         table.add_row(
             cand.id,
@@ -314,6 +490,7 @@ def run_flops(args: argparse.Namespace) -> int:
             f"{cost.macs / scale:.3f}",
             _signed(cost.block_macs / 1e6, ".3f"),
             _signed(100 * cost.block_macs / cost.base_macs, ".2f"),
+            *lat_cells(cand.id),
         )
     console.print(table)
     notes = [
@@ -328,6 +505,57 @@ def run_flops(args: argparse.Namespace) -> int:
             "last block of c4; SE and CBAM in every block of c2-c5, c3-c5 on CIFAR nets); "
             "--placement puts every row at one placement."
         )
+    if base_lat is not None:
+        notes.append(
+            f"Latency: median of {base_lat.iters} forward passes after {base_lat.warmup} "
+            f"warm-up, batch {base_lat.batch}, on {base_lat.device} with {base_lat.threads} "
+            "torch thread(s) (timm benchmark.py conventions), rows interleaved in 5 rounds; "
+            "measured on this machine under its current load."
+        )
     for note in notes:
         console.print(note, style="dim", highlight=False)
+    return 0
+
+
+def bench_flops(args: argparse.Namespace) -> int:
+    """``gcsearch bench flops``: the default ``flops`` table's time against one baseline trace.
+
+    Interleaved ``--repeats`` times with every cache cleared, so each figure is a cold run;
+    prints the medians and their ratio (the target is <= 2 baseline traces).
+    """
+    import statistics
+    import time
+
+    backbone = args.backbone or "resnet50"
+    spec = get_backbone(backbone)
+    side = spec.input_size if getattr(args, "input", None) is None else args.input
+    shape = (3, side, side)
+    torch.set_num_threads(max(1, int(args.threads)))
+    candidates = _flops_candidates([], None)
+
+    def cold() -> None:
+        for cache in (_model_cost, _base_and_sites, _sites):
+            cache.cache_clear()
+        _BLOCK_COSTS.clear()
+
+    base_s, table_s = [], []
+    repeats = 1 if args.smoke else max(1, args.repeats)
+    for _ in range(repeats):
+        cold()
+        start = time.perf_counter()
+        _model_cost(Candidate.none(), backbone, shape, spec.num_classes, 8, "pytorch")
+        base_s.append(time.perf_counter() - start)
+        cold()
+        start = time.perf_counter()
+        table_costs(candidates, backbone, shape, num_classes=spec.num_classes)
+        table_s.append(time.perf_counter() - start)
+    b, t = statistics.median(base_s), statistics.median(table_s)
+    print(f"gcsearch bench flops: {backbone} at 3x{side}x{side}, {len(candidates)} preset rows "
+          f"+ baseline, {torch.get_num_threads()} torch thread(s), {repeats} cold repeat(s)")
+    def runs(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    print(f"  one baseline trace : {b:.2f} s (median; all: {runs(base_s)})")
+    print(f"  whole flops table  : {t:.2f} s (median; all: {runs(table_s)})")
+    print(f"  table / baseline   : {t / b:.2f} baseline traces (target <= 2)")
     return 0

@@ -290,6 +290,14 @@ def _facts(candidate: Candidate, meta: Mapping[str, Any]) -> str:
         if dp and dm:
             extra = f" ({dp} params, {dm} MACs over the plain network)"
         lines.append(f"In {where} at input {shape or '?'}: {p} params, {m} MACs{extra}.")
+    lat = meta.get("latency") or {}  # measured by the search (objective latency:min)
+    ms = _number(lat.get("ms"), ".3g")
+    if ms:
+        dev = _safe(lat.get("device")) or "the trial's device"
+        batch = _number(lat.get("batch"), ".0f")
+        lines.append(f"Latency in {where}: {ms} ms per forward pass"
+                     + (f" of a batch of {batch}" if batch else "")
+                     + f" on {dev} (median over seeds; timm benchmark.py conventions).")
     acc = meta.get("accuracy") or {}
     mean = _number(acc.get("top1_mean"), ".2f")
     if mean:
@@ -639,6 +647,9 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
         front = report.front_table(rows, objectives)
         if front.empty:
             raise UserError("the study has no complete trial; nothing to rank yet")
+        verdict = report.no_block_verdict(rows, front)
+        if verdict:  # the front is the baseline alone: say why, not "choose another --rank"
+            raise UserError(f"{verdict} (export one anyway with --id ID)")
         if not 1 <= args.rank <= len(front):
             raise UserError(
                 f"rank {args.rank}: the front has {len(front)} members "
@@ -666,6 +677,9 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
     }
     settings = study_build_settings(args.run, study)
     meta.update(settings)
+    if _plain(row.get("obj.latency")) is not None:  # the latency:min objective
+        meta["latency"] = {"ms": row["obj.latency"], "device": row.get("env.device"),
+                           "batch": (study.get("budget") or {}).get("batch_size")}
     return cand, _plain(meta), _weights_path(args.run, row, cand, settings)
 
 

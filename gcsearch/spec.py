@@ -88,6 +88,7 @@ METRICS: dict[str, str] = {
     "params": "min",
     "block_macs": "min",
     "block_params": "min",
+    "latency": "min",
 }
 DIRECTIONS = ("max", "min")
 

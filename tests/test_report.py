@@ -447,7 +447,7 @@ def test_report_cli_writes_markdown_with_plots(
     for name in images:
         assert (md.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "failed" in text and "pruned" in text and "loss is nan" in text
-    assert '<img src="r-pareto.png"' in html_path.read_text()
+    assert '<img src="data:image/png;base64,' in html_path.read_text()  # self-contained
     assert (tmp_path / "r.csv").is_file() and (tmp_path / "r.parquet").is_file()
 
 

@@ -9,11 +9,15 @@ rich, Markdown and HTML only render it.
 
 Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch intervals),
 ``pareto`` (front, hypervolume, reference point), ``tables`` (front ranking, ablations,
-presets, ``build_report``), ``render`` (rich / Markdown / HTML) and ``plots`` (matplotlib).
+presets, ``build_report``), ``curves`` (per-epoch learning curves as a long table),
+``verdict`` (whether any block beats the baseline), ``storage_file`` (opening a storage file
+or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
+``plots`` (matplotlib).
 
 Example::
 
     gcsearch report runs/quick --md reports/quick.md
+    gcsearch report runs/quick --html quick.html --curves quick-curves.csv
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from gcsearch.errors import UserError
+from gcsearch.report.curves import CURVE_COLUMNS, curve_frame, curve_table
 from gcsearch.report.frame import (
     OBJECTIVE_COLUMNS,
     Objective,
@@ -49,10 +54,12 @@ from gcsearch.report.tables import (
     seed_values,
     stopped_rows,
 )
+from gcsearch.report.verdict import no_block_verdict
 from gcsearch.search.storage import RUN_STORAGE_FILES
 
 __all__ = [
     "AXES",
+    "CURVE_COLUMNS",
     "OBJECTIVE_COLUMNS",
     "PRESET_BLOCKS",
     "RUN_STORAGE_FILES",
@@ -62,12 +69,15 @@ __all__ = [
     "ablation_tables",
     "build_report",
     "candidate_rows",
+    "curve_frame",
+    "curve_table",
     "frame_from_study",
     "frame_objectives",
     "front_table",
     "hypervolume",
     "load_study",
     "mean_ci",
+    "no_block_verdict",
     "pareto_front",
     "preset_table",
     "reference_point",
@@ -96,13 +106,18 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str], kind: str = "
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """``gcsearch report``: print the tables, write the frame and the Markdown/HTML report."""
-    frame = results_frame(args.run, getattr(args, "study", None))
+    """``gcsearch report``: print the tables, write the frame, the learning curves and the
+    Markdown / self-contained HTML report."""
+    study = load_study(args.run, getattr(args, "study", None))
+    frame = frame_from_study(study)
+    curves = curve_frame(study)
     written = []
     if getattr(args, "csv", None):
         written.append(write_frame(frame, args.csv))
     if getattr(args, "parquet", None):
         written.append(write_frame(frame, args.parquet, "parquet"))
+    if getattr(args, "curves", None):
+        written.append(write_frame(curves, args.curves))
     report = build_report(args.run, reference=getattr(args, "reference", None) or "gc", frame=frame)
     render_terminal(report)
     plots: dict[tuple[Path, str], dict[str, Path]] = {}
@@ -110,11 +125,11 @@ def run_report(args: argparse.Namespace) -> int:
         target = getattr(args, option, None)
         if target:
             key = (Path(target).parent, Path(target).stem)
-            if key not in plots:  # --md r.md --html r.html share one set of plots
+            if key not in plots and option == "md":  # --md and --html share one set of plots
                 from gcsearch.report.plots import write_plots
 
-                plots[key] = write_plots(report, *key)
-            written += render(report, target, plots[key])
+                plots[key] = write_plots(report, *key, curves=curves)
+            written += render(report, target, plots.get(key), curves=curves)
     for path in dict.fromkeys(written):
         print(f"wrote {path}")
     return 0

@@ -37,9 +37,10 @@ from gcsearch.search.local import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
 from gcsearch.search.space import Space, load_space, parse_space
+from gcsearch.spaces import SPACES_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH_SPACE = ROOT / "spaces" / "bench-small.toml"
+BENCH_SPACE = SPACES_DIR / "bench-small.toml"
 
 #: The scaling/overhead space: 8 candidates + the baseline and SE (an even 10 trainings, so 2
 #: parallel slots are never left with one straggler), one thread each.

@@ -620,11 +620,13 @@ def parse_space(text: str, file: str = "<space>") -> Space:
 
 def load_space(path: str | Path) -> Space:
     """Read and validate a space file (see module docstring)."""
-    p = Path(path)
+    from gcsearch.spaces import resolve_space
+
+    p = resolve_space(path)  # a file, or a shipped space by name ("quick")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: file not found (try spaces/quick.toml)") from None
+        raise UserError(f"{path}: file not found (try --space quick)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
     return parse_space(text, str(path))

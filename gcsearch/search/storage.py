@@ -45,7 +45,18 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(storage)), storage
+        if Path(storage).is_file():  # an existing file must be a journal: say so in one line
+            from gcsearch.report.storage_file import check_journal_file
+
+            check_journal_file(Path(storage), f"--storage {storage}")
+        try:
+            journal = JournalStorage(JournalFileBackend(storage))
+            journal.get_all_studies()  # replays the whole file: a bad line fails here
+            return journal, storage
+        except Exception as exc:  # an existing file that is not a journal (bytes, text)
+            raise UserError(f"--storage {storage}: not an Optuna journal file "
+                            f"({type(exc).__name__}); give a new file or one a search "
+                            "wrote") from None
     else:
         raise UserError(f"--storage: {storage!r} is not a storage (allowed: an Optuna URL such "
                         "as postgresql://u:p@host/db or sqlite:///f.db, a journal file *.log, "

@@ -109,6 +109,14 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         cost = count_cost(cand, job.backbone, tuple(task.input_shape),
                           num_classes=task.num_classes, min_hidden=job.min_hidden)
         costs = {k: float(v) for k, v in cost.to_dict().items()}
+        latency = None
+        if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
+            from gcsearch.latency import candidate_latency
+
+            latency = candidate_latency(cand, job.backbone, tuple(task.input_shape),
+                                        num_classes=task.num_classes, min_hidden=job.min_hidden,
+                                        device=device, batch=budget.batch_size)
+            costs["latency"] = latency.ms
 
         def callback(record: dict[str, Any]) -> bool:
             epoch = int(record["epoch"])
@@ -138,6 +146,8 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         for k, v in cost.to_dict().items():
             if out.get(k) is None:
                 out[k] = v
+        if latency is not None:
+            out["latency"] = latency.to_dict()
         out["env"] = {**environment(device, threads), **(out.get("env") or {}),
                       "pid": os.getpid()}
         if device.type == "cuda":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
 from gcsearch.tasks.batches import balanced_indices
 from gcsearch.tasks.files import Arrays, ArrayTask
@@ -21,7 +22,13 @@ TEST_IMAGES = 360
 
 @functools.lru_cache(maxsize=1)
 def _digits() -> Arrays:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # an optional dependency: only this task needs it
+        raise UserError(
+            "task digits needs scikit-learn: pip install 'gcsearch[tasks]' "
+            "(or choose another task: gcsearch tasks list)"
+        ) from None
 
     bunch = load_digits()
     x = torch.from_numpy(bunch.images).mul(16).clamp(0, 255).to(torch.uint8).unsqueeze(1)

@@ -1,0 +1,64 @@
+"""The private Optuna API gcsearch relies on, checked so an Optuna release that changes it fails
+here, loudly, instead of an upper pin on ``optuna`` (Optuna 5 is allowed).
+
+Uses (grep ``\\._`` on study/trial/storage objects in gcsearch):
+- ``search/sampling.py``: ``Study._get_trials(deepcopy=, states=, use_cache=)`` in the NSGA-II
+  sampler's search space (the public ``get_trials`` has no ``use_cache``), and
+  ``NSGAIISampler.get_trial_generation``.
+- ``search/storage.py``: ``Study._storage`` and ``FrozenTrial._trial_id`` to mark a dead
+  driver's trials failed (a study has no public way to change another process's trial).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_study_get_trials_keeps_its_private_signature() -> None:
+    sig = inspect.signature(optuna.Study._get_trials)
+    assert {"deepcopy", "states", "use_cache"} <= set(sig.parameters), (
+        f"optuna {optuna.__version__} changed Study._get_trials{sig}; "
+        "update gcsearch/search/sampling.py"
+    )
+
+
+def test_study_storage_and_trial_id_still_exist() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    study.tell(trial, [1.0, 2.0])
+    frozen = study.get_trials(deepcopy=False)[0]
+    storage = study._storage
+    assert isinstance(storage, optuna.storages.BaseStorage)
+    assert isinstance(frozen._trial_id, int)
+    # the calls storage.mark_dead_driver_trials makes, on a RUNNING trial
+    running = study.ask()
+    storage.set_trial_user_attr(running._trial_id, "status", "failed")
+    storage.set_trial_state_values(running._trial_id, state=TrialState.FAIL)
+    assert study.get_trials()[1].state == TrialState.FAIL
+    assert study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+
+
+def test_nsga2_trial_generation_is_still_there() -> None:
+    sampler = optuna.samplers.NSGAIISampler(seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert isinstance(sampler.get_trial_generation(study, frozen), int)
+
+
+def test_the_list_above_is_complete() -> None:
+    """A new private Optuna use in gcsearch must be added to this file's checks."""
+    pattern = re.compile(r"\b(study|trial|t|frozen|storage|sampler)\._[a-z]\w*")
+    known = {"study._get_trials", "study._storage", "t._trial_id"}
+    found = set()
+    for path in (ROOT / "gcsearch").rglob("*.py"):
+        for match in pattern.finditer(path.read_text(encoding="utf-8")):
+            found.add(match.group(0))
+    assert found <= known, f"private Optuna API not covered here: {sorted(found - known)}"
