@@ -50,7 +50,7 @@ def _tokens(grid: Axes) -> list[str]:
     return list(seen)
 
 
-def _block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
+def block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
     if token == "1x1":
         return BlockSpec(pooling, "1x1", None, "none", fusion)
     norm = "ln" if token.endswith("ln") else "none"
@@ -80,7 +80,7 @@ def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
         return default
 
     token = pick("transform", _tokens(grid)[0])
-    block = _block_from_token(pick("pooling", grid.pooling[0]), token,
+    block = block_from_token(pick("pooling", grid.pooling[0]), token,
                               pick("fusion", grid.fusion[0]))
     placement = Placement(pick("position", grid.position[0]), pick("stages", grid.stages[0]),
                           pick("density", grid.density[0]))
@@ -223,6 +223,16 @@ def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
     return module_key(same, backbone, min_hidden)
 
 
-__all__ = ["OPTUNA_SAMPLERS", "SearchOnly", "candidate_params", "grid_choices",
-           "is_search_trial", "make_sampler", "network_key", "preset_block", "suggest_candidate",
-           "transform_token"]
+__all__ = [
+    "OPTUNA_SAMPLERS",
+    "SearchOnly",
+    "block_from_token",
+    "candidate_params",
+    "grid_choices",
+    "is_search_trial",
+    "make_sampler",
+    "network_key",
+    "preset_block",
+    "suggest_candidate",
+    "transform_token",
+]
