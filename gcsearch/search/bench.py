@@ -94,7 +94,8 @@ class Scorer:
         self.reference, self.ideal = hv_box(SCORE_OBJECTIVES, costs,
                                             int(table.header["num_classes"]))
         refs = {c.id for c in space.references()}
-        self.searched = [k for k, ids in table.networks.items() if any(i not in refs for i in ids)]
+        # networks a reference row builds are trained by every search at no cost: not scored
+        self.searched = [k for k, ids in table.networks.items() if not refs & set(ids)]
         self.costs = costs
 
     def point(self, key: str, top1: float) -> list[float]:
@@ -102,10 +103,12 @@ class Scorer:
         return [top1, float(c["block_macs"]), float(c["block_params"])]
 
     def hv(self, found: Mapping[str, float]) -> float:
-        """Hypervolume fraction of the box for ``{network key: mean top-1}``."""
+        """Hypervolume fraction of the box for ``{network key: mean top-1}`` (searched
+        networks only: reference rows score nothing)."""
         from gcsearch.report.pareto import normalised_hypervolume
 
-        pts = [self.point(k, v) for k, v in found.items() if k in self.costs]
+        keep = set(self.searched)
+        pts = [self.point(k, v) for k, v in found.items() if k in keep]
         names = [o.split(":")[0] for o in SCORE_OBJECTIVES]
         return normalised_hypervolume(pts, [o.split(":")[1] for o in SCORE_OBJECTIVES],
                                       [self.reference[n] for n in names],
