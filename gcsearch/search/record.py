@@ -99,7 +99,8 @@ class TrialRecord:
         kw["results"] = results
         if kw.get("duplicate_of") is not None:
             kw["duplicate_of"] = int(kw["duplicate_of"])
-        return cls(candidate=cand, candidate_text=attrs.get("candidate_id"), **kw)
+        text = None if cand is not None else attrs.get("candidate_id")
+        return cls(candidate=cand, candidate_text=text, **kw)
 
 
 def records(trials: Iterable[Any]) -> list[tuple[Any, TrialRecord]]:
