@@ -197,8 +197,8 @@ class EHVIStrategy:
             gain = 0.0
             for node, w in zip(_GH_X, _GH_W, strict=True):
                 v = np.array(self._vector(key, float(mu[i] + sd[i] * node)))
-                if (v >= 1.0).any():
-                    continue
+                if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
+                    continue  # outside the box or dominated: no improvement
                 gain += w * (_hv(np.vstack([pts, v])) - base)
             if gain > best + 1e-12:
                 best, best_key = gain, key
