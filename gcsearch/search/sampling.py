@@ -57,12 +57,16 @@ def block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
     return BlockSpec(pooling, "bottleneck", int(token[1:].removesuffix("ln")), norm, fusion)
 
 
+def grid_values(grid: Axes) -> dict[str, list[Any]]:
+    """Every flat axis of one grid with its values (single-valued axes included)."""
+    return {"pooling": list(grid.pooling), "transform": _tokens(grid),
+            "fusion": list(grid.fusion), "position": list(grid.position),
+            "stages": list(grid.stages), "density": list(grid.density)}
+
+
 def grid_choices(grid: Axes) -> dict[str, list[Any]]:
     """The flat, unconditional parameters of one grid (axes with more than one value)."""
-    values = {"pooling": list(grid.pooling), "transform": _tokens(grid),
-              "fusion": list(grid.fusion), "position": list(grid.position),
-              "stages": list(grid.stages), "density": list(grid.density)}
-    return {k: v for k, v in values.items() if len(v) > 1}
+    return {k: v for k, v in grid_values(grid).items() if len(v) > 1}
 
 
 def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
