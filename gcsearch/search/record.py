@@ -27,8 +27,7 @@ STATUSES = ("complete", "pruned", "failed")
 _ATTRS = {"candidate": "candidate", "role": "role", "network": "module_key",
           "status": "status", "reason": "reason", "results": "results", "rungs": "rungs",
           "cost": "cost", "fidelity": "fidelity", "env": "env", "retries": "retries",
-          "duplicate_of": DUPLICATE_OF, "weights": "weights", "retryable": "retryable",
-          "cohort": "cohort"}
+          "duplicate_of": DUPLICATE_OF, "weights": "weights", "retryable": "retryable"}
 
 
 @dataclass
@@ -49,7 +48,6 @@ class TrialRecord:
     duplicate_of: int | None = None
     weights: str | None = None
     retryable: bool = False
-    cohort: int | None = None
     candidate_text: str | None = None  # the stored id when the spec cannot be read
 
     @property
