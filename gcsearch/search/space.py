@@ -137,11 +137,16 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Fidelity:
-    """Successive-halving rungs by epochs: rungs at min_epochs * eta**k below the full budget."""
+    """Successive-halving rungs by epochs: rungs at min_epochs * eta**k below the full budget.
 
-    enabled: bool = True
+    Off by default: a promoted candidate trains again from scratch (no checkpoint), so on the
+    proxy budgets here (6 epochs, candidates at chance until epoch 2) it saves at most 1.5x
+    where its first rung is past chance (``gcsearch bench search``, docs/search-benchmark.md).
+    """
+
+    enabled: bool = False
     eta: int = 3
-    min_epochs: int = 1
+    min_epochs: int = 2
 
     def rungs(self, max_epochs: int) -> tuple[int, ...]:
         """Epochs at which a trial is compared with its rung (empty when disabled)."""

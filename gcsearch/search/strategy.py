@@ -29,6 +29,14 @@ from gcsearch.spec import Candidate
 
 #: Uniform random networks before the model proposes.
 STARTS = 2
+#: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
+LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
+NOISES = (1e-3, 1e-2, 1e-1, 0.3)
+#: The model's standard deviation is widened by this factor in the expectation (exploration).
+#: Chosen on replays with sampler seeds 500-649 of the bench-small table (1.0: P(HV >= 0.97)
+#: 0.88 / 0.94 on original / shuffled tables; 1.5: 0.98 / 0.93); the benchmark reports seeds
+#: 0-99, which took no part in the choice.
+SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
@@ -102,8 +110,8 @@ class _GP:
         z = (y - self.mean) / self.scale
         best = None
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        for ell in (0.7, 1.0, 1.5, 2.5):
-            for noise in (1e-3, 1e-2, 1e-1, 0.3):
+        for ell in LENGTH_SCALES:
+            for noise in NOISES:
                 k = np.exp(-d2 / (2 * ell**2)) + noise * np.eye(len(x))
                 try:
                     chol = np.linalg.cholesky(k)
@@ -201,7 +209,7 @@ class EHVIStrategy:
         for i, key in enumerate(keys):
             gain = 0.0
             for node, w in zip(_GH_X, _GH_W, strict=True):
-                v = np.array(self._vector(key, float(mu[i] + sd[i] * node)))
+                v = np.array(self._vector(key, float(mu[i] + SD_SCALE * sd[i] * node)))
                 if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
                     continue  # outside the box or dominated: no improvement
                 gain += w * (_hv(np.vstack([pts, v])) - base)
