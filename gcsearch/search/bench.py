@@ -49,7 +49,7 @@ from gcsearch.errors import UserError
 from gcsearch.search.local import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
-from gcsearch.search.space import Space, load_space, parse_space
+from gcsearch.search.space import Space, load_space, objective, parse_space
 from gcsearch.search.strategy import hv_box
 from gcsearch.search.table import Table, build_table, load_table
 
@@ -109,8 +109,8 @@ class Scorer:
 
         keep = set(self.searched)
         pts = [self.point(k, v) for k, v in found.items() if k in keep]
-        names = [o.split(":")[0] for o in SCORE_OBJECTIVES]
-        return normalised_hypervolume(pts, [o.split(":")[1] for o in SCORE_OBJECTIVES],
+        names = [objective(o)[0] for o in SCORE_OBJECTIVES]
+        return normalised_hypervolume(pts, [objective(o)[1] for o in SCORE_OBJECTIVES],
                                       [self.reference[n] for n in names],
                                       [self.ideal[n] for n in names]) if pts else 0.0
 

@@ -48,7 +48,7 @@ from gcsearch.search.sampling import (
     network_key,
     suggest_candidate,
 )
-from gcsearch.search.space import Space
+from gcsearch.search.space import Space, objective
 from gcsearch.search.trial import Job
 from gcsearch.spec import Candidate
 
@@ -126,7 +126,7 @@ def objective_values(objectives: Sequence[str], results: Sequence[Mapping[str, A
     metrics = {**{k: float(v) for k, v in cost.items()},
                "top1": sum(tops) / len(tops) if tops else math.nan,
                "loss": sum(losses) / len(losses) if losses else math.nan}
-    values = [metrics.get(o.split(":")[0], math.nan) for o in objectives]
+    values = [metrics.get(objective(o)[0], math.nan) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
 
 
@@ -498,14 +498,15 @@ class Driver:
                 for t in self.finished.values() if t.state == TrialState.COMPLETE and t.values]
         if not rows:
             return
-        signs = [-1.0 if o.endswith(":max") else 1.0 for o in self.space.objectives]
+        signs = [-1.0 if objective(o)[1] == "max" else 1.0 for o in self.space.objectives]
         pts = [[v * s for v, s in zip(vals, signs, strict=True)] for _, vals in rows]
         front = [i for i, p in enumerate(pts) if not any(
             all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in pts)]
         names = list(self.space.objectives)
         table = [{"id": rows[i][0], **dict(zip(names, rows[i][1], strict=True))} for i in front]
         self.display.progress.front = sorted(table, key=lambda r: -r[names[0]]
-                                             if names[0].endswith(":max") else r[names[0]])
+                                             if objective(names[0])[1] == "max"
+                                             else r[names[0]])
 
     def abandon(self, reason: str) -> None:
         """Cancel everything in flight; running trials become failed (retryable) rows."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from gcsearch.search.space import objective
+
 Vector = tuple[float, ...]
 
 
@@ -75,7 +77,7 @@ def rung_vector(objectives: Sequence[str], metrics: Mapping[str, float]) -> Vect
     """The objective vector as minimisation (``top1:max`` enters as ``-top1``)."""
     out = []
     for obj in objectives:
-        name, _, sense = obj.partition(":")
+        name, sense = objective(obj)
         value = float(metrics[name])
         out.append(-value if sense == "max" else value)
     return tuple(out)

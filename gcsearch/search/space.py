@@ -77,6 +77,13 @@ _TOP_KEYS = ("name", "description", "objectives", "task", "budget", "axes", "ref
              "search", "fidelity")
 
 
+def objective(text: str) -> tuple[str, str]:
+    """``"top1:max"`` -> ``("top1", "max")``: the one parser of an objective string in the
+    search (swap point for ``spec``'s ``Objective`` registry)."""
+    name, _, sense = str(text).partition(":")
+    return name, sense or "max"
+
+
 def _join(values: tuple[Any, ...] | list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
@@ -199,10 +206,10 @@ class Space:
 
     def directions(self) -> list[str]:
         """Optuna directions ('maximize'/'minimize') in objective order."""
-        return ["maximize" if o.endswith(":max") else "minimize" for o in self.objectives]
+        return ["maximize" if objective(o)[1] == "max" else "minimize" for o in self.objectives]
 
     def metrics(self) -> list[str]:
-        return [o.split(":")[0] for o in self.objectives]
+        return [objective(o)[0] for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> Space:
         """A copy with some ``search`` / ``fidelity`` / budget settings replaced (CLI flags)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import grid_values, network_key, transform_token
-from gcsearch.search.space import Space
+from gcsearch.search.space import Space, objective
 from gcsearch.spec import Candidate
 
 #: Uniform random networks before the model proposes.
@@ -69,7 +69,7 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     """
     reference, ideal = {}, {}
     for obj in objectives:
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         if name == "top1":
             reference[name], ideal[name] = 100.0 / max(1, num_classes), 100.0
         elif name == "loss":
@@ -87,7 +87,7 @@ def normalise(values: Sequence[float], objectives: Sequence[str],
     """An objective vector in the box as minimisation in [0, 1] (ideal 0, reference 1)."""
     out = []
     for v, obj in zip(values, objectives, strict=True):
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         out.append((float(v) - ideal[name]) / (reference[name] - ideal[name]))
     return out
 
@@ -157,14 +157,14 @@ class EHVIStrategy:
                 union.setdefault(axis, [])
                 union[axis] += [v for v in values if v not in union[axis]]
         self.choices = {k: v for k, v in union.items() if len(v) > 1}
-        self.acc = [i for i, o in enumerate(self.objectives) if o.split(":")[0] in ("top1",
-                                                                                   "loss")]
+        self.acc = [i for i, o in enumerate(self.objectives)
+                    if objective(o)[0] in ("top1", "loss")]
 
     def _vector(self, key: str, acc: float) -> list[float]:
         metrics = {**{k: float(v) for k, v in self.costs[key].items()}}
         out = []
         for obj in self.objectives:
-            name = obj.split(":")[0]
+            name = objective(obj)[0]
             out.append(acc if name in ("top1", "loss") else metrics[name])
         return normalise(out, self.objectives, self.reference, self.ideal)
 
