@@ -42,8 +42,9 @@ _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
 
 
-def space_costs(space: Space, input_shape: Sequence[int], num_classes: int
-                ) -> dict[str, dict[str, int]]:
+def space_costs(
+    space: Space, input_shape: Sequence[int], num_classes: int
+) -> dict[str, dict[str, int]]:
     """Network key -> exact cost (fvcore) of every distinct network of the space and its
     reference rows, counted once before training."""
     from gcsearch.cost import count_cost
@@ -52,14 +53,20 @@ def space_costs(space: Space, input_shape: Sequence[int], num_classes: int
     for cand in [*space.references(), *space.candidates()]:
         key = network_key(cand, space.backbone, space.min_hidden)
         if key not in out:
-            cost = count_cost(cand, space.backbone, tuple(input_shape), num_classes=num_classes,
-                              min_hidden=space.min_hidden)
+            cost = count_cost(
+                cand,
+                space.backbone,
+                tuple(input_shape),
+                num_classes=num_classes,
+                min_hidden=space.min_hidden,
+            )
             out[key] = {k: int(v) for k, v in cost.to_dict().items() if k in COST_KEYS}
     return out
 
 
-def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
-           num_classes: int) -> tuple[dict[str, float], dict[str, float]]:
+def hv_box(
+    objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]], num_classes: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """The study's fixed hypervolume box: (reference point, ideal point) per objective.
 
     top-1 spans chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a cost
@@ -82,8 +89,12 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     return reference, ideal
 
 
-def normalise(values: Sequence[float], objectives: Sequence[str],
-              reference: Mapping[str, float], ideal: Mapping[str, float]) -> list[float]:
+def normalise(
+    values: Sequence[float],
+    objectives: Sequence[str],
+    reference: Mapping[str, float],
+    ideal: Mapping[str, float],
+) -> list[float]:
     """An objective vector in the box as minimisation in [0, 1] (ideal 0, reference 1)."""
     out = []
     for v, obj in zip(values, objectives, strict=True):
@@ -95,9 +106,14 @@ def normalise(values: Sequence[float], objectives: Sequence[str],
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
     assert cand.block is not None
     p = cand.placement
-    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
-              "fusion": cand.block.fusion, "position": p.position,
-              "stages": "".join(p.stages), "density": p.density}
+    values = {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
 
 
@@ -144,8 +160,13 @@ def _hv(points: np.ndarray) -> float:
 class EHVIStrategy:
     """Proposes the network with the largest expected hypervolume improvement (see module)."""
 
-    def __init__(self, space: Space, costs: Mapping[str, Mapping[str, float]],
-                 reference: Mapping[str, float], ideal: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        space: Space,
+        costs: Mapping[str, Mapping[str, float]],
+        reference: Mapping[str, float],
+        ideal: Mapping[str, float],
+    ) -> None:
         self.space = space
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
@@ -157,8 +178,7 @@ class EHVIStrategy:
                 union.setdefault(axis, [])
                 union[axis] += [v for v in values if v not in union[axis]]
         self.choices = {k: v for k, v in union.items() if len(v) > 1}
-        self.acc = [i for i, o in enumerate(self.objectives)
-                    if objective(o)[0] in ("top1", "loss")]
+        self.acc = [i for i, o in enumerate(self.objectives) if objective(o)[0] in ("top1", "loss")]
 
     def _vector(self, key: str, acc: float) -> list[float]:
         metrics = {**{k: float(v) for k, v in self.costs[key].items()}}
@@ -192,8 +212,11 @@ class EHVIStrategy:
         y = np.array([v for _, _, v in seen])
         gp = _GP(x, y)
         front = [self._vector(k, v) for k, _, v in seen]
-        running = [(k, r.cand) for k, n in driver.by_key.items()
-                   if (r := driver.running.get(n)) is not None and r.role == "search"]
+        running = [
+            (k, r.cand)
+            for k, n in driver.by_key.items()
+            if (r := driver.running.get(n)) is not None and r.role == "search"
+        ]
         if running:  # kriging believer: in-flight networks count at their predicted mean
             xr = np.array([_features(c, self.choices) for _, c in running])
             mu_r, _ = gp.predict(xr)
@@ -218,8 +241,9 @@ class EHVIStrategy:
         return pool[best_key]
 
 
-def make_strategy(space: Space, costs: Mapping[str, Mapping[str, float]],
-                  attrs: Mapping[str, Any]) -> EHVIStrategy | None:
+def make_strategy(
+    space: Space, costs: Mapping[str, Mapping[str, float]], attrs: Mapping[str, Any]
+) -> EHVIStrategy | None:
     """The driver-side strategy a space asks for (``ehvi``), or None for Optuna's and grid."""
     if space.search.sampler != "ehvi":
         return None
