@@ -78,27 +78,11 @@ def recover_stale_trials(study: optuna.Study) -> int:
             storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
         rec = TrialRecord.read(t)
         rec.status, rec.reason, rec.retryable = "failed", reason, True
-        for name in ("status", "reason", "retryable"):
-            storage.set_trial_user_attr(t._trial_id, *_attr(rec, name))
+        for key, value in rec.attrs(only=("status", "reason", "retryable")).items():
+            storage.set_trial_user_attr(t._trial_id, key, value)
         storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         n += 1
     return n
-
-
-class _AttrSink:
-    """Collects what ``TrialRecord.write`` sets (for writers that are not an ``optuna.Trial``)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, Any]] = []
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.items.append((key, value))
-
-
-def _attr(rec: TrialRecord, name: str) -> tuple[str, Any]:
-    sink = _AttrSink()
-    rec.write(sink, only=[name])
-    return sink.items[-1]
 
 
 def summarise(results: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -292,10 +276,10 @@ class Driver:
     # asking ---------------------------------------------------------------------------
     def _ask_fixed(self, cand: Candidate, role: str) -> optuna.Trial:
         params = {} if role == "reference" else candidate_params(self.space, cand)
-        self.study.enqueue_trial(params)
-        trial = self.study.ask()
-        TrialRecord(candidate=cand, role=role).write(trial, only=["candidate", "role"])
-        return trial
+        # the role travels with the enqueued trial, so a sampler's before_trial already sees it
+        attrs = TrialRecord(candidate=cand, role=role).attrs(only=("candidate", "role"))
+        self.study.enqueue_trial(params, user_attrs=attrs)
+        return self.study.ask()
 
     def _propose(self) -> tuple[optuna.Trial, Candidate, str]:
         if self.refs:
