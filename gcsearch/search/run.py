@@ -259,11 +259,15 @@ def search(
     with driver_lock(run_dir):
         study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
         marked = recover_stale_trials(study) if resume else 0
-        costs = (
-            network_costs
-            or study.user_attrs.get("network_costs")
-            or space_costs(space, input_shape, num_classes)
-        )
+        costs = network_costs or study.user_attrs.get("network_costs")
+        if not costs:  # once per study: the strategy and the hypervolume box need them
+            if progress:
+                print(
+                    f"counting the exact cost of every network of {space.name} (fvcore, "
+                    "once per study) ...",
+                    flush=True,
+                )
+            costs = space_costs(space, input_shape, num_classes)
         if "hv_reference" not in study.user_attrs:
             reference, ideal = hv_box(space.objectives, costs, num_classes)
             study.set_user_attr("network_costs", costs)
