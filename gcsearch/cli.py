@@ -202,11 +202,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    t.add_argument("--smoke", action="store_true", help="a few seconds on digits (tests)")
+    t.add_argument("--smoke", action="store_true",
+                   help="a few seconds (tests): digits for train; 3 replays for search")
+    c = p.add_argument_group("bench proxy and bench search")
+    c.add_argument("--space", default=None,
+                   help="proxy: take task, budget and candidates from a space; search: the space "
+                   "(default: bench-small)")
+    c.add_argument("--out", default=None,
+                   help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
+                   "<run-root>/bench-search.json)")
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument("--candidates", default=None,
                    help="comma-separated ids/presets (default: none,se,snl,gc + 2 searched)")
-    x.add_argument("--space", default=None, help="take task, budget and candidates from a space")
     x.add_argument("--seeds", default="0,1,2,3,4", help="e.g. 0,1,2 or 0-5 (default: %(default)s)")
     x.add_argument("--jobs", type=int, default=1, help="parallel trials, processes (default: 1)")
     x.add_argument("--data", default=None, help="data directory for tasks that read files")
@@ -214,10 +221,27 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="budget overrides, e.g. train_images=4000,epochs=8 (default: the task's)")
     x.add_argument("--split-tau", action="store_true",
                    help="Kendall τ between rankings under the first and second half of the seeds")
-    x.add_argument("--out", default=None, help="JSON (default: runs/bench/proxy-<task>.json)")
     x.add_argument("--record", action="store_true",
                    help="also record the figures for `gcsearch tasks list` (package data)")
     x.add_argument("--quiet", action="store_true", help="no line per finished trial")
+    g = p.add_argument_group("bench search: strategies replayed on an exhaustive table "
+                             "(see docs/search-benchmark.md)")
+    g.add_argument("--table", default=None,
+                   help="exhaustive table (default: benchmarks/tables/<space name>.jsonl)")
+    g.add_argument("--build-table", action="store_true",
+                   help="train what the table is missing first (resumes a partial table)")
+    g.add_argument("--table-seeds", type=int, default=3, help="seeds per network (default 3)")
+    g.add_argument("--table-parallel", type=int, default=1,
+                   help="trainings at once while building the table (default 1)")
+    g.add_argument("--replays", type=int, default=100, help="replays per strategy (default 100)")
+    g.add_argument("--budget-fraction", type=float, default=0.25,
+                   help="trials as a fraction of the candidates (default 0.25)")
+    g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",
+                   help="comma-separated (default: %(default)s); the controls cheapest-first "
+                   "and random networks always run")
+    g.add_argument("--only", choices=("search", "fidelity", "scaling"), default=None,
+                   help="one section (default: search and fidelity)")
+    g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

@@ -506,3 +506,14 @@ def test_preset_rows_name_their_deviations(demo_run: Path) -> None:
     shown = _display_presets(report.build_report(demo_run))
     row = shown[shown["preset"] == "nl-embedded"].iloc[0]
     assert row["deviations"] == "; ".join(PRESETS["nl-embedded"].deviations) != ""
+def test_normalised_hypervolume_is_a_fraction_of_the_recorded_box() -> None:
+    from gcsearch.report.pareto import normalised_hypervolume
+
+    senses, ref, ideal = ["max", "min"], [50.0, 110.0], [100.0, 0.0]
+    assert normalised_hypervolume([[100.0, 0.0]], senses, ref, ideal) == pytest.approx(1.0)
+    assert normalised_hypervolume([[50.0, 110.0]], senses, ref, ideal) == 0.0
+    assert normalised_hypervolume([[75.0, 55.0]], senses, ref, ideal) == pytest.approx(0.25)
+    # a study's costs shifted by a backbone's cost score alike once the box moves with them
+    shifted = normalised_hypervolume([[75.0, 1055.0]], senses, [50.0, 1110.0], [100.0, 1000.0])
+    assert shifted == pytest.approx(0.25)
+    assert normalised_hypervolume([], senses, ref, ideal) == 0.0

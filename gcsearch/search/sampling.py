@@ -50,19 +50,28 @@ def _tokens(grid: Axes) -> list[str]:
     return list(seen)
 
 
-def _block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
+def block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
     if token == "1x1":
         return BlockSpec(pooling, "1x1", None, "none", fusion)
     norm = "ln" if token.endswith("ln") else "none"
     return BlockSpec(pooling, "bottleneck", int(token[1:].removesuffix("ln")), norm, fusion)
 
 
+def grid_values(grid: Axes) -> dict[str, list[Any]]:
+    """Every flat axis of one grid with its values (single-valued axes included)."""
+    return {
+        "pooling": list(grid.pooling),
+        "transform": _tokens(grid),
+        "fusion": list(grid.fusion),
+        "position": list(grid.position),
+        "stages": list(grid.stages),
+        "density": list(grid.density),
+    }
+
+
 def grid_choices(grid: Axes) -> dict[str, list[Any]]:
     """The flat, unconditional parameters of one grid (axes with more than one value)."""
-    values = {"pooling": list(grid.pooling), "transform": _tokens(grid),
-              "fusion": list(grid.fusion), "position": list(grid.position),
-              "stages": list(grid.stages), "density": list(grid.density)}
-    return {k: v for k, v in values.items() if len(v) > 1}
+    return {k: v for k, v in grid_values(grid).items() if len(v) > 1}
 
 
 def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
@@ -80,10 +89,14 @@ def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
         return default
 
     token = pick("transform", _tokens(grid)[0])
-    block = _block_from_token(pick("pooling", grid.pooling[0]), token,
-                              pick("fusion", grid.fusion[0]))
-    placement = Placement(pick("position", grid.position[0]), pick("stages", grid.stages[0]),
-                          pick("density", grid.density[0]))
+    block = block_from_token(
+        pick("pooling", grid.pooling[0]), token, pick("fusion", grid.fusion[0])
+    )
+    placement = Placement(
+        pick("position", grid.position[0]),
+        pick("stages", grid.stages[0]),
+        pick("density", grid.density[0]),
+    )
     return Candidate(block=block, placement=placement)
 
 
@@ -98,9 +111,14 @@ def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
     if len(space.grids) > 1:
         params["grid"], prefix = grid.name, f"{grid.name}."
     p = cand.placement
-    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
-              "fusion": cand.block.fusion, "position": p.position,
-              "stages": "".join(p.stages), "density": p.density}
+    values = {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
     for axis in grid_choices(grid):
         params[prefix + axis] = values[axis]
     return params
@@ -142,24 +160,33 @@ class SearchOnly(BaseSampler):
     def __init__(self, base: BaseSampler) -> None:
         self.base = base
 
-    def infer_relative_search_space(self, study: optuna.Study,
-                                    trial: FrozenTrial) -> dict[str, Any]:
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, Any]:
         return self.base.infer_relative_search_space(_SearchView(study), trial)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, Any]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
         return self.base.sample_relative(_SearchView(study), trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: Any) -> Any:
-        return self.base.sample_independent(_SearchView(study), trial, param_name,
-                                            param_distribution)
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        return self.base.sample_independent(
+            _SearchView(study), trial, param_name, param_distribution
+        )
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(_SearchView(study), trial)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         self.base.after_trial(_SearchView(study), trial, state, values)
 
     def reseed_rng(self) -> None:
@@ -189,9 +216,14 @@ def make_sampler(space: Space, n_trials: int) -> BaseSampler:
             pop = s.population or max(4, min(50, math.ceil(n_trials / 4)))
             return SearchOnly(_NSGAII(population_size=pop, seed=s.sampler_seed))
         if s.sampler == "tpe":
-            return SearchOnly(TPESampler(multivariate=True, constant_liar=True,
-                                         n_startup_trials=max(4, min(10, n_trials // 4)),
-                                         seed=s.sampler_seed))
+            return SearchOnly(
+                TPESampler(
+                    multivariate=True,
+                    constant_liar=True,
+                    n_startup_trials=max(4, min(10, n_trials // 4)),
+                    seed=s.sampler_seed,
+                )
+            )
     return SearchOnly(RandomSampler(seed=s.sampler_seed))
 
 
@@ -213,6 +245,16 @@ def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
     return module_key(same, backbone, min_hidden)
 
 
-__all__ = ["OPTUNA_SAMPLERS", "SearchOnly", "candidate_params", "grid_choices",
-           "is_search_trial", "make_sampler", "network_key", "preset_block", "suggest_candidate",
-           "transform_token"]
+__all__ = [
+    "OPTUNA_SAMPLERS",
+    "SearchOnly",
+    "block_from_token",
+    "candidate_params",
+    "grid_choices",
+    "is_search_trial",
+    "make_sampler",
+    "network_key",
+    "preset_block",
+    "suggest_candidate",
+    "transform_token",
+]

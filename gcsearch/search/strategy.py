@@ -23,35 +23,134 @@ from typing import Any
 import numpy as np
 
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.sampling import grid_choices, network_key, transform_token
-from gcsearch.search.space import Space
+from gcsearch.search.sampling import grid_values, network_key, transform_token
+from gcsearch.search.space import Space, objective
 from gcsearch.spec import Candidate
 
 #: Uniform random networks before the model proposes.
 STARTS = 2
+#: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
+LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
+NOISES = (1e-3, 1e-2, 1e-1, 0.3)
+#: The model's standard deviation is widened by this factor in the expectation (exploration).
+#: Chosen on replays with sampler seeds 500-649 of the bench-small table (1.0: P(HV >= 0.97)
+#: 0.88 / 0.94 on original / shuffled tables; 1.5: 0.98 / 0.93); the benchmark reports seeds
+#: 0-99, which took no part in the choice.
+SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
 
 
-def space_costs(space: Space, input_shape: Sequence[int], num_classes: int
-                ) -> dict[str, dict[str, int]]:
-    """Network key -> exact cost (fvcore) of every distinct network of the space and its
-    reference rows, counted once before training."""
+def space_costs(
+    space: Space, input_shape: Sequence[int], num_classes: int
+) -> dict[str, dict[str, int]]:
+    """Network key -> exact cost of every distinct network of the space and its reference rows,
+    counted once before training.
+
+    A block adds the same cost at every residual block of a stage, so a network's cost is the
+    backbone's plus, per stage, (blocks it holds) x (one block's cost, counted alone by fvcore
+    as ``gcsearch.cost.block_analysis`` counts it inside a model). That is one small count per
+    (block, stage) instead of one whole-model trace per network (full.toml: 1,102 networks);
+    ``tests/search/test_strategy.py`` checks it equals ``count_cost`` network by network.
+    Networks this cannot split (non-block presets such as NL) are counted whole.
+    """
     from gcsearch.cost import count_cost
 
+    counter = _BlockCounter(space, tuple(input_shape), num_classes)
     out: dict[str, dict[str, int]] = {}
     for cand in [*space.references(), *space.candidates()]:
         key = network_key(cand, space.backbone, space.min_hidden)
-        if key not in out:
-            cost = count_cost(cand, space.backbone, tuple(input_shape), num_classes=num_classes,
-                              min_hidden=space.min_hidden)
-            out[key] = {k: int(v) for k, v in cost.to_dict().items() if k in COST_KEYS}
+        if key in out:
+            continue
+        cost = counter.cost(cand)
+        if cost is None:
+            whole = count_cost(
+                cand,
+                space.backbone,
+                tuple(input_shape),
+                num_classes=num_classes,
+                min_hidden=space.min_hidden,
+            )
+            cost = {k: int(v) for k, v in whole.to_dict().items() if k in COST_KEYS}
+        out[key] = cost
     return out
 
 
-def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
-           num_classes: int) -> tuple[dict[str, float], dict[str, float]]:
+class _BlockCounter:
+    """Backbone cost plus per-(block, stage) block costs (see ``space_costs``)."""
+
+    def __init__(self, space: Space, input_shape: tuple[int, ...], num_classes: int) -> None:
+        import torch
+
+        from gcsearch.backbones import build_model, get_backbone
+        from gcsearch.cost import count_cost
+
+        self.space = space
+        base = count_cost(
+            Candidate.none(),
+            space.backbone,
+            input_shape,
+            num_classes=num_classes,
+            min_hidden=space.min_hidden,
+        )
+        self.base = (base.params, base.macs)
+        spec = get_backbone(space.backbone)
+        model = build_model(
+            Candidate.none(), space.backbone, num_classes=num_classes, in_chans=input_shape[0]
+        ).eval()
+        shapes: dict[str, tuple[int, ...]] = {}
+        hooks = []
+        for stage, attr in spec.stages.items():
+            layer = getattr(model, attr)
+            self_counts = len(list(layer))
+            shapes[f"n:{stage}"] = (self_counts,)
+            hooks.append(
+                layer.register_forward_hook(
+                    lambda _m, _i, out, st=stage: shapes.__setitem__(st, tuple(out.shape[1:]))
+                )
+            )
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+        for h in hooks:
+            h.remove()
+        self.shapes = shapes
+        self.units: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def _unit(self, cand: Candidate, stage: str) -> tuple[int, int]:
+        import torch
+
+        from gcsearch.blocks import build_block
+        from gcsearch.cost import block_analysis
+
+        block_key = cand.block.id if cand.block is not None else str(cand.preset)
+        if (block_key, stage) not in self.units:
+            shape = self.shapes[stage]
+            block = build_block(cand, shape[0], min_hidden=self.space.min_hidden)
+            with torch.no_grad():
+                macs = int(block_analysis(block, shape).total())
+            params = sum(p.numel() for p in block.parameters())
+            self.units[(block_key, stage)] = (params, macs)
+        return self.units[(block_key, stage)]
+
+    def cost(self, cand: Candidate) -> dict[str, int] | None:
+        if cand.is_baseline:
+            params, macs = self.base
+            return {"params": params, "macs": macs, "block_params": 0, "block_macs": 0}
+        if cand.block is None:
+            return None  # a preset other than a plain spec: counted whole
+        bp = bm = 0
+        for stage in cand.placement.stages:
+            n = 1 if cand.placement.density == "last" else self.shapes[f"n:{stage}"][0]
+            p, m = self._unit(cand, stage)
+            bp, bm = bp + n * p, bm + n * m
+        params, macs = self.base
+        return {"params": params + bp, "macs": macs + bm, "block_params": bp, "block_macs": bm}
+
+
+def hv_box(
+    objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]], num_classes: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """The study's fixed hypervolume box: (reference point, ideal point) per objective.
 
     top-1 spans chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a cost
@@ -61,7 +160,7 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     """
     reference, ideal = {}, {}
     for obj in objectives:
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         if name == "top1":
             reference[name], ideal[name] = 100.0 / max(1, num_classes), 100.0
         elif name == "loss":
@@ -74,12 +173,16 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     return reference, ideal
 
 
-def normalise(values: Sequence[float], objectives: Sequence[str],
-              reference: Mapping[str, float], ideal: Mapping[str, float]) -> list[float]:
+def normalise(
+    values: Sequence[float],
+    objectives: Sequence[str],
+    reference: Mapping[str, float],
+    ideal: Mapping[str, float],
+) -> list[float]:
     """An objective vector in the box as minimisation in [0, 1] (ideal 0, reference 1)."""
     out = []
     for v, obj in zip(values, objectives, strict=True):
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         out.append((float(v) - ideal[name]) / (reference[name] - ideal[name]))
     return out
 
@@ -87,9 +190,14 @@ def normalise(values: Sequence[float], objectives: Sequence[str],
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
     assert cand.block is not None
     p = cand.placement
-    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
-              "fusion": cand.block.fusion, "position": p.position,
-              "stages": "".join(p.stages), "density": p.density}
+    values = {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
 
 
@@ -102,8 +210,8 @@ class _GP:
         z = (y - self.mean) / self.scale
         best = None
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        for ell in (0.7, 1.0, 1.5, 2.5):
-            for noise in (1e-3, 1e-2, 1e-1, 0.3):
+        for ell in LENGTH_SCALES:
+            for noise in NOISES:
                 k = np.exp(-d2 / (2 * ell**2)) + noise * np.eye(len(x))
                 try:
                     chol = np.linalg.cholesky(k)
@@ -136,22 +244,31 @@ def _hv(points: np.ndarray) -> float:
 class EHVIStrategy:
     """Proposes the network with the largest expected hypervolume improvement (see module)."""
 
-    def __init__(self, space: Space, costs: Mapping[str, Mapping[str, float]],
-                 reference: Mapping[str, float], ideal: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        space: Space,
+        costs: Mapping[str, Mapping[str, float]],
+        reference: Mapping[str, float],
+        ideal: Mapping[str, float],
+    ) -> None:
         self.space = space
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
         self.seed = space.search.sampler_seed
-        self.choices = {k: list(v) for g in space.grids for k, v in grid_choices(g).items()}
-        self.acc = [i for i, o in enumerate(self.objectives) if o.split(":")[0] in ("top1",
-                                                                                   "loss")]
+        union: dict[str, list[Any]] = {}
+        for grid in space.grids:  # one-hot over every value any grid gives an axis
+            for axis, values in grid_values(grid).items():
+                union.setdefault(axis, [])
+                union[axis] += [v for v in values if v not in union[axis]]
+        self.choices = {k: v for k, v in union.items() if len(v) > 1}
+        self.acc = [i for i, o in enumerate(self.objectives) if objective(o)[0] in ("top1", "loss")]
 
     def _vector(self, key: str, acc: float) -> list[float]:
         metrics = {**{k: float(v) for k, v in self.costs[key].items()}}
         out = []
         for obj in self.objectives:
-            name = obj.split(":")[0]
+            name = objective(obj)[0]
             out.append(acc if name in ("top1", "loss") else metrics[name])
         return normalise(out, self.objectives, self.reference, self.ideal)
 
@@ -179,8 +296,11 @@ class EHVIStrategy:
         y = np.array([v for _, _, v in seen])
         gp = _GP(x, y)
         front = [self._vector(k, v) for k, _, v in seen]
-        running = [(k, r.cand) for k, n in driver.by_key.items()
-                   if (r := driver.running.get(n)) is not None and r.role == "search"]
+        running = [
+            (k, r.cand)
+            for k, n in driver.by_key.items()
+            if (r := driver.running.get(n)) is not None and r.role == "search"
+        ]
         if running:  # kriging believer: in-flight networks count at their predicted mean
             xr = np.array([_features(c, self.choices) for _, c in running])
             mu_r, _ = gp.predict(xr)
@@ -196,17 +316,18 @@ class EHVIStrategy:
         for i, key in enumerate(keys):
             gain = 0.0
             for node, w in zip(_GH_X, _GH_W, strict=True):
-                v = np.array(self._vector(key, float(mu[i] + sd[i] * node)))
-                if (v >= 1.0).any():
-                    continue
+                v = np.array(self._vector(key, float(mu[i] + SD_SCALE * sd[i] * node)))
+                if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
+                    continue  # outside the box or dominated: no improvement
                 gain += w * (_hv(np.vstack([pts, v])) - base)
             if gain > best + 1e-12:
                 best, best_key = gain, key
         return pool[best_key]
 
 
-def make_strategy(space: Space, costs: Mapping[str, Mapping[str, float]],
-                  attrs: Mapping[str, Any]) -> EHVIStrategy | None:
+def make_strategy(
+    space: Space, costs: Mapping[str, Mapping[str, float]], attrs: Mapping[str, Any]
+) -> EHVIStrategy | None:
     """The driver-side strategy a space asks for (``ehvi``), or None for Optuna's and grid."""
     if space.search.sampler != "ehvi":
         return None
