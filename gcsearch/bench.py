@@ -26,6 +26,7 @@ from gcsearch.errors import UserError
 BENCHES: dict[str, str] = {
     "train": "gcsearch.bench:bench_train",
     "search": "gcsearch.search.bench:run_bench_search",
+    "storage": "gcsearch.search.bench_storage:run_bench_storage",
 }
 
 

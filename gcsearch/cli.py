@@ -88,6 +88,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--min-hidden", type=int, default=8, help="smallest bottleneck width")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+                        "cuDNN autotuning). CPU runs are deterministic anyway")
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
     b = p.add_argument_group("budget overrides (default: the task's budget)")
     for flag, kind in (("--train-images", int), ("--val-images", int), ("--epochs", int),
@@ -168,7 +171,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search"))
+    p.add_argument("what", choices=("train", "search", "storage"))
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
     t.add_argument("--task", default="synthetic", help="default: %(default)s")
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
@@ -178,6 +181,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     t.add_argument("--smoke", action="store_true", help="a few seconds on digits (tests)")
+    s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
+    s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
+    s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
+    s.add_argument("--storages", default=None, help="sqlite,journal,postgresql (default: all)")
+    s.add_argument("--postgres", default=None,
+                   help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1)")
+    s.add_argument("--out", default=None, help="folder for bench-storage.json (default: runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:

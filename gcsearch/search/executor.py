@@ -106,10 +106,8 @@ def _trial_task(job: Job, coordinator: Any) -> dict[str, Any]:
         return bool(ray.get(coordinator.report.remote(job.key, epoch, vector, job.protected)))
 
     gpu_ids = ray.get_gpu_ids()
-    if job.device == "auto":
-        # Ray 2.x leaves CUDA_VISIBLE_DEVICES alone for a task given no GPU, so "a GPU is
-        # visible" is not "this trial holds one": decide from what Ray assigned.
-        job = dataclasses.replace(job, device="cuda" if gpu_ids else "cpu")
+    job = dataclasses.replace(job, device=trial_device(job.device, gpu_ids,
+                                                       os.environ.get("CUDA_VISIBLE_DEVICES")))
     out = run_job(job, stop_check)
     env = out.setdefault("env", {})
     env["node"] = ctx.get_node_id()[:12]
@@ -118,6 +116,39 @@ def _trial_task(job: Job, coordinator: Any) -> dict[str, Any]:
     if gpu_ids:
         env["ray_gpus"] = [str(g) for g in gpu_ids]
     return out
+
+
+def task_options(cpus: float, gpus: float, max_retries: int) -> dict[str, Any]:
+    """Ray options of one trial task: exactly its resources (fractions share a GPU: 0.25
+    packs four trials on one), retried only when its worker dies.
+
+    A GPU task's worker is not reused (``max_calls=1``, Ray's own default for GPU tasks, which
+    ``.options()`` would drop): torch keeps the CUDA context of the GPU a worker first ran on,
+    so a reused worker could train the next trial on the previous trial's GPU.
+    """
+    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries,
+                            "retry_exceptions": False}
+    if gpus > 0:
+        opts["max_calls"] = 1
+    return opts
+
+
+def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str:
+    """The device a Ray task trains on: only a GPU Ray assigned it, never another one.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to a task's assigned GPU(s) (a 0.25-GPU task too: four
+    such tasks share that GPU), so ``cuda`` (index 0) is the assigned GPU. A task given no GPU
+    may still see every GPU (Ray leaves the variable alone then), so ``auto`` decides from the
+    assignment, not from what is visible. Where Ray was told not to set the variable
+    (``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``), the assigned id is used as the index.
+    """
+    if asked not in ("auto", "cuda"):
+        return asked
+    if not gpu_ids:
+        return "cpu" if asked == "auto" else asked
+    if visible is None or visible == "":
+        return f"cuda:{gpu_ids[0]}"
+    return "cuda"
 
 
 def _failed(job: Job, reason: str) -> dict[str, Any]:
@@ -177,9 +208,8 @@ class RayExecutor:
             if gpus_per_trial:
                 parallel = min(parallel, int(res.get("GPU", 0) // gpus_per_trial))
         self.parallel = max(1, parallel)
-        self._remote = ray.remote(_trial_task).options(
-            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
-            retry_exceptions=False)
+        self._remote = ray.remote(**task_options(cpus_per_trial, gpus_per_trial,
+                                                 max_retries))(_trial_task)
         self.coordinator = None
         if rungs:
             actor = ray.remote(RungActor).options(num_cpus=0, max_restarts=-1,
@@ -254,4 +284,4 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["RayExecutor", "RungActor", "short_temp_dir"]
+__all__ = ["RayExecutor", "RungActor", "short_temp_dir", "task_options", "trial_device"]

@@ -47,6 +47,7 @@ class Job:
     threads: int = 1
     objectives: tuple[str, ...] = ("top1:max", "macs:min", "params:min")
     protected: bool = False
+    deterministic: bool = False  # CUDA: deterministic cuDNN instead of autotuning
     fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
 
     @property
@@ -111,7 +112,8 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             return bool(stop_check(epoch, metrics))
 
         result = train(cand, task, budget, job.seed, device, backbone=job.backbone,
-                       threads=threads, callback=callback, min_hidden=job.min_hidden)
+                       threads=threads, callback=callback, min_hidden=job.min_hidden,
+                       deterministic=job.deterministic)
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         for k, v in cost.to_dict().items():
             if out.get(k) is None:
