@@ -279,10 +279,10 @@ def validate_placement(candidate: Candidate, backbone: str) -> None:
 def module_key(candidate: Candidate, backbone: str, min_hidden: int = 8) -> str:
     """An id that is equal for two candidates exactly when they build the same network here.
 
-    On narrow proxy backbones the ``min_hidden`` floor folds several bottleneck ratios onto one
-    hidden width (at C=32, r8/r16/r32 all give 8), so ``att-r16ln-add`` and ``att-r32ln-add``
-    are one network: the search trains it once. The key spells the hidden width per stage where
-    the floor binds, and is the candidate id otherwise.
+    A bottleneck is spelled by the hidden width it builds in each stage, not by its ratio: on
+    narrow proxy backbones the ``min_hidden`` floor folds ratios together (at C=32, r4 gives
+    32 // 4 = 8 and r16 gives max(2, 8) = 8), so ``att-r4ln-add@c4`` and ``att-r16ln-add@c4``
+    are one network and the search trains it once. Other candidates keep their id.
 
     Example:
         >>> module_key(Candidate.parse("att-r32ln-add@after_1x1:c4c5"), "resnet20")
@@ -293,10 +293,7 @@ def module_key(candidate: Candidate, backbone: str, min_hidden: int = 8) -> str:
         return candidate.id
     validate_placement(candidate, backbone)
     widths = get_backbone(backbone).widths
-    stages = candidate.placement.stages
-    hidden = [block.hidden(widths[s], min_hidden) for s in stages]
-    if hidden == [widths[s] // (block.ratio or 1) for s in stages]:
-        return candidate.id
+    hidden = [block.hidden(widths[s], min_hidden) for s in candidate.placement.stages]
     norm = "ln" if block.norm == "ln" else ""
     token = f"h{'.'.join(map(str, hidden))}{norm}"
     return f"{block.pooling}-{token}-{block.fusion}@{candidate.placement.id}"

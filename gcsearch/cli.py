@@ -20,7 +20,7 @@ _HANDLERS = {
     "flops": "gcsearch.cost",
     "tasks": "gcsearch.tasks",
     "train": "gcsearch.tasks.train",
-    "search": "gcsearch.search.study",
+    "search": "gcsearch.search.run",
     "report": "gcsearch.report",
     "export": "gcsearch.export",
     "bench": "gcsearch.bench",
@@ -115,7 +115,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None,
                    help="Optuna storage: URL (postgresql://..., sqlite:///...), journal file "
                         "(*.log) or 'memory' (default: <run dir>/study.db)")
-    p.add_argument("--sampler", choices=("nsga2", "tpe", "random", "grid"), default=None)
+    p.add_argument("--sampler", choices=("ehvi", "nsga2", "tpe", "random", "grid"), default=None,
+                   help="search strategy (default: the space file's, else ehvi)")
     p.add_argument("--n-trials", default=None,
                    help="distinct candidates to train, or 'all' (default: the space file's)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per candidate")
@@ -133,7 +134,11 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="where trials train (auto: a GPU when the trial holds one)")
     p.add_argument("--no-fidelity", action="store_true",
                    help="train every candidate at the full budget (no successive halving)")
+    p.add_argument("--fidelity", action="store_true",
+                   help="successive halving over candidates (rungs at min-epochs x eta^k)")
     p.add_argument("--eta", type=int, default=None, help="successive-halving reduction factor")
+    p.add_argument("--min-epochs", type=int, default=None,
+                   help="first rung (epochs); put it where candidates are past chance")
     p.add_argument("--max-retries", type=int, default=3,
                    help="Ray retries of a trial whose worker died (default: %(default)s)")
     p.add_argument("--smoke", action="store_true",

@@ -183,6 +183,10 @@ def test_module_key_folds_ratios_that_build_the_same_network() -> None:
     same = [build_model(c, "resnet20") for c in (r16, r32)]
     shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in same]
     assert shapes[0] == shapes[1]
-    # at ResNet-50 widths the floor never binds: the key is the id
-    assert module_key(r32, "resnet50") == r32.id
+    # keyed by built widths: r4 at C=32 is 8 wide, as r16 is (the floor binds for r16 only)
+    r4c4, r16c4 = (Candidate.parse(f"att-r{r}ln-add@after_1x1:c4") for r in (4, 16))
+    key = "att-h8ln-add@after_1x1:c4"
+    assert module_key(r4c4, "resnet8") == module_key(r16c4, "resnet8") == key
+    # at ResNet-50 widths the floor never binds: every ratio is its own network
+    assert len({module_key(c, "resnet50") for c in (r4, r16, r32)}) == 3
     assert module_key(Candidate.parse("gc@after_add:c4"), "resnet20") == "gc@after_add:c4"

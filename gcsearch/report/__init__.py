@@ -27,7 +27,6 @@ import pandas as pd
 from gcsearch.errors import UserError
 from gcsearch.report.frame import (
     OBJECTIVE_COLUMNS,
-    RUN_STORAGE_FILES,
     Objective,
     frame_from_study,
     frame_objectives,
@@ -50,6 +49,7 @@ from gcsearch.report.tables import (
     seed_values,
     stopped_rows,
 )
+from gcsearch.search.storage import RUN_STORAGE_FILES
 
 __all__ = [
     "AXES",

@@ -11,7 +11,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,13 +18,11 @@ import pandas as pd
 
 from gcsearch.errors import UserError
 from gcsearch.report.stats import mean_ci
-from gcsearch.spec import Candidate, SpecError
+from gcsearch.search.record import DUPLICATE_OF, TrialRecord, counts
+from gcsearch.spec import Candidate
 
 if TYPE_CHECKING:
     import optuna
-
-#: Storage files a run directory may hold, in the order they are looked for.
-RUN_STORAGE_FILES = ("study.db", "study.sqlite", "study.sqlite3", "study.journal", "study.log")
 
 _SPEC_FIELDS = ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages", "density")
 
@@ -46,73 +43,14 @@ _STATE_STATUS = {
 }
 
 
-def _storage_for(target: str | os.PathLike[str]) -> tuple[Any, str]:
-    """Map a run directory, a storage file or a storage URL to an Optuna storage."""
-    text = str(target)
-    if "://" in text:
-        if text.startswith("sqlite:///"):
-            db = Path(text.removeprefix("sqlite:///"))
-            if not db.is_file():
-                raise UserError(f"storage not found: {db} (from {text})")
-        return text, text
-    path = Path(text)
-    if path.is_dir():
-        found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
-        if not found:
-            raise UserError(
-                f"{path} holds no study storage (expected one of {', '.join(RUN_STORAGE_FILES)})"
-            )
-        path = found[0]
-    elif not path.is_file():
-        raise UserError(f"run directory or storage not found: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"SQLite format 3"):
-        return f"sqlite:///{path.resolve()}", str(path)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    return JournalStorage(JournalFileBackend(str(path))), str(path)
-
-
 def load_study(target: str | os.PathLike[str], study_name: str | None = None) -> optuna.Study:
     """Open the study in a run directory, storage file or URL (read only; nothing is changed).
 
     With no ``study_name`` the storage must hold exactly one study.
     """
-    import optuna
+    from gcsearch.search.storage import load_study_readonly
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, where = _storage_for(target)
-    try:
-        storage = optuna.storages.get_storage(storage)
-        names = optuna.study.get_all_study_names(storage)
-    except Exception as exc:  # a corrupt or foreign file
-        kind = type(exc).__name__
-        raise UserError(f"cannot read a study storage from {where} ({kind})") from None
-    if not names:
-        raise UserError(f"{where} holds no study")
-    if study_name is None:
-        if len(names) > 1:
-            raise UserError(
-                f"{where} holds {len(names)} studies; choose one with --study "
-                f"({', '.join(sorted(names))})"
-            )
-        study_name = names[0]
-    if study_name not in names:
-        raise UserError(f"unknown study {study_name!r} in {where} (studies: {', '.join(names)})")
-    return optuna.load_study(study_name=study_name, storage=storage)
-
-
-def _candidate(attrs: Mapping[str, Any]) -> Candidate | None:
-    data = attrs.get("candidate")
-    try:
-        if isinstance(data, Mapping):
-            return Candidate.from_dict(data)
-        if isinstance(attrs.get("candidate_id"), str):
-            return Candidate.parse(attrs["candidate_id"])
-    except (SpecError, TypeError, KeyError):
-        return None
-    return None
+    return load_study_readonly(target, study_name)
 
 
 def _spec_columns(cand: Candidate | None, attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,48 +105,48 @@ def _metric_columns(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    results = [r for r in attrs.get("results") or [] if isinstance(r, Mapping)]
+    rec = TrialRecord.read(trial)
+    results = rec.results
     state = trial.state.name
     row: dict[str, Any] = {
         "trial": trial.number,
         "state": state.lower(),
-        "status": attrs.get("status") or _STATE_STATUS.get(state, state.lower()),
-        "reason": attrs.get("reason")
-        or "; ".join(str(r["reason"]) for r in results if r.get("reason")),
-        "duplicate_of": attrs.get("duplicate_of"),
-        "role": attrs.get("role"),
+        "status": rec.status or _STATE_STATUS.get(state, state.lower()),
+        "reason": rec.reason or "; ".join(str(r["reason"]) for r in results if r.get("reason")),
+        DUPLICATE_OF: rec.duplicate_of,
+        "role": rec.role,
+        "network": rec.network,
+        "retries": len(rec.retries),
+        "retryable": rec.retryable,
     }
-    cand = _candidate(attrs)
-    row.update(_spec_columns(cand, attrs))
+    cand = rec.candidate
+    row.update(_spec_columns(cand, {"candidate_id": rec.candidate_text}))
     if cand is None and row["status"] == "complete":
         row["status"], row["reason"] = "failed", "unreadable candidate spec in storage"
     row.update(_metric_columns(results))
-    cost = dict(attrs.get("cost") or {})
     first = results[0] if results else {}
     for key in ("params", "macs", "block_params", "block_macs"):
-        row[f"cost.{key}"] = cost.get(key, first.get(key))
-    fid = attrs.get("fidelity") or {}
+        row[f"cost.{key}"] = rec.cost.get(key, first.get(key))
     for key in ("epochs", "max_epochs", "rung"):
-        row[f"fidelity.{key}"] = fid.get(key)
+        row[f"fidelity.{key}"] = rec.fidelity.get(key)
     if row["fidelity.epochs"] is None and results:
         row["fidelity.epochs"] = max(int(r.get("epochs") or 0) for r in results)
     if trial.values is not None:
         for name, value in zip(names, trial.values, strict=False):
             row[f"obj.{name}"] = value
-    env = dict(attrs.get("env") or first.get("env") or {})
+    env = dict(rec.env or first.get("env") or {})
     when = trial.datetime_complete or trial.datetime_start
     env.setdefault("time", when.isoformat(timespec="seconds") if when else None)
     for key in ("node", "device", "torch"):
         env.setdefault(key, None)
     row.update({f"env.{k}": v for k, v in env.items() if not isinstance(v, dict | list)})
-    row["artifact.weights"] = attrs.get("weights")
+    row["artifact.weights"] = rec.weights
     return row
 
 
 _INT_COLUMNS = (
     "trial",
-    "duplicate_of",
+    DUPLICATE_OF,
     "spec.ratio",
     "metric.top1_n",
     "cost.params",
@@ -225,7 +163,8 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
     """The results frame of an open study (see ``results_frame``)."""
     objectives = study_objectives(study)
     names = [o.name for o in objectives]
-    rows = [_trial_row(t, names) for t in study.get_trials(deepcopy=False)]
+    trials = study.get_trials(deepcopy=False)
+    rows = [_trial_row(t, names) for t in trials]
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["trial", "status", "spec.id"])
@@ -239,6 +178,7 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
     )
     frame = frame[lead + rest]
     attrs = dict(study.user_attrs)
+    frame.attrs["counts"] = counts(trials)
     frame.attrs["study"] = {
         "name": study.study_name,
         "objectives": [f"{o.name}:{o.sense}" for o in objectives],
@@ -251,6 +191,7 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
                 "budget",
                 "gcsearch_version",
                 "hv_reference",
+                "hv_ideal",
                 "seeds",
                 "sampler",
                 "fidelity",

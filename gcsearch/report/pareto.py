@@ -89,11 +89,33 @@ def hypervolume(points: Any, senses: Sequence[str], reference: Sequence[float]) 
     return _hv_min(pts, ref)
 
 
-def reference_point(objectives: Sequence[Objective], frame: pd.DataFrame) -> dict[str, float]:
-    """The hypervolume reference: 0 for top-1, 1.1 x the largest cost recorded in the study.
+def normalised_hypervolume(points: Any, senses: Sequence[str], reference: Sequence[float],
+                           ideal: Sequence[float]) -> float:
+    """Hypervolume as a fraction of the box from ``ideal`` to ``reference`` (1 = a point at
+    the ideal corner). Each objective is scaled to [0, 1] first, so a fraction compares
+    across studies that share the box."""
+    pts = np.asarray(points, dtype=float).reshape(-1, len(senses))
+    ref, ide = np.asarray(reference, dtype=float), np.asarray(ideal, dtype=float)
+    if len(pts) == 0:
+        return 0.0
+    scaled = (pts - ide) / (ref - ide)  # 0 at the ideal, 1 at the reference, any sense
+    return hypervolume(scaled, ["min"] * len(senses), [1.0] * len(senses))
 
-    A study may fix it beforehand in ``study.user_attrs['hv_reference']`` (name -> value); the
-    report uses that when present, so hypervolumes of runs over one space compare.
+
+def ideal_point(objectives: Sequence[Objective], frame: pd.DataFrame) -> dict[str, float] | None:
+    """The ideal corner of the box the search recorded (``hv_ideal``), or None."""
+    fixed = frame.attrs.get("study", {}).get("hv_ideal") or {}
+    if not all(o.name in fixed for o in objectives):
+        return None
+    return {o.name: float(fixed[o.name]) for o in objectives}
+
+
+def reference_point(objectives: Sequence[Objective], frame: pd.DataFrame) -> dict[str, float]:
+    """The hypervolume reference point the search fixed and recorded before training
+    (``study.user_attrs['hv_reference']``: chance top-1, costs past the space's largest; see
+    ``gcsearch.search.strategy.hv_box``), so hypervolumes of runs over one space compare.
+
+    For a study without one: 0 for top-1, 1.1 x the largest cost recorded in the study.
     """
     fixed = frame.attrs.get("study", {}).get("hv_reference") or {}
     ref: dict[str, float] = {}

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from gcsearch.report.tables import Report, with_stats
+from gcsearch.search.record import DUPLICATE_OF, count_line
 
 
 def _si(value: Any) -> str:
@@ -67,7 +68,7 @@ def _display_front(report: Report) -> pd.DataFrame:
     cols["block MACs"] = [_si(v) for v in t["cost.block_macs"]]
     cols["trial"] = [
         str(v) if pd.isna(d) else f"{v} (= {d}: same network)"  # answered from trial d
-        for v, d in zip(t["trial"], t["duplicate_of"], strict=True)
+        for v, d in zip(t["trial"], t[DUPLICATE_OF], strict=True)
     ]
     return pd.DataFrame(cols)
 
@@ -127,9 +128,12 @@ def _summary_lines(report: Report) -> list[str]:
         f"Study `{s.get('name', '?')}` in `{report.where}`",
         f"Task `{s.get('task', '?')}`, backbone `{s.get('backbone', '?')}`, "
         f"input {s.get('input_shape', '?')}, objectives {', '.join(s.get('objectives', []))}",
-        f"Trials: {len(frame)} ({status}); {len(report.rows)} distinct complete candidates, "
+        f"Trials: {count_line(frame.attrs['counts']) if 'counts' in frame.attrs else status}; "
+        f"{len(report.rows)} distinct complete candidates, "
         f"{len(report.front)} on the Pareto front",
-        f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}",
+        (f"Hypervolume fraction {report.hv:.4f} of the box the search recorded (reference "
+         f"point {ref}; ideal {s['hv_ideal']})" if s.get("hv_ideal")
+         else f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}"),
         "Means are over seeds with a 95 % t-interval; Δ uses a Welch interval, "
         "`*` where it excludes 0.",
     ]

@@ -19,8 +19,15 @@ import pandas as pd
 
 from gcsearch.errors import UserError
 from gcsearch.report.frame import Objective, frame_objectives, results_frame
-from gcsearch.report.pareto import hypervolume, pareto_front, reference_point
+from gcsearch.report.pareto import (
+    hypervolume,
+    ideal_point,
+    normalised_hypervolume,
+    pareto_front,
+    reference_point,
+)
 from gcsearch.report.stats import mean_ci, welch_diff
+from gcsearch.search.record import DUPLICATE_OF
 from gcsearch.spec import BlockSpec, Candidate
 
 #: Presets that are one point of the BlockSpec grid (same pooling/transform/fusion).
@@ -60,7 +67,7 @@ def candidate_rows(frame: pd.DataFrame, objectives: Sequence[Objective] = ()) ->
     for obj in objectives:
         if obj.column in done:
             done = done[pd.to_numeric(done[obj.column], errors="coerce").notna()]
-    done["_dup"] = done["duplicate_of"].notna()
+    done["_dup"] = done[DUPLICATE_OF].notna()
     done = done.sort_values(
         ["fidelity.epochs", "metric.top1_n", "_dup", "trial"],
         ascending=[False, False, True, True],
@@ -157,7 +164,7 @@ def stopped_rows(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         return frame.iloc[0:0]
     pruned = frame[
         (frame["status"] == "pruned")
-        & frame["duplicate_of"].isna()
+        & frame[DUPLICATE_OF].isna()
         & ~frame["spec.id"].isin(rows["spec.id"])
         & frame["metric.top1_mean"].notna()
     ]
@@ -263,13 +270,16 @@ def build_report(
     front = front_table(rows, objectives)
     ref_point = reference_point(objectives, frame)
     senses = [o.sense for o in objectives]
-    hv = (
-        hypervolume(
-            _objective_matrix(rows, objectives), senses, [ref_point[o.name] for o in objectives]
+    ideal = ideal_point(objectives, frame)
+    ref = [ref_point[o.name] for o in objectives]
+    if ideal is not None:  # the search's recorded box: a normalised fraction
+        hv = normalised_hypervolume(
+            _objective_matrix(rows, objectives), senses, ref, [ideal[o.name] for o in objectives]
         )
-        if all(math.isfinite(v) for v in ref_point.values())
-        else math.nan
-    )
+    elif all(math.isfinite(v) for v in ref_point.values()):
+        hv = hypervolume(_objective_matrix(rows, objectives), senses, ref)
+    else:
+        hv = math.nan
     ref_row = _resolve_reference(rows, reference)
     notes = []
     if ref_row is None:

@@ -15,8 +15,8 @@ _LAZY = {
     "Space": "gcsearch.search.space",
     "load_space": "gcsearch.search.space",
     "parse_space": "gcsearch.search.space",
-    "run_search": "gcsearch.search.study",
-    "search": "gcsearch.search.study",
+    "run_search": "gcsearch.search.run",
+    "search": "gcsearch.search.run",
 }
 
 __all__ = ["Space", "load_space", "parse_space", "run_search", "search"]

@@ -34,8 +34,9 @@ from typing import Any
 from optuna.trial import TrialState
 
 from gcsearch.search.local import TableExecutor
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.run import search
 from gcsearch.search.space import Space, load_space, parse_space
-from gcsearch.search.study import search
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_SPACE = ROOT / "spaces" / "bench-small.toml"
@@ -74,9 +75,12 @@ def _front_hv(points: Sequence[Sequence[float]], senses: Sequence[str],
 
 def _points(study: Any, searched_only: bool = False) -> list[list[float]]:
     """Objective vectors of trained complete trials (optionally without reference rows)."""
-    return [list(t.values) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "duplicate_of" not in t.user_attrs and t.values
-            and not (searched_only and t.user_attrs.get("role") == "reference")]
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = TrialRecord.read(t)
+        if t.values and not rec.is_duplicate and not (searched_only and rec.role == "reference"):
+            out.append(list(t.values))
+    return out
 
 
 def exhaustive_table(space: Space, run_dir: Path, fresh: bool = False,
@@ -98,9 +102,10 @@ def exhaustive_table(space: Space, run_dir: Path, fresh: bool = False,
     study = optuna.load_study(study_name=space.name, storage=storage)
     table: dict[str, dict[int, dict[str, Any]]] = {}
     for t in study.get_trials(deepcopy=False):
-        if t.state.is_finished() and "duplicate_of" not in t.user_attrs:
-            for r in t.user_attrs.get("results") or []:
-                table.setdefault(t.user_attrs["candidate_id"], {})[int(r["seed"])] = r
+        rec = TrialRecord.read(t)
+        if t.state.is_finished() and not rec.is_duplicate:
+            for r in rec.results:
+                table.setdefault(rec.candidate_id, {})[int(r["seed"])] = r
     return table, study
 
 
@@ -111,8 +116,8 @@ def replay(space: Space, table: Mapping[str, Any], *, sampler: str, n_trials: in
                               enabled=fidelity, parallel=1)
     budget_epochs = int(space.budget.get("epochs", 0)) or max(
         len(r.get("history") or []) for seeds in table.values() for r in seeds.values())
-    ex = TableExecutor(table, parallel=1, rungs=sp.fidelity.rungs(budget_epochs),
-                       eta=sp.fidelity.eta)
+    del budget_epochs
+    ex = TableExecutor(table, parallel=1)
     with tempfile.TemporaryDirectory() as tmp:
         out = search(sp, Path(tmp), storage="memory", executor=ex, progress=False,
                      export=False)

@@ -5,8 +5,9 @@ resources of one trial (``num_cpus=cpus_per_trial``, ``num_gpus=gpus_per_trial``
 allowed), so Ray's scheduler decides how many run at once on each node. A worker that dies
 (SIGKILL, OOM killer, lost node) has its task retried by Ray (``max_retries``); an exception
 inside a trial is not retried (``retry_exceptions=False``): ``run_job`` turns it into a failed
-row. The successive-halving rungs live in one Ray actor that every trial's per-epoch callback
-asks whether to go on.
+row. A small Ray actor counts each job's attempts, so a Ray retry is recorded on the trial's
+row (``env.attempt``). Rung decisions are the driver's (``driver.py``): a rung run is a job
+with ``stop_at``.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short
 enough for Unix socket names (Ray's socket paths must stay under ~107 bytes), else under a
@@ -23,7 +24,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ import ray
 from ray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
 
 from gcsearch.errors import UserError
-from gcsearch.search.fidelity import RungTable
 from gcsearch.search.trial import Job, run_job
 
 #: Longest ``_temp_dir`` we hand Ray: its session dir (~45 chars) and socket names must fit
@@ -62,7 +62,7 @@ def _use_auth_token() -> bool:
     but ``ray.init(address=HOST:PORT)`` sends no token unless ``RAY_AUTH_MODE=token``). A
     cluster without token authentication accepts such a client too; a ``RAY_AUTH_MODE`` set by
     the user is respected. Ray versions before token authentication have no such helper."""
-    try:  # private API: tests/search/test_executor_auth.py fails loudly when it moves
+    try:  # private API: tests/runners/test_runners.py fails loudly when it moves
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
@@ -71,48 +71,30 @@ def _use_auth_token() -> bool:
     return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
 
 
-class RungActor:
-    """The rung table behind a Ray actor: one shared record of every trial's rung figures."""
+class AttemptCounter:
+    """How many times each job has started (a retried task starts again)."""
 
-    def __init__(self, rungs: Sequence[int], eta: int) -> None:
-        self.table = RungTable(tuple(rungs), eta)
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
 
-    def report(self, key: str, epoch: int, vector: Sequence[float], protected: bool) -> bool:
-        return self.table.report(key, epoch, vector, protected)
-
-    def preload(self, entries: Iterable[tuple[int, str, Sequence[float], bool]]) -> int:
-        n = 0
-        for epoch, key, vector, protected in entries:
-            self.table.entries.setdefault(epoch, {})[key] = tuple(vector)
-            if protected:
-                self.table.anchors.add(key)
-            n += 1
-        return n
-
-    def decisions(self) -> list[dict[str, Any]]:
-        return list(self.table.decisions)
+    def start(self, key: str) -> int:
+        self.starts[key] = self.starts.get(key, 0) + 1
+        return self.starts[key]
 
 
-def _trial_task(job: Job, coordinator: Any) -> dict[str, Any]:
-    """Body of the Ray task: ``run_job`` with the rung callback and Ray's view of the node."""
-    from gcsearch.search.fidelity import rung_vector
-
+def _trial_task(job: Job, counter: Any) -> dict[str, Any]:
+    """Body of the Ray task: ``run_job`` with Ray's view of the node and the attempt number."""
     ctx = ray.get_runtime_context()
-
-    def stop_check(epoch: int, metrics: dict[str, float]) -> bool:
-        if coordinator is None:
-            return False
-        vector = rung_vector(job.objectives, metrics)
-        return bool(ray.get(coordinator.report.remote(job.key, epoch, vector, job.protected)))
-
+    attempt = int(ray.get(counter.start.remote(f"{job.trial}#s{job.seed}"))) if counter else 1
     gpu_ids = ray.get_gpu_ids()
     job = dataclasses.replace(job, device=trial_device(job.device, gpu_ids,
                                                        os.environ.get("CUDA_VISIBLE_DEVICES")))
-    out = run_job(job, stop_check)
+    out = run_job(job)
     env = out.setdefault("env", {})
     env["node"] = ctx.get_node_id()[:12]
     env["ip"] = ray.util.get_node_ip_address()
     env["ray_worker"] = ctx.get_worker_id()[:12]
+    env["attempt"] = attempt
     if gpu_ids:
         env["ray_gpus"] = [str(g) for g in gpu_ids]
     return out
@@ -167,8 +149,7 @@ class RayExecutor:
 
     def __init__(self, run_dir: Path, *, address: str | None = None, parallel: int | None = 2,
                  cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 rungs: Sequence[int] = (), eta: int = 3, max_retries: int = 3,
-                 preload: Iterable[tuple[int, str, Sequence[float], bool]] = ()) -> None:
+                 max_retries: int = 3) -> None:
         self.run_dir = Path(run_dir)
         self.address = address
         self.started_ray = False
@@ -210,19 +191,13 @@ class RayExecutor:
         self.parallel = max(1, parallel)
         self._remote = ray.remote(**task_options(cpus_per_trial, gpus_per_trial,
                                                  max_retries))(_trial_task)
-        self.coordinator = None
-        if rungs:
-            actor = ray.remote(RungActor).options(num_cpus=0, max_restarts=-1,
-                                                  max_task_retries=-1)
-            self.coordinator = actor.remote(tuple(rungs), eta)
-            loaded = list(preload)
-            if loaded:
-                ray.get(self.coordinator.preload.remote(loaded))
+        self.counter = ray.remote(AttemptCounter).options(num_cpus=0, max_restarts=-1,
+                                                           max_task_retries=-1).remote()
         self._refs: dict[Any, tuple[Job, float]] = {}
 
     # -------------------------------------------------------------------- work
     def submit(self, job: Job) -> None:
-        self._refs[self._remote.remote(job, self.coordinator)] = (job, time.time())
+        self._refs[self._remote.remote(job, self.counter)] = (job, time.time())
 
     def in_flight(self) -> list[Job]:
         return [job for job, _ in self._refs.values()]
@@ -256,11 +231,6 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
         self._refs.clear()
 
-    def rung_decisions(self) -> list[dict[str, Any]]:
-        if self.coordinator is None:
-            return []
-        return list(ray.get(self.coordinator.decisions.remote()))
-
     def describe(self) -> dict[str, Any]:
         """Nodes and resources of the Ray cluster (for the run record)."""
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -271,9 +241,10 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         self.cancel_all()
-        if self.coordinator is not None:
-            ray.kill(self.coordinator)
-            self.coordinator = None
+        if self.counter is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(self.counter)
+            self.counter = None
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
@@ -284,4 +255,4 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["RayExecutor", "RungActor", "short_temp_dir", "task_options", "trial_device"]
+__all__ = ["AttemptCounter", "RayExecutor", "short_temp_dir", "task_options", "trial_device"]

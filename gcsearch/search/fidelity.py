@@ -1,26 +1,23 @@
-"""Multi-objective successive halving: rungs by epochs, promotion by non-dominated sorting.
+"""Multi-objective successive halving over candidates: promotion by non-dominated sorting.
 
 Optuna's pruners are single-objective and Ray's ASHA takes one metric, so the rule is written
 here. Rungs sit at ``min_epochs * eta**k`` epochs below the full budget (Successive Halving,
-Jamieson & Talwalkar 2016, https://arxiv.org/abs/1502.07943), applied asynchronously as in ASHA
-(Li et al. 2020, https://arxiv.org/abs/1810.05934): a trial reaching a rung is compared with
-every trial that reached it before, and goes on only if it ranks in the top ``max(1, n // eta)``
-of the ``n`` searched entries, ranked as NSGA-II ranks a population (Deb et al. 2002):
-non-dominated front first, then crowding distance, then accuracy. Costs are known before
-training, so the rung vector is the objective vector with the rung's validation accuracy in it.
+Jamieson & Talwalkar 2016, https://arxiv.org/abs/1502.07943), decided synchronously: the
+driver ranks every candidate of the search at a rung once all have reported there, on the
+mean over each candidate's seeds, as NSGA-II ranks a population (Deb et al. 2002):
+non-dominated front first, then crowding distance, then accuracy, then candidate id; the top
+``max(1, n // eta)`` go on. Costs are known before training, so the rung vector is the
+objective vector with the rung's mean validation accuracy in it. Asynchronous promotion (ASHA)
+was dropped: its outcome depended on the order trials finished in.
 
-Reference rows (the baseline and presets) report to the rungs and shape the fronts (a
-candidate a preset dominates ranks behind it), but take no promotion slot and are never
-stopped. This module is pure Python; the executor hosts one ``RungTable`` in a Ray actor that
-every trial's per-epoch callback consults.
+Reference rows (the baseline and presets) shape the fronts (a candidate a preset dominates
+ranks behind it) but take no promotion slot and are never stopped. Pure Python.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 Vector = tuple[float, ...]
 
@@ -84,48 +81,19 @@ def rung_vector(objectives: Sequence[str], metrics: Mapping[str, float]) -> Vect
     return tuple(out)
 
 
-@dataclass
-class RungTable:
-    """Asynchronous successive-halving decisions over objective vectors.
+def rank_rung(members: Mapping[str, Sequence[float]], anchors: Mapping[str, Sequence[float]],
+              eta: int) -> tuple[list[str], int]:
+    """Candidate ids best first at one rung, and how many go on (``max(1, n // eta)``).
 
-    ``report`` is called after every epoch; it returns True when the trial must stop here.
-    Entries are keyed by trial key (candidate id and seed), so a retried trial replaces its
-    earlier report instead of counting twice.
+    Deterministic: ties fall to the id, so the outcome depends only on the figures.
     """
-
-    rungs: tuple[int, ...]
-    eta: int
-    entries: dict[int, dict[str, Vector]] = field(default_factory=dict)
-    anchors: set[str] = field(default_factory=set)
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-
-    def report(self, key: str, epoch: int, vector: Sequence[float],
-               protected: bool = False) -> bool:
-        """Record ``vector`` at ``epoch``; True means stop (not in the rung's top 1/eta)."""
-        if epoch not in self.rungs:
-            return False
-        vec = tuple(float(v) for v in vector)
-        if not all(math.isfinite(v) for v in vec):
-            return False  # a NaN trial fails on its own; it must not poison the rung
-        rung = self.entries.setdefault(epoch, {})
-        rung[key] = vec
-        if protected:
-            self.anchors.add(key)
-        keys = list(rung)
-        # references shape the fronts but take no promotion slot
-        ranked = [keys[i] for i in nsga_order([rung[k] for k in keys])
-                  if keys[i] not in self.anchors]
-        keep = max(1, len(ranked) // self.eta)
-        position = ranked.index(key) if key in ranked else 0
-        stop = position >= keep and not protected
-        self.decisions.append({"key": key, "epoch": epoch, "position": position + 1,
-                               "of": len(ranked), "keep": keep, "stop": stop})
-        return stop
-
-    def rung_index(self, epochs: int) -> int:
-        """How many rungs a trial that trained ``epochs`` epochs has passed."""
-        return sum(1 for r in self.rungs if r <= epochs)
+    vec = {k: tuple(float(x) for x in v) for k, v in members.items()
+           if all(math.isfinite(float(x)) for x in v)}
+    ids = sorted(vec) + sorted(a for a in anchors if a not in vec)
+    points = [vec[i] if i in vec else tuple(anchors[i]) for i in ids]
+    ranked = [ids[i] for i in nsga_order(points) if ids[i] in vec]
+    return ranked, max(1, len(ranked) // eta)
 
 
-__all__ = ["RungTable", "crowding_distances", "dominates", "nondominated_ranks", "nsga_order",
+__all__ = ["crowding_distances", "dominates", "nondominated_ranks", "nsga_order", "rank_rung",
            "rung_vector"]

@@ -1,22 +1,30 @@
-"""From Optuna trials to candidates: define-by-run suggestion and the samplers.
+"""From Optuna trials to candidates: a uniform encoding, and the Optuna samplers.
 
-``ratio`` and ``norm`` are suggested only when ``transform`` is ``bottleneck`` (Optuna's
-define-by-run conditionals); a space with several ``[[axes]]`` grids first suggests ``grid`` and
-then that grid's axes under prefixed names. ``candidate_params`` inverts the suggestion so a
-known candidate can be enqueued (grid order, reference rows, the duplicate-streak fallback).
+Every candidate of a grid is one point of a flat product of axes: the transform is one token
+(``1x1``, ``r4ln``, ``r16`` ...) instead of ``transform`` plus ``ratio``/``norm`` asked only
+for a bottleneck, so each candidate carries the same parameters and a random draw is uniform
+over candidates (the conditional encoding gave each 1x1 candidate the mass of all its
+bottleneck siblings together). A space with several ``[[axes]]`` grids first suggests
+``grid``. ``candidate_params`` inverts the suggestion so a known candidate can be enqueued.
+
+Optuna's samplers see only searched, trained trials (``SearchOnly``): reference rows carry no
+axis parameters and would empty the intersection search space of multivariate TPE, GPSampler
+and NSGA-II and count toward ``n_startup_trials``; duplicates would count a network twice.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.samplers import NSGAIISampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from gcsearch.search.space import Space
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.space import Axes, Space
 from gcsearch.spec import BlockSpec, Candidate, Placement
 
 
@@ -27,23 +35,55 @@ def _in_grid(space: Space, cand: Candidate) -> int | None:
     return None
 
 
+def transform_token(block: BlockSpec) -> str:
+    """One token for transform, ratio and norm: ``1x1``, ``r16ln``, ``r4``."""
+    if block.transform == "1x1":
+        return "1x1"
+    return f"r{block.ratio}{'ln' if block.norm == 'ln' else ''}"
+
+
+def _tokens(grid: Axes) -> list[str]:
+    seen: dict[str, None] = {}
+    for b in (c.block for c in grid.candidates()):
+        if b is not None:
+            seen.setdefault(transform_token(b))
+    return list(seen)
+
+
+def _block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
+    if token == "1x1":
+        return BlockSpec(pooling, "1x1", None, "none", fusion)
+    norm = "ln" if token.endswith("ln") else "none"
+    return BlockSpec(pooling, "bottleneck", int(token[1:].removesuffix("ln")), norm, fusion)
+
+
+def grid_choices(grid: Axes) -> dict[str, list[Any]]:
+    """The flat, unconditional parameters of one grid (axes with more than one value)."""
+    values = {"pooling": list(grid.pooling), "transform": _tokens(grid),
+              "fusion": list(grid.fusion), "position": list(grid.position),
+              "stages": list(grid.stages), "density": list(grid.density)}
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
 def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
-    """Define-by-run suggestion of one candidate (ratio/norm only for a bottleneck)."""
+    """Suggest one candidate: every candidate of a grid is one equally likely point."""
     if len(space.grids) > 1:
         name = trial.suggest_categorical("grid", [g.name for g in space.grids])
         grid, prefix = next(g for g in space.grids if g.name == name), f"{name}."
     else:
         grid, prefix = space.grids[0], ""
+    choices = grid_choices(grid)
 
-    def pick(axis: str) -> Any:
-        values = getattr(grid, axis)
-        return values[0] if len(values) == 1 else trial.suggest_categorical(prefix + axis,
-                                                                            list(values))
+    def pick(axis: str, default: Any) -> Any:
+        if axis in choices:
+            return trial.suggest_categorical(prefix + axis, choices[axis])
+        return default
 
-    pooling, transform = pick("pooling"), pick("transform")
-    ratio, norm = (pick("ratio"), pick("norm")) if transform == "bottleneck" else (None, "none")
-    block = BlockSpec(pooling, transform, ratio, norm, pick("fusion"))
-    placement = Placement(pick("position"), pick("stages"), pick("density"))
+    token = pick("transform", _tokens(grid)[0])
+    block = _block_from_token(pick("pooling", grid.pooling[0]), token,
+                              pick("fusion", grid.fusion[0]))
+    placement = Placement(pick("position", grid.position[0]), pick("stages", grid.stages[0]),
+                          pick("density", grid.density[0]))
     return Candidate(block=block, placement=placement)
 
 
@@ -57,67 +97,102 @@ def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
     prefix = ""
     if len(space.grids) > 1:
         params["grid"], prefix = grid.name, f"{grid.name}."
-    values = {**cand.block.to_dict(), "position": cand.placement.position,
-              "stages": "".join(cand.placement.stages), "density": cand.placement.density}
-    for axis in ("pooling", "transform", "ratio", "norm", "fusion", "position", "stages",
-                 "density"):
-        if axis in ("ratio", "norm") and cand.block.transform != "bottleneck":
-            continue
-        if len(getattr(grid, axis)) > 1:
-            params[prefix + axis] = values[axis]
+    p = cand.placement
+    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
+              "fusion": cand.block.fusion, "position": p.position,
+              "stages": "".join(p.stages), "density": p.density}
+    for axis in grid_choices(grid):
+        params[prefix + axis] = values[axis]
     return params
 
 
-def _is_search_parent(t: FrozenTrial) -> bool:
-    return t.user_attrs.get("role", "search") == "search" and "duplicate_of" not in t.user_attrs
+def is_search_trial(t: FrozenTrial) -> bool:
+    """A searched candidate trained in this trial (not a reference row, not a duplicate)."""
+    rec = TrialRecord.read(t)
+    return rec.role == "search" and not rec.is_duplicate
 
 
-class SearchNSGAIISampler(NSGAIISampler):
-    """NSGA-II whose search space and parents come from searched, non-duplicate trials only.
+class _SearchView:
+    """A study as a sampler should see it: only searched, non-duplicate trials.
 
-    Reference rows carry no axis parameters; left in, they would empty Optuna's intersection
-    search space (turning NSGA-II into random search) and could be drawn as parents.
+    Optuna's samplers read trials through ``Study._get_trials`` (private) and
+    ``Study.get_trials``; ``tests/search/test_sampling.py`` fails loudly if that changes.
     """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [t for t in self._study._get_trials(*args, **kwargs) if is_search_trial(t)]
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(*args, **kwargs) if is_search_trial(t)]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
+class SearchOnly(BaseSampler):
+    """Wraps an Optuna sampler so it sees searched trials only (see ``_SearchView``)."""
+
+    def __init__(self, base: BaseSampler) -> None:
+        self.base = base
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, Any]:
-        space: dict[str, Any] | None = None
-        for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,),
-                                   use_cache=True):
-            if not _is_search_parent(t):
-                continue
-            if space is None:
-                space = dict(t.distributions)
-            else:
-                space = {k: v for k, v in space.items() if t.distributions.get(k) == v}
-        return {k: v for k, v in (space or {}).items() if not v.single()}
+        return self.base.infer_relative_search_space(_SearchView(study), trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.base.sample_relative(_SearchView(study), trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self.base.sample_independent(_SearchView(study), trial, param_name,
+                                            param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        # Optuna assigns a generation on the first sampled parameter, which an enqueued trial
-        # (grid order, the duplicate-streak fallback) never has: assign it here instead.
+        self.base.before_trial(_SearchView(study), trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.base.after_trial(_SearchView(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.base.reseed_rng()
+
+
+class _NSGAII(NSGAIISampler):
+    """NSGA-II that gives an enqueued trial (the duplicate-streak fallback) a generation."""
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         super().before_trial(study, trial)
-        if trial.user_attrs.get("role", "search") == "search":
+        if TrialRecord.read(trial).role == "search":
             self.get_trial_generation(study, trial)
 
-    def select_parent(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
-        pool = [t for t in self.get_population(study, generation - 1)
-                + self.get_parent_population(study, generation - 1) if _is_search_parent(t)]
-        return self._elite_population_selection_strategy(study, pool) if pool else []
+
+#: Strategies ``make_sampler`` builds from Optuna; ``grid`` and ``ehvi`` are the driver's.
+OPTUNA_SAMPLERS = ("nsga2", "tpe", "random")
 
 
-def make_sampler(space: Space, n_trials: int) -> optuna.samplers.BaseSampler:
-    """The sampler a space asks for (``grid`` enumerates through the driver; see module)."""
+def make_sampler(space: Space, n_trials: int) -> BaseSampler:
+    """The Optuna sampler for ``nsga2``/``tpe``/``random``; a random one (never consulted for
+    a proposal) for the driver's own strategies, ``grid`` and ``ehvi``."""
     s = space.search
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if s.sampler == "nsga2":
             pop = s.population or max(4, min(50, math.ceil(n_trials / 4)))
-            return SearchNSGAIISampler(population_size=pop, seed=s.sampler_seed)
+            return SearchOnly(_NSGAII(population_size=pop, seed=s.sampler_seed))
         if s.sampler == "tpe":
-            return TPESampler(multivariate=True, group=True, constant_liar=True,
-                              n_startup_trials=max(4, min(10, n_trials // 4)),
-                              seed=s.sampler_seed)
-    return RandomSampler(seed=s.sampler_seed)
+            return SearchOnly(TPESampler(multivariate=True, constant_liar=True,
+                                         n_startup_trials=max(4, min(10, n_trials // 4)),
+                                         seed=s.sampler_seed))
+    return SearchOnly(RandomSampler(seed=s.sampler_seed))
 
 
 def preset_block(preset: str) -> BlockSpec | None:
@@ -138,5 +213,16 @@ def preset_block(preset: str) -> BlockSpec | None:
     return None
 
 
-__all__ = ["SearchNSGAIISampler", "candidate_params", "make_sampler", "preset_block",
-           "suggest_candidate"]
+def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
+    """The network a candidate builds (``backbones.module_key``), a preset that is exactly a
+    spec counted as that spec: candidates with one key are trained once."""
+    from gcsearch.backbones import module_key
+
+    spec = preset_block(cand.preset) if cand.preset else None
+    same = Candidate(block=spec, placement=cand.placement) if spec else cand
+    return module_key(same, backbone, min_hidden)
+
+
+__all__ = ["OPTUNA_SAMPLERS", "SearchOnly", "candidate_params", "grid_choices",
+           "is_search_trial", "make_sampler", "network_key", "preset_block", "suggest_candidate",
+           "transform_token"]

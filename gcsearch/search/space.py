@@ -47,7 +47,7 @@ from gcsearch.spec import (
     stage_sets,
 )
 
-SAMPLERS = ("nsga2", "tpe", "random", "grid")
+SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
 METRICS = {"top1": "max", "loss": "min", "macs": "min", "params": "min",
            "block_macs": "min", "block_params": "min"}
 DIRECTIONS = ("max", "min")
@@ -122,7 +122,7 @@ class Axes:
 class SearchSettings:
     """How the study runs: sampler, trial budget, parallelism and resources per trial."""
 
-    sampler: str = "nsga2"
+    sampler: str = "ehvi"
     n_trials: int | None = None  # None: every candidate of the space
     seeds: int = 1
     parallel: int = 2

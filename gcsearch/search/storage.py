@@ -1,9 +1,10 @@
-"""The study's record: where it is stored, how it is opened, and who may write it.
+"""The study's storage: the only module that opens it, for the driver and for readers.
 
 SQLite in the run directory by default (WAL journal, so ``gcsearch report`` and
 ``optuna-dashboard`` read while the driver writes), any Optuna RDB URL (PostgreSQL for a
-shared server), or a journal file. One driver per run directory (a lock file), and on
-``--resume`` the trials a dead driver left running are turned into failed, retryable rows.
+shared server), or a journal file. ``open_storage``/``open_study`` are the driver's (it
+writes); ``load_study_readonly`` is every reader's (report, export, benchmarks): it never
+creates tables, studies or trials. One driver per run directory (a lock file).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from gcsearch.errors import UserError
 from gcsearch.search.space import Space
 
 STORAGE_FILE = "study.db"
+#: Storage files a run directory may hold, in the order a reader looks for them.
+RUN_STORAGE_FILES = (STORAGE_FILE, "study.sqlite", "study.sqlite3", "study.journal", "study.log")
 
 
 def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
@@ -90,28 +92,77 @@ def _fast_sqlite(rdb: optuna.storages.RDBStorage) -> None:
     rdb.engine.dispose()  # reconnect with the pragmas
 
 
+def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
+    """A run directory, a storage file or a storage URL -> (storage, printable name), opened
+    without creating anything."""
+    text = str(target)
+    if "://" in text:
+        if text.startswith("sqlite:///"):
+            db = Path(text.removeprefix("sqlite:///"))
+            if not db.is_file():
+                raise UserError(f"storage not found: {db} (from {text})")
+        return _rdb_readonly(text, text), text
+    path = Path(text)
+    if path.is_dir():
+        found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
+        if not found:
+            raise UserError(
+                f"{path} holds no study storage (expected one of {', '.join(RUN_STORAGE_FILES)})")
+        path = found[0]
+    elif not path.is_file():
+        raise UserError(f"run directory or storage not found: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        return _rdb_readonly(f"sqlite:///{path.resolve()}", str(path)), str(path)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        return JournalStorage(JournalFileBackend(str(path))), str(path)
+    except Exception as exc:  # not a journal either
+        raise UserError(f"cannot read a study storage from {path} ({type(exc).__name__})"
+                        ) from None
+
+
+def _rdb_readonly(url: str, where: str) -> Any:
+    try:
+        return optuna.storages.RDBStorage(url, skip_table_creation=True)
+    except Exception as exc:  # a corrupt or foreign file, bad URL, unreachable server
+        raise UserError(f"cannot read a study storage from {where} ({type(exc).__name__})"
+                        ) from None
+
+
+def load_study_readonly(target: str | os.PathLike[str],
+                        study_name: str | None = None) -> optuna.Study:
+    """The study in a run directory, storage file or URL, for reading (report, export).
+
+    With no ``study_name`` the storage must hold exactly one study.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, where = _reader_storage(target)
+    try:
+        names = optuna.study.get_all_study_names(storage)
+    except Exception as exc:  # a corrupt or foreign file
+        raise UserError(f"cannot read a study storage from {where} ({type(exc).__name__})"
+                        ) from None
+    if not names:
+        raise UserError(f"{where} holds no study")
+    if study_name is None:
+        if len(names) > 1:
+            raise UserError(f"{where} holds {len(names)} studies; choose one with --study "
+                            f"({', '.join(sorted(names))})")
+        study_name = names[0]
+    if study_name not in names:
+        raise UserError(f"unknown study {study_name!r} in {where} (studies: {', '.join(names)})")
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
 def space_fingerprint(space: Space, budget: Mapping[str, Any]) -> str:
     """What must not change between a run and its resume: candidates, objectives, budget."""
     key = {"candidates": [c.id for c in space.candidates()], "references": space.reference_ids,
            "objectives": space.objectives, "budget": dict(budget), "task": space.task,
            "backbone": space.backbone, "seeds": space.search.seeds}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def mark_dead_driver_trials(study: optuna.Study) -> int:
-    """Trials a killed driver left RUNNING or WAITING become failed, retryable rows."""
-    n = 0
-    storage = study._storage
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        reason = ("driver died: trial left running (asked again on resume)"
-                  if t.state == TrialState.RUNNING else "stale enqueued trial (driver died)")
-        if t.state == TrialState.WAITING:  # a WAITING trial must start before it can fail
-            storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
-        for key, value in (("status", "failed"), ("reason", reason), ("retryable", True)):
-            storage.set_trial_user_attr(t._trial_id, key, value)
-        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        n += 1
-    return n
 
 
 def open_study(space: Space, storage: Any, where: str, name: str, resume: bool,
@@ -175,5 +226,5 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["STORAGE_FILE", "driver_lock", "mark_dead_driver_trials", "open_storage",
-           "open_study", "space_fingerprint"]
+__all__ = ["RUN_STORAGE_FILES", "STORAGE_FILE", "driver_lock", "load_study_readonly",
+           "open_storage", "open_study", "space_fingerprint"]

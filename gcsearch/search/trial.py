@@ -49,6 +49,8 @@ class Job:
     protected: bool = False
     deterministic: bool = False  # CUDA: deterministic cuDNN instead of autotuning
     fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
+    stop_at: int | None = None  # a rung run: stop after this epoch (same schedule as full)
+    weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
 
     @property
     def candidate_id(self) -> str:
@@ -78,6 +80,13 @@ def _inject(job: Job, epoch: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def seed_weights_path(weights_dir: str | Path, candidate_id: str, seed: int) -> Path:
+    """Where a job leaves one seed's weights; the driver keeps the best seed's file."""
+    from gcsearch.checkpoint import checkpoint_name
+
+    return Path(weights_dir) / f"seed{seed}" / checkpoint_name(candidate_id)
+
+
 def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
     """Train ``job``'s candidate; always returns a ``TrialResult`` dict (failures included)."""
     start = time.perf_counter()
@@ -105,15 +114,28 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         def callback(record: dict[str, Any]) -> bool:
             epoch = int(record["epoch"])
             _inject(job, epoch)
+            if job.stop_at is not None and epoch >= job.stop_at:
+                return True
             if stop_check is None:
                 return False
             metrics = {**costs, "top1": float(record.get("val_top1", math.nan)),
                        "loss": float(record.get("val_loss", math.nan))}
             return bool(stop_check(epoch, metrics))
 
+        def save(model: Any, res: TrialResult) -> None:
+            from gcsearch.checkpoint import save_checkpoint
+
+            assert job.weights_dir is not None
+            save_checkpoint(seed_weights_path(job.weights_dir, cand.id, job.seed), model, cand,
+                            backbone=job.backbone, min_hidden=job.min_hidden,
+                            num_classes=task.num_classes, input_shape=tuple(task.input_shape),
+                            meta={"seed": job.seed, "top1": float(res.top1 or math.nan),
+                                  "task": job.task, "epochs": res.epochs})
+
         result = train(cand, task, budget, job.seed, device, backbone=job.backbone,
                        threads=threads, callback=callback, min_hidden=job.min_hidden,
-                       deterministic=job.deterministic)
+                       deterministic=job.deterministic,
+                       on_trained=save if job.weights_dir else None)
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         for k, v in cost.to_dict().items():
             if out.get(k) is None:
@@ -135,4 +157,4 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["SMOKE_BUDGET", "Job", "StopCheck", "make_budget", "run_job"]
+__all__ = ["SMOKE_BUDGET", "Job", "StopCheck", "make_budget", "run_job", "seed_weights_path"]

@@ -148,9 +148,13 @@ def train(
     min_hidden: int = 8,
     amp: bool = True,
     deterministic: bool = False,
+    on_trained: Callable[[nn.Module, TrialResult], None] | None = None,
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
-    (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``."""
+    (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
+
+    ``on_trained(model, result)`` is called with the trained network when training completes
+    (the search saves the weights there)."""
     from gcsearch.backbones import build_model
     from gcsearch.cost import count_cost
 
@@ -191,6 +195,8 @@ def train(
             _fit(model, train_data, eval_data, budget, dev, dtype, result, callback)
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
+        if on_trained is not None and result.status == "complete":
+            on_trained(model, result)
     result.wall_s = time.perf_counter() - start
     return result
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import optuna
 
+from gcsearch.search.record import TrialRecord
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Three searched candidates (+ the baseline and one preset) on the synthetic task.
@@ -44,6 +46,5 @@ def tiny_space(tmp_path: Path, sampler: str = "grid", n_trials: str = '"all"',
 
 def trained_per_candidate(study: optuna.Study) -> Counter[str]:
     """How many times each candidate was trained (duplicates and retryable rows excluded)."""
-    return Counter(t.user_attrs["candidate_id"] for t in study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and "duplicate_of" not in t.user_attrs
-                   and not t.user_attrs.get("retryable"))
+    return Counter(rec.candidate_id for t in study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and (rec := TrialRecord.read(t)).trained)

@@ -1,4 +1,4 @@
-"""Successive-halving rungs: non-dominated sorting, crowding, promotion, references."""
+"""Successive-halving ranking: non-dominated sorting, crowding, promotion, references."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import random
 import pytest
 
 from gcsearch.search.fidelity import (
-    RungTable,
     crowding_distances,
     dominates,
     nondominated_ranks,
     nsga_order,
+    rank_rung,
     rung_vector,
 )
 from gcsearch.search.space import Fidelity
@@ -50,41 +50,30 @@ def test_rung_epochs(epochs: int, eta: int, first: int, rungs: tuple[int, ...]) 
     assert Fidelity(False, eta, first).rungs(epochs) == ()
 
 
-def test_dominated_trial_stops_and_front_member_goes_on() -> None:
-    table = RungTable((1,), eta=2)
-    assert not table.report("a", 1, (-90.0, 10.0))
-    assert not table.report("b", 1, (-95.0, 5.0))  # dominates a
-    assert table.report("c", 1, (-50.0, 20.0))     # dominated by both: stop
-    assert not table.report("d", 2, (-1.0, 99.0))  # not a rung epoch: never stops
+def test_dominated_candidate_stops_and_front_members_go_on() -> None:
+    ranked, keep = rank_rung({"a": (-90.0, 10.0), "b": (-95.0, 5.0), "c": (-50.0, 20.0),
+                              "d": (-80.0, 1.0)}, {}, eta=2)
+    assert keep == 2 and set(ranked[:2]) == {"b", "d"}  # the front
+    assert ranked[-1] == "c"  # dominated by everyone
 
 
-def test_top_fraction_is_kept_as_rung_fills() -> None:
-    table = RungTable((1,), eta=3)
-    stops = [table.report(f"t{i}", 1, (-float(i), 1.0)) for i in range(9)]
-    # each newcomer is the most accurate so far at equal cost: always on the front, kept
-    assert stops == [False] * 9
-    worse = [table.report(f"w{i}", 1, (0.0, 2.0)) for i in range(3)]
-    assert all(worse)
+def test_ranking_does_not_depend_on_arrival_order() -> None:
+    rng = random.Random(0)
+    members = {f"c{i}": (-rng.choice([60.0, 70.0, 80.0]), rng.choice([1.0, 2.0]))
+               for i in range(12)}  # many ties
+    first = rank_rung(members, {}, eta=3)
+    for _ in range(5):
+        keys = list(members)
+        rng.shuffle(keys)
+        assert rank_rung({k: members[k] for k in keys}, {}, eta=3) == first
 
 
-def test_references_anchor_but_take_no_slot_and_never_stop() -> None:
-    table = RungTable((1,), eta=2)
-    assert not table.report("ref-good", 1, (-99.0, 1.0), protected=True)
-    assert not table.report("ref-bad", 1, (0.0, 50.0), protected=True)  # protected: goes on
-    # a candidate the reference dominates is behind it, but alone among searched ones: kept
-    assert not table.report("x", 1, (-50.0, 10.0))
-    assert table.report("y", 1, (-40.0, 20.0))  # dominated by x and the reference
-    assert table.decisions[-1]["of"] == 2
+def test_references_anchor_but_take_no_slot() -> None:
+    anchors = {"ref-good": (-99.0, 1.0), "ref-bad": (0.0, 50.0)}
+    ranked, keep = rank_rung({"x": (-50.0, 10.0), "y": (-40.0, 20.0)}, anchors, eta=2)
+    assert ranked == ["x", "y"] and keep == 1  # the anchors shape the fronts, take no slot
 
 
-def test_retried_trial_replaces_its_entry() -> None:
-    table = RungTable((1,), eta=2)
-    table.report("a", 1, (-10.0, 1.0))
-    table.report("a", 1, (-10.0, 1.0))
-    assert len(table.entries[1]) == 1
-
-
-def test_nan_report_is_ignored() -> None:
-    table = RungTable((1,), eta=2)
-    assert not table.report("n", 1, (math.nan, 1.0))
-    assert table.entries == {}
+def test_non_finite_member_is_left_out() -> None:
+    ranked, keep = rank_rung({"n": (math.nan, 1.0), "a": (-1.0, 1.0)}, {}, eta=2)
+    assert ranked == ["a"] and keep == 1

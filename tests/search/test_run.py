@@ -1,4 +1,4 @@
-"""The study driver: suggestion, samplers, dedup, records, resume, and one real search."""
+"""A search run end to end: encoding round trip, dedup, records, resume, one real Ray search."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ from _search_helpers import ROOT, tiny_space, trained_per_candidate
 from optuna.trial import TrialState, create_trial
 
 from gcsearch.errors import UserError
+from gcsearch.search.driver import objective_values
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.sampling import (
-    SearchNSGAIISampler,
-    candidate_params,
-    make_sampler,
-    suggest_candidate,
-)
-from gcsearch.search.space import load_space, parse_space
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.run import search
+from gcsearch.search.sampling import candidate_params, suggest_candidate
+from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
-from gcsearch.search.study import objective_values, search
 from gcsearch.spec import Candidate
 
 
@@ -34,42 +31,6 @@ def test_params_round_trip_every_candidate(name: str) -> None:
         trial = study.ask()
         assert suggest_candidate(trial, space) == cand
         study.tell(trial, [1.0] * len(space.objectives))
-
-
-def test_ratio_and_norm_are_conditional() -> None:
-    space = parse_space('[axes]\ntransform = ["1x1", "bottleneck"]\nratio = [4, 16]\n'
-                        'norm = ["none", "ln"]\npooling = ["att", "avg"]\n')
-    study = optuna.create_study(directions=space.directions(),
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
-    for _ in range(60):
-        trial = study.ask()
-        cand = suggest_candidate(trial, space)
-        assert cand.block is not None
-        has = {"ratio", "norm"} & set(trial.params)
-        assert (has == {"ratio", "norm"}) == (cand.block.transform == "bottleneck")
-        seen.add(cand.id)
-        study.tell(trial, [1.0, 1.0, 1.0])
-    assert seen == {c.id for c in space.candidates()}
-
-
-def test_nsga2_ignores_reference_rows_in_search_space_and_parents() -> None:
-    space = load_space(ROOT / "spaces" / "quick.toml").with_overrides(sampler="nsga2")
-    sampler = make_sampler(space, 16)
-    assert isinstance(sampler, SearchNSGAIISampler)
-    study = optuna.create_study(directions=space.directions(), sampler=sampler)
-    study.add_trial(create_trial(values=[50.0, 1.0, 1.0], params={}, distributions={},
-                                 user_attrs={"role": "reference", "candidate_id": "none"}))
-    for i, cand in enumerate(space.candidates()[:8]):
-        study.enqueue_trial(candidate_params(space, cand))
-        trial = study.ask()
-        suggest_candidate(trial, space)
-        trial.set_user_attr("role", "search")
-        study.tell(trial, [float(i), 2.0 + i, 3.0])
-    inferred = sampler.infer_relative_search_space(study, study.trials[-1])
-    assert {"pooling", "fusion", "stages"} <= set(inferred)
-    parents = sampler.select_parent(study, 1)
-    assert parents and all(t.user_attrs.get("role") == "search" for t in parents)
 
 
 def test_objective_values_mean_over_seeds() -> None:
@@ -109,7 +70,7 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
         assert key in attrs
     assert attrs["objectives"] == list(space.objectives)
     by_id = {t.user_attrs["candidate_id"]: t for t in study.trials
-             if "duplicate_of" not in t.user_attrs}
+             if not TrialRecord.read(t).is_duplicate}
     nan = by_id["avg-1x1-mul@after_1x1:c4"]
     assert nan.state == TrialState.FAIL and nan.user_attrs["status"] == "failed"
     assert "non-finite" in nan.user_attrs["reason"]
@@ -122,15 +83,21 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
             assert set(a["cost"]) == {"params", "macs", "block_params", "block_macs"}
             assert t.values[0] == pytest.approx(a["results"][0]["top1"])
             assert t.values[1] == a["cost"]["macs"]
-    dups = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    dups = [t for t in study.trials if TrialRecord.read(t).is_duplicate]
+    assert dups  # the random sampler proposed some candidates twice
     for d in dups:
-        original = study.trials[d.user_attrs["duplicate_of"]]
-        assert d.user_attrs["candidate_id"] == original.user_attrs["candidate_id"]
-        assert d.state == original.state and d.values == original.values
+        rec = TrialRecord.read(d)
+        original = TrialRecord.read(study.trials[rec.duplicate_of])
+        assert rec.candidate_id == original.candidate_id and rec.status == original.status
+        assert rec.results == original.results
+        # told as failed: no sampler sees a network twice
+        assert d.state == TrialState.FAIL and d.values is None
     assert out.counts["duplicates"] == len(dups)
+    assert out.counts["trials"] == len(study.trials)
     assert (run / "results.csv").is_file() and (run / "space.resolved.toml").is_file()
     record = json.loads((run / "run.json").read_text())
-    assert record["counts"]["failed"] == 1
+    assert record["counts"] == out.counts and record["counts"]["failed"] == 1
+    assert out.counts["complete"] + out.counts["pruned"] + out.counts["failed"] == len(trained)
 
     # resume of a finished study trains nothing
     again = search(space, run, smoke=True, resume=True, executor=InlineExecutor(parallel=1),
@@ -180,8 +147,8 @@ def test_ray_search_end_to_end(tmp_path: Path) -> None:
     assert code == 0
     study = _study(run)
     trained = trained_per_candidate(study)
-    assert sum(1 for t in study.trials if t.user_attrs.get("role") == "reference"
-               and "duplicate_of" not in t.user_attrs) == 2  # none + se, always
+    assert sum(1 for t in study.trials if (r := TrialRecord.read(t)).role == "reference"
+               and not r.is_duplicate) == 2  # none + se, always
     assert sum(trained.values()) == 4 and set(trained.values()) == {1}
     for t in study.trials:
         if t.state == TrialState.COMPLETE:
@@ -231,4 +198,4 @@ def test_same_network_is_trained_once(tmp_path: Path) -> None:
     assert set(ids) == {"none", "gc@after_1x1:c4", "att-r8ln-add@after_1x1:c4",
                         "att-r16ln-add@after_1x1:c4"}
     assert out.epochs_trained == 2 * 2  # none and one network for the three others
-    assert sum("duplicate_of" in t.user_attrs for t in study.trials) == 2
+    assert sum(TrialRecord.read(t).is_duplicate for t in study.trials) == 2

@@ -1,0 +1,552 @@
+"""The search driver: ask, dedupe, tell, and the rung decisions, over one Optuna study.
+
+One Optuna trial is one candidate; its record (``record.TrialRecord``) holds the spec, the
+per-seed results, the rung decisions and the cost, and its values are the means over seeds.
+
+* Strategies: ``ehvi`` (``strategy.py``: expected hypervolume improvement over the distinct
+  networks, exact costs, a model of accuracy only), Optuna's ``nsga2``, ``tpe`` and
+  ``random`` (seeing searched trials only, ``sampling.SearchOnly``), and ``grid`` (every
+  candidate in space order).
+* Reference rows (the ``none`` baseline and the space's presets) are asked first and always
+  trained at the full budget.
+* Deduplication by the network a candidate builds (``sampling.network_key``): a candidate
+  proposed again is answered from the stored result (``duplicate_of``; told to Optuna as a
+  failed trial, so no sampler counts a network twice), or when that trial finishes if it is
+  still running; ``n_trials`` counts distinct networks trained. ``ehvi`` and ``grid`` never
+  propose a known network; after 10 duplicates in a row from an Optuna sampler the driver
+  enqueues an unseen network, so a small space is never stuck.
+* Multi-fidelity (synchronous successive halving over candidates): every searched candidate
+  first trains all its seeds to the first rung; once every candidate of the search has
+  reported there, they are ranked on the mean over their seeds (non-dominated sorting, then
+  crowding, then accuracy, then id; reference rows shape the fronts but take no slot) and the
+  top ``1/eta`` go on to the next rung, trained again from scratch under the same schedule
+  (no checkpoint: a rung run is the prefix of the full run). The decision is recorded on the
+  candidate and depends neither on the order trials finish in nor on an interrupt and resume.
+* Resume: ``recover_stale_trials`` turns the trials a dead driver left running into failed,
+  retryable rows; their candidates are asked again, first, in their original order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from gcsearch.search.display import Display
+from gcsearch.search.fidelity import rank_rung, rung_vector
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.sampling import (
+    OPTUNA_SAMPLERS,
+    candidate_params,
+    network_key,
+    suggest_candidate,
+)
+from gcsearch.search.space import Space
+from gcsearch.search.trial import Job
+from gcsearch.spec import Candidate
+
+#: Failure reasons that say nothing about the candidate: asked again on resume.
+RETRYABLE = ("interrupted", "driver died", "worker lost", "stale")
+MAX_DUPLICATE_STREAK = 10
+_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+          "failed": TrialState.FAIL}
+
+
+def recover_stale_trials(study: optuna.Study) -> int:
+    """Trials a dead driver left RUNNING or WAITING become failed, retryable rows.
+
+    The one place that decides which trials are stale (on ``--resume`` of a run directory
+    only one driver may own). Uses ``Study._storage`` and ``FrozenTrial._trial_id`` (Optuna
+    has no public way to fail another process's trial); ``tests/search/test_driver.py``
+    fails loudly if they change.
+    """
+    n = 0
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        reason = ("driver died: trial left running (asked again on resume)"
+                  if t.state == TrialState.RUNNING else "stale enqueued trial (driver died)")
+        if t.state == TrialState.WAITING:  # a WAITING trial must start before it can fail
+            storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
+        rec = TrialRecord.read(t)
+        rec.status, rec.reason, rec.retryable = "failed", reason, True
+        for name in ("status", "reason", "retryable"):
+            storage.set_trial_user_attr(t._trial_id, *_attr(rec, name))
+        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        n += 1
+    return n
+
+
+class _AttrSink:
+    """Collects what ``TrialRecord.write`` sets (for writers that are not an ``optuna.Trial``)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Any]] = []
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.items.append((key, value))
+
+
+def _attr(rec: TrialRecord, name: str) -> tuple[str, Any]:
+    sink = _AttrSink()
+    rec.write(sink, only=[name])
+    return sink.items[-1]
+
+
+def summarise(results: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """Candidate status from its seeds: any failed -> failed, any pruned -> pruned."""
+    for status in ("failed", "pruned"):
+        hits = [r for r in results if r.get("status") == status]
+        if hits:
+            return status, str(hits[0].get("reason") or status)
+    if not results:
+        return "failed", "no result"
+    return "complete", ""
+
+
+def result_cost(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    for r in results:
+        if r.get("params") is not None and r.get("macs") is not None:
+            return {k: int(r[k]) for k in ("params", "macs", "block_params", "block_macs")
+                    if r.get(k) is not None}
+    return {}
+
+
+def objective_values(objectives: Sequence[str], results: Sequence[Mapping[str, Any]],
+                     cost: Mapping[str, float]) -> list[float] | None:
+    """Objective values in study order: accuracy means over seeds, costs as counted."""
+    tops = [float(r["top1"]) for r in results if r.get("top1") is not None]
+    losses = [float(r["loss"]) for r in results if r.get("loss") is not None]
+    metrics = {**{k: float(v) for k, v in cost.items()},
+               "top1": sum(tops) / len(tops) if tops else math.nan,
+               "loss": sum(losses) / len(losses) if losses else math.nan}
+    values = [metrics.get(o.split(":")[0], math.nan) for o in objectives]
+    return values if all(math.isfinite(v) for v in values) else None
+
+
+def rung_metrics(results: Sequence[Mapping[str, Any]], epoch: int) -> dict[str, float] | None:
+    """Mean over seeds of the validation figures at ``epoch``, with the counted cost."""
+    tops, losses = [], []
+    for r in results:
+        rec = next((h for h in r.get("history") or [] if int(h.get("epoch", 0)) == epoch), None)
+        if rec is None or rec.get("val_top1") is None:
+            return None
+        tops.append(float(rec["val_top1"]))
+        losses.append(float(rec.get("val_loss", math.nan)))
+    if not tops:
+        return None
+    cost = {k: float(v) for k, v in result_cost(results).items()}
+    return {**cost, "top1": sum(tops) / len(tops), "loss": sum(losses) / len(losses),
+            "top1_seeds": tops}  # type: ignore[dict-item]
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    record: TrialRecord
+    key: str
+    stop_at: int | None = None  # rung epoch this segment stops at; None: the full budget
+    jobs_left: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+    waiting: bool = False  # reached its rung, waits for the decision
+    started: float = field(default_factory=time.time)
+
+    @property
+    def cand(self) -> Candidate:
+        assert self.record.candidate is not None
+        return self.record.candidate
+
+    @property
+    def role(self) -> str:
+        return self.record.role
+
+
+class Driver:
+    """Asks candidates, submits one job per seed, tells results; owns no training code."""
+
+    def __init__(self, space: Space, study: optuna.Study, executor: Any, *, budget: Mapping[str,
+                 Any], device: str, rungs: Sequence[int], faults: Mapping[str, str],
+                 display: Display, n_trials: int, threads: int, strategy: Any = None,
+                 weights_dir: str | None = None,
+                 keep_weights: Callable[[str, list[dict[str, Any]]], str | None] | None = None,
+                 ) -> None:
+        self.space, self.study, self.executor = space, study, executor
+        self.budget, self.device, self.rungs = dict(budget), device, tuple(rungs)
+        self.faults, self.display, self.n_trials, self.threads = faults, display, n_trials, threads
+        self.strategy = strategy
+        self.weights_dir, self.keep_weights = weights_dir, keep_weights
+        self.eta = space.fidelity.eta
+        self.max_epochs = int(budget.get("epochs", 0))
+        self.running: dict[int, _Running] = {}
+        self.by_key: dict[str, int] = {}  # network key -> running trial number
+        self.waiting_dups: dict[str, list[optuna.Trial]] = {}
+        self.finished: dict[str, FrozenTrial] = {}  # network key -> the trial that trained it
+        self.seen_ids: set[str] = set()
+        self.order = space.candidates()
+        self._keys: dict[str, str] = {}
+        self.rng = random.Random(space.search.sampler_seed)
+        self.streak = 0
+        self.job_seconds = 0.0
+        self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
+        self.epochs_trained = 0
+        self.decisions: list[dict[str, Any]] = []
+        self._deciding = False
+        self.retry_first: list[Candidate] = []  # candidates a dead driver left: asked first
+        for t in study.get_trials(deepcopy=False):
+            rec = TrialRecord.read(t)
+            if rec.candidate is None or not t.state.is_finished():
+                continue
+            if rec.retryable:
+                if rec.role == "search" and not rec.is_duplicate:
+                    self.retry_first.append(rec.candidate)
+                continue
+            self.seen_ids.add(rec.candidate_id)
+            if not rec.is_duplicate:
+                self.finished.setdefault(self.key(rec.candidate), t)
+        self.refs = [c for c in space.references() if c.id not in self.seen_ids]
+        done = {self.key(c) for c in self.retry_first} - set(self.finished)
+        self.retry_first = [c for c in self.retry_first if self.key(c) in done
+                            and c.id not in self.seen_ids]
+        self.retry_first = list({self.key(c): c for c in self.retry_first}.values())
+
+    # bookkeeping ----------------------------------------------------------------------
+    def key(self, cand: Candidate) -> str:
+        """The network a candidate builds (candidates with one key are trained once)."""
+        if cand.id not in self._keys:
+            self._keys[cand.id] = network_key(cand, self.space.backbone, self.space.min_hidden)
+        return self._keys[cand.id]
+
+    def known(self, cand: Candidate) -> bool:
+        k = self.key(cand)
+        return k in self.finished or k in self.by_key
+
+    def trained_search(self) -> int:
+        """Distinct searched networks finished or in flight (the n_trials budget)."""
+        done = sum(1 for t in self.finished.values() if TrialRecord.read(t).role == "search")
+        return done + sum(1 for r in self.running.values() if r.role == "search")
+
+    def unseen(self) -> list[Candidate]:
+        """Candidates with no trial yet."""
+        busy = {r.cand.id for r in self.running.values()}
+        busy |= {TrialRecord.read(d).candidate_id for ds in self.waiting_dups.values()
+                 for d in ds}
+        return [c for c in self.order if c.id not in self.seen_ids and c.id not in busy]
+
+    def _next_fixed(self) -> Candidate | None:
+        """Grid order: a candidate whose network is known costs nothing; a new one needs
+        budget."""
+        budget = self.trained_search() < self.n_trials
+        for cand in self.unseen():
+            if self.known(cand) or budget:
+                return cand
+        return None
+
+    def can_ask(self) -> bool:
+        if self.refs:
+            return True
+        if self.space.search.sampler == "grid":
+            return self._next_fixed() is not None
+        return self.trained_search() < self.n_trials and any(
+            not self.known(c) for c in self.unseen())
+
+    def jobs_in_flight(self) -> int:
+        return sum(r.jobs_left for r in self.running.values())
+
+    def answered(self) -> dict[str, FrozenTrial]:
+        """Network key -> its finished trial (what a strategy may learn from)."""
+        return dict(self.finished)
+
+    def in_flight_keys(self) -> list[str]:
+        return list(self.by_key)
+
+    # asking ---------------------------------------------------------------------------
+    def _ask_fixed(self, cand: Candidate, role: str) -> optuna.Trial:
+        params = {} if role == "reference" else candidate_params(self.space, cand)
+        self.study.enqueue_trial(params)
+        trial = self.study.ask()
+        TrialRecord(candidate=cand, role=role).write(trial, only=["candidate", "role"])
+        return trial
+
+    def _propose(self) -> tuple[optuna.Trial, Candidate, str]:
+        if self.refs:
+            cand = self.refs.pop(0)
+            return self._ask_fixed(cand, "reference"), cand, "reference"
+        fresh = [c for c in self.retry_first if not self.known(c)]
+        self.retry_first = fresh[1:]
+        if fresh:
+            return self._ask_fixed(fresh[0], "search"), fresh[0], "search"
+        sampler = self.space.search.sampler
+        if sampler == "grid":
+            nxt = self._next_fixed()
+            assert nxt is not None
+            return self._ask_fixed(nxt, "search"), nxt, "search"
+        if sampler not in OPTUNA_SAMPLERS:
+            cand = self.strategy.propose(self)
+            return self._ask_fixed(cand, "search"), cand, "search"
+        if self.streak >= MAX_DUPLICATE_STREAK:
+            pick = self.rng.choice([c for c in self.unseen() if not self.known(c)])
+            self.streak = 0
+            return self._ask_fixed(pick, "search"), pick, "search"
+        trial = self.study.ask()
+        cand = suggest_candidate(trial, self.space)
+        TrialRecord(candidate=cand, role="search").write(trial, only=["candidate", "role"])
+        return trial, cand, "search"
+
+    def ask_next(self) -> None:
+        """Ask one trial and launch, dedupe or park it."""
+        trial, cand, role = self._propose()
+        key = self.key(cand)
+        record = TrialRecord(candidate=cand, role=role, network=key)
+        record.write(trial, only=["network"])
+        if key in self.finished:
+            self.streak += 1
+            self._tell_duplicate(trial, self.finished[key], cand)
+        elif key in self.by_key:
+            self.streak += 1
+            self.waiting_dups.setdefault(key, []).append(trial)
+        else:
+            self.streak = 0
+            run = _Running(trial, record, key)
+            self.running[trial.number] = run
+            self.by_key[key] = trial.number
+            first = self.rungs[0] if self.rungs and role == "search" else None
+            self._submit(run, first)
+
+    def _submit(self, run: _Running, stop_at: int | None) -> None:
+        run.stop_at, run.waiting, run.results = stop_at, False, []
+        seeds = range(self.space.search.seeds)
+        run.jobs_left = len(seeds)
+        for seed in seeds:
+            self.executor.submit(Job(
+                trial=run.trial.number, candidate=run.cand.to_dict(), seed=seed,
+                task=self.space.task, data=self.space.data, budget=self.budget,
+                backbone=self.space.backbone, min_hidden=self.space.min_hidden,
+                device=self.device, threads=self.threads,
+                objectives=tuple(self.space.objectives), protected=run.role == "reference",
+                fault=self.faults.get(run.cand.id), stop_at=stop_at,
+                weights_dir=self.weights_dir if stop_at is None else None))
+        self.display.progress.running = [r.cand.id for r in self.running.values()]
+
+    # telling --------------------------------------------------------------------------
+    def _tell_duplicate(self, trial: optuna.Trial, original: FrozenTrial,
+                        cand: Candidate) -> None:
+        """Answer ``trial`` from ``original``'s record; told as FAIL so no sampler counts the
+        network twice (the record, not the Optuna state, says what it is)."""
+        self.seen_ids.add(cand.id)
+        rec = TrialRecord.read(original)
+        rec.candidate, rec.role, rec.duplicate_of = cand, TrialRecord.read(trial).role, \
+            original.number
+        rec.write(trial)
+        self.study.tell(trial, None, state=TrialState.FAIL)
+        self.display.progress.duplicates += 1
+
+    def collect(self, job: Job, result: dict[str, Any]) -> None:
+        run = self.running.get(job.trial)
+        if run is None:  # cancelled meanwhile
+            return
+        run.results.append(result)
+        run.jobs_left -= 1
+        env = result.get("env") or {}
+        if int(env.get("attempt") or 1) > 1:
+            run.record.retries.append({"seed": job.seed, "attempts": int(env["attempt"]),
+                                       "reason": "worker died; Ray ran the task again"})
+        wall = float(env.get("job_wall_s") or result.get("wall_s") or 0)
+        self.job_seconds += wall
+        self.epochs_trained += int(result.get("epochs") or 0)
+        self.display.progress.job_seconds.append(wall)
+        if run.jobs_left:
+            return
+        status, _ = summarise(run.results)
+        reached = run.stop_at is not None and status != "failed" and all(
+            int(r.get("epochs") or 0) >= run.stop_at for r in run.results)
+        if reached:
+            run.waiting = True
+            self._decide_rungs()
+        else:
+            self._finish(run)
+
+    def _decide_rungs(self) -> None:
+        """Synchronous successive halving: decide a rung once no candidate can still join it
+        and every candidate of the search has reported there (see the module docstring)."""
+        if not self.rungs or self._deciding or self.refs or self.can_ask():
+            return
+        searched = [r for r in self.running.values() if r.role == "search"]
+        if any(r.role == "reference" for r in self.running.values()):
+            return  # reference rows anchor the ranking: wait for their curves
+        for k, epoch in enumerate(self.rungs):
+            members = [r for r in searched if r.stop_at == epoch]
+            if not members:
+                continue
+            if not all(r.waiting for r in members) or any(
+                    r.stop_at is not None and r.stop_at < epoch for r in searched):
+                return
+            self._decide(members, epoch, k)
+            return
+
+    def _decide(self, members: list[_Running], epoch: int, k: int) -> None:
+        vectors: dict[str, tuple[float, ...]] = {}
+        figures: dict[str, dict[str, Any]] = {}
+        for r in members:
+            m = rung_metrics(r.results, epoch)
+            if m is None:
+                continue
+            vectors[r.cand.id] = rung_vector(self.space.objectives, m)
+            figures[r.cand.id] = m
+        anchors = {}
+        for t in self.finished.values():
+            rec = TrialRecord.read(t)
+            if rec.role == "reference" and rec.status == "complete":
+                m = rung_metrics(rec.results, epoch)
+                if m is not None:
+                    anchors[rec.candidate_id] = rung_vector(self.space.objectives, m)
+        ranked, keep = rank_rung(vectors, anchors, self.eta)
+        nxt = self.rungs[k + 1] if k + 1 < len(self.rungs) else None
+        outcome = []
+        for r in members:
+            cid = r.cand.id
+            position = ranked.index(cid) + 1 if cid in ranked else len(ranked)
+            stop = cid not in ranked or position > keep
+            decision = {"epoch": epoch, "position": position, "of": len(ranked), "keep": keep,
+                        "stop": stop, "top1_mean": figures.get(cid, {}).get("top1"),
+                        "top1_seeds": figures.get(cid, {}).get("top1_seeds"),
+                        "anchors": sorted(anchors)}
+            r.record.rungs.append(decision)
+            r.waiting = False
+            self.decisions.append({"candidate": cid, **decision})
+            outcome.append((r, stop, position, len(ranked)))
+        self._deciding = True  # every member is decided before any is told or resubmitted
+        try:
+            for r, stop, position, n in outcome:
+                if stop:
+                    for res in r.results:
+                        res.update(status="pruned", reason=f"stopped at rung epoch {epoch} "
+                                   f"(candidate ranked {position} of {n}, kept {keep})")
+                    self._finish(r)
+                else:
+                    self._submit(r, nxt)
+        finally:
+            self._deciding = False
+
+    def _finish(self, run: _Running, forced: str | None = None) -> FrozenTrial:
+        results = sorted(run.results, key=lambda r: r.get("seed", 0))
+        status, reason = ("failed", forced) if forced else summarise(results)
+        cost = result_cost(results)
+        values = objective_values(self.space.objectives, results, cost)
+        if status == "complete" and values is None:
+            status, reason = "failed", "no finite objective values"
+        epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
+        rec = run.record
+        rec.results, rec.status, rec.reason, rec.cost = results, status, reason, cost
+        rec.fidelity = {"epochs": epochs, "max_epochs": self.max_epochs,
+                        "rung": sum(1 for r in self.rungs if r <= epochs)}
+        rec.env = (results[0].get("env") or {}) if results else {}
+        rec.retryable = status == "failed" and reason.startswith(RETRYABLE)
+        if status == "complete" and self.keep_weights is not None:
+            rec.weights = self.keep_weights(run.key, results)
+        trial = run.trial
+        rec.write(trial)
+        frozen = self.study.tell(trial, values if status == "complete" else None,
+                                 state=_STATE[status])
+        del self.running[trial.number]
+        self.by_key.pop(run.key, None)
+        if not rec.retryable:
+            self.finished[run.key] = frozen
+            self.seen_ids.add(run.cand.id)
+        for dup in self.waiting_dups.pop(run.key, []):
+            if rec.retryable:
+                self._fail_retryable(dup, reason)
+            else:
+                self._tell_duplicate(dup, frozen, TrialRecord.read(dup).candidate)
+        self._progress(run, status, reason, values, epochs, rec.env)
+        if self.rungs:
+            self._decide_rungs()
+        return frozen
+
+    def _fail_retryable(self, trial: optuna.Trial, reason: str) -> None:
+        rec = TrialRecord.read(trial)
+        rec.status, rec.reason, rec.retryable = "failed", reason, True
+        rec.write(trial, only=["status", "reason", "retryable"])
+        self.study.tell(trial, None, state=TrialState.FAIL)
+
+    def _progress(self, run: _Running, status: str, reason: str, values: list[float] | None,
+                  epochs: int, env: Mapping[str, Any]) -> None:
+        p = self.display.progress
+        p.running = [r.cand.id for r in self.running.values()]
+        if status == "complete":
+            p.done += 1
+            self._update_front()
+        elif status == "pruned":
+            p.pruned += 1
+        else:
+            p.failed += 1
+        top = values[0] if values else None
+        detail = (f"top1 {top:.2f}" if status == "complete" and top is not None
+                  else f"{reason[:80]}")
+        where = env.get("node") or env.get("host") or ""
+        where = f", {where}" if where else ""
+        self.display.finished(f"{run.cand.id} {status} ({detail}, {epochs}/{self.max_epochs} "
+                              f"epochs, {time.time() - run.started:.1f}s{where})")
+
+    def _update_front(self) -> None:
+        rows = [(TrialRecord.read(t).candidate_id, list(t.values))
+                for t in self.finished.values() if t.state == TrialState.COMPLETE and t.values]
+        if not rows:
+            return
+        signs = [-1.0 if o.endswith(":max") else 1.0 for o in self.space.objectives]
+        pts = [[v * s for v, s in zip(vals, signs, strict=True)] for _, vals in rows]
+        front = [i for i, p in enumerate(pts) if not any(
+            all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in pts)]
+        names = list(self.space.objectives)
+        table = [{"id": rows[i][0], **dict(zip(names, rows[i][1], strict=True))} for i in front]
+        self.display.progress.front = sorted(table, key=lambda r: -r[names[0]]
+                                             if names[0].endswith(":max") else r[names[0]])
+
+    def abandon(self, reason: str) -> None:
+        """Cancel everything in flight; running trials become failed (retryable) rows."""
+        self.executor.cancel_all()
+        for run in list(self.running.values()):
+            try:
+                self._finish(run, forced=reason)
+            except (RuntimeError, ValueError):  # interrupted after its tell: already told
+                self.running.pop(run.trial.number, None)
+        for dups in self.waiting_dups.values():
+            for dup in dups:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self._fail_retryable(dup, reason)
+        self.waiting_dups.clear()
+
+    def run(self) -> None:
+        """Fill the executor up to ``parallel`` jobs, collect results, until the budget is
+        spent and nothing is left in flight."""
+        self._update_front()
+        parallel = max(1, int(self.executor.parallel))
+        while True:
+            tick = time.perf_counter()
+            while self.jobs_in_flight() < parallel and self.can_ask():
+                self.ask_next()
+            if self.rungs:
+                self._decide_rungs()
+            self.driver_s += time.perf_counter() - tick
+            if not self.running:
+                if self.waiting_dups:  # cannot happen: dups wait only on running trials
+                    self.abandon("stale duplicate")
+                break
+            if not self.jobs_in_flight():
+                raise RuntimeError("driver stuck: candidates wait at a rung with no job left "
+                                   f"({sorted(r.cand.id for r in self.running.values())})")
+            done = self.executor.wait(1.0)  # returns at once when a trial ends
+            tick = time.perf_counter()
+            for job, result in done:
+                self.collect(job, result)
+            self.display.refresh()
+            self.driver_s += time.perf_counter() - tick
+
+
+__all__ = ["RETRYABLE", "Driver", "objective_values", "recover_stale_trials", "result_cost",
+           "rung_metrics", "summarise"]

@@ -1,0 +1,369 @@
+"""A search run: set-up, provenance, the run directory and the command line.
+
+``search`` opens (or resumes) the study through ``storage.py``, records what the run depends
+on (resolved space, budget, versions, the fixed hypervolume box), starts the executor, hands
+the loop to ``driver.Driver`` and writes the outputs: ``results.csv`` (the report's frame),
+``run.json`` (command, counts, rung decisions, timing), ``weights/`` (the best seed of each
+complete candidate, ``gcsearch.checkpoint`` format) and ``best_block.py``.
+
+Example::
+
+    gcsearch search --space spaces/quick.toml            # runs/quick/{study.db,results.csv,...}
+    gcsearch search --space spaces/quick.toml --resume   # after a crash or Ctrl-C
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from gcsearch.errors import UserError
+from gcsearch.search.display import Display, Progress
+from gcsearch.search.driver import Driver, recover_stale_trials
+from gcsearch.search.record import count_line, counts
+from gcsearch.search.sampling import make_sampler
+from gcsearch.search.space import Space, load_space
+from gcsearch.search.storage import (
+    STORAGE_FILE,
+    driver_lock,
+    open_storage,
+    open_study,
+    space_fingerprint,
+)
+from gcsearch.search.table import resolve_budget
+from gcsearch.search.trial import seed_weights_path
+from gcsearch.spec import Candidate
+
+
+@dataclass
+class Outcome:
+    """What ``search`` hands back: the study, the run directory and what happened."""
+
+    study: optuna.Study
+    run_dir: Path
+    counts: dict[str, int]
+    elapsed_s: float
+    job_seconds: float
+    epochs_trained: int
+    loop_s: float = 0.0
+    driver_s: float = 0.0
+    files: dict[str, Path | str] = field(default_factory=dict)
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, Any]:
+    import torch
+
+    from gcsearch import __version__
+
+    out = {"gcsearch": __version__, "python": platform.python_version(),
+           "torch": torch.__version__, "optuna": optuna.__version__,
+           "cuda": torch.version.cuda, "git": _git_revision()}
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        out["ray"] = importlib.metadata.version("ray")
+    return out
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (Slurm, kubectl delete) stops the search like Ctrl-C."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def write_results(study: optuna.Study, run_dir: Path) -> Path | None:
+    """``results.csv``: one flat row per trial (the report's frame)."""
+    from gcsearch import report
+
+    frame = report.frame_from_study(study)
+    path = run_dir / "results.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def export_best(study: optuna.Study, run_dir: Path) -> Path | None:
+    """Export the most accurate front member with a block as ``best_block.py``."""
+    from gcsearch import export, report
+
+    frame = report.frame_from_study(study)
+    objectives = report.frame_objectives(frame)
+    rows = report.candidate_rows(frame, objectives)
+    if rows.empty:
+        return None
+    front = report.front_table(rows, objectives)
+    front = front[front["spec.kind"] != "baseline"]
+    if front.empty:
+        return None
+    row = front.iloc[0]
+    mean, half, n = report.mean_ci(
+        [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and row[c] == row[c]])
+    attrs = study.user_attrs
+    meta = {"accuracy": {"top1_mean": mean, "top1_ci95": None if half != half else half,
+                         "n": n, "epochs": int(row["fidelity.epochs"])},
+            "cost": {k: int(row[f"cost.{k}"]) for k in ("params", "macs", "block_params",
+                                                         "block_macs")},
+            "source": {"run": str(run_dir), "study": study.study_name, "trial": int(row["trial"])},
+            **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden")
+               if k in attrs}}
+    written = export.export_candidate(Candidate.parse(str(row["spec.id"])),
+                                      run_dir / "best_block.py", meta=meta)
+    return written["module"]
+
+
+def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
+    """Keep the best seed's checkpoint of a complete candidate as
+    ``weights/<checkpoint_name(network key)>``; the other seeds' files are removed. Returns
+    the path relative to the run directory (recorded on the trial as ``weights``)."""
+    from gcsearch.checkpoint import checkpoint_name
+
+    def keep(key: str, results: list[dict[str, Any]]) -> str | None:
+        scored = [r for r in results if r.get("top1") is not None]
+        if not scored:
+            return None
+        best = max(scored, key=lambda r: (float(r["top1"]), -int(r.get("seed", 0))))
+        target = weights_dir / checkpoint_name(key)
+        kept = None
+        for r in results:
+            path = seed_weights_path(weights_dir, str(r.get("candidate_id")), int(r["seed"]))
+            if not path.is_file():
+                continue
+            if r is best:
+                path.replace(target)
+                kept = target
+            else:
+                path.unlink()
+        return str(kept.relative_to(run_dir)) if kept else None
+
+    return keep
+
+
+def search(space: Space, run_dir: Path | str | None = None, *, study_name: str | None = None,
+           storage: str | None = None, resume: bool = False, address: str | None = None,
+           device: str = "auto", smoke: bool = False, executor: Any = None,
+           faults: Mapping[str, str] | None = None, max_retries: int = 3,
+           parallel: int | None = None, progress: bool = True, export: bool = True,
+           console: Any = None, weights: bool = True, network_costs: Any = None) -> Outcome:
+    """Run (or resume) the search a space describes; see the module docstring.
+
+    ``executor`` replaces the Ray executor (``gcsearch.search.local``); ``faults`` maps
+    candidate ids to a test fault (``nan``, ``kill-once:<marker>``); ``GCSEARCH_FAULTS`` (JSON)
+    does the same from the environment. ``network_costs`` (network key -> cost dict) skips
+    counting the space's costs (benchmark replays pass the table's).
+    """
+    from gcsearch.search.strategy import hv_box, make_strategy, space_costs
+
+    started = time.time()
+    run_dir = Path(run_dir or Path("runs") / space.name)
+    if resume and storage is None and not (run_dir / STORAGE_FILE).is_file():
+        raise UserError(f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
+                        "to start, or point --run-dir/--storage at the search to continue)")
+    if executor is None and device == "cuda" and space.search.gpus_per_trial <= 0:
+        raise UserError("--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
+                        "e.g. 1 or 0.25, or --device auto/cpu)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = study_name or space.name
+    faults = dict(faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
+    budget, input_shape, num_classes = resolve_budget(space, smoke)
+    max_epochs = int(budget["epochs"])
+    rungs = space.fidelity.rungs(max_epochs)
+    n_trials = space.n_trials()
+    versions = _versions()
+    attrs = {
+        "objectives": list(space.objectives), "space": space.to_dict(),
+        "backbone": space.backbone, "task": space.task, "input_shape": list(input_shape),
+        "num_classes": num_classes, "min_hidden": space.min_hidden, "budget": budget,
+        "seeds": space.search.seeds, "sampler": space.search.sampler,
+        "fidelity": {**space.fidelity.to_dict(), "rungs": list(rungs)},
+        "gcsearch_version": versions["gcsearch"], "versions": versions,
+        "fingerprint": space_fingerprint(space, budget), "smoke": smoke,
+    }
+    store, where = open_storage(run_dir, storage)
+    with driver_lock(run_dir):
+        study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
+        marked = recover_stale_trials(study) if resume else 0
+        costs = network_costs or study.user_attrs.get("network_costs") or space_costs(
+            space, input_shape, num_classes)
+        if "hv_reference" not in study.user_attrs:
+            reference, ideal = hv_box(space.objectives, costs, num_classes)
+            study.set_user_attr("network_costs", costs)
+            study.set_user_attr("hv_reference", reference)
+            study.set_user_attr("hv_ideal", ideal)
+        (run_dir / "space.resolved.toml").write_text(space.to_toml())
+        threads = max(1, int(space.search.cpus_per_trial))
+        own_executor = executor is None
+        if executor is None:
+            from gcsearch.search.executor import RayExecutor
+
+            try:
+                executor = RayExecutor(
+                    run_dir, address=address,
+                    parallel=parallel or (None if address else space.search.parallel),
+                    cpus_per_trial=space.search.cpus_per_trial,
+                    gpus_per_trial=space.search.gpus_per_trial, max_retries=max_retries)
+            except UserError:
+                if not resume and not study.trials:  # leave no empty study behind
+                    optuna.delete_study(study_name=name, storage=store)
+                raise
+        refs = len(space.references())
+        prog = Progress(title=f"{space.name} ({where})", total=n_trials + refs,
+                        parallel=int(executor.parallel), objectives=list(space.objectives))
+        display = Display(prog, console=console, enabled=progress)
+        if progress and marked:
+            display.console.print(f"resume: {marked} trial(s) of the dead driver marked failed; "
+                                  "their candidates will be asked again")
+        weights_dir = run_dir / "weights"
+        driver = Driver(space, study, executor, budget=budget, device=device, rungs=rungs,
+                        faults=faults, display=display, n_trials=n_trials, threads=threads,
+                        strategy=make_strategy(space, costs, study.user_attrs),
+                        weights_dir=str(weights_dir.resolve()) if weights else None,
+                        keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None)
+        networks = len({driver.key(c) for c in space.candidates()})
+        prog.total = len(space.references()) + min(n_trials, networks)
+        c0 = counts(study.get_trials(deepcopy=False))
+        prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
+        cluster = executor.describe()
+        try:
+            with _sigterm_as_interrupt(), display:
+                loop_start = time.perf_counter()
+                try:
+                    driver.run()
+                except KeyboardInterrupt:
+                    driver.abandon("interrupted")
+                    write_results(study, run_dir)
+                    display.console.print(
+                        f"interrupted: resume with `gcsearch search --space {space.path} "
+                        f"--run-dir {run_dir} --resume`")
+                    raise
+                loop_s = time.perf_counter() - loop_start
+        finally:
+            if own_executor:
+                executor.shutdown()
+        if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
+            for sub in weights_dir.glob("seed*"):
+                shutil.rmtree(sub, ignore_errors=True)
+        files: dict[str, Path | str] = {"storage": where,
+                                        "config": run_dir / "space.resolved.toml"}
+        csv = write_results(study, run_dir)
+        if csv:
+            files["results"] = csv
+        if export:
+            best = export_best(study, run_dir)
+            if best:
+                files["best_block"] = best
+        outcome = Outcome(study, run_dir, counts(study.get_trials(deepcopy=False)),
+                          time.time() - started, driver.job_seconds, driver.epochs_trained,
+                          loop_s, driver.driver_s, files)
+        record = {"command": sys.argv, "space": space.to_dict(), "budget": budget,
+                  "cluster": cluster, "versions": versions, "counts": outcome.counts,
+                  "count_line": count_line(outcome.counts),
+                  "elapsed_s": outcome.elapsed_s, "job_seconds": outcome.job_seconds,
+                  "epochs_trained": outcome.epochs_trained, "loop_s": outcome.loop_s,
+                  "driver_s": outcome.driver_s, "rung_decisions": driver.decisions,
+                  "hv_reference": study.user_attrs.get("hv_reference"),
+                  "hv_ideal": study.user_attrs.get("hv_ideal"),
+                  "storage": where, "study": name}
+        (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        files["record"] = run_dir / "run.json"
+    return outcome
+
+# ------------------------------------------------------------------------------ CLI
+def _check_flags(args: Any) -> None:
+    """Flag values a user can get wrong -> one-line UserError naming the allowed values."""
+    n = getattr(args, "n_trials", None)
+    if n is not None and n != "all" and (not str(n).isdigit() or int(n) < 1):
+        raise UserError(f"--n-trials: {n!r} is not allowed (allowed: 'all' or integers >= 1)")
+    for flag, lo in (("seeds", 1), ("parallel", 1), ("eta", 2), ("max_retries", 0),
+                     ("min_epochs", 1)):
+        value = getattr(args, flag, None)
+        if value is not None and value < lo:
+            raise UserError(f"--{flag.replace('_', '-')}: {value} is out of range "
+                            f"(allowed: integers >= {lo})")
+    for flag in ("cpus_per_trial", "gpus_per_trial"):
+        value = getattr(args, flag, None)
+        lo_ok = value is None or (value > 0 if flag == "cpus_per_trial" else value >= 0)
+        if not lo_ok or (value is not None and not math.isfinite(value)):
+            raise UserError(f"--{flag.replace('_', '-')}: {value} is out of range (allowed: "
+                            f"numbers {'> 0' if flag == 'cpus_per_trial' else '>= 0'})")
+
+
+def _space_from_args(args: Any) -> Space:
+    _check_flags(args)
+    space = load_space(args.space)
+    overrides: dict[str, Any] = {}
+    for flag, key in (("sampler", "sampler"), ("seeds", "seeds"), ("parallel", "parallel"),
+                      ("min_epochs", "min_epochs"),
+                      ("cpus_per_trial", "cpus_per_trial"), ("gpus_per_trial", "gpus_per_trial"),
+                      ("eta", "eta")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "n_trials", None) is not None:
+        overrides["n_trials"] = None if args.n_trials == "all" else int(args.n_trials)
+    if getattr(args, "no_fidelity", False):
+        overrides["enabled"] = False
+    if getattr(args, "fidelity", False):
+        overrides["enabled"] = True
+    return space.with_overrides(**overrides) if overrides else space
+
+
+def run_search(args: Any) -> int:
+    """``gcsearch search``: run the study, then print the front and write the run directory."""
+    space = _space_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / space.name
+    outcome = search(space, run_dir, study_name=args.study_name, storage=args.storage,
+                     resume=args.resume, address=args.address, device=args.device,
+                     smoke=args.smoke, max_retries=args.max_retries, parallel=args.parallel)
+    from rich.console import Console
+
+    from gcsearch import report
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(f"search finished in {outcome.elapsed_s:.0f}s: {count_line(outcome.counts)}; "
+                  f"{outcome.epochs_trained} epochs trained", highlight=False)
+    try:
+        rep = report.build_report(run_dir, args.study_name,
+                                  frame=report.frame_from_study(outcome.study))
+        report.render_terminal(rep, console)
+    except UserError as exc:
+        console.print(str(exc), highlight=False)
+    for label, path in outcome.files.items():
+        console.print(f"{label}: {path}", highlight=False)
+    return 0
+
+
+__all__ = ["Outcome", "export_best", "run_search", "search", "write_results"]
