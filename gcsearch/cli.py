@@ -143,6 +143,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="Ray retries of a trial whose worker died (default: %(default)s)")
     p.add_argument("--smoke", action="store_true",
                    help="a tiny budget (2 epochs, 256 images) to check a setup end to end")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+                        "cuDNN autotuning). CPU trials are deterministic anyway")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

@@ -35,6 +35,7 @@ import optuna
 from gcsearch.errors import UserError
 from gcsearch.search.display import Display, Progress
 from gcsearch.search.driver import Driver, recover_stale_trials
+from gcsearch.search.liveness import Heartbeat, liveness_settings
 from gcsearch.search.record import count_line, counts
 from gcsearch.search.sampling import make_sampler
 from gcsearch.search.space import Space, load_space
@@ -175,7 +176,8 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
            device: str = "auto", smoke: bool = False, executor: Any = None,
            faults: Mapping[str, str] | None = None, max_retries: int = 3,
            parallel: int | None = None, progress: bool = True, export: bool = True,
-           console: Any = None, weights: bool = True, network_costs: Any = None) -> Outcome:
+           console: Any = None, weights: bool = True, network_costs: Any = None,
+           deterministic: bool = False) -> Outcome:
     """Run (or resume) the search a space describes; see the module docstring.
 
     ``executor`` replaces the Ray executor (``gcsearch.search.local``); ``faults`` maps
@@ -211,9 +213,13 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
         "fingerprint": space_fingerprint(space, budget), "smoke": smoke,
     }
     store, where = open_storage(run_dir, storage)
-    with driver_lock(run_dir):
+    with driver_lock(run_dir), contextlib.ExitStack() as stack:
         study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
-        marked = recover_stale_trials(study) if resume else 0
+        interval, grace = liveness_settings()
+        heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
+        stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
+        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) \
+            if resume else 0
         costs = network_costs or study.user_attrs.get("network_costs") or space_costs(
             space, input_shape, num_classes)
         if "hv_reference" not in study.user_attrs:
@@ -242,14 +248,15 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                         parallel=int(executor.parallel), objectives=list(space.objectives))
         display = Display(prog, console=console, enabled=progress)
         if progress and marked:
-            display.console.print(f"resume: {marked} trial(s) of the dead driver marked failed; "
+            display.console.print(f"resume: {marked} trial(s) of dead driver(s) marked failed; "
                                   "their candidates will be asked again")
         weights_dir = run_dir / "weights"
         driver = Driver(space, study, executor, budget=budget, device=device, rungs=rungs,
                         faults=faults, display=display, n_trials=n_trials, threads=threads,
                         strategy=make_strategy(space, costs, study.user_attrs),
                         weights_dir=str(weights_dir.resolve()) if weights else None,
-                        keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None)
+                        keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None,
+                        liveness=heartbeat, grace=grace, deterministic=deterministic)
         networks = len({driver.key(c) for c in space.candidates()})
         prog.total = len(space.references()) + min(n_trials, networks)
         c0 = counts(study.get_trials(deepcopy=False))
@@ -345,7 +352,8 @@ def run_search(args: Any) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / space.name
     outcome = search(space, run_dir, study_name=args.study_name, storage=args.storage,
                      resume=args.resume, address=args.address, device=args.device,
-                     smoke=args.smoke, max_retries=args.max_retries, parallel=args.parallel)
+                     smoke=args.smoke, max_retries=args.max_retries, parallel=args.parallel,
+                     deterministic=bool(getattr(args, "deterministic", False)))
     from rich.console import Console
 
     from gcsearch import report

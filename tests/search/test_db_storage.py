@@ -9,9 +9,9 @@ import pytest
 from _search_helpers import tiny_space, trained_per_candidate
 
 from gcsearch.search.local import InlineExecutor
+from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
-from gcsearch.search.study import search
 
 pytestmark = pytest.mark.db
 
