@@ -79,17 +79,22 @@ def test_ray_cluster_yaml_ends_in_a_search_through_address() -> None:
 
 
 # ------------------------------------------------------------------------- Slurm
-def test_slurm_script_parses_and_passes_shellcheck() -> None:
-    script = RUNNERS / "slurm.sbatch"
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+@pytest.mark.parametrize("script", ["runners/slurm.sbatch", "benchmarks/gpu_check.sh",
+                                    ".ci/test-deps.sh"])
+def test_shell_scripts_parse_and_pass_shellcheck(script: str) -> None:
+    path = ROOT / script
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    check_search_command(script)
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); "
-                    "bash -n and the command check passed")
-    proc = subprocess.run(["shellcheck", "-s", "bash", str(script)], capture_output=True,
+                    "bash -n passed")
+    proc = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_slurm_script_ends_in_a_search_through_address() -> None:
+    check_search_command(RUNNERS / "slurm.sbatch")
 
 
 def test_slurm_directives_are_known() -> None:
