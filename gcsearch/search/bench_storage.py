@@ -13,6 +13,8 @@ drivers start together (a barrier) on one study. Reported per storage and number
 * **per-trial overhead** - mean seconds one driver spent in storage calls per trial;
 * **errors** - storage calls that raised (e.g. SQLite ``database is locked``), retried;
 * **lost** - trials told but not COMPLETE in the study afterwards (must be 0);
+* **scan** - milliseconds per 100 trials to read the whole study once (``get_trials``: what a
+  resume, a driver's sync with other drivers, and a report do), median of 3;
 * **scales to** - the largest driver count whose trials/s still rose by at least 10 %.
 
 PostgreSQL: ``--postgres URL``, else a throwaway durable server on 127.0.0.1
@@ -143,10 +145,16 @@ def measure(kind: str, where: str, drivers: int, trials: int) -> dict[str, Any]:
     study = optuna.load_study(study_name=name, storage=_open(kind, where))
     complete = len(study.get_trials(deepcopy=False,
                                     states=(optuna.trial.TrialState.COMPLETE,)))
+    scans = []
+    for _ in range(3):  # reading the whole study (what resume, sync and reports do)
+        tick = time.perf_counter()
+        study.get_trials(deepcopy=False)
+        scans.append(time.perf_counter() - tick)
     return {"storage": kind, "drivers": drivers, "trials": told, "complete": complete,
             "wall_s": wall, "trials_per_s": told / wall,
             "overhead_ms": 1000 * statistics.mean(r["spent"] / r["trials"] for r in rows),
-            "errors": sum(r["errors"] for r in rows)}
+            "errors": sum(r["errors"] for r in rows),
+            "scan_ms_per_100_trials": 1e5 * statistics.median(scans) / max(1, told)}
 
 
 def scales_to(rows: list[dict[str, Any]]) -> int:
@@ -221,16 +229,16 @@ def run_bench_storage(args: argparse.Namespace) -> int:
                     f"{os.cpu_count()} CPUs, load {figures['load_avg'][0]:.1f})",
               title_justify="left")
     for col in ("storage", "drivers", "trials/s", "per-trial overhead (ms)", "errors", "lost",
-                "scales to"):
+                "scan ms/100 trials", "scales to"):
         t.add_column(col, justify="left" if col == "storage" else "right")
     for kind, fig in figures["storages"].items():
         if "error" in fig:
-            t.add_row(kind, "-", "-", "-", "-", "-", f"unavailable: {fig['error'][:60]}")
+            t.add_row(kind, "-", "-", "-", "-", "-", "-", f"unavailable: {fig['error'][:60]}")
             continue
         for i, r in enumerate(fig["rows"]):
             t.add_row(kind if i == 0 else "", str(r["drivers"]), f"{r['trials_per_s']:.1f}",
                       f"{r['overhead_ms']:.1f}", str(r["errors"]),
-                      str(r["trials"] - r["complete"]),
+                      str(r["trials"] - r["complete"]), f"{r['scan_ms_per_100_trials']:.0f}",
                       f"{fig['scales_to']} driver(s)" if i == 0 else "")
     console.print(t)
     console.print(f"figures: {out_file}", highlight=False)
