@@ -189,6 +189,9 @@ def run_bench_storage(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     smoke = bool(getattr(args, "smoke", False))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=130)
     drivers = _ints(getattr(args, "drivers", None) or ("1,2" if smoke else "1,2,4,8"),
                     "--drivers")
     trials = int(getattr(args, "trials", None) or (5 if smoke else 100))
@@ -199,7 +202,6 @@ def run_bench_storage(args: argparse.Namespace) -> int:
         raise UserError(f"--storages: {', '.join(bad)} not known (allowed: "
                         f"{', '.join(STORAGES)}); --trials must be >= 1")
     out_dir = Path(getattr(args, "out", None) or "runs")
-    console = Console()
     figures: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                "cpus": os.cpu_count(), "trials_per_driver": trials,
                                "load_avg": list(os.getloadavg()), "storages": {}}

@@ -382,6 +382,22 @@ class Driver:
     def _trained(self, t: FrozenTrial) -> bool:
         return t.state.is_finished() and TrialRecord.read(t).trained
 
+    def _others_changed(self) -> bool:
+        """Whether another driver is alive, or its record changed (it stopped or died) since
+        the last full read of the study: only then can there be results this driver has not
+        seen. A single driver never pays for the read."""
+        from gcsearch.search.liveness import drivers, live_drivers
+
+        own = self.liveness.driver_id
+        others = {d: rec for d, rec in drivers(self.study).items() if d != own}
+        if live_drivers(self.study, self.grace) - {own}:
+            self._others_seen = others
+            return True
+        if others != getattr(self, "_others_seen", {}):
+            self._others_seen = others
+            return True
+        return False
+
     def _conflict(self, number: int, key: str) -> FrozenTrial | None:
         """Another driver's trial of network ``key``: finished and trained (answer from it),
         or running under a live driver with a lower number (wait for it)."""
@@ -389,14 +405,14 @@ class Driver:
             return None
         from gcsearch.search.liveness import claim_conflict, live_drivers
 
-        if not live_drivers(self.study, self.grace) - {self.liveness.driver_id}:
+        if self._others_changed():
+            self._absorb()
+        if key in self.finished:
+            return self.finished[key]
+        own = self.liveness.driver_id
+        if not live_drivers(self.study, self.grace) - {own}:
             return None
-        for t in self.study.get_trials(deepcopy=False, states=(
-                TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-            if self._trained(t) and self._key_of(t) == key:
-                return t
-        return claim_conflict(self.study, number, key, self._key_of,
-                              self.liveness.driver_id, self.grace)
+        return claim_conflict(self.study, number, key, self._key_of, own, self.grace)
 
     def sync(self, every: float = 2.0) -> None:
         """What the other drivers finished, run and left stale: read from the study at most
@@ -405,25 +421,35 @@ class Driver:
             return
         self._synced = time.time()
         own = self.liveness.driver_id
-        for number, cand, reason in recover_stale_trials(self.study, self.grace, own=own):
+        recovered = recover_stale_trials(self.study, self.grace, own=own)
+        for number, cand, reason in recovered:
             if cand is not None:
                 self.retry_of.setdefault(cand.id, {"retry_of": number, "reason": reason})
                 if self.key(cand) not in self.finished and cand not in self.retry_first:
                     self.retry_first.append(cand)
-        from gcsearch.search.liveness import owner
+        if self._others_changed() or self.foreign or recovered:
+            self._absorb()
+        self._poll_foreign()
 
+    def _absorb(self) -> None:
+        """Read the whole study: other drivers' trained networks join ``finished``; what they
+        are training now is kept out of this driver's next asks."""
+        from gcsearch.search.liveness import live_drivers, owner
+
+        own = self.liveness.driver_id
+        live = live_drivers(self.study, self.grace)
         busy = set()
         for t in self.study.get_trials(deepcopy=False):
             rec = TrialRecord.read(t)
             if rec.candidate is None or owner(t) == own:
                 continue
             if t.state == TrialState.RUNNING:
-                busy.add(rec.candidate.id)
+                if owner(t) in live:
+                    busy.add(rec.candidate.id)
             elif self._trained(t):
                 self.seen_ids.add(rec.candidate.id)
                 self.finished.setdefault(self.key(rec.candidate), t)
         self.foreign_busy = busy
-        self._poll_foreign()
 
     def _poll_foreign(self) -> None:
         """Trials parked on another driver's run: answer them when it finishes; train them
