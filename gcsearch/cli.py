@@ -188,14 +188,36 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    t.add_argument("--smoke", action="store_true", help="a few seconds on digits (tests)")
+    t.add_argument("--smoke", action="store_true",
+                   help="a few seconds (tests): digits for train; 3 replays for search")
+    g = p.add_argument_group("bench search: strategies replayed on an exhaustive table "
+                             "(see docs/search-benchmark.md)")
+    g.add_argument("--space", default=None, help="space file (default: spaces/bench-small.toml)")
+    g.add_argument("--table", default=None,
+                   help="exhaustive table (default: benchmarks/tables/<space name>.jsonl)")
+    g.add_argument("--build-table", action="store_true",
+                   help="train what the table is missing first (resumes a partial table)")
+    g.add_argument("--table-seeds", type=int, default=3, help="seeds per network (default 3)")
+    g.add_argument("--table-parallel", type=int, default=1,
+                   help="trainings at once while building the table (default 1)")
+    g.add_argument("--replays", type=int, default=100, help="replays per strategy (default 100)")
+    g.add_argument("--budget-fraction", type=float, default=0.25,
+                   help="trials as a fraction of the candidates (default 0.25)")
+    g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",
+                   help="comma-separated (default: %(default)s); the controls cheapest-first "
+                   "and random networks always run")
+    g.add_argument("--only", choices=("search", "fidelity", "scaling"), default=None,
+                   help="one section (default: search and fidelity)")
+    g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
+    g.add_argument("--out", default=None,
+                   help="figures JSON (default <run-root>/bench-search.json; for bench storage "
+                   "runs/bench-storage.json)")
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
     s.add_argument("--storages", default=None, help="sqlite,journal,postgresql (default: all)")
     s.add_argument("--postgres", default=None,
                    help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1)")
-    s.add_argument("--out", default=None, help="folder for bench-storage.json (default: runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,10 @@
-"""The search: space files (``space``), the Optuna study driver (``study``, with ``sampling``
-and ``storage``), Ray execution (``executor``, the only module that imports ray), one trial
-(``trial``), successive-halving rungs (``fidelity``), the live display (``display``), executors
-without Ray (``local``) and the benchmarks (``bench``).
+"""The search: space files (``space``), the trial record (``record``), the study storage
+(``storage``), the driver (``driver``: ask, dedupe, tell, rung decisions), the run around it
+(``run``: set-up, provenance, outputs, CLI), candidates <-> Optuna parameters and samplers
+(``sampling``), the default strategy (``strategy``: expected hypervolume improvement), Ray
+execution (``executor``, the only module that imports ray), one trial (``trial``),
+successive-halving ranking (``fidelity``), the live display (``display``), executors without
+Ray (``local``), the exhaustive table (``table``) and the benchmarks (``bench``).
 
 Submodules load lazily so ``import gcsearch.search`` stays cheap.
 """

@@ -1,45 +1,64 @@
-"""``gcsearch bench search``: scaling, driver overhead, sampler efficiency, multi-fidelity.
+"""``gcsearch bench search``: do the strategies earn their compute? And scaling/overhead.
 
-* **scaling** - the same candidates searched with 1 and with 2 parallel single-thread trials on
-  local Ray; trials per hour of the search loop (Ray start excluded, reported apart).
-* **overhead** - from the 1-parallel run: search-loop time minus the time the trials spent
-  inside their workers (cost counting + training), per trial; as a share of a 20 s trial.
-* **efficiency** - ``spaces/bench-small.toml`` (54 candidates) is trained exhaustively once
-  (kept in ``runs/bench-exhaustive``); ``nsga2``, ``tpe`` and ``random`` are then replayed
-  against that table with a budget of 25 % of the candidates, over many sampler seeds, and
-  scored by the hypervolume of the front they found as a fraction of the exhaustive front's
-  (objectives normalised to the exhaustive ideal and nadir points, reference 1.1).
-* **fidelity** - the same table replayed with successive halving (every candidate sampled, in
-  random orders): epochs and seconds saved against full-budget training of every candidate, and
-  the hypervolume of both fronts.
+* **strategies** - every distinct network of ``spaces/bench-small.toml`` is trained once per
+  seed (``--table-seeds``, at least 3) into an exhaustive table (``table.py``; built or
+  finished with ``--build-table``, refused when incomplete or built for another task, budget,
+  backbone or space). Each strategy is then replayed through the real driver against the table
+  (in-memory study, no Ray) with a budget of ``--budget-fraction`` of the candidates, over
+  ``--replays`` sampler seeds, and scored by the hypervolume of the searched front it found
+  (mean top-1 over seeds; reference rows excluded) as a fraction of the exhaustive searched
+  front's. The score is taken on the block's own costs (``block_macs``, ``block_params``) in
+  the box of ``strategy.hv_box``: top-1 from chance to 100, each cost from 0 to 1.1 x the
+  space's largest, so accuracy and cost both matter. Two controls run every time:
+  **cheapest-first** (the n cheapest networks, no accuracy used) and **random** (n distinct
+  networks uniformly). Everything is repeated on **label-shuffled tables**: each axis's value
+  labels are permuted (seeded per replay) and a network takes the accuracy of the network its
+  shuffled labels name while keeping its own cost, so accuracy keeps its structure over the
+  axes but cost no longer predicts it. Replay ``i`` of every strategy uses seed ``i`` and
+  shuffle ``i`` (paired).
+* **fidelity** - synchronous successive halving over every candidate, replayed from the same
+  table for several first rungs and eta: epochs charged against full training of every
+  network, and the hypervolume fraction of the front it keeps.
+* **scaling** (``--only scaling``) - the same candidates searched with 1 and with 2 parallel
+  single-thread trials on local Ray; trials per hour and driver overhead per trial.
 
-Replays answer trials from recorded per-epoch histories (as tabular NAS benchmarks do), so
-their figures are exact functions of the exhaustive run. Figures print as a table and are
-written to ``<out>/bench-search.json``.
+Figures print as tables and go to ``--out`` (JSON, with the command and the table's
+fingerprint).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import math
 import os
+import random
+import shlex
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from optuna.trial import TrialState
 
+from gcsearch.errors import UserError
 from gcsearch.search.local import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
 from gcsearch.search.space import Space, load_space, parse_space
+from gcsearch.search.strategy import hv_box
+from gcsearch.search.table import Table, build_table, load_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_SPACE = ROOT / "spaces" / "bench-small.toml"
+STRATEGIES = ("ehvi", "tpe", "nsga2", "random")
+CONTROLS = ("cheapest-first", "random-networks")
+SCORE_OBJECTIVES = ("top1:max", "block_macs:min", "block_params:min")
+THRESHOLD = 0.97
 
 #: The scaling/overhead space: 8 candidates + the baseline and SE (an even 10 trainings, so 2
 #: parallel slots are never left with one straggler), one thread each.
@@ -66,136 +85,203 @@ enabled = false
 """
 
 
-def _front_hv(points: Sequence[Sequence[float]], senses: Sequence[str],
-              reference: Sequence[float]) -> float:
-    from gcsearch.report import hypervolume
+# ----------------------------------------------------------------------------- scoring
+class Scorer:
+    """Normalised hypervolume of searched networks on top-1 and the block's own costs."""
 
-    return float(hypervolume(points, senses, reference)) if points else 0.0
+    def __init__(self, table: Table, space: Space) -> None:
+        costs = {k: _cost(seeds) for k, seeds in table.results.items()}
+        self.reference, self.ideal = hv_box(SCORE_OBJECTIVES, costs,
+                                            int(table.header["num_classes"]))
+        refs = {c.id for c in space.references()}
+        # networks a reference row builds are trained by every search at no cost: not scored
+        self.searched = [k for k, ids in table.networks.items() if not refs & set(ids)]
+        self.costs = costs
 
+    def point(self, key: str, top1: float) -> list[float]:
+        c = self.costs[key]
+        return [top1, float(c["block_macs"]), float(c["block_params"])]
 
-def _points(study: Any, searched_only: bool = False) -> list[list[float]]:
-    """Objective vectors of trained complete trials (optionally without reference rows)."""
-    out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        rec = TrialRecord.read(t)
-        if t.values and not rec.is_duplicate and not (searched_only and rec.role == "reference"):
-            out.append(list(t.values))
-    return out
+    def hv(self, found: Mapping[str, float]) -> float:
+        """Hypervolume fraction of the box for ``{network key: mean top-1}`` (searched
+        networks only: reference rows score nothing)."""
+        from gcsearch.report.pareto import normalised_hypervolume
 
-
-def exhaustive_table(space: Space, run_dir: Path, fresh: bool = False,
-                     ) -> tuple[dict[str, dict[int, dict[str, Any]]], Any]:
-    """Train every candidate of ``space`` at the full budget once (reused unless ``fresh``)."""
-    import optuna
-
-    from gcsearch.search.storage import open_storage
-
-    db = run_dir / "study.db"
-    if fresh or not db.is_file():
-        if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
-        full = space.with_overrides(sampler="grid", n_trials=None, enabled=False)
-        search(full, run_dir, progress=True, export=False)
-    storage, _ = open_storage(run_dir, None)
-    study = optuna.load_study(study_name=space.name, storage=storage)
-    table: dict[str, dict[int, dict[str, Any]]] = {}
-    for t in study.get_trials(deepcopy=False):
-        rec = TrialRecord.read(t)
-        if t.state.is_finished() and not rec.is_duplicate:
-            for r in rec.results:
-                table.setdefault(rec.candidate_id, {})[int(r["seed"])] = r
-    return table, study
+        keep = set(self.searched)
+        pts = [self.point(k, v) for k, v in found.items() if k in keep]
+        names = [o.split(":")[0] for o in SCORE_OBJECTIVES]
+        return normalised_hypervolume(pts, [o.split(":")[1] for o in SCORE_OBJECTIVES],
+                                      [self.reference[n] for n in names],
+                                      [self.ideal[n] for n in names]) if pts else 0.0
 
 
-def replay(space: Space, table: Mapping[str, Any], *, sampler: str, n_trials: int | None,
-           seed: int, fidelity: bool) -> tuple[Any, TableExecutor]:
-    """One search answered from ``table`` (in-memory study, no Ray)."""
-    sp = space.with_overrides(sampler=sampler, n_trials=n_trials, sampler_seed=seed,
-                              enabled=fidelity, parallel=1)
-    budget_epochs = int(space.budget.get("epochs", 0)) or max(
-        len(r.get("history") or []) for seeds in table.values() for r in seeds.values())
-    del budget_epochs
-    ex = TableExecutor(table, parallel=1)
+def _cost(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, int]:
+    first = next(iter(seeds.values()))
+    return {k: int(first[k]) for k in ("params", "macs", "block_params", "block_macs")}
+
+
+def _mean_top1(seeds: Mapping[int, Mapping[str, Any]]) -> float:
+    return statistics.mean(float(r["top1"]) for r in seeds.values())
+
+
+# ----------------------------------------------------------------------------- shuffling
+def shuffled_table(table: Table, space: Space, seed: int) -> Table:
+    """The table with each axis's value labels permuted (see the module docstring)."""
+    from gcsearch.search.sampling import (
+        block_from_token,
+        grid_choices,
+        network_key,
+        transform_token,
+    )
+    from gcsearch.spec import Candidate, Placement
+
+    rng = random.Random(seed)
+    maps: dict[str, dict[Any, Any]] = {}
+    for grid in space.grids:
+        for axis, values in grid_choices(grid).items():
+            perm = list(values)
+            rng.shuffle(perm)
+            maps[axis] = dict(zip(values, perm, strict=True))
+    by_id = {c.id: c for c in space.candidates()}
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for key, ids in table.networks.items():
+        rep = next((by_id[i] for i in ids if i in by_id), None)
+        if rep is None or rep.block is None:  # reference rows keep their own results
+            out[key] = table.results[key]
+            continue
+        p = rep.placement
+        labels = {"pooling": rep.block.pooling, "transform": transform_token(rep.block),
+                  "fusion": rep.block.fusion, "position": p.position,
+                  "stages": "".join(p.stages), "density": p.density}
+        new = {a: maps.get(a, {}).get(v, v) for a, v in labels.items()}
+        src = Candidate(block=block_from_token(new["pooling"], new["transform"], new["fusion"]),
+                        placement=Placement(new["position"], new["stages"], new["density"]))
+        src_key = network_key(src, space.backbone, space.min_hidden)
+        own = _cost(table.results[key])
+        out[key] = {s: {**copy.deepcopy(r), **own} for s, r in table.results[src_key].items()}
+    return Table(table.header, out)
+
+
+# ----------------------------------------------------------------------------- replays
+def replay(space: Space, table: Table, *, sampler: str, n_trials: int | None, seed: int,
+           fidelity: bool = False, min_epochs: int | None = None, eta: int | None = None,
+           interrupt_after: int | None = None, resume_from: Any = None,
+           ) -> tuple[Any, TableExecutor]:
+    """One search answered from ``table`` through the real driver (in-memory, no Ray)."""
+    over: dict[str, Any] = {"sampler": sampler, "n_trials": n_trials, "sampler_seed": seed,
+                            "enabled": fidelity, "parallel": 1,
+                            "seeds": len(table.seeds)}
+    if min_epochs is not None:
+        over["min_epochs"] = min_epochs
+    if eta is not None:
+        over["eta"] = eta
+    sp = space.with_overrides(**over)
+    ex = TableExecutor(table.by_candidate(), parallel=1, interrupt_after=interrupt_after)
+    costs = {k: _cost(s) for k, s in table.results.items()}
     with tempfile.TemporaryDirectory() as tmp:
         out = search(sp, Path(tmp), storage="memory", executor=ex, progress=False,
-                     export=False)
+                     export=False, weights=False, network_costs=costs)
     return out.study, ex
 
 
-def _mean_sd(values: Sequence[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.3f}" if values else "-"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})"
-
-
-class _Scale:
-    """Hypervolume on objectives normalised to the exhaustive run's ideal (0) and nadir (1)
-    points, reference 1.1 in each: raw costs of these blocks differ by under 1 %, so with a raw
-    reference at 1.1 x the largest cost every point owns most of the box and every fraction
-    looks near 1. Also keeps the raw figure for comparison."""
-
-    def __init__(self, points: Sequence[Sequence[float]], senses: Sequence[str]) -> None:
-        self.signs = [-1.0 if s == "max" else 1.0 for s in senses]
-        mins = [[v * g for v, g in zip(p, self.signs, strict=True)] for p in points]
-        self.ideal = [min(col) for col in zip(*mins, strict=True)]
-        self.nadir = [max(col) for col in zip(*mins, strict=True)]
-        self.senses = list(senses)
-        self.raw_ref = [0.0 if s == "max" else 1.1 * max(p[i] for p in points)
-                        for i, s in enumerate(senses)]
-
-    def hv(self, points: Sequence[Sequence[float]]) -> float:
-        norm = [[(v * g - lo) / ((hi - lo) or 1.0) for v, g, lo, hi in
-                 zip(p, self.signs, self.ideal, self.nadir, strict=True)] for p in points]
-        return _front_hv(norm, ["min"] * len(self.signs), [1.1] * len(self.signs))
-
-    def raw(self, points: Sequence[Sequence[float]]) -> float:
-        return _front_hv(points, self.senses, self.raw_ref)
-
-
-def bench_efficiency_and_fidelity(space: Space, run_dir: Path, repeats: int,
-                                  fresh: bool = False) -> dict[str, Any]:
-    """Sampler efficiency at 25 % of the space and successive-halving savings, by replay."""
-    table, study = exhaustive_table(space, run_dir, fresh)
-    senses = ["max" if o.endswith(":max") else "min" for o in space.objectives]
-    all_pts, searched_pts = _points(study), _points(study, True)
-    scale = _Scale(all_pts, senses)
-    hv_all, hv_searched, raw_all = scale.hv(all_pts), scale.hv(searched_pts), scale.raw(all_pts)
-    n = len(space.candidates())
-    budget = max(1, round(0.25 * n))
-    out: dict[str, Any] = {"space": str(space.path), "candidates": n, "budget_trials": budget,
-                           "hv_exhaustive": hv_all, "hv_exhaustive_raw": raw_all,
-                           "ideal": scale.ideal, "nadir": scale.nadir,
-                           "exhaustive_epochs": sum(len(r.get("history") or [])
-                                                    for s in table.values() for r in s.values())}
-    for sampler in ("nsga2", "tpe", "random"):
-        fracs, searched, raw = [], [], []
-        for seed in range(repeats):
-            st, _ = replay(space, table, sampler=sampler, n_trials=budget, seed=seed,
-                           fidelity=False)
-            fracs.append(scale.hv(_points(st)) / hv_all)
-            searched.append(scale.hv(_points(st, True)) / hv_searched)
-            raw.append(scale.raw(_points(st)) / raw_all)
-        out[f"hv_fraction_{sampler}"] = fracs
-        out[f"hv_fraction_searched_{sampler}"] = searched
-        out[f"hv_fraction_raw_{sampler}"] = raw
-    saved, secs, hv_sh, hv_sh_raw = [], [], [], []
-    full_epochs = out["exhaustive_epochs"]
-    full_secs = sum(sum(float(h.get("seconds") or 0) for h in r.get("history") or [])
-                    for s in table.values() for r in s.values())
-    for seed in range(repeats):
-        st, ex = replay(space, table, sampler="random", n_trials=None, seed=seed, fidelity=True)
-        saved.append(1 - ex.epochs_trained / full_epochs)
-        secs.append(1 - ex.seconds_trained / full_secs if full_secs else math.nan)
-        hv_sh.append(scale.hv(_points(st)) / hv_all)
-        hv_sh_raw.append(scale.raw(_points(st)) / raw_all)
-    out.update(fidelity_rungs=space.fidelity.rungs(int(space.budget.get("epochs", 0))),
-               fidelity_eta=space.fidelity.eta, epochs_saved=saved, seconds_saved=secs,
-               hv_fraction_fidelity=hv_sh, hv_fraction_raw_fidelity=hv_sh_raw)
+def found_networks(study: Any) -> dict[str, float]:
+    """Network key -> mean top-1 of the searched networks a replay trained to the end."""
+    out = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = TrialRecord.read(t)
+        if rec.role == "search" and not rec.is_duplicate and rec.network and t.values:
+            tops = [float(r["top1"]) for r in rec.results if r.get("top1") is not None]
+            out[rec.network] = statistics.mean(tops)
     return out
 
 
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    arr = np.asarray(values, dtype=float)
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3),
+            "p_ge": float((arr >= THRESHOLD).mean()), "n": len(arr),
+            "values": [float(v) for v in arr]}
+
+
+def bench_strategies(space: Space, table: Table, *, replays: int, fraction: float,
+                     strategies: Sequence[str], shuffle: bool,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables."""
+    n = max(1, round(fraction * len(space.candidates())))
+    out: dict[str, Any] = {"budget_trials": n, "candidates": len(space.candidates())}
+    scores: dict[str, list[float]] = {s: [] for s in (*strategies, *CONTROLS)}
+    seconds: dict[str, float] = dict.fromkeys(strategies, 0.0)
+    cheapest_once: float | None = None
+    for i in range(replays):
+        t = shuffled_table(table, space, seed=i) if shuffle else table
+        scorer = Scorer(t, space)
+        truth = {k: _mean_top1(t.results[k]) for k in scorer.searched}
+        full = scorer.hv(truth)
+        order = sorted(scorer.searched, key=lambda k: (scorer.costs[k]["block_macs"],
+                                                       scorer.costs[k]["block_params"], k))
+        if not shuffle and cheapest_once is not None:
+            scores["cheapest-first"].append(cheapest_once)
+        else:
+            cheap = scorer.hv({k: truth[k] for k in order[:n]}) / full
+            scores["cheapest-first"].append(cheap)
+            cheapest_once = cheap
+        rng = random.Random(i)
+        pick = rng.sample(scorer.searched, min(n, len(scorer.searched)))
+        scores["random-networks"].append(scorer.hv({k: truth[k] for k in pick}) / full)
+        for s in strategies:
+            tick = time.perf_counter()
+            study, _ = replay(space, t, sampler=s, n_trials=n, seed=i)
+            seconds[s] += time.perf_counter() - tick
+            scores[s].append(scorer.hv(found_networks(study)) / full)
+        if (i + 1) % 10 == 0 or i + 1 == replays:
+            log(f"  {'shuffled' if shuffle else 'original'} tables: {i + 1}/{replays} replays; "
+                + ", ".join(f"{s} median {statistics.median(v):.3f}"
+                            for s, v in scores.items() if v))
+    out["scores"] = {s: _summary(v) for s, v in scores.items()}
+    out["seconds_per_replay"] = {s: seconds[s] / max(1, replays) for s in strategies}
+    return out
+
+
+def bench_fidelity(space: Space, table: Table, settings: Sequence[tuple[int, int]],
+                   shuffles: int) -> list[dict[str, Any]]:
+    """Synchronous successive halving over every candidate, replayed (deterministic)."""
+    rows = []
+    epochs = int(table.header["budget"]["epochs"])
+    for min_epochs, eta in settings:
+        for which in range(shuffles + 1):
+            t = table if which == 0 else shuffled_table(table, space, seed=1000 + which)
+            scorer = Scorer(t, space)
+            truth = {k: _mean_top1(t.results[k]) for k in scorer.searched}
+            study, ex = replay(space, t, sampler="grid", n_trials=None, seed=0,
+                               fidelity=True, min_epochs=min_epochs, eta=eta)
+            full_epochs = epochs * len(t.seeds) * len(t.networks)
+            rows.append({"min_epochs": min_epochs, "eta": eta,
+                         "rungs": list(space.with_overrides(min_epochs=min_epochs, eta=eta,
+                                                            enabled=True).fidelity.rungs(epochs)),
+                         "table": "original" if which == 0 else f"shuffled {which}",
+                         "saving": full_epochs / max(1, ex.epochs_trained),
+                         "hv_fraction": scorer.hv(found_networks(study)) / scorer.hv(truth)})
+    return rows
+
+
+def rank_spearman(table: Table, space: Space) -> dict[int, float]:
+    """Spearman correlation of each epoch's mean top-1 with the final one, over the searched
+    networks (where a first rung may sit: not where candidates are still at chance)."""
+    from scipy.stats import spearmanr
+
+    scorer = Scorer(table, space)
+    epochs = int(table.header["budget"]["epochs"])
+    final = [_mean_top1(table.results[k]) for k in scorer.searched]
+    out = {}
+    for e in range(1, epochs):
+        at = [statistics.mean(float(h["val_top1"]) for r in table.results[k].values()
+                              for h in r["history"] if int(h["epoch"]) == e)
+              for k in scorer.searched]
+        out[e] = float(spearmanr(at, final).statistic)
+    return out
+
+
+# ----------------------------------------------------------------------------- scaling
 def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
     """1 vs 2 parallel single-thread trials on local Ray, same 10 trainings."""
     space = parse_space(SCALING_SPACE.format(epochs=epochs), "bench-scaling.toml")
@@ -212,81 +298,103 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
         out[f"p{parallel}"] = {
             "trials": n, "loop_s": res.loop_s, "total_s": time.perf_counter() - t0,
             "job_s": res.job_seconds, "trials_per_hour": 3600 * n / res.loop_s,
-            # serial trials: loop time not spent inside a worker is the driver's and Ray's
             "overhead_per_trial_s": (res.loop_s - res.job_seconds) / n if parallel == 1
             else None,
             "driver_per_trial_s": res.driver_s / n,
             "load_average": os.getloadavg(),
             "mean_trial_s": res.job_seconds / n}
     out["speedup"] = out["p2"]["trials_per_hour"] / out["p1"]["trials_per_hour"]
-    over = out["p1"]["overhead_per_trial_s"]
-    out["overhead_share_of_20s_trial"] = over / 20.0
+    out["overhead_share_of_20s_trial"] = out["p1"]["overhead_per_trial_s"] / 20.0
     return out
 
 
-def _scaling_rows(t: Any, sc: Mapping[str, Any]) -> None:
-    t.add_row("trials/hour, 1 parallel", f"{sc['p1']['trials_per_hour']:.0f}")
-    t.add_row("trials/hour, 2 parallel", f"{sc['p2']['trials_per_hour']:.0f}")
-    t.add_row("scaling 2 vs 1 (target >= 1.8x)", f"{sc['speedup']:.2f}x")
-    t.add_row("mean trial (s)", f"{sc['p1']['mean_trial_s']:.1f}")
-    t.add_row("driver + Ray overhead per trial (s)", f"{sc['p1']['overhead_per_trial_s']:.3f}")
-    t.add_row("  as share of a 20 s trial (target < 2 %)",
-              f"{100 * sc['overhead_share_of_20s_trial']:.2f} %")
-    t.add_row("  of which driver ask/tell/bookkeeping (s)",
-              f"{sc['p1']['driver_per_trial_s']:.3f}")
-    t.add_row("load average during the runs (1 min)",
-              f"{sc['p1']['load_average'][0]:.1f} / {sc['p2']['load_average'][0]:.1f}")
+# ----------------------------------------------------------------------------- CLI
+def _check(args: argparse.Namespace) -> None:
+    if args.replays < 1:
+        raise UserError(f"--replays: {args.replays} (allowed: integers >= 1)")
+    if args.table_seeds < 3 and not args.smoke:
+        raise UserError(f"--table-seeds: {args.table_seeds} (allowed: integers >= 3; one seed "
+                        "makes a replay 'found the lucky seed or not')")
+    if not 0 < args.budget_fraction <= 1:
+        raise UserError(f"--budget-fraction: {args.budget_fraction} (allowed: 0 < f <= 1)")
+    bad = [s for s in args.strategies.split(",") if s not in (*STRATEGIES, "grid")]
+    if bad:
+        raise UserError(f"--strategies: {', '.join(bad)} (allowed: {', '.join(STRATEGIES)})")
 
 
-def _search_rows(t: Any, se: Mapping[str, Any]) -> None:
-    for sampler in ("nsga2", "tpe", "random"):
-        t.add_row(f"HV fraction at 25 % ({se['budget_trials']}/{se['candidates']}), {sampler}",
-                  _mean_sd(se[f"hv_fraction_{sampler}"]))
-        t.add_row("  searched rows only (no baseline/presets)",
-                  _mean_sd(se[f"hv_fraction_searched_{sampler}"]))
-        t.add_row("  raw objectives, reference 1.1 x max cost",
-                  _mean_sd(se[f"hv_fraction_raw_{sampler}"]))
-    t.add_row(f"fidelity: epochs saved (rungs {se['fidelity_rungs']}, eta "
-              f"{se['fidelity_eta']})", _mean_sd(se["epochs_saved"]))
-    t.add_row("fidelity: train seconds saved", _mean_sd(se["seconds_saved"]))
-    t.add_row("fidelity: HV fraction of its front (full budget = 1)",
-              _mean_sd(se["hv_fraction_fidelity"]))
-    t.add_row("  raw objectives", _mean_sd(se["hv_fraction_raw_fidelity"]))
+def _print(figures: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(width=140)
+    for name in ("original", "shuffled"):
+        sec = figures.get("strategies", {}).get(name)
+        if not sec:
+            continue
+        t = RichTable(title=f"strategies at {sec['budget_trials']}/{sec['candidates']} trials, "
+                      f"{name} tables (HV fraction of the exhaustive searched front)",
+                      title_justify="left")
+        for col in ("strategy", "median", "IQR", f"P(HV >= {THRESHOLD})", "replays"):
+            t.add_column(col, justify="left" if col == "strategy" else "right")
+        for s, v in sec["scores"].items():
+            t.add_row(s, f"{v['median']:.3f}", f"{v['q1']:.3f}-{v['q3']:.3f}",
+                      f"{v['p_ge']:.2f}", str(v["n"]))
+        console.print(t)
+    if figures.get("fidelity"):
+        t = RichTable(title="successive halving over every candidate (replayed)",
+                      title_justify="left")
+        for col in ("rungs", "eta", "table", "saving (x)", "HV fraction"):
+            t.add_column(col, justify="right")
+        for r in figures["fidelity"]:
+            t.add_row(str(r["rungs"]), str(r["eta"]), r["table"], f"{r['saving']:.2f}",
+                      f"{r['hv_fraction']:.3f}")
+        console.print(t)
+    if figures.get("spearman"):
+        console.print("Spearman(top-1 at epoch e, final top-1) over searched networks: "
+                      + ", ".join(f"e{e} {v:.2f}" for e, v in figures["spearman"].items()),
+                      highlight=False)
 
 
 def run_bench_search(args: argparse.Namespace) -> int:
     """Entry point for ``gcsearch bench search``."""
-    from rich.console import Console
-    from rich.table import Table
-
-    quick = bool(getattr(args, "quick", False) or getattr(args, "smoke", False))
-    run_root = Path(getattr(args, "run_root", None) or "runs")
-    repeats = int(getattr(args, "replays", None) or (5 if quick else 20))
-    console = Console()
-    figures: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    out_file = run_root / "bench-search.json"
-    if out_file.is_file():  # sections not run this time keep their last figures
-        figures = {**json.loads(out_file.read_text()), **figures}
-    only = getattr(args, "only", None)
-    if only in (None, "scaling"):
-        figures["scaling"] = bench_scaling(2 if quick else 6, run_root)
-    if only in (None, "search"):
-        space = load_space(BENCH_SPACE)
-        figures["search"] = bench_efficiency_and_fidelity(
-            space, run_root / "bench-exhaustive", repeats, bool(getattr(args, "fresh", False)))
-    run_root.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(figures, indent=2) + "\n")
-
-    t = Table(title="gcsearch bench search", title_justify="left")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
-    if "scaling" in figures:
-        _scaling_rows(t, figures["scaling"])
-    if "search" in figures:
-        _search_rows(t, figures["search"])
-    console.print(t)
-    console.print(f"figures: {run_root / 'bench-search.json'}", highlight=False)
+    _check(args)
+    space = load_space(args.space or BENCH_SPACE)
+    path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
+    seeds = list(range(args.table_seeds))
+    run_root = Path(args.run_root)
+    figures: dict[str, Any] = {"command": "gcsearch " + shlex.join(sys.argv[1:]),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                               "load_average": os.getloadavg()}
+    if args.only == "scaling":
+        figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
+    else:
+        if args.build_table:
+            build_table(space, path, seeds, parallel=args.table_parallel)
+        table = load_table(path, space, seeds)
+        figures["table"] = {"path": str(path), "fingerprint": table.header["fingerprint"],
+                            "command": table.header["command"], "seeds": table.seeds,
+                            "networks": len(table.networks)}
+        strategies = [s for s in args.strategies.split(",") if s]
+        replays = min(args.replays, 3) if args.smoke else args.replays
+        if args.only in (None, "search"):
+            figures["strategies"] = {
+                name: bench_strategies(space, table, replays=replays,
+                                       fraction=args.budget_fraction, strategies=strategies,
+                                       shuffle=name == "shuffled")
+                for name in ("original", "shuffled")}
+        if args.only in (None, "fidelity"):
+            figures["spearman"] = rank_spearman(table, space)
+            settings = [(1, 2), (2, 3)] if args.smoke else [(1, 2), (1, 3), (2, 2), (2, 3),
+                                                            (3, 2)]
+            figures["fidelity"] = bench_fidelity(space, table, settings,
+                                                 shuffles=1 if args.smoke else 3)
+    out = Path(args.out or run_root / "bench-search.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=1, default=float) + "\n")
+    _print(figures)
+    print(f"figures: {out}")
     return 0
 
 
-__all__ = ["bench_efficiency_and_fidelity", "bench_scaling", "replay", "run_bench_search"]
+__all__ = ["STRATEGIES", "Scorer", "bench_fidelity", "bench_scaling", "bench_strategies",
+           "found_networks", "replay", "run_bench_search", "shuffled_table"]

@@ -18,7 +18,8 @@ drivers start together (a barrier) on one study. Reported per storage and number
 * **scales to** - the largest driver count whose trials/s still rose by at least 10 %.
 
 PostgreSQL: ``--postgres URL``, else a throwaway durable server on 127.0.0.1
-(``gcsearch.search.pgtemp``). Figures print as a table and go to ``<out>/bench-storage.json``.
+(``gcsearch.search.pgtemp``). Figures print as a table and go to ``--out`` (a JSON file,
+default ``runs/bench-storage.json``).
 On a machine with fewer cores than drivers the drivers' own CPU time limits scaling too: the
 core count is printed with the figures.
 
@@ -201,7 +202,7 @@ def run_bench_storage(args: argparse.Namespace) -> int:
     if bad or trials < 1:
         raise UserError(f"--storages: {', '.join(bad)} not known (allowed: "
                         f"{', '.join(STORAGES)}); --trials must be >= 1")
-    out_dir = Path(getattr(args, "out", None) or "runs")
+    out_file = Path(getattr(args, "out", None) or Path("runs") / "bench-storage.json")
     figures: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                "cpus": os.cpu_count(), "trials_per_driver": trials,
                                "load_avg": list(os.getloadavg()), "storages": {}}
@@ -223,8 +224,7 @@ def run_bench_storage(args: argparse.Namespace) -> int:
                 figures["storages"][kind] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
                 continue
             figures["storages"][kind] = {"rows": rows, "scales_to": scales_to(rows)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out_file = out_dir / "bench-storage.json"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(json.dumps(figures, indent=2) + "\n")
 
     t = Table(title=f"gcsearch bench storage ({trials} trials per driver, "

@@ -27,8 +27,7 @@ STATUSES = ("complete", "pruned", "failed")
 _ATTRS = {"candidate": "candidate", "role": "role", "network": "module_key",
           "status": "status", "reason": "reason", "results": "results", "rungs": "rungs",
           "cost": "cost", "fidelity": "fidelity", "env": "env", "retries": "retries",
-          "duplicate_of": DUPLICATE_OF, "weights": "weights", "retryable": "retryable",
-          "cohort": "cohort"}
+          "duplicate_of": DUPLICATE_OF, "weights": "weights", "retryable": "retryable"}
 
 
 @dataclass
@@ -49,7 +48,6 @@ class TrialRecord:
     duplicate_of: int | None = None
     weights: str | None = None
     retryable: bool = False
-    cohort: int | None = None
     candidate_text: str | None = None  # the stored id when the spec cannot be read
 
     @property
@@ -99,7 +97,8 @@ class TrialRecord:
         kw["results"] = results
         if kw.get("duplicate_of") is not None:
             kw["duplicate_of"] = int(kw["duplicate_of"])
-        return cls(candidate=cand, candidate_text=attrs.get("candidate_id"), **kw)
+        text = None if cand is not None else attrs.get("candidate_id")
+        return cls(candidate=cand, candidate_text=text, **kw)
 
 
 def records(trials: Iterable[Any]) -> list[tuple[Any, TrialRecord]]:

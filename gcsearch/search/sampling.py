@@ -50,19 +50,23 @@ def _tokens(grid: Axes) -> list[str]:
     return list(seen)
 
 
-def _block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
+def block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
     if token == "1x1":
         return BlockSpec(pooling, "1x1", None, "none", fusion)
     norm = "ln" if token.endswith("ln") else "none"
     return BlockSpec(pooling, "bottleneck", int(token[1:].removesuffix("ln")), norm, fusion)
 
 
+def grid_values(grid: Axes) -> dict[str, list[Any]]:
+    """Every flat axis of one grid with its values (single-valued axes included)."""
+    return {"pooling": list(grid.pooling), "transform": _tokens(grid),
+            "fusion": list(grid.fusion), "position": list(grid.position),
+            "stages": list(grid.stages), "density": list(grid.density)}
+
+
 def grid_choices(grid: Axes) -> dict[str, list[Any]]:
     """The flat, unconditional parameters of one grid (axes with more than one value)."""
-    values = {"pooling": list(grid.pooling), "transform": _tokens(grid),
-              "fusion": list(grid.fusion), "position": list(grid.position),
-              "stages": list(grid.stages), "density": list(grid.density)}
-    return {k: v for k, v in values.items() if len(v) > 1}
+    return {k: v for k, v in grid_values(grid).items() if len(v) > 1}
 
 
 def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
@@ -80,7 +84,7 @@ def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
         return default
 
     token = pick("transform", _tokens(grid)[0])
-    block = _block_from_token(pick("pooling", grid.pooling[0]), token,
+    block = block_from_token(pick("pooling", grid.pooling[0]), token,
                               pick("fusion", grid.fusion[0]))
     placement = Placement(pick("position", grid.position[0]), pick("stages", grid.stages[0]),
                           pick("density", grid.density[0]))
@@ -223,6 +227,16 @@ def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
     return module_key(same, backbone, min_hidden)
 
 
-__all__ = ["OPTUNA_SAMPLERS", "SearchOnly", "candidate_params", "grid_choices",
-           "is_search_trial", "make_sampler", "network_key", "preset_block", "suggest_candidate",
-           "transform_token"]
+__all__ = [
+    "OPTUNA_SAMPLERS",
+    "SearchOnly",
+    "block_from_token",
+    "candidate_params",
+    "grid_choices",
+    "is_search_trial",
+    "make_sampler",
+    "network_key",
+    "preset_block",
+    "suggest_candidate",
+    "transform_token",
+]

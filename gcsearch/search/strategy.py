@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.sampling import grid_choices, network_key, transform_token
+from gcsearch.search.sampling import grid_values, network_key, transform_token
 from gcsearch.search.space import Space
 from gcsearch.spec import Candidate
 
@@ -143,7 +143,12 @@ class EHVIStrategy:
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
         self.seed = space.search.sampler_seed
-        self.choices = {k: list(v) for g in space.grids for k, v in grid_choices(g).items()}
+        union: dict[str, list[Any]] = {}
+        for grid in space.grids:  # one-hot over every value any grid gives an axis
+            for axis, values in grid_values(grid).items():
+                union.setdefault(axis, [])
+                union[axis] += [v for v in values if v not in union[axis]]
+        self.choices = {k: v for k, v in union.items() if len(v) > 1}
         self.acc = [i for i, o in enumerate(self.objectives) if o.split(":")[0] in ("top1",
                                                                                    "loss")]
 
@@ -197,8 +202,8 @@ class EHVIStrategy:
             gain = 0.0
             for node, w in zip(_GH_X, _GH_W, strict=True):
                 v = np.array(self._vector(key, float(mu[i] + sd[i] * node)))
-                if (v >= 1.0).any():
-                    continue
+                if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
+                    continue  # outside the box or dominated: no improvement
                 gain += w * (_hv(np.vstack([pts, v])) - base)
             if gain > best + 1e-12:
                 best, best_key = gain, key

@@ -1,67 +1,112 @@
-"""Benchmark replays: a table answers trials, rungs cut histories, fronts keep complete rows."""
+"""``gcsearch bench search``: the exhaustive table, the score, the controls, shuffling, replays."""
 
 from __future__ import annotations
 
-import random
-from typing import Any
+import json
+from pathlib import Path
 
-from optuna.trial import TrialState
+import pytest
+from _bench_helpers import fake_table
 
-from gcsearch.search.bench import BENCH_SPACE, _front_hv, _points, replay
+from gcsearch.errors import UserError
+from gcsearch.search.bench import (
+    BENCH_SPACE,
+    Scorer,
+    _mean_top1,
+    found_networks,
+    replay,
+    shuffled_table,
+)
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.space import load_space
+from gcsearch.search.table import Table, load_table
 
 
-def _table(seed: int = 0) -> dict[str, dict[int, dict[str, Any]]]:
-    """Made-up full-budget curves for every candidate of the bench space (6 epochs)."""
+def _write(table: Table, path: Path, drop: int = 0) -> Path:
+    rows = [{"key": k, "seed": s, "result": r} for k, seeds in table.results.items()
+            for s, r in seeds.items()]
+    lines = [json.dumps(table.header)] + [json.dumps(r) for r in rows[: len(rows) - drop]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_table_is_refused_when_incomplete_or_built_for_something_else(tmp_path: Path) -> None:
     space = load_space(BENCH_SPACE)
-    rng = random.Random(seed)
-    table = {}
-    for i, cand in enumerate(space.candidates() + space.references()):
-        final = rng.uniform(45, 95)
-        history = [{"epoch": e, "val_top1": 50 + (final - 50) * e / 6, "val_loss": 1.0,
-                    "seconds": 2.0} for e in range(1, 7)]
-        table[cand.id] = {0: {"candidate_id": cand.id, "seed": 0, "status": "complete",
-                              "top1": history[-1]["val_top1"], "loss": 1.0, "epochs": 6,
-                              "history": history, "params": 1000 + 10 * i,
-                              "macs": 50_000 + 97 * (i % 7), "block_params": 10 * i,
-                              "block_macs": 97 * (i % 7), "env": {}}}
-    return table
+    table = fake_table(space)
+    assert len(table.networks) == 49  # 54 candidates + gc build 49 networks, baseline included
+    full = load_table(_write(table, tmp_path / "t.jsonl"), space)
+    assert full.seeds == [0, 1, 2]
+    with pytest.raises(UserError, match=r"incomplete table \(1 of 147"):
+        load_table(_write(table, tmp_path / "cut.jsonl", drop=1), space)
+    longer = space.with_overrides(budget={"epochs": 7})
+    with pytest.raises(UserError, match="another task/budget/backbone"):
+        load_table(tmp_path / "t.jsonl", longer)
+    with pytest.raises(UserError, match="no exhaustive table"):
+        load_table(tmp_path / "missing.jsonl", space)
+
+
+def test_score_excludes_reference_rows_and_uses_block_costs() -> None:
+    space = load_space(BENCH_SPACE)
+    table = fake_table(space)
+    scorer = Scorer(table, space)
+    # 48 searched networks, less att-r16ln-add@c3c4c5, which the gc reference row trains
+    assert "none" not in scorer.searched and len(scorer.searched) == 47
+    assert scorer.ideal["block_macs"] == 0  # the box starts at no block
+    truth = {k: _mean_top1(table.results[k]) for k in scorer.searched}
+    assert 0 < scorer.hv(truth) < 1
+    assert scorer.hv({"none": _mean_top1(table.results["none"])}) == 0.0
+
+
+def test_shuffled_table_keeps_costs_and_moves_accuracy() -> None:
+    space = load_space(BENCH_SPACE)
+    table = fake_table(space)
+    shuffled = shuffled_table(table, space, seed=1)
+    moved = 0
+    for key, seeds in shuffled.results.items():
+        assert seeds[0]["block_macs"] == table.results[key][0]["block_macs"]
+        moved += seeds[0]["top1"] != table.results[key][0]["top1"]
+    assert moved > 10
+    # the accuracies are the same multiset: only who has which changed
+    assert sorted(_mean_top1(s) for s in shuffled.results.values()) == pytest.approx(
+        sorted(_mean_top1(s) for s in table.results.values()))
 
 
 def test_exhaustive_replay_recovers_the_whole_table() -> None:
     space = load_space(BENCH_SPACE)
-    table = _table()
-    study, ex = replay(space, table, sampler="grid", n_trials=None, seed=0, fidelity=False)
-    assert {t.user_attrs["candidate_id"] for t in study.trials} == set(table)
-    dups = [t for t in study.trials if TrialRecord.read(t).is_duplicate]
-    # gc is att-r16ln-add at c3c4c5; r4 and r16 at c4 (32 channels) both build 8 wide
-    assert len(dups) == 7 and "att-r16ln-add@after_1x1:c3c4c5" in {
-        TrialRecord.read(t).candidate_id for t in dups}
-    assert len(_points(study)) == len(table) - 7
-    assert ex.epochs_trained == 6 * (len(table) - 7)
+    table = fake_table(space)
+    study, ex = replay(space, table, sampler="grid", n_trials=None, seed=0)
+    scorer = Scorer(table, space)
+    assert set(found_networks(study)) == set(scorer.searched)
+    dups = [TrialRecord.read(t) for t in study.trials if TrialRecord.read(t).is_duplicate]
+    assert len(dups) == 7  # gc = att-r16ln-add at c3c4c5; r4 = r16 at c4 (8 wide) x 6
+    assert ex.epochs_trained == 6 * 3 * 49
 
 
-def test_fidelity_replay_saves_epochs_and_keeps_pruned_rows_off_the_front() -> None:
+@pytest.mark.parametrize("sampler", ["ehvi", "tpe", "nsga2", "random"])
+def test_replay_trains_the_budget_in_distinct_networks(sampler: str) -> None:
     space = load_space(BENCH_SPACE)
-    table = _table()
-    full, _ = replay(space, table, sampler="grid", n_trials=None, seed=0, fidelity=False)
-    study, ex = replay(space, table, sampler="random", n_trials=None, seed=1, fidelity=True)
-    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
-    assert pruned and ex.epochs_trained < 6 * len(table)
-    for t in pruned:
-        assert t.values is None and t.user_attrs["fidelity"]["epochs"] < 6
-        assert t.user_attrs["fidelity"]["epochs"] in space.fidelity.rungs(6)
-    refs = [t for t in study.trials if t.user_attrs.get("role") == "reference"]
-    assert all(t.state == TrialState.COMPLETE for t in refs)  # never pruned
-    senses = ["max", "min", "min"]
-    ref = [0.0, 1e6, 1e5]
-    assert 0 < _front_hv(_points(study), senses, ref) <= _front_hv(_points(full), senses, ref)
+    study, _ = replay(space, fake_table(space), sampler=sampler, n_trials=14, seed=0)
+    recs = [TrialRecord.read(t) for t in study.trials]
+    trained = [r for r in recs if r.trained and r.role == "search"]
+    assert len(trained) == 14 and len({r.network for r in trained}) == 14
+    if sampler == "ehvi":  # never proposes a network already answered
+        assert not any(r.is_duplicate for r in recs)
 
 
-def test_sampler_replay_respects_the_budget() -> None:
+def test_cli_smoke_writes_figures(tmp_path: Path) -> None:
+    from gcsearch.cli import main
+
     space = load_space(BENCH_SPACE)
-    for sampler in ("nsga2", "random", "tpe"):
-        study, _ = replay(space, _table(), sampler=sampler, n_trials=14, seed=0, fidelity=False)
-        trained = [t for t in study.trials if not TrialRecord.read(t).is_duplicate]
-        assert len(trained) == 14 + len(space.references()), sampler
+    path = _write(fake_table(space), tmp_path / "t.jsonl")
+    out = tmp_path / "figures.json"
+    assert main(["bench", "search", "--smoke", "--table", str(path), "--strategies", "random",
+                 "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for name in ("original", "shuffled"):
+        scores = figures["strategies"][name]["scores"]
+        assert set(scores) == {"random", "cheapest-first", "random-networks"}
+        assert all(v["n"] == 3 for v in scores.values())
+    assert figures["table"]["fingerprint"] and figures["fidelity"]
+    with pytest.raises(SystemExit):
+        main(["bench", "search", "--no-such-flag"])
+    assert main(["bench", "search", "--replays", "0", "--table", str(path)]) == 2

@@ -23,9 +23,9 @@ def test_scales_to_is_the_last_count_that_still_gained() -> None:
 
 def _bench(tmp_path: Path, storages: str, drivers: str, extra: list[str] | None = None) -> dict:
     code = main(["bench", "storage", "--storages", storages, "--drivers", drivers,
-                 "--trials", "3", "--out", str(tmp_path), *(extra or [])])
+                 "--trials", "3", "--out", str(tmp_path / "b.json"), *(extra or [])])
     assert code == 0
-    return json.loads((tmp_path / "bench-storage.json").read_text())
+    return json.loads((tmp_path / "b.json").read_text())
 
 
 def test_bench_storage_file_storages(tmp_path: Path) -> None:

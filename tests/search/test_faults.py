@@ -20,6 +20,7 @@ import pytest
 from _search_helpers import ROOT, tiny_space, trained_per_candidate
 from optuna.trial import TrialState
 
+from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 
@@ -46,6 +47,8 @@ def test_worker_killed_mid_trial_is_retried_and_completes(tmp_path: Path) -> Non
     assert trial.state == TrialState.COMPLETE
     assert trial.user_attrs["results"][0]["epochs"] == 2  # trained in full on the retry
     assert trial.user_attrs["env"]["pid"] != int(marker.read_text())  # another worker
+    rec = TrialRecord.read(trial)
+    assert rec.retries and rec.retries[0]["attempts"] == 2  # the Ray retry is on the row
 
 
 def _count(db: Path, state: str) -> int:

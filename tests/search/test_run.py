@@ -11,6 +11,7 @@ import pytest
 from _search_helpers import ROOT, tiny_space, trained_per_candidate
 from optuna.trial import TrialState, create_trial
 
+from gcsearch.checkpoint import checkpoint_name, load_checkpoint
 from gcsearch.errors import UserError
 from gcsearch.search.driver import objective_values
 from gcsearch.search.local import InlineExecutor
@@ -80,6 +81,10 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
         assert a["fidelity"]["max_epochs"] == 2 and len(a["results"]) == 1
         if t.state == TrialState.COMPLETE:
             assert a["status"] == "complete"
+            # the best seed's weights, in the one checkpoint format, rebuild the network
+            rec = TrialRecord.read(t)
+            assert rec.weights == f"weights/{checkpoint_name(rec.network)}"
+            assert load_checkpoint(run / rec.weights).build() is not None
             assert set(a["cost"]) == {"params", "macs", "block_params", "block_macs"}
             assert t.values[0] == pytest.approx(a["results"][0]["top1"])
             assert t.values[1] == a["cost"]["macs"]
@@ -95,6 +100,7 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
     assert out.counts["duplicates"] == len(dups)
     assert out.counts["trials"] == len(study.trials)
     assert (run / "results.csv").is_file() and (run / "space.resolved.toml").is_file()
+    assert not list((run / "weights").glob("seed*"))  # only the kept seed's file stays
     record = json.loads((run / "run.json").read_text())
     assert record["counts"] == out.counts and record["counts"]["failed"] == 1
     assert out.counts["complete"] + out.counts["pruned"] + out.counts["failed"] == len(trained)
