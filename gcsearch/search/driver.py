@@ -464,16 +464,28 @@ class Driver:
                 for trial in mine:
                     self._tell_duplicate(trial, now, TrialRecord.read(trial).candidate)
                 continue
+            # their run failed retryably (interrupted, its driver died): claim it again, as
+            # other drivers parked on the same trial do; the lowest live trial trains it
             first, rest = mine[0], mine[1:]
             rec = TrialRecord.read(first)
             assert rec.candidate is not None
             key = self.key(rec.candidate)
-            reason = TrialRecord.read(now).reason or "failed"
-            self.retry_of.setdefault(rec.candidate.id, {"retry_of": now.number,
-                                                         "reason": reason})
-            self._launch(first, TrialRecord(candidate=rec.candidate, role=rec.role,
-                                            network=key), key)
-            self.waiting_dups.setdefault(key, []).extend(rest)
+            other = None if key in self.by_key else self._conflict(first.number, key)
+            if key in self.finished or (other is not None and other.state.is_finished()):
+                done = self.finished.setdefault(key, other)
+                for trial in mine:
+                    self._tell_duplicate(trial, done, TrialRecord.read(trial).candidate)
+            elif key in self.by_key:
+                self.waiting_dups.setdefault(key, []).extend(mine)
+            elif other is not None:
+                self.foreign.setdefault(other.number, (other, []))[1].extend(mine)
+            else:
+                reason = TrialRecord.read(now).reason or "failed"
+                self.retry_of.setdefault(rec.candidate.id, {"retry_of": now.number,
+                                                             "reason": reason})
+                self._launch(first, TrialRecord(candidate=rec.candidate, role=rec.role,
+                                                network=key), key)
+                self.waiting_dups.setdefault(key, []).extend(rest)
 
     def _submit(self, run: _Running, stop_at: int | None) -> None:
         run.stop_at, run.waiting, run.results = stop_at, False, []

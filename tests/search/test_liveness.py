@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ from gcsearch.search.liveness import Heartbeat, claim, claim_conflict, stale_tri
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
+from gcsearch.search.sampling import network_key
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
 
@@ -186,7 +190,9 @@ def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path
     TrialRecord(candidate=victim, role="search").write(left, only=["candidate", "role"])
     with Heartbeat(study, interval=0.2) as other:  # a live driver training `busy`
         held = _running(study, other.driver_id)
-        TrialRecord(candidate=busy, role="search").write(held, only=["candidate", "role"])
+        key = network_key(busy, space.backbone, space.min_hidden)
+        TrialRecord(candidate=busy, role="search", network=key).write(
+            held, only=["candidate", "role", "network"])
         search(space, tmp_path / "b", resume=True, **kw)
         study = optuna.load_study(study_name="tiny", storage=reader)
         assert study.trials[held.number].state == TrialState.RUNNING  # left alone
@@ -199,3 +205,54 @@ def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path
                  if TrialRecord.read(t).candidate_id == victim.id and TrialRecord.read(t).trained)
     assert retry.retries and retry.retries[0]["retry_of"] == left.number
     assert "deadbeef" in retry.retries[0]["reason"]
+
+
+KILLED_DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {helpers!r})
+from _search_helpers import tiny_space
+from gcsearch.search.local import InlineExecutor
+from gcsearch.search.run import search
+from gcsearch.search.sampling import network_key
+from gcsearch.search.space import load_space
+space = load_space(tiny_space(Path({tmp!r}), sampler="grid", fidelity=False))
+victim = space.candidates()[1].id
+# InlineExecutor trains in this process: the kill-once fault SIGKILLs the driver itself
+search(space, Path({tmp!r}) / "a", smoke=True, progress=False, export=False, weights=False,
+       storage={storage!r}, executor=InlineExecutor(),
+       faults={{victim: "kill-once:" + {marker!r}}})
+"""
+
+
+def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> None:
+    """A real driver process SIGKILLed mid-trial: its heartbeat stops, its trial stays
+    RUNNING; the next driver (another run directory) fails it as stale and retrains it, and
+    the retry is on the new row."""
+    storage = str(tmp_path / "shared.log")
+    env = {"GCSEARCH_LIVENESS": "0.2,1.5", "PYTHONPATH": str(Path(__file__).parents[2])}
+    code = KILLED_DRIVER.format(helpers=str(Path(__file__).parent), tmp=str(tmp_path),
+                                storage=storage, marker=str(tmp_path / "killed"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **env})
+    assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL, mid-trial
+    reader, _ = open_storage(tmp_path, storage)
+    study = optuna.load_study(study_name="tiny", storage=reader)
+    left = [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(left) == 1
+    time.sleep(1.6)  # the grace period passes without a beat
+    monkeypatch.setenv("GCSEARCH_LIVENESS", "0.2,1.5")
+    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
+    search(space, tmp_path / "b", resume=True, smoke=True, progress=False, export=False,
+           weights=False, storage=storage, executor=InlineExecutor())
+    study = optuna.load_study(study_name="tiny", storage=reader)
+    dead = TrialRecord.read(study.trials[left[0].number])
+    assert study.trials[left[0].number].state == TrialState.FAIL and dead.retryable
+    assert "no heartbeat for" in dead.reason
+    trained = trained_per_candidate(study)
+    assert set(trained) == {c.id for c in space.candidates() + space.references()}
+    assert set(trained.values()) == {1}  # nothing lost, nothing trained twice
+    retry = next(TrialRecord.read(t) for t in study.trials
+                 if TrialRecord.read(t).candidate_id == dead.candidate_id
+                 and TrialRecord.read(t).trained)
+    assert retry.retries[0]["retry_of"] == left[0].number
