@@ -87,7 +87,8 @@ def throwaway_postgres(driver: str = "psycopg", durable: bool = False) -> Iterat
             os.chown(root, user.pw_uid, user.pw_gid)
         os.chmod(root, 0o700)
         init = _call(prefix, [str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                              "-U", "postgres", "--no-sync", "-E", "UTF8"], timeout=120)
+                              "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"],
+                     timeout=120)
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {_last_line(init)}")
         opts = f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=200"
