@@ -56,12 +56,36 @@ def short_temp_dir(run_dir: Path) -> Path:
     return short
 
 
-def _use_auth_token() -> bool:
-    """Send this machine's Ray token when it has one, as Ray itself does for ``address="auto"``
-    (``ray start --head`` turns token authentication on whenever ~/.ray/auth_token exists,
-    but ``ray.init(address=HOST:PORT)`` sends no token unless ``RAY_AUTH_MODE=token``). A
-    cluster without token authentication accepts such a client too; a ``RAY_AUTH_MODE`` set by
-    the user is respected. Ray versions before token authentication have no such helper."""
+def _join(address: str) -> None:
+    """``ray.init(address=...)``; if that fails and this machine has a Ray token while
+    ``RAY_AUTH_MODE`` is unset, once more with the token, as Ray itself does for
+    ``address="auto"``: ``ray start --head`` turns token authentication on whenever
+    ~/.ray/auth_token exists, but ``ray.init(address=HOST:PORT)`` sends no token unless told.
+    (Sending a token first is no shortcut: a cluster without token authentication accepts the
+    connection, but its actors then die.)"""
+    def attempt() -> Exception | None:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            return exc
+        return None
+
+    exc = attempt()
+    if exc is not None and "RAY_AUTH_MODE" not in os.environ and _enable_auth_token():
+        exc = attempt()
+    if exc is not None:
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
+                "; if the cluster uses token authentication, give this machine its token "
+                "(RAY_AUTH_TOKEN, or ~/.ray/auth_token from its head)")
+        raise UserError(f"--address {address}: cannot join the Ray cluster "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}){hint}")
+
+
+def _enable_auth_token() -> bool:
+    """Token mode for this process when a token is at hand (Ray >= 2.5x; older Ray has no
+    helper and no token authentication)."""
     try:  # private API: tests/runners/test_runners.py fails loudly when it moves
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
@@ -156,16 +180,7 @@ class RayExecutor:
         self.temp_dir: Path | None = None
         if not ray.is_initialized():
             if address:
-                token = _use_auth_token()
-                try:
-                    ray.init(address=address, log_to_driver=False, configure_logging=False)
-                except (ConnectionError, ValueError, RuntimeError) as exc:
-                    hint = ("" if token else "; if the cluster uses token authentication, "
-                            "give this machine its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
-                            "from its head)")
-                    raise UserError(f"--address {address}: cannot join the Ray cluster "
-                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                                    f"{hint}") from None
+                _join(address)
             else:
                 self.temp_dir = short_temp_dir(self.run_dir)
                 ray.init(

@@ -155,12 +155,12 @@ def test_search_command_extraction(text: str, flags: list[str]) -> None:
 
 
 def test_rays_token_helper_is_where_the_executor_imports_it() -> None:
-    """executor._use_auth_token relies on this private Ray helper (Ray >= 2.5x)."""
+    """executor._enable_auth_token relies on this private Ray helper (Ray >= 2.5x)."""
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
     except ImportError as exc:
         pytest.fail(f"Ray moved maybe_enable_token_auth_if_token_available ({exc}): update "
-                    "gcsearch/search/executor.py:_use_auth_token")
+                    "gcsearch/search/executor.py:_enable_auth_token")
     assert callable(maybe_enable_token_auth_if_token_available)
