@@ -89,8 +89,9 @@ def hypervolume(points: Any, senses: Sequence[str], reference: Sequence[float]) 
     return _hv_min(pts, ref)
 
 
-def normalised_hypervolume(points: Any, senses: Sequence[str], reference: Sequence[float],
-                           ideal: Sequence[float]) -> float:
+def normalised_hypervolume(
+    points: Any, senses: Sequence[str], reference: Sequence[float], ideal: Sequence[float]
+) -> float:
     """Hypervolume as a fraction of the box from ``ideal`` to ``reference`` (1 = a point at
     the ideal corner). Each objective is scaled to [0, 1] first, so a fraction compares
     across studies that share the box."""

@@ -49,7 +49,7 @@ from gcsearch.errors import UserError
 from gcsearch.search.local import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
-from gcsearch.search.space import Space, load_space, parse_space
+from gcsearch.search.space import Space, load_space, objective, parse_space
 from gcsearch.search.strategy import hv_box
 from gcsearch.search.table import Table, build_table, load_table
 
@@ -91,8 +91,9 @@ class Scorer:
 
     def __init__(self, table: Table, space: Space) -> None:
         costs = {k: _cost(seeds) for k, seeds in table.results.items()}
-        self.reference, self.ideal = hv_box(SCORE_OBJECTIVES, costs,
-                                            int(table.header["num_classes"]))
+        self.reference, self.ideal = hv_box(
+            SCORE_OBJECTIVES, costs, int(table.header["num_classes"])
+        )
         refs = {c.id for c in space.references()}
         # networks a reference row builds are trained by every search at no cost: not scored
         self.searched = [k for k, ids in table.networks.items() if not refs & set(ids)]
@@ -109,10 +110,17 @@ class Scorer:
 
         keep = set(self.searched)
         pts = [self.point(k, v) for k, v in found.items() if k in keep]
-        names = [o.split(":")[0] for o in SCORE_OBJECTIVES]
-        return normalised_hypervolume(pts, [o.split(":")[1] for o in SCORE_OBJECTIVES],
-                                      [self.reference[n] for n in names],
-                                      [self.ideal[n] for n in names]) if pts else 0.0
+        names = [objective(o)[0] for o in SCORE_OBJECTIVES]
+        return (
+            normalised_hypervolume(
+                pts,
+                [objective(o)[1] for o in SCORE_OBJECTIVES],
+                [self.reference[n] for n in names],
+                [self.ideal[n] for n in names],
+            )
+            if pts
+            else 0.0
+        )
 
 
 def _cost(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, int]:
@@ -150,12 +158,19 @@ def shuffled_table(table: Table, space: Space, seed: int) -> Table:
             out[key] = table.results[key]
             continue
         p = rep.placement
-        labels = {"pooling": rep.block.pooling, "transform": transform_token(rep.block),
-                  "fusion": rep.block.fusion, "position": p.position,
-                  "stages": "".join(p.stages), "density": p.density}
+        labels = {
+            "pooling": rep.block.pooling,
+            "transform": transform_token(rep.block),
+            "fusion": rep.block.fusion,
+            "position": p.position,
+            "stages": "".join(p.stages),
+            "density": p.density,
+        }
         new = {a: maps.get(a, {}).get(v, v) for a, v in labels.items()}
-        src = Candidate(block=block_from_token(new["pooling"], new["transform"], new["fusion"]),
-                        placement=Placement(new["position"], new["stages"], new["density"]))
+        src = Candidate(
+            block=block_from_token(new["pooling"], new["transform"], new["fusion"]),
+            placement=Placement(new["position"], new["stages"], new["density"]),
+        )
         src_key = network_key(src, space.backbone, space.min_hidden)
         own = _cost(table.results[key])
         out[key] = {s: {**copy.deepcopy(r), **own} for s, r in table.results[src_key].items()}
@@ -163,14 +178,28 @@ def shuffled_table(table: Table, space: Space, seed: int) -> Table:
 
 
 # ----------------------------------------------------------------------------- replays
-def replay(space: Space, table: Table, *, sampler: str, n_trials: int | None, seed: int,
-           fidelity: bool = False, min_epochs: int | None = None, eta: int | None = None,
-           interrupt_after: int | None = None, resume_from: Any = None,
-           ) -> tuple[Any, TableExecutor]:
+def replay(
+    space: Space,
+    table: Table,
+    *,
+    sampler: str,
+    n_trials: int | None,
+    seed: int,
+    fidelity: bool = False,
+    min_epochs: int | None = None,
+    eta: int | None = None,
+    interrupt_after: int | None = None,
+    resume_from: Any = None,
+) -> tuple[Any, TableExecutor]:
     """One search answered from ``table`` through the real driver (in-memory, no Ray)."""
-    over: dict[str, Any] = {"sampler": sampler, "n_trials": n_trials, "sampler_seed": seed,
-                            "enabled": fidelity, "parallel": 1,
-                            "seeds": len(table.seeds)}
+    over: dict[str, Any] = {
+        "sampler": sampler,
+        "n_trials": n_trials,
+        "sampler_seed": seed,
+        "enabled": fidelity,
+        "parallel": 1,
+        "seeds": len(table.seeds),
+    }
     if min_epochs is not None:
         over["min_epochs"] = min_epochs
     if eta is not None:
@@ -179,8 +208,16 @@ def replay(space: Space, table: Table, *, sampler: str, n_trials: int | None, se
     ex = TableExecutor(table.by_candidate(), parallel=1, interrupt_after=interrupt_after)
     costs = {k: _cost(s) for k, s in table.results.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        out = search(sp, Path(tmp), storage="memory", executor=ex, progress=False,
-                     export=False, weights=False, network_costs=costs)
+        out = search(
+            sp,
+            Path(tmp),
+            storage="memory",
+            executor=ex,
+            progress=False,
+            export=False,
+            weights=False,
+            network_costs=costs,
+        )
     return out.study, ex
 
 
@@ -198,14 +235,26 @@ def found_networks(study: Any) -> dict[str, float]:
 def _summary(values: Sequence[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=float)
     q1, med, q3 = np.percentile(arr, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3),
-            "p_ge": float((arr >= THRESHOLD).mean()), "n": len(arr),
-            "values": [float(v) for v in arr]}
+    return {
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "p_ge": float((arr >= THRESHOLD).mean()),
+        "n": len(arr),
+        "values": [float(v) for v in arr],
+    }
 
 
-def bench_strategies(space: Space, table: Table, *, replays: int, fraction: float,
-                     strategies: Sequence[str], shuffle: bool,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
+def bench_strategies(
+    space: Space,
+    table: Table,
+    *,
+    replays: int,
+    fraction: float,
+    strategies: Sequence[str],
+    shuffle: bool,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables."""
     n = max(1, round(fraction * len(space.candidates())))
     out: dict[str, Any] = {"budget_trials": n, "candidates": len(space.candidates())}
@@ -217,8 +266,10 @@ def bench_strategies(space: Space, table: Table, *, replays: int, fraction: floa
         scorer = Scorer(t, space)
         truth = {k: _mean_top1(t.results[k]) for k in scorer.searched}
         full = scorer.hv(truth)
-        order = sorted(scorer.searched, key=lambda k: (scorer.costs[k]["block_macs"],
-                                                       scorer.costs[k]["block_params"], k))
+        order = sorted(
+            scorer.searched,
+            key=lambda k: (scorer.costs[k]["block_macs"], scorer.costs[k]["block_params"], k),
+        )
         if not shuffle and cheapest_once is not None:
             scores["cheapest-first"].append(cheapest_once)
         else:
@@ -234,16 +285,20 @@ def bench_strategies(space: Space, table: Table, *, replays: int, fraction: floa
             seconds[s] += time.perf_counter() - tick
             scores[s].append(scorer.hv(found_networks(study)) / full)
         if (i + 1) % 10 == 0 or i + 1 == replays:
-            log(f"  {'shuffled' if shuffle else 'original'} tables: {i + 1}/{replays} replays; "
-                + ", ".join(f"{s} median {statistics.median(v):.3f}"
-                            for s, v in scores.items() if v))
+            log(
+                f"  {'shuffled' if shuffle else 'original'} tables: {i + 1}/{replays} replays; "
+                + ", ".join(
+                    f"{s} median {statistics.median(v):.3f}" for s, v in scores.items() if v
+                )
+            )
     out["scores"] = {s: _summary(v) for s, v in scores.items()}
     out["seconds_per_replay"] = {s: seconds[s] / max(1, replays) for s in strategies}
     return out
 
 
-def bench_fidelity(space: Space, table: Table, settings: Sequence[tuple[int, int]],
-                   shuffles: int) -> list[dict[str, Any]]:
+def bench_fidelity(
+    space: Space, table: Table, settings: Sequence[tuple[int, int]], shuffles: int
+) -> list[dict[str, Any]]:
     """Synchronous successive halving over every candidate, replayed (deterministic)."""
     rows = []
     epochs = int(table.header["budget"]["epochs"])
@@ -252,15 +307,31 @@ def bench_fidelity(space: Space, table: Table, settings: Sequence[tuple[int, int
             t = table if which == 0 else shuffled_table(table, space, seed=1000 + which)
             scorer = Scorer(t, space)
             truth = {k: _mean_top1(t.results[k]) for k in scorer.searched}
-            study, ex = replay(space, t, sampler="grid", n_trials=None, seed=0,
-                               fidelity=True, min_epochs=min_epochs, eta=eta)
+            study, ex = replay(
+                space,
+                t,
+                sampler="grid",
+                n_trials=None,
+                seed=0,
+                fidelity=True,
+                min_epochs=min_epochs,
+                eta=eta,
+            )
             full_epochs = epochs * len(t.seeds) * len(t.networks)
-            rows.append({"min_epochs": min_epochs, "eta": eta,
-                         "rungs": list(space.with_overrides(min_epochs=min_epochs, eta=eta,
-                                                            enabled=True).fidelity.rungs(epochs)),
-                         "table": "original" if which == 0 else f"shuffled {which}",
-                         "saving": full_epochs / max(1, ex.epochs_trained),
-                         "hv_fraction": scorer.hv(found_networks(study)) / scorer.hv(truth)})
+            rows.append(
+                {
+                    "min_epochs": min_epochs,
+                    "eta": eta,
+                    "rungs": list(
+                        space.with_overrides(
+                            min_epochs=min_epochs, eta=eta, enabled=True
+                        ).fidelity.rungs(epochs)
+                    ),
+                    "table": "original" if which == 0 else f"shuffled {which}",
+                    "saving": full_epochs / max(1, ex.epochs_trained),
+                    "hv_fraction": scorer.hv(found_networks(study)) / scorer.hv(truth),
+                }
+            )
     return rows
 
 
@@ -274,9 +345,15 @@ def rank_spearman(table: Table, space: Space) -> dict[int, float]:
     final = [_mean_top1(table.results[k]) for k in scorer.searched]
     out = {}
     for e in range(1, epochs):
-        at = [statistics.mean(float(h["val_top1"]) for r in table.results[k].values()
-                              for h in r["history"] if int(h["epoch"]) == e)
-              for k in scorer.searched]
+        at = [
+            statistics.mean(
+                float(h["val_top1"])
+                for r in table.results[k].values()
+                for h in r["history"]
+                if int(h["epoch"]) == e
+            )
+            for k in scorer.searched
+        ]
         out[e] = float(spearmanr(at, final).statistic)
     return out
 
@@ -296,13 +373,16 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
         res = search(space.with_overrides(parallel=parallel), run, progress=False, export=False)
         n = res.counts["complete"] + res.counts["pruned"] + res.counts["failed"]
         out[f"p{parallel}"] = {
-            "trials": n, "loop_s": res.loop_s, "total_s": time.perf_counter() - t0,
-            "job_s": res.job_seconds, "trials_per_hour": 3600 * n / res.loop_s,
-            "overhead_per_trial_s": (res.loop_s - res.job_seconds) / n if parallel == 1
-            else None,
+            "trials": n,
+            "loop_s": res.loop_s,
+            "total_s": time.perf_counter() - t0,
+            "job_s": res.job_seconds,
+            "trials_per_hour": 3600 * n / res.loop_s,
+            "overhead_per_trial_s": (res.loop_s - res.job_seconds) / n if parallel == 1 else None,
             "driver_per_trial_s": res.driver_s / n,
             "load_average": os.getloadavg(),
-            "mean_trial_s": res.job_seconds / n}
+            "mean_trial_s": res.job_seconds / n,
+        }
     out["speedup"] = out["p2"]["trials_per_hour"] / out["p1"]["trials_per_hour"]
     out["overhead_share_of_20s_trial"] = out["p1"]["overhead_per_trial_s"] / 20.0
     return out
@@ -313,8 +393,10 @@ def _check(args: argparse.Namespace) -> None:
     if args.replays < 1:
         raise UserError(f"--replays: {args.replays} (allowed: integers >= 1)")
     if args.table_seeds < 3 and not args.smoke:
-        raise UserError(f"--table-seeds: {args.table_seeds} (allowed: integers >= 3; one seed "
-                        "makes a replay 'found the lucky seed or not')")
+        raise UserError(
+            f"--table-seeds: {args.table_seeds} (allowed: integers >= 3; one seed "
+            "makes a replay 'found the lucky seed or not')"
+        )
     if not 0 < args.budget_fraction <= 1:
         raise UserError(f"--budget-fraction: {args.budget_fraction} (allowed: 0 < f <= 1)")
     bad = [s for s in args.strategies.split(",") if s not in (*STRATEGIES, "grid")]
@@ -331,28 +413,43 @@ def _print(figures: Mapping[str, Any]) -> None:
         sec = figures.get("strategies", {}).get(name)
         if not sec:
             continue
-        t = RichTable(title=f"strategies at {sec['budget_trials']}/{sec['candidates']} trials, "
-                      f"{name} tables (HV fraction of the exhaustive searched front)",
-                      title_justify="left")
+        t = RichTable(
+            title=f"strategies at {sec['budget_trials']}/{sec['candidates']} trials, "
+            f"{name} tables (HV fraction of the exhaustive searched front)",
+            title_justify="left",
+        )
         for col in ("strategy", "median", "IQR", f"P(HV >= {THRESHOLD})", "replays"):
             t.add_column(col, justify="left" if col == "strategy" else "right")
         for s, v in sec["scores"].items():
-            t.add_row(s, f"{v['median']:.3f}", f"{v['q1']:.3f}-{v['q3']:.3f}",
-                      f"{v['p_ge']:.2f}", str(v["n"]))
+            t.add_row(
+                s,
+                f"{v['median']:.3f}",
+                f"{v['q1']:.3f}-{v['q3']:.3f}",
+                f"{v['p_ge']:.2f}",
+                str(v["n"]),
+            )
         console.print(t)
     if figures.get("fidelity"):
-        t = RichTable(title="successive halving over every candidate (replayed)",
-                      title_justify="left")
+        t = RichTable(
+            title="successive halving over every candidate (replayed)", title_justify="left"
+        )
         for col in ("rungs", "eta", "table", "saving (x)", "HV fraction"):
             t.add_column(col, justify="right")
         for r in figures["fidelity"]:
-            t.add_row(str(r["rungs"]), str(r["eta"]), r["table"], f"{r['saving']:.2f}",
-                      f"{r['hv_fraction']:.3f}")
+            t.add_row(
+                str(r["rungs"]),
+                str(r["eta"]),
+                r["table"],
+                f"{r['saving']:.2f}",
+                f"{r['hv_fraction']:.3f}",
+            )
         console.print(t)
     if figures.get("spearman"):
-        console.print("Spearman(top-1 at epoch e, final top-1) over searched networks: "
-                      + ", ".join(f"e{e} {v:.2f}" for e, v in figures["spearman"].items()),
-                      highlight=False)
+        console.print(
+            "Spearman(top-1 at epoch e, final top-1) over searched networks: "
+            + ", ".join(f"e{e} {v:.2f}" for e, v in figures["spearman"].items()),
+            highlight=False,
+        )
 
 
 def run_bench_search(args: argparse.Namespace) -> int:
@@ -362,32 +459,44 @@ def run_bench_search(args: argparse.Namespace) -> int:
     path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
     seeds = list(range(args.table_seeds))
     run_root = Path(args.run_root)
-    figures: dict[str, Any] = {"command": "gcsearch " + shlex.join(sys.argv[1:]),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                               "load_average": os.getloadavg()}
+    figures: dict[str, Any] = {
+        "command": "gcsearch " + shlex.join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "load_average": os.getloadavg(),
+    }
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
     else:
         if args.build_table:
             build_table(space, path, seeds, parallel=args.table_parallel)
         table = load_table(path, space, seeds)
-        figures["table"] = {"path": str(path), "fingerprint": table.header["fingerprint"],
-                            "command": table.header["command"], "seeds": table.seeds,
-                            "networks": len(table.networks)}
+        figures["table"] = {
+            "path": str(path),
+            "fingerprint": table.header["fingerprint"],
+            "command": table.header["command"],
+            "seeds": table.seeds,
+            "networks": len(table.networks),
+        }
         strategies = [s for s in args.strategies.split(",") if s]
         replays = min(args.replays, 3) if args.smoke else args.replays
         if args.only in (None, "search"):
             figures["strategies"] = {
-                name: bench_strategies(space, table, replays=replays,
-                                       fraction=args.budget_fraction, strategies=strategies,
-                                       shuffle=name == "shuffled")
-                for name in ("original", "shuffled")}
+                name: bench_strategies(
+                    space,
+                    table,
+                    replays=replays,
+                    fraction=args.budget_fraction,
+                    strategies=strategies,
+                    shuffle=name == "shuffled",
+                )
+                for name in ("original", "shuffled")
+            }
         if args.only in (None, "fidelity"):
             figures["spearman"] = rank_spearman(table, space)
-            settings = [(1, 2), (2, 3)] if args.smoke else [(1, 2), (1, 3), (2, 2), (2, 3),
-                                                            (3, 2)]
-            figures["fidelity"] = bench_fidelity(space, table, settings,
-                                                 shuffles=1 if args.smoke else 3)
+            settings = [(1, 2), (2, 3)] if args.smoke else [(1, 2), (1, 3), (2, 2), (2, 3), (3, 2)]
+            figures["fidelity"] = bench_fidelity(
+                space, table, settings, shuffles=1 if args.smoke else 3
+            )
     out = Path(args.out or run_root / "bench-search.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=1, default=float) + "\n")
@@ -396,5 +505,14 @@ def run_bench_search(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["STRATEGIES", "Scorer", "bench_fidelity", "bench_scaling", "bench_strategies",
-           "found_networks", "replay", "run_bench_search", "shuffled_table"]
+__all__ = [
+    "STRATEGIES",
+    "Scorer",
+    "bench_fidelity",
+    "bench_scaling",
+    "bench_strategies",
+    "found_networks",
+    "replay",
+    "run_bench_search",
+    "shuffled_table",
+]

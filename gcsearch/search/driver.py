@@ -54,19 +54,19 @@ from gcsearch.search.sampling import (
     network_key,
     suggest_candidate,
 )
-from gcsearch.search.space import Space
+from gcsearch.search.space import Space, objective
 from gcsearch.search.trial import Job
 from gcsearch.spec import Candidate
 
 #: Failure reasons that say nothing about the candidate: asked again on resume.
 RETRYABLE = ("interrupted", "driver died", "worker lost", "stale")
 MAX_DUPLICATE_STREAK = 10
-_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
-          "failed": TrialState.FAIL}
+_STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
-def recover_stale_trials(study: optuna.Study, grace: float | None = None,
-                         own: str | None = None) -> list[tuple[int, Candidate | None, str]]:
+def recover_stale_trials(
+    study: optuna.Study, grace: float | None = None, own: str | None = None
+) -> list[tuple[int, Candidate | None, str]]:
     """Trials no live driver owns (``liveness.stale_trials``) become failed, retryable rows;
     returns ``(trial number, candidate, reason)`` for each, so they are asked again.
 
@@ -82,13 +82,17 @@ def recover_stale_trials(study: optuna.Study, grace: float | None = None,
     out = []
     storage = study._storage
     for t, why in stale_trials(study, grace, own=own):
-        reason = (f"driver died: {why} (asked again)" if t.state == TrialState.RUNNING
-                  else f"stale enqueued trial ({why})")
+        reason = (
+            f"driver died: {why} (asked again)"
+            if t.state == TrialState.RUNNING
+            else f"stale enqueued trial ({why})"
+        )
         rec = TrialRecord.read(t)
         try:
             # a WAITING trial must start before it can fail; False: another driver took it
             if t.state == TrialState.WAITING and not storage.set_trial_state_values(
-                    t._trial_id, state=TrialState.RUNNING):
+                t._trial_id, state=TrialState.RUNNING
+            ):
                 continue
             rec.status, rec.reason, rec.retryable = "failed", reason, True
             for name in ("status", "reason", "retryable"):
@@ -130,20 +134,26 @@ def summarise(results: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
 def result_cost(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     for r in results:
         if r.get("params") is not None and r.get("macs") is not None:
-            return {k: int(r[k]) for k in ("params", "macs", "block_params", "block_macs")
-                    if r.get(k) is not None}
+            return {
+                k: int(r[k])
+                for k in ("params", "macs", "block_params", "block_macs")
+                if r.get(k) is not None
+            }
     return {}
 
 
-def objective_values(objectives: Sequence[str], results: Sequence[Mapping[str, Any]],
-                     cost: Mapping[str, float]) -> list[float] | None:
+def objective_values(
+    objectives: Sequence[str], results: Sequence[Mapping[str, Any]], cost: Mapping[str, float]
+) -> list[float] | None:
     """Objective values in study order: accuracy means over seeds, costs as counted."""
     tops = [float(r["top1"]) for r in results if r.get("top1") is not None]
     losses = [float(r["loss"]) for r in results if r.get("loss") is not None]
-    metrics = {**{k: float(v) for k, v in cost.items()},
-               "top1": sum(tops) / len(tops) if tops else math.nan,
-               "loss": sum(losses) / len(losses) if losses else math.nan}
-    values = [metrics.get(o.split(":")[0], math.nan) for o in objectives]
+    metrics = {
+        **{k: float(v) for k, v in cost.items()},
+        "top1": sum(tops) / len(tops) if tops else math.nan,
+        "loss": sum(losses) / len(losses) if losses else math.nan,
+    }
+    values = [metrics.get(objective(o)[0], math.nan) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
 
 
@@ -159,8 +169,12 @@ def rung_metrics(results: Sequence[Mapping[str, Any]], epoch: int) -> dict[str, 
     if not tops:
         return None
     cost = {k: float(v) for k, v in result_cost(results).items()}
-    return {**cost, "top1": sum(tops) / len(tops), "loss": sum(losses) / len(losses),
-            "top1_seeds": tops}  # type: ignore[dict-item]
+    return {
+        **cost,
+        "top1": sum(tops) / len(tops),
+        "loss": sum(losses) / len(losses),
+        "top1_seeds": tops,
+    }  # type: ignore[dict-item]
 
 
 @dataclass
@@ -187,13 +201,26 @@ class _Running:
 class Driver:
     """Asks candidates, submits one job per seed, tells results; owns no training code."""
 
-    def __init__(self, space: Space, study: optuna.Study, executor: Any, *, budget: Mapping[str,
-                 Any], device: str, rungs: Sequence[int], faults: Mapping[str, str],
-                 display: Display, n_trials: int, threads: int, strategy: Any = None,
-                 weights_dir: str | None = None,
-                 keep_weights: Callable[[str, list[dict[str, Any]]], str | None] | None = None,
-                 liveness: Any = None, grace: float = 60.0, deterministic: bool = False,
-                 ) -> None:
+    def __init__(
+        self,
+        space: Space,
+        study: optuna.Study,
+        executor: Any,
+        *,
+        budget: Mapping[str, Any],
+        device: str,
+        rungs: Sequence[int],
+        faults: Mapping[str, str],
+        display: Display,
+        n_trials: int,
+        threads: int,
+        strategy: Any = None,
+        weights_dir: str | None = None,
+        keep_weights: Callable[[str, list[dict[str, Any]]], str | None] | None = None,
+        liveness: Any = None,
+        grace: float = 60.0,
+        deterministic: bool = False,
+    ) -> None:
         self.space, self.study, self.executor = space, study, executor
         self.budget, self.device, self.rungs = dict(budget), device, tuple(rungs)
         self.faults, self.display, self.n_trials, self.threads = faults, display, n_trials, threads
@@ -229,8 +256,9 @@ class Driver:
                 continue
             if rec.retryable:
                 if not rec.is_duplicate:
-                    self.retry_of.setdefault(rec.candidate.id, {
-                        "retry_of": t.number, "reason": rec.reason})
+                    self.retry_of.setdefault(
+                        rec.candidate.id, {"retry_of": t.number, "reason": rec.reason}
+                    )
                 if rec.role == "search" and not rec.is_duplicate:
                     self.retry_first.append(rec.candidate)
                 continue
@@ -239,8 +267,9 @@ class Driver:
                 self.finished.setdefault(self.key(rec.candidate), t)
         self.refs = [c for c in space.references() if c.id not in self.seen_ids]
         done = {self.key(c) for c in self.retry_first} - set(self.finished)
-        self.retry_first = [c for c in self.retry_first if self.key(c) in done
-                            and c.id not in self.seen_ids]
+        self.retry_first = [
+            c for c in self.retry_first if self.key(c) in done and c.id not in self.seen_ids
+        ]
         self.retry_first = list({self.key(c): c for c in self.retry_first}.values())
 
     # bookkeeping ----------------------------------------------------------------------
@@ -262,10 +291,8 @@ class Driver:
     def unseen(self) -> list[Candidate]:
         """Candidates with no trial yet."""
         busy = {r.cand.id for r in self.running.values()}
-        busy |= {TrialRecord.read(d).candidate_id for ds in self.waiting_dups.values()
-                 for d in ds}
-        busy |= {TrialRecord.read(d).candidate_id for _, ds in self.foreign.values()
-                 for d in ds}
+        busy |= {TrialRecord.read(d).candidate_id for ds in self.waiting_dups.values() for d in ds}
+        busy |= {TrialRecord.read(d).candidate_id for _, ds in self.foreign.values() for d in ds}
         busy |= self.foreign_busy
         return [c for c in self.order if c.id not in self.seen_ids and c.id not in busy]
 
@@ -284,7 +311,8 @@ class Driver:
         if self.space.search.sampler == "grid":
             return self._next_fixed() is not None
         return self.trained_search() < self.n_trials and any(
-            not self.known(c) for c in self.unseen())
+            not self.known(c) for c in self.unseen()
+        )
 
     def jobs_in_flight(self) -> int:
         return sum(r.jobs_left for r in self.running.values())
@@ -481,10 +509,12 @@ class Driver:
                 self.foreign.setdefault(other.number, (other, []))[1].extend(mine)
             else:
                 reason = TrialRecord.read(now).reason or "failed"
-                self.retry_of.setdefault(rec.candidate.id, {"retry_of": now.number,
-                                                             "reason": reason})
-                self._launch(first, TrialRecord(candidate=rec.candidate, role=rec.role,
-                                                network=key), key)
+                self.retry_of.setdefault(
+                    rec.candidate.id, {"retry_of": now.number, "reason": reason}
+                )
+                self._launch(
+                    first, TrialRecord(candidate=rec.candidate, role=rec.role, network=key), key
+                )
                 self.waiting_dups.setdefault(key, []).extend(rest)
 
     def _submit(self, run: _Running, stop_at: int | None) -> None:
@@ -492,26 +522,39 @@ class Driver:
         seeds = range(self.space.search.seeds)
         run.jobs_left = len(seeds)
         for seed in seeds:
-            self.executor.submit(Job(
-                trial=run.trial.number, candidate=run.cand.to_dict(), seed=seed,
-                task=self.space.task, data=self.space.data, budget=self.budget,
-                backbone=self.space.backbone, min_hidden=self.space.min_hidden,
-                device=self.device, threads=self.threads,
-                objectives=tuple(self.space.objectives), protected=run.role == "reference",
-                fault=self.faults.get(run.cand.id), stop_at=stop_at,
-                deterministic=self.deterministic,
-                weights_dir=self.weights_dir if stop_at is None else None))
+            self.executor.submit(
+                Job(
+                    trial=run.trial.number,
+                    candidate=run.cand.to_dict(),
+                    seed=seed,
+                    task=self.space.task,
+                    data=self.space.data,
+                    budget=self.budget,
+                    backbone=self.space.backbone,
+                    min_hidden=self.space.min_hidden,
+                    device=self.device,
+                    threads=self.threads,
+                    objectives=tuple(self.space.objectives),
+                    protected=run.role == "reference",
+                    fault=self.faults.get(run.cand.id),
+                    stop_at=stop_at,
+                    deterministic=self.deterministic,
+                    weights_dir=self.weights_dir if stop_at is None else None,
+                )
+            )
         self.display.progress.running = [r.cand.id for r in self.running.values()]
 
     # telling --------------------------------------------------------------------------
-    def _tell_duplicate(self, trial: optuna.Trial, original: FrozenTrial,
-                        cand: Candidate) -> None:
+    def _tell_duplicate(self, trial: optuna.Trial, original: FrozenTrial, cand: Candidate) -> None:
         """Answer ``trial`` from ``original``'s record; told as FAIL so no sampler counts the
         network twice (the record, not the Optuna state, says what it is)."""
         self.seen_ids.add(cand.id)
         rec = TrialRecord.read(original)
-        rec.candidate, rec.role, rec.duplicate_of = cand, TrialRecord.read(trial).role, \
-            original.number
+        rec.candidate, rec.role, rec.duplicate_of = (
+            cand,
+            TrialRecord.read(trial).role,
+            original.number,
+        )
         rec.write(trial)
         self.study.tell(trial, None, state=TrialState.FAIL)
         self.display.progress.duplicates += 1
@@ -524,8 +567,13 @@ class Driver:
         run.jobs_left -= 1
         env = result.get("env") or {}
         if int(env.get("attempt") or 1) > 1:
-            run.record.retries.append({"seed": job.seed, "attempts": int(env["attempt"]),
-                                       "reason": "worker died; Ray ran the task again"})
+            run.record.retries.append(
+                {
+                    "seed": job.seed,
+                    "attempts": int(env["attempt"]),
+                    "reason": "worker died; Ray ran the task again",
+                }
+            )
         wall = float(env.get("job_wall_s") or result.get("wall_s") or 0)
         self.job_seconds += wall
         self.epochs_trained += int(result.get("epochs") or 0)
@@ -533,8 +581,11 @@ class Driver:
         if run.jobs_left:
             return
         status, _ = summarise(run.results)
-        reached = run.stop_at is not None and status != "failed" and all(
-            int(r.get("epochs") or 0) >= run.stop_at for r in run.results)
+        reached = (
+            run.stop_at is not None
+            and status != "failed"
+            and all(int(r.get("epochs") or 0) >= run.stop_at for r in run.results)
+        )
         if reached:
             run.waiting = True
             self._decide_rungs()
@@ -554,7 +605,8 @@ class Driver:
             if not members:
                 continue
             if not all(r.waiting for r in members) or any(
-                    r.stop_at is not None and r.stop_at < epoch for r in searched):
+                r.stop_at is not None and r.stop_at < epoch for r in searched
+            ):
                 return
             self._decide(members, epoch, k)
             return
@@ -582,10 +634,16 @@ class Driver:
             cid = r.cand.id
             position = ranked.index(cid) + 1 if cid in ranked else len(ranked)
             stop = cid not in ranked or position > keep
-            decision = {"epoch": epoch, "position": position, "of": len(ranked), "keep": keep,
-                        "stop": stop, "top1_mean": figures.get(cid, {}).get("top1"),
-                        "top1_seeds": figures.get(cid, {}).get("top1_seeds"),
-                        "anchors": sorted(anchors)}
+            decision = {
+                "epoch": epoch,
+                "position": position,
+                "of": len(ranked),
+                "keep": keep,
+                "stop": stop,
+                "top1_mean": figures.get(cid, {}).get("top1"),
+                "top1_seeds": figures.get(cid, {}).get("top1_seeds"),
+                "anchors": sorted(anchors),
+            }
             r.record.rungs.append(decision)
             r.waiting = False
             self.decisions.append({"candidate": cid, **decision})
@@ -595,8 +653,11 @@ class Driver:
             for r, stop, position, n in outcome:
                 if stop:
                     for res in r.results:
-                        res.update(status="pruned", reason=f"stopped at rung epoch {epoch} "
-                                   f"(candidate ranked {position} of {n}, kept {keep})")
+                        res.update(
+                            status="pruned",
+                            reason=f"stopped at rung epoch {epoch} "
+                            f"(candidate ranked {position} of {n}, kept {keep})",
+                        )
                     self._finish(r)
                 else:
                     self._submit(r, nxt)
@@ -613,15 +674,17 @@ class Driver:
         epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
         rec = run.record
         rec.results, rec.status, rec.reason, rec.cost = results, status, reason, cost
-        rec.fidelity = {"epochs": epochs, "max_epochs": self.max_epochs,
-                        "rung": sum(1 for r in self.rungs if r <= epochs)}
+        rec.fidelity = {
+            "epochs": epochs,
+            "max_epochs": self.max_epochs,
+            "rung": sum(1 for r in self.rungs if r <= epochs),
+        }
         rec.env = (results[0].get("env") or {}) if results else {}
         rec.retryable = status == "failed" and reason.startswith(RETRYABLE)
         if status == "complete" and self.keep_weights is not None:
             rec.weights = self.keep_weights(run.key, results)
         trial = run.trial
-        frozen = self._tell(trial, rec, values if status == "complete" else None,
-                            _STATE[status])
+        frozen = self._tell(trial, rec, values if status == "complete" else None, _STATE[status])
         del self.running[trial.number]
         self.by_key.pop(run.key, None)
         if not rec.retryable:
@@ -637,8 +700,9 @@ class Driver:
             self._decide_rungs()
         return frozen
 
-    def _tell(self, trial: optuna.Trial, rec: TrialRecord, values: list[float] | None,
-              state: TrialState) -> FrozenTrial:
+    def _tell(
+        self, trial: optuna.Trial, rec: TrialRecord, values: list[float] | None, state: TrialState
+    ) -> FrozenTrial:
         """Write the record and tell; if another driver already failed this trial as stale
         (this driver was presumed dead, e.g. a heartbeat stalled past the grace period), the
         result is kept as a new trial carrying the record, never lost."""
@@ -648,13 +712,22 @@ class Driver:
         except optuna.exceptions.UpdateFinishedTrialError:
             from optuna.trial import create_trial
 
-            rec.retries.append({"retry_of": trial.number, "reason": "its trial was failed as "
-                                "stale by another driver while this one ran it"})
+            rec.retries.append(
+                {
+                    "retry_of": trial.number,
+                    "reason": "its trial was failed as "
+                    "stale by another driver while this one ran it",
+                }
+            )
             sink = _AttrSink()
             rec.write(sink)
-            template = create_trial(state=state, values=values, params=trial.params,
-                                    distributions=trial.distributions,
-                                    user_attrs=dict(sink.items))
+            template = create_trial(
+                state=state,
+                values=values,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=dict(sink.items),
+            )
             storage = self.study._storage
             tid = storage.create_new_trial(self.study._study_id, template_trial=template)
             if self.liveness is not None:
@@ -669,8 +742,15 @@ class Driver:
         rec.write(trial, only=["status", "reason", "retryable"])
         self.study.tell(trial, None, state=TrialState.FAIL)
 
-    def _progress(self, run: _Running, status: str, reason: str, values: list[float] | None,
-                  epochs: int, env: Mapping[str, Any]) -> None:
+    def _progress(
+        self,
+        run: _Running,
+        status: str,
+        reason: str,
+        values: list[float] | None,
+        epochs: int,
+        env: Mapping[str, Any],
+    ) -> None:
         p = self.display.progress
         p.running = [r.cand.id for r in self.running.values()]
         if status == "complete":
@@ -681,26 +761,34 @@ class Driver:
         else:
             p.failed += 1
         top = values[0] if values else None
-        detail = (f"top1 {top:.2f}" if status == "complete" and top is not None
-                  else f"{reason[:80]}")
+        detail = f"top1 {top:.2f}" if status == "complete" and top is not None else f"{reason[:80]}"
         where = env.get("node") or env.get("host") or ""
         where = f", {where}" if where else ""
-        self.display.finished(f"{run.cand.id} {status} ({detail}, {epochs}/{self.max_epochs} "
-                              f"epochs, {time.time() - run.started:.1f}s{where})")
+        self.display.finished(
+            f"{run.cand.id} {status} ({detail}, {epochs}/{self.max_epochs} "
+            f"epochs, {time.time() - run.started:.1f}s{where})"
+        )
 
     def _update_front(self) -> None:
-        rows = [(TrialRecord.read(t).candidate_id, list(t.values))
-                for t in self.finished.values() if t.state == TrialState.COMPLETE and t.values]
+        rows = [
+            (TrialRecord.read(t).candidate_id, list(t.values))
+            for t in self.finished.values()
+            if t.state == TrialState.COMPLETE and t.values
+        ]
         if not rows:
             return
-        signs = [-1.0 if o.endswith(":max") else 1.0 for o in self.space.objectives]
+        signs = [-1.0 if objective(o)[1] == "max" else 1.0 for o in self.space.objectives]
         pts = [[v * s for v, s in zip(vals, signs, strict=True)] for _, vals in rows]
-        front = [i for i, p in enumerate(pts) if not any(
-            all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in pts)]
+        front = [
+            i
+            for i, p in enumerate(pts)
+            if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in pts)
+        ]
         names = list(self.space.objectives)
         table = [{"id": rows[i][0], **dict(zip(names, rows[i][1], strict=True))} for i in front]
-        self.display.progress.front = sorted(table, key=lambda r: -r[names[0]]
-                                             if names[0].endswith(":max") else r[names[0]])
+        self.display.progress.front = sorted(
+            table, key=lambda r: -r[names[0]] if objective(names[0])[1] == "max" else r[names[0]]
+        )
 
     def abandon(self, reason: str) -> None:
         """Cancel everything in flight; running trials become failed (retryable) rows."""
@@ -740,8 +828,10 @@ class Driver:
                     self.abandon("stale duplicate")
                 break
             if not self.jobs_in_flight():
-                raise RuntimeError("driver stuck: candidates wait at a rung with no job left "
-                                   f"({sorted(r.cand.id for r in self.running.values())})")
+                raise RuntimeError(
+                    "driver stuck: candidates wait at a rung with no job left "
+                    f"({sorted(r.cand.id for r in self.running.values())})"
+                )
             done = self.executor.wait(1.0)  # returns at once when a trial ends
             tick = time.perf_counter()
             for job, result in done:
@@ -750,5 +840,12 @@ class Driver:
             self.driver_s += time.perf_counter() - tick
 
 
-__all__ = ["RETRYABLE", "Driver", "objective_values", "recover_stale_trials", "result_cost",
-           "rung_metrics", "summarise"]
+__all__ = [
+    "RETRYABLE",
+    "Driver",
+    "objective_values",
+    "recover_stale_trials",
+    "result_cost",
+    "rung_metrics",
+    "summarise",
+]

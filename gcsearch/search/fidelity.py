@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from gcsearch.search.space import objective
+
 Vector = tuple[float, ...]
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """``a`` is no worse than ``b`` everywhere and better somewhere (minimisation)."""
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True))
+        x < y for x, y in zip(a, b, strict=True)
+    )
 
 
 def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
@@ -75,25 +78,35 @@ def rung_vector(objectives: Sequence[str], metrics: Mapping[str, float]) -> Vect
     """The objective vector as minimisation (``top1:max`` enters as ``-top1``)."""
     out = []
     for obj in objectives:
-        name, _, sense = obj.partition(":")
+        name, sense = objective(obj)
         value = float(metrics[name])
         out.append(-value if sense == "max" else value)
     return tuple(out)
 
 
-def rank_rung(members: Mapping[str, Sequence[float]], anchors: Mapping[str, Sequence[float]],
-              eta: int) -> tuple[list[str], int]:
+def rank_rung(
+    members: Mapping[str, Sequence[float]], anchors: Mapping[str, Sequence[float]], eta: int
+) -> tuple[list[str], int]:
     """Candidate ids best first at one rung, and how many go on (``max(1, n // eta)``).
 
     Deterministic: ties fall to the id, so the outcome depends only on the figures.
     """
-    vec = {k: tuple(float(x) for x in v) for k, v in members.items()
-           if all(math.isfinite(float(x)) for x in v)}
+    vec = {
+        k: tuple(float(x) for x in v)
+        for k, v in members.items()
+        if all(math.isfinite(float(x)) for x in v)
+    }
     ids = sorted(vec) + sorted(a for a in anchors if a not in vec)
     points = [vec[i] if i in vec else tuple(anchors[i]) for i in ids]
     ranked = [ids[i] for i in nsga_order(points) if ids[i] in vec]
     return ranked, max(1, len(ranked) // eta)
 
 
-__all__ = ["crowding_distances", "dominates", "nondominated_ranks", "nsga_order", "rank_rung",
-           "rung_vector"]
+__all__ = [
+    "crowding_distances",
+    "dominates",
+    "nondominated_ranks",
+    "nsga_order",
+    "rank_rung",
+    "rung_vector",
+]

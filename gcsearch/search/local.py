@@ -55,8 +55,13 @@ class TableExecutor(InlineExecutor):
     raises ``KeyboardInterrupt`` after that many answered jobs (to test interrupt and resume).
     """
 
-    def __init__(self, table: Mapping[str, Mapping[int, Mapping[str, Any]]], *,
-                 parallel: int = 1, interrupt_after: int | None = None) -> None:
+    def __init__(
+        self,
+        table: Mapping[str, Mapping[int, Mapping[str, Any]]],
+        *,
+        parallel: int = 1,
+        interrupt_after: int | None = None,
+    ) -> None:
         super().__init__(parallel=parallel)
         self.results = table
         self.epochs_trained = 0
@@ -78,9 +83,13 @@ class TableExecutor(InlineExecutor):
         if job.stop_at is not None and full.get("status") == "complete":
             history = [h for h in history if int(h["epoch"]) <= job.stop_at]
             last = history[-1]
-            full.update(status="pruned", reason=f"stopped after epoch {job.stop_at}",
-                        top1=last.get("val_top1"), loss=last.get("val_loss"),
-                        epochs=int(last["epoch"]))
+            full.update(
+                status="pruned",
+                reason=f"stopped after epoch {job.stop_at}",
+                top1=last.get("val_top1"),
+                loss=last.get("val_loss"),
+                epochs=int(last["epoch"]),
+            )
         full["history"] = history
         full["candidate_id"] = job.candidate_id
         self.epochs_trained += len(history)

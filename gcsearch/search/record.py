@@ -24,10 +24,22 @@ ROLES = ("search", "reference")
 STATUSES = ("complete", "pruned", "failed")
 
 # field -> user attribute name (kept as the first studies wrote them, so old studies read)
-_ATTRS = {"candidate": "candidate", "role": "role", "network": "module_key",
-          "status": "status", "reason": "reason", "results": "results", "rungs": "rungs",
-          "cost": "cost", "fidelity": "fidelity", "env": "env", "retries": "retries",
-          "duplicate_of": DUPLICATE_OF, "weights": "weights", "retryable": "retryable"}
+_ATTRS = {
+    "candidate": "candidate",
+    "role": "role",
+    "network": "module_key",
+    "status": "status",
+    "reason": "reason",
+    "results": "results",
+    "rungs": "rungs",
+    "cost": "cost",
+    "fidelity": "fidelity",
+    "env": "env",
+    "retries": "retries",
+    "duplicate_of": DUPLICATE_OF,
+    "weights": "weights",
+    "retryable": "retryable",
+}
 
 
 @dataclass
@@ -65,8 +77,9 @@ class TrialRecord:
 
     def write(self, trial: Any, only: Iterable[str] | None = None) -> None:
         """Set the record (or the fields ``only``) on an ``optuna.Trial`` as user attributes."""
-        names = list(only) if only is not None else [f.name for f in fields(self)
-                                                      if f.name in _ATTRS]
+        names = (
+            list(only) if only is not None else [f.name for f in fields(self) if f.name in _ATTRS]
+        )
         for name in names:
             value = getattr(self, name)
             if value is None:
@@ -117,8 +130,15 @@ def counts(trials: Sequence[Any]) -> dict[str, int]:
     trained here; ``duplicates`` = answered from another trial's result; ``retried`` = failed
     rows that said nothing about the candidate (interrupted, driver died) and were asked
     again; ``running`` = not finished."""
-    out = {"trials": 0, "complete": 0, "pruned": 0, "failed": 0, "duplicates": 0,
-           "retried": 0, "running": 0}
+    out = {
+        "trials": 0,
+        "complete": 0,
+        "pruned": 0,
+        "failed": 0,
+        "duplicates": 0,
+        "retried": 0,
+        "running": 0,
+    }
     for t in trials:
         out["trials"] += 1
         rec = TrialRecord.read(t)
@@ -130,16 +150,23 @@ def counts(trials: Sequence[Any]) -> dict[str, int]:
         elif rec.retryable:
             out["retried"] += 1
         else:
-            status = rec.status or {"COMPLETE": "complete", "PRUNED": "pruned",
-                                    "FAIL": "failed"}.get(state, "failed")
+            status = rec.status or {
+                "COMPLETE": "complete",
+                "PRUNED": "pruned",
+                "FAIL": "failed",
+            }.get(state, "failed")
             out[status if status in STATUSES else "failed"] += 1
     return out
 
 
 def count_line(c: Mapping[str, int]) -> str:
     """``counts`` as one line (the search's last line and the report's header)."""
-    parts = [f"{c['complete']} complete", f"{c['pruned']} pruned", f"{c['failed']} failed",
-             f"{c['duplicates']} duplicates (answered from a stored result)"]
+    parts = [
+        f"{c['complete']} complete",
+        f"{c['pruned']} pruned",
+        f"{c['failed']} failed",
+        f"{c['duplicates']} duplicates (answered from a stored result)",
+    ]
     if c.get("retried"):
         parts.append(f"{c['retried']} interrupted and asked again")
     if c.get("running"):
@@ -147,5 +174,4 @@ def count_line(c: Mapping[str, int]) -> str:
     return f"{c['trials']} trials: " + ", ".join(parts)
 
 
-__all__ = ["DUPLICATE_OF", "ROLES", "STATUSES", "TrialRecord", "count_line", "counts",
-           "records"]
+__all__ = ["DUPLICATE_OF", "ROLES", "STATUSES", "TrialRecord", "count_line", "counts", "records"]

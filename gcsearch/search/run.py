@@ -68,8 +68,13 @@ class Outcome:
 
 def _git_revision() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -80,9 +85,14 @@ def _versions() -> dict[str, Any]:
 
     from gcsearch import __version__
 
-    out = {"gcsearch": __version__, "python": platform.python_version(),
-           "torch": torch.__version__, "optuna": optuna.__version__,
-           "cuda": torch.version.cuda, "git": _git_revision()}
+    out = {
+        "gcsearch": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "cuda": torch.version.cuda,
+        "git": _git_revision(),
+    }
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         out["ray"] = importlib.metadata.version("ray")
     return out
@@ -91,6 +101,7 @@ def _versions() -> dict[str, Any]:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (Slurm, kubectl delete) stops the search like Ctrl-C."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -130,17 +141,25 @@ def export_best(study: optuna.Study, run_dir: Path) -> Path | None:
         return None
     row = front.iloc[0]
     mean, half, n = report.mean_ci(
-        [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and row[c] == row[c]])
+        [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and row[c] == row[c]]
+    )
     attrs = study.user_attrs
-    meta = {"accuracy": {"top1_mean": mean, "top1_ci95": None if half != half else half,
-                         "n": n, "epochs": int(row["fidelity.epochs"])},
-            "cost": {k: int(row[f"cost.{k}"]) for k in ("params", "macs", "block_params",
-                                                         "block_macs")},
-            "source": {"run": str(run_dir), "study": study.study_name, "trial": int(row["trial"])},
-            **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden")
-               if k in attrs}}
-    written = export.export_candidate(Candidate.parse(str(row["spec.id"])),
-                                      run_dir / "best_block.py", meta=meta)
+    meta = {
+        "accuracy": {
+            "top1_mean": mean,
+            "top1_ci95": None if half != half else half,
+            "n": n,
+            "epochs": int(row["fidelity.epochs"]),
+        },
+        "cost": {
+            k: int(row[f"cost.{k}"]) for k in ("params", "macs", "block_params", "block_macs")
+        },
+        "source": {"run": str(run_dir), "study": study.study_name, "trial": int(row["trial"])},
+        **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden") if k in attrs},
+    }
+    written = export.export_candidate(
+        Candidate.parse(str(row["spec.id"])), run_dir / "best_block.py", meta=meta
+    )
     return written["module"]
 
 
@@ -171,13 +190,27 @@ def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
     return keep
 
 
-def search(space: Space, run_dir: Path | str | None = None, *, study_name: str | None = None,
-           storage: str | None = None, resume: bool = False, address: str | None = None,
-           device: str = "auto", smoke: bool = False, executor: Any = None,
-           faults: Mapping[str, str] | None = None, max_retries: int = 3,
-           parallel: int | None = None, progress: bool = True, export: bool = True,
-           console: Any = None, weights: bool = True, network_costs: Any = None,
-           deterministic: bool = False) -> Outcome:
+def search(
+    space: Space,
+    run_dir: Path | str | None = None,
+    *,
+    study_name: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    device: str = "auto",
+    smoke: bool = False,
+    executor: Any = None,
+    faults: Mapping[str, str] | None = None,
+    max_retries: int = 3,
+    parallel: int | None = None,
+    progress: bool = True,
+    export: bool = True,
+    console: Any = None,
+    weights: bool = True,
+    network_costs: Any = None,
+    deterministic: bool = False,
+) -> Outcome:
     """Run (or resume) the search a space describes; see the module docstring.
 
     ``executor`` replaces the Ray executor (``gcsearch.search.local``); ``faults`` maps
@@ -190,11 +223,15 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
     started = time.time()
     run_dir = Path(run_dir or Path("runs") / space.name)
     if resume and storage is None and not (run_dir / STORAGE_FILE).is_file():
-        raise UserError(f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
-                        "to start, or point --run-dir/--storage at the search to continue)")
+        raise UserError(
+            f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
+            "to start, or point --run-dir/--storage at the search to continue)"
+        )
     if executor is None and device == "cuda" and space.search.gpus_per_trial <= 0:
-        raise UserError("--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
-                        "e.g. 1 or 0.25, or --device auto/cpu)")
+        raise UserError(
+            "--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
+            "e.g. 1 or 0.25, or --device auto/cpu)"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     name = study_name or space.name
     faults = dict(faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
@@ -204,13 +241,21 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
     n_trials = space.n_trials()
     versions = _versions()
     attrs = {
-        "objectives": list(space.objectives), "space": space.to_dict(),
-        "backbone": space.backbone, "task": space.task, "input_shape": list(input_shape),
-        "num_classes": num_classes, "min_hidden": space.min_hidden, "budget": budget,
-        "seeds": space.search.seeds, "sampler": space.search.sampler,
+        "objectives": list(space.objectives),
+        "space": space.to_dict(),
+        "backbone": space.backbone,
+        "task": space.task,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "min_hidden": space.min_hidden,
+        "budget": budget,
+        "seeds": space.search.seeds,
+        "sampler": space.search.sampler,
         "fidelity": {**space.fidelity.to_dict(), "rungs": list(rungs)},
-        "gcsearch_version": versions["gcsearch"], "versions": versions,
-        "fingerprint": space_fingerprint(space, budget), "smoke": smoke,
+        "gcsearch_version": versions["gcsearch"],
+        "versions": versions,
+        "fingerprint": space_fingerprint(space, budget),
+        "smoke": smoke,
     }
     store, where = open_storage(run_dir, storage)
     with driver_lock(run_dir), contextlib.ExitStack() as stack:
@@ -218,10 +263,12 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
-        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) \
-            if resume else 0
-        costs = network_costs or study.user_attrs.get("network_costs") or space_costs(
-            space, input_shape, num_classes)
+        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if resume else 0
+        costs = (
+            network_costs
+            or study.user_attrs.get("network_costs")
+            or space_costs(space, input_shape, num_classes)
+        )
         if "hv_reference" not in study.user_attrs:
             reference, ideal = hv_box(space.objectives, costs, num_classes)
             study.set_user_attr("network_costs", costs)
@@ -235,28 +282,49 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
 
             try:
                 executor = RayExecutor(
-                    run_dir, address=address,
+                    run_dir,
+                    address=address,
                     parallel=parallel or (None if address else space.search.parallel),
                     cpus_per_trial=space.search.cpus_per_trial,
-                    gpus_per_trial=space.search.gpus_per_trial, max_retries=max_retries)
+                    gpus_per_trial=space.search.gpus_per_trial,
+                    max_retries=max_retries,
+                )
             except UserError:
                 if not resume and not study.trials:  # leave no empty study behind
                     optuna.delete_study(study_name=name, storage=store)
                 raise
         refs = len(space.references())
-        prog = Progress(title=f"{space.name} ({where})", total=n_trials + refs,
-                        parallel=int(executor.parallel), objectives=list(space.objectives))
+        prog = Progress(
+            title=f"{space.name} ({where})",
+            total=n_trials + refs,
+            parallel=int(executor.parallel),
+            objectives=list(space.objectives),
+        )
         display = Display(prog, console=console, enabled=progress)
         if progress and marked:
-            display.console.print(f"resume: {marked} trial(s) of dead driver(s) marked failed; "
-                                  "their candidates will be asked again")
+            display.console.print(
+                f"resume: {marked} trial(s) of dead driver(s) marked failed; "
+                "their candidates will be asked again"
+            )
         weights_dir = run_dir / "weights"
-        driver = Driver(space, study, executor, budget=budget, device=device, rungs=rungs,
-                        faults=faults, display=display, n_trials=n_trials, threads=threads,
-                        strategy=make_strategy(space, costs, study.user_attrs),
-                        weights_dir=str(weights_dir.resolve()) if weights else None,
-                        keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None,
-                        liveness=heartbeat, grace=grace, deterministic=deterministic)
+        driver = Driver(
+            space,
+            study,
+            executor,
+            budget=budget,
+            device=device,
+            rungs=rungs,
+            faults=faults,
+            display=display,
+            n_trials=n_trials,
+            threads=threads,
+            strategy=make_strategy(space, costs, study.user_attrs),
+            weights_dir=str(weights_dir.resolve()) if weights else None,
+            keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None,
+            liveness=heartbeat,
+            grace=grace,
+            deterministic=deterministic,
+        )
         networks = len({driver.key(c) for c in space.candidates()})
         prog.total = len(space.references()) + min(n_trials, networks)
         c0 = counts(study.get_trials(deepcopy=False))
@@ -272,7 +340,8 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
                     write_results(study, run_dir)
                     display.console.print(
                         f"interrupted: resume with `gcsearch search --space {space.path} "
-                        f"--run-dir {run_dir} --resume`")
+                        f"--run-dir {run_dir} --resume`"
+                    )
                     raise
                 loop_s = time.perf_counter() - loop_start
         finally:
@@ -281,8 +350,7 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
         if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
-        files: dict[str, Path | str] = {"storage": where,
-                                        "config": run_dir / "space.resolved.toml"}
+        files: dict[str, Path | str] = {"storage": where, "config": run_dir / "space.resolved.toml"}
         csv = write_results(study, run_dir)
         if csv:
             files["results"] = csv
@@ -290,21 +358,40 @@ def search(space: Space, run_dir: Path | str | None = None, *, study_name: str |
             best = export_best(study, run_dir)
             if best:
                 files["best_block"] = best
-        outcome = Outcome(study, run_dir, counts(study.get_trials(deepcopy=False)),
-                          time.time() - started, driver.job_seconds, driver.epochs_trained,
-                          loop_s, driver.driver_s, files)
-        record = {"command": sys.argv, "space": space.to_dict(), "budget": budget,
-                  "cluster": cluster, "versions": versions, "counts": outcome.counts,
-                  "count_line": count_line(outcome.counts),
-                  "elapsed_s": outcome.elapsed_s, "job_seconds": outcome.job_seconds,
-                  "epochs_trained": outcome.epochs_trained, "loop_s": outcome.loop_s,
-                  "driver_s": outcome.driver_s, "rung_decisions": driver.decisions,
-                  "hv_reference": study.user_attrs.get("hv_reference"),
-                  "hv_ideal": study.user_attrs.get("hv_ideal"),
-                  "storage": where, "study": name}
+        outcome = Outcome(
+            study,
+            run_dir,
+            counts(study.get_trials(deepcopy=False)),
+            time.time() - started,
+            driver.job_seconds,
+            driver.epochs_trained,
+            loop_s,
+            driver.driver_s,
+            files,
+        )
+        record = {
+            "command": sys.argv,
+            "space": space.to_dict(),
+            "budget": budget,
+            "cluster": cluster,
+            "versions": versions,
+            "counts": outcome.counts,
+            "count_line": count_line(outcome.counts),
+            "elapsed_s": outcome.elapsed_s,
+            "job_seconds": outcome.job_seconds,
+            "epochs_trained": outcome.epochs_trained,
+            "loop_s": outcome.loop_s,
+            "driver_s": outcome.driver_s,
+            "rung_decisions": driver.decisions,
+            "hv_reference": study.user_attrs.get("hv_reference"),
+            "hv_ideal": study.user_attrs.get("hv_ideal"),
+            "storage": where,
+            "study": name,
+        }
         (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         files["record"] = run_dir / "run.json"
     return outcome
+
 
 # ------------------------------------------------------------------------------ CLI
 def _check_flags(args: Any) -> None:
@@ -312,28 +399,41 @@ def _check_flags(args: Any) -> None:
     n = getattr(args, "n_trials", None)
     if n is not None and n != "all" and (not str(n).isdigit() or int(n) < 1):
         raise UserError(f"--n-trials: {n!r} is not allowed (allowed: 'all' or integers >= 1)")
-    for flag, lo in (("seeds", 1), ("parallel", 1), ("eta", 2), ("max_retries", 0),
-                     ("min_epochs", 1)):
+    for flag, lo in (
+        ("seeds", 1),
+        ("parallel", 1),
+        ("eta", 2),
+        ("max_retries", 0),
+        ("min_epochs", 1),
+    ):
         value = getattr(args, flag, None)
         if value is not None and value < lo:
-            raise UserError(f"--{flag.replace('_', '-')}: {value} is out of range "
-                            f"(allowed: integers >= {lo})")
+            raise UserError(
+                f"--{flag.replace('_', '-')}: {value} is out of range (allowed: integers >= {lo})"
+            )
     for flag in ("cpus_per_trial", "gpus_per_trial"):
         value = getattr(args, flag, None)
         lo_ok = value is None or (value > 0 if flag == "cpus_per_trial" else value >= 0)
         if not lo_ok or (value is not None and not math.isfinite(value)):
-            raise UserError(f"--{flag.replace('_', '-')}: {value} is out of range (allowed: "
-                            f"numbers {'> 0' if flag == 'cpus_per_trial' else '>= 0'})")
+            raise UserError(
+                f"--{flag.replace('_', '-')}: {value} is out of range (allowed: "
+                f"numbers {'> 0' if flag == 'cpus_per_trial' else '>= 0'})"
+            )
 
 
 def _space_from_args(args: Any) -> Space:
     _check_flags(args)
     space = load_space(args.space)
     overrides: dict[str, Any] = {}
-    for flag, key in (("sampler", "sampler"), ("seeds", "seeds"), ("parallel", "parallel"),
-                      ("min_epochs", "min_epochs"),
-                      ("cpus_per_trial", "cpus_per_trial"), ("gpus_per_trial", "gpus_per_trial"),
-                      ("eta", "eta")):
+    for flag, key in (
+        ("sampler", "sampler"),
+        ("seeds", "seeds"),
+        ("parallel", "parallel"),
+        ("min_epochs", "min_epochs"),
+        ("cpus_per_trial", "cpus_per_trial"),
+        ("gpus_per_trial", "gpus_per_trial"),
+        ("eta", "eta"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
@@ -350,10 +450,19 @@ def run_search(args: Any) -> int:
     """``gcsearch search``: run the study, then print the front and write the run directory."""
     space = _space_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / space.name
-    outcome = search(space, run_dir, study_name=args.study_name, storage=args.storage,
-                     resume=args.resume, address=args.address, device=args.device,
-                     smoke=args.smoke, max_retries=args.max_retries, parallel=args.parallel,
-                     deterministic=bool(getattr(args, "deterministic", False)))
+    outcome = search(
+        space,
+        run_dir,
+        study_name=args.study_name,
+        storage=args.storage,
+        resume=args.resume,
+        address=args.address,
+        device=args.device,
+        smoke=args.smoke,
+        max_retries=args.max_retries,
+        parallel=args.parallel,
+        deterministic=bool(getattr(args, "deterministic", False)),
+    )
     from rich.console import Console
 
     from gcsearch import report
@@ -361,11 +470,15 @@ def run_search(args: Any) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
-    console.print(f"search finished in {outcome.elapsed_s:.0f}s: {count_line(outcome.counts)}; "
-                  f"{outcome.epochs_trained} epochs trained", highlight=False)
+    console.print(
+        f"search finished in {outcome.elapsed_s:.0f}s: {count_line(outcome.counts)}; "
+        f"{outcome.epochs_trained} epochs trained",
+        highlight=False,
+    )
     try:
-        rep = report.build_report(run_dir, args.study_name,
-                                  frame=report.frame_from_study(outcome.study))
+        rep = report.build_report(
+            run_dir, args.study_name, frame=report.frame_from_study(outcome.study)
+        )
         report.render_terminal(rep, console)
     except UserError as exc:
         console.print(str(exc), highlight=False)

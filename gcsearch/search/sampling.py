@@ -59,9 +59,14 @@ def block_from_token(pooling: str, token: str, fusion: str) -> BlockSpec:
 
 def grid_values(grid: Axes) -> dict[str, list[Any]]:
     """Every flat axis of one grid with its values (single-valued axes included)."""
-    return {"pooling": list(grid.pooling), "transform": _tokens(grid),
-            "fusion": list(grid.fusion), "position": list(grid.position),
-            "stages": list(grid.stages), "density": list(grid.density)}
+    return {
+        "pooling": list(grid.pooling),
+        "transform": _tokens(grid),
+        "fusion": list(grid.fusion),
+        "position": list(grid.position),
+        "stages": list(grid.stages),
+        "density": list(grid.density),
+    }
 
 
 def grid_choices(grid: Axes) -> dict[str, list[Any]]:
@@ -84,10 +89,14 @@ def suggest_candidate(trial: optuna.Trial, space: Space) -> Candidate:
         return default
 
     token = pick("transform", _tokens(grid)[0])
-    block = block_from_token(pick("pooling", grid.pooling[0]), token,
-                              pick("fusion", grid.fusion[0]))
-    placement = Placement(pick("position", grid.position[0]), pick("stages", grid.stages[0]),
-                          pick("density", grid.density[0]))
+    block = block_from_token(
+        pick("pooling", grid.pooling[0]), token, pick("fusion", grid.fusion[0])
+    )
+    placement = Placement(
+        pick("position", grid.position[0]),
+        pick("stages", grid.stages[0]),
+        pick("density", grid.density[0]),
+    )
     return Candidate(block=block, placement=placement)
 
 
@@ -102,9 +111,14 @@ def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
     if len(space.grids) > 1:
         params["grid"], prefix = grid.name, f"{grid.name}."
     p = cand.placement
-    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
-              "fusion": cand.block.fusion, "position": p.position,
-              "stages": "".join(p.stages), "density": p.density}
+    values = {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
     for axis in grid_choices(grid):
         params[prefix + axis] = values[axis]
     return params
@@ -146,24 +160,33 @@ class SearchOnly(BaseSampler):
     def __init__(self, base: BaseSampler) -> None:
         self.base = base
 
-    def infer_relative_search_space(self, study: optuna.Study,
-                                    trial: FrozenTrial) -> dict[str, Any]:
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, Any]:
         return self.base.infer_relative_search_space(_SearchView(study), trial)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, Any]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
         return self.base.sample_relative(_SearchView(study), trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: Any) -> Any:
-        return self.base.sample_independent(_SearchView(study), trial, param_name,
-                                            param_distribution)
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        return self.base.sample_independent(
+            _SearchView(study), trial, param_name, param_distribution
+        )
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(_SearchView(study), trial)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
         self.base.after_trial(_SearchView(study), trial, state, values)
 
     def reseed_rng(self) -> None:
@@ -193,9 +216,14 @@ def make_sampler(space: Space, n_trials: int) -> BaseSampler:
             pop = s.population or max(4, min(50, math.ceil(n_trials / 4)))
             return SearchOnly(_NSGAII(population_size=pop, seed=s.sampler_seed))
         if s.sampler == "tpe":
-            return SearchOnly(TPESampler(multivariate=True, constant_liar=True,
-                                         n_startup_trials=max(4, min(10, n_trials // 4)),
-                                         seed=s.sampler_seed))
+            return SearchOnly(
+                TPESampler(
+                    multivariate=True,
+                    constant_liar=True,
+                    n_startup_trials=max(4, min(10, n_trials // 4)),
+                    seed=s.sampler_seed,
+                )
+            )
     return SearchOnly(RandomSampler(seed=s.sampler_seed))
 
 
@@ -210,9 +238,13 @@ def preset_block(preset: str) -> BlockSpec | None:
     builder = PRESET_BUILDERS.get(preset)
     args = getattr(builder, "args", ())
     default = inspect.signature(ContextBlock).parameters["zero_init"].default
-    if (len(args) == 2 and isinstance(args[0], BlockSpec) and args[1] is default
-            and getattr(builder, "keywords", None) in (None, {})
-            and getattr(getattr(builder, "func", None), "__name__", "") == "_context"):
+    if (
+        len(args) == 2
+        and isinstance(args[0], BlockSpec)
+        and args[1] is default
+        and getattr(builder, "keywords", None) in (None, {})
+        and getattr(getattr(builder, "func", None), "__name__", "") == "_context"
+    ):
         return args[0]
     return None
 

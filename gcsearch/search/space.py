@@ -77,6 +77,13 @@ _TOP_KEYS = ("name", "description", "objectives", "task", "budget", "axes", "ref
              "search", "fidelity")
 
 
+def objective(text: str) -> tuple[str, str]:
+    """``"top1:max"`` -> ``("top1", "max")``: the one parser of an objective string in the
+    search (swap point for ``spec``'s ``Objective`` registry)."""
+    name, _, sense = str(text).partition(":")
+    return name, sense or "max"
+
+
 def _join(values: tuple[Any, ...] | list[Any]) -> str:
     return ", ".join(str(v) for v in values)
 
@@ -137,11 +144,16 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Fidelity:
-    """Successive-halving rungs by epochs: rungs at min_epochs * eta**k below the full budget."""
+    """Successive-halving rungs by epochs: rungs at min_epochs * eta**k below the full budget.
 
-    enabled: bool = True
+    Off by default: a promoted candidate trains again from scratch (no checkpoint), so on the
+    proxy budgets here (6 epochs, candidates at chance until epoch 2) it saves at most 1.5x
+    where its first rung is past chance (``gcsearch bench search``, docs/search-benchmark.md).
+    """
+
+    enabled: bool = False
     eta: int = 3
-    min_epochs: int = 1
+    min_epochs: int = 2
 
     def rungs(self, max_epochs: int) -> tuple[int, ...]:
         """Epochs at which a trial is compared with its rung (empty when disabled)."""
@@ -194,10 +206,10 @@ class Space:
 
     def directions(self) -> list[str]:
         """Optuna directions ('maximize'/'minimize') in objective order."""
-        return ["maximize" if o.endswith(":max") else "minimize" for o in self.objectives]
+        return ["maximize" if objective(o)[1] == "max" else "minimize" for o in self.objectives]
 
     def metrics(self) -> list[str]:
-        return [o.split(":")[0] for o in self.objectives]
+        return [objective(o)[0] for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> Space:
         """A copy with some ``search`` / ``fidelity`` / budget settings replaced (CLI flags)."""

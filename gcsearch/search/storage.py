@@ -47,9 +47,11 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(storage)), storage
     else:
-        raise UserError(f"--storage: {storage!r} is not a storage (allowed: an Optuna URL such "
-                        "as postgresql://u:p@host/db or sqlite:///f.db, a journal file *.log, "
-                        "or memory)")
+        raise UserError(
+            f"--storage: {storage!r} is not a storage (allowed: an Optuna URL such "
+            "as postgresql://u:p@host/db or sqlite:///f.db, a journal file *.log, "
+            "or memory)"
+        )
     sqlite = url.startswith("sqlite:///")
     if sqlite:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +66,10 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
             if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise UserError(f"--storage: cannot open {url} ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200]})") from None
+            raise UserError(
+                f"--storage: cannot open {url} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]})"
+            ) from None
     if sqlite:
         _fast_sqlite(rdb)
     return rdb, url
@@ -77,8 +81,11 @@ def _with_driver(url: str) -> str:
     import importlib.util
 
     for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix) and importlib.util.find_spec("psycopg2") is None \
-                and importlib.util.find_spec("psycopg") is not None:
+        if (
+            url.startswith(prefix)
+            and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None
+        ):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
 
@@ -114,7 +121,8 @@ def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
         found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
         if not found:
             raise UserError(
-                f"{path} holds no study storage (expected one of {', '.join(RUN_STORAGE_FILES)})")
+                f"{path} holds no study storage (expected one of {', '.join(RUN_STORAGE_FILES)})"
+            )
         path = found[0]
     elif not path.is_file():
         raise UserError(f"run directory or storage not found: {path}")
@@ -127,20 +135,21 @@ def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
     try:
         return JournalStorage(JournalFileBackend(str(path))), str(path)
     except Exception as exc:  # not a journal either
-        raise UserError(f"cannot read a study storage from {path} ({type(exc).__name__})"
-                        ) from None
+        raise UserError(f"cannot read a study storage from {path} ({type(exc).__name__})") from None
 
 
 def _rdb_readonly(url: str, where: str) -> Any:
     try:
         return optuna.storages.RDBStorage(url, skip_table_creation=True)
     except Exception as exc:  # a corrupt or foreign file, bad URL, unreachable server
-        raise UserError(f"cannot read a study storage from {where} ({type(exc).__name__})"
-                        ) from None
+        raise UserError(
+            f"cannot read a study storage from {where} ({type(exc).__name__})"
+        ) from None
 
 
-def load_study_readonly(target: str | os.PathLike[str],
-                        study_name: str | None = None) -> optuna.Study:
+def load_study_readonly(
+    target: str | os.PathLike[str], study_name: str | None = None
+) -> optuna.Study:
     """The study in a run directory, storage file or URL, for reading (report, export).
 
     With no ``study_name`` the storage must hold exactly one study.
@@ -150,14 +159,17 @@ def load_study_readonly(target: str | os.PathLike[str],
     try:
         names = optuna.study.get_all_study_names(storage)
     except Exception as exc:  # a corrupt or foreign file
-        raise UserError(f"cannot read a study storage from {where} ({type(exc).__name__})"
-                        ) from None
+        raise UserError(
+            f"cannot read a study storage from {where} ({type(exc).__name__})"
+        ) from None
     if not names:
         raise UserError(f"{where} holds no study")
     if study_name is None:
         if len(names) > 1:
-            raise UserError(f"{where} holds {len(names)} studies; choose one with --study "
-                            f"({', '.join(sorted(names))})")
+            raise UserError(
+                f"{where} holds {len(names)} studies; choose one with --study "
+                f"({', '.join(sorted(names))})"
+            )
         study_name = names[0]
     if study_name not in names:
         raise UserError(f"unknown study {study_name!r} in {where} (studies: {', '.join(names)})")
@@ -166,26 +178,44 @@ def load_study_readonly(target: str | os.PathLike[str],
 
 def space_fingerprint(space: Space, budget: Mapping[str, Any]) -> str:
     """What must not change between a run and its resume: candidates, objectives, budget."""
-    key = {"candidates": [c.id for c in space.candidates()], "references": space.reference_ids,
-           "objectives": space.objectives, "budget": dict(budget), "task": space.task,
-           "backbone": space.backbone, "seeds": space.search.seeds}
+    key = {
+        "candidates": [c.id for c in space.candidates()],
+        "references": space.reference_ids,
+        "objectives": space.objectives,
+        "budget": dict(budget),
+        "task": space.task,
+        "backbone": space.backbone,
+        "seeds": space.search.seeds,
+    }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def open_study(space: Space, storage: Any, where: str, name: str, resume: bool,
-               sampler: optuna.samplers.BaseSampler, attrs: Mapping[str, Any]) -> optuna.Study:
+def open_study(
+    space: Space,
+    storage: Any,
+    where: str,
+    name: str,
+    resume: bool,
+    sampler: optuna.samplers.BaseSampler,
+    attrs: Mapping[str, Any],
+) -> optuna.Study:
     """Create the study, or reopen it for ``--resume`` after checking it is the same search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.study.get_all_study_names(storage)
     if name in names and not resume:
-        raise UserError(f"study {name!r} already exists in {where} (continue it with --resume, "
-                        "or choose another --study-name or --run-dir)")
+        raise UserError(
+            f"study {name!r} already exists in {where} (continue it with --resume, "
+            "or choose another --study-name or --run-dir)"
+        )
     if name not in names:
         if resume:
-            raise UserError(f"--resume: no study {name!r} in {where} "
-                            f"(studies there: {', '.join(names) or 'none'})")
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=space.directions())
+            raise UserError(
+                f"--resume: no study {name!r} in {where} "
+                f"(studies there: {', '.join(names) or 'none'})"
+            )
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, directions=space.directions()
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(space.metrics())
@@ -195,9 +225,11 @@ def open_study(space: Space, storage: Any, where: str, name: str, resume: bool,
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     old = study.user_attrs.get("fingerprint")
     if old != attrs["fingerprint"]:
-        raise UserError(f"--resume: study {name!r} was made from a different space or budget "
-                        f"(fingerprint {old} != {attrs['fingerprint']}); resume with the same "
-                        "space file and flags, or start a new --study-name")
+        raise UserError(
+            f"--resume: study {name!r} was made from a different space or budget "
+            f"(fingerprint {old} != {attrs['fingerprint']}); resume with the same "
+            "space file and flags, or start a new --study-name"
+        )
     return study
 
 
@@ -212,10 +244,19 @@ def driver_lock(run_dir: Path) -> Iterator[None]:
         except (ValueError, KeyError, OSError):
             alive = False
         if alive:
-            raise UserError(f"{run_dir}: another driver (pid {info['pid']}) is running this "
-                            "search; wait for it or stop it first")
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+            raise UserError(
+                f"{run_dir}: another driver (pid {info['pid']}) is running this "
+                "search; wait for it or stop it first"
+            )
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        )
+    )
     try:
         yield
     finally:
@@ -233,5 +274,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["RUN_STORAGE_FILES", "STORAGE_FILE", "driver_lock", "load_study_readonly",
-           "open_storage", "open_study", "space_fingerprint"]
+__all__ = [
+    "RUN_STORAGE_FILES",
+    "STORAGE_FILE",
+    "driver_lock",
+    "load_study_readonly",
+    "open_storage",
+    "open_study",
+    "space_fingerprint",
+]

@@ -24,18 +24,27 @@ import numpy as np
 
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import grid_values, network_key, transform_token
-from gcsearch.search.space import Space
+from gcsearch.search.space import Space, objective
 from gcsearch.spec import Candidate
 
 #: Uniform random networks before the model proposes.
 STARTS = 2
+#: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
+LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
+NOISES = (1e-3, 1e-2, 1e-1, 0.3)
+#: The model's standard deviation is widened by this factor in the expectation (exploration).
+#: Chosen on replays with sampler seeds 500-649 of the bench-small table (1.0: P(HV >= 0.97)
+#: 0.88 / 0.94 on original / shuffled tables; 1.5: 0.98 / 0.93); the benchmark reports seeds
+#: 0-99, which took no part in the choice.
+SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
 
 
-def space_costs(space: Space, input_shape: Sequence[int], num_classes: int
-                ) -> dict[str, dict[str, int]]:
+def space_costs(
+    space: Space, input_shape: Sequence[int], num_classes: int
+) -> dict[str, dict[str, int]]:
     """Network key -> exact cost (fvcore) of every distinct network of the space and its
     reference rows, counted once before training."""
     from gcsearch.cost import count_cost
@@ -44,14 +53,20 @@ def space_costs(space: Space, input_shape: Sequence[int], num_classes: int
     for cand in [*space.references(), *space.candidates()]:
         key = network_key(cand, space.backbone, space.min_hidden)
         if key not in out:
-            cost = count_cost(cand, space.backbone, tuple(input_shape), num_classes=num_classes,
-                              min_hidden=space.min_hidden)
+            cost = count_cost(
+                cand,
+                space.backbone,
+                tuple(input_shape),
+                num_classes=num_classes,
+                min_hidden=space.min_hidden,
+            )
             out[key] = {k: int(v) for k, v in cost.to_dict().items() if k in COST_KEYS}
     return out
 
 
-def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
-           num_classes: int) -> tuple[dict[str, float], dict[str, float]]:
+def hv_box(
+    objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]], num_classes: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """The study's fixed hypervolume box: (reference point, ideal point) per objective.
 
     top-1 spans chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a cost
@@ -61,7 +76,7 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     """
     reference, ideal = {}, {}
     for obj in objectives:
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         if name == "top1":
             reference[name], ideal[name] = 100.0 / max(1, num_classes), 100.0
         elif name == "loss":
@@ -74,12 +89,16 @@ def hv_box(objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]],
     return reference, ideal
 
 
-def normalise(values: Sequence[float], objectives: Sequence[str],
-              reference: Mapping[str, float], ideal: Mapping[str, float]) -> list[float]:
+def normalise(
+    values: Sequence[float],
+    objectives: Sequence[str],
+    reference: Mapping[str, float],
+    ideal: Mapping[str, float],
+) -> list[float]:
     """An objective vector in the box as minimisation in [0, 1] (ideal 0, reference 1)."""
     out = []
     for v, obj in zip(values, objectives, strict=True):
-        name = obj.split(":")[0]
+        name = objective(obj)[0]
         out.append((float(v) - ideal[name]) / (reference[name] - ideal[name]))
     return out
 
@@ -87,9 +106,14 @@ def normalise(values: Sequence[float], objectives: Sequence[str],
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
     assert cand.block is not None
     p = cand.placement
-    values = {"pooling": cand.block.pooling, "transform": transform_token(cand.block),
-              "fusion": cand.block.fusion, "position": p.position,
-              "stages": "".join(p.stages), "density": p.density}
+    values = {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
 
 
@@ -102,8 +126,8 @@ class _GP:
         z = (y - self.mean) / self.scale
         best = None
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        for ell in (0.7, 1.0, 1.5, 2.5):
-            for noise in (1e-3, 1e-2, 1e-1, 0.3):
+        for ell in LENGTH_SCALES:
+            for noise in NOISES:
                 k = np.exp(-d2 / (2 * ell**2)) + noise * np.eye(len(x))
                 try:
                     chol = np.linalg.cholesky(k)
@@ -136,8 +160,13 @@ def _hv(points: np.ndarray) -> float:
 class EHVIStrategy:
     """Proposes the network with the largest expected hypervolume improvement (see module)."""
 
-    def __init__(self, space: Space, costs: Mapping[str, Mapping[str, float]],
-                 reference: Mapping[str, float], ideal: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        space: Space,
+        costs: Mapping[str, Mapping[str, float]],
+        reference: Mapping[str, float],
+        ideal: Mapping[str, float],
+    ) -> None:
         self.space = space
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
@@ -149,14 +178,13 @@ class EHVIStrategy:
                 union.setdefault(axis, [])
                 union[axis] += [v for v in values if v not in union[axis]]
         self.choices = {k: v for k, v in union.items() if len(v) > 1}
-        self.acc = [i for i, o in enumerate(self.objectives) if o.split(":")[0] in ("top1",
-                                                                                   "loss")]
+        self.acc = [i for i, o in enumerate(self.objectives) if objective(o)[0] in ("top1", "loss")]
 
     def _vector(self, key: str, acc: float) -> list[float]:
         metrics = {**{k: float(v) for k, v in self.costs[key].items()}}
         out = []
         for obj in self.objectives:
-            name = obj.split(":")[0]
+            name = objective(obj)[0]
             out.append(acc if name in ("top1", "loss") else metrics[name])
         return normalise(out, self.objectives, self.reference, self.ideal)
 
@@ -184,8 +212,11 @@ class EHVIStrategy:
         y = np.array([v for _, _, v in seen])
         gp = _GP(x, y)
         front = [self._vector(k, v) for k, _, v in seen]
-        running = [(k, r.cand) for k, n in driver.by_key.items()
-                   if (r := driver.running.get(n)) is not None and r.role == "search"]
+        running = [
+            (k, r.cand)
+            for k, n in driver.by_key.items()
+            if (r := driver.running.get(n)) is not None and r.role == "search"
+        ]
         if running:  # kriging believer: in-flight networks count at their predicted mean
             xr = np.array([_features(c, self.choices) for _, c in running])
             mu_r, _ = gp.predict(xr)
@@ -201,7 +232,7 @@ class EHVIStrategy:
         for i, key in enumerate(keys):
             gain = 0.0
             for node, w in zip(_GH_X, _GH_W, strict=True):
-                v = np.array(self._vector(key, float(mu[i] + sd[i] * node)))
+                v = np.array(self._vector(key, float(mu[i] + SD_SCALE * sd[i] * node)))
                 if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
                     continue  # outside the box or dominated: no improvement
                 gain += w * (_hv(np.vstack([pts, v])) - base)
@@ -210,8 +241,9 @@ class EHVIStrategy:
         return pool[best_key]
 
 
-def make_strategy(space: Space, costs: Mapping[str, Mapping[str, float]],
-                  attrs: Mapping[str, Any]) -> EHVIStrategy | None:
+def make_strategy(
+    space: Space, costs: Mapping[str, Mapping[str, float]], attrs: Mapping[str, Any]
+) -> EHVIStrategy | None:
     """The driver-side strategy a space asks for (``ehvi``), or None for Optuna's and grid."""
     if space.search.sampler != "ehvi":
         return None

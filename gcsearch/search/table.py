@@ -30,8 +30,9 @@ from gcsearch.spec import Candidate
 FORMAT = 1
 
 
-def resolve_budget(space: Space, smoke: bool = False) -> tuple[dict[str, Any], tuple[int, ...],
-                                                                 int]:
+def resolve_budget(
+    space: Space, smoke: bool = False
+) -> tuple[dict[str, Any], tuple[int, ...], int]:
     """Full budget dict, input shape and number of classes of the space's task."""
     from gcsearch.search.trial import SMOKE_BUDGET, make_budget
     from gcsearch.tasks import get_task
@@ -55,9 +56,15 @@ def networks(space: Space) -> dict[str, list[str]]:
 def fingerprint(space: Space, budget: Mapping[str, Any], seeds: Sequence[int]) -> str:
     """What a table's figures depend on: task, data, backbone, budget, objectives, networks,
     seeds. A table with another fingerprint is refused."""
-    key = {"task": space.task, "data": space.data, "backbone": space.backbone,
-           "min_hidden": space.min_hidden, "budget": dict(budget),
-           "networks": sorted(networks(space)), "seeds": list(seeds)}
+    key = {
+        "task": space.task,
+        "data": space.data,
+        "backbone": space.backbone,
+        "min_hidden": space.min_hidden,
+        "budget": dict(budget),
+        "networks": sorted(networks(space)),
+        "seeds": list(seeds),
+    }
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -84,19 +91,32 @@ class Table:
 
     def by_candidate(self) -> dict[str, dict[int, dict[str, Any]]]:
         """``{candidate_id: {seed: result}}`` for every candidate id (shared networks share)."""
-        return {cid: self.results[key] for key, ids in self.header["networks"].items()
-                for cid in ids}
+        return {
+            cid: self.results[key] for key, ids in self.header["networks"].items() for cid in ids
+        }
 
 
 def _header(space: Space, seeds: Sequence[int], command: str) -> dict[str, Any]:
     budget, shape, classes = resolve_budget(space)
-    return {"kind": "gcsearch-exhaustive-table", "format": FORMAT,
-            "space": str(space.path), "space_name": space.name, "task": space.task,
-            "data": space.data, "backbone": space.backbone, "min_hidden": space.min_hidden,
-            "input_shape": list(shape), "num_classes": classes, "budget": budget,
-            "objectives": list(space.objectives), "references": list(space.reference_ids),
-            "seeds": list(seeds), "networks": networks(space),
-            "fingerprint": fingerprint(space, budget, seeds), "command": command}
+    return {
+        "kind": "gcsearch-exhaustive-table",
+        "format": FORMAT,
+        "space": str(space.path),
+        "space_name": space.name,
+        "task": space.task,
+        "data": space.data,
+        "backbone": space.backbone,
+        "min_hidden": space.min_hidden,
+        "input_shape": list(shape),
+        "num_classes": classes,
+        "budget": budget,
+        "objectives": list(space.objectives),
+        "references": list(space.reference_ids),
+        "seeds": list(seeds),
+        "networks": networks(space),
+        "fingerprint": fingerprint(space, budget, seeds),
+        "command": command,
+    }
 
 
 def _read_lines(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -119,9 +139,19 @@ def _read_lines(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
 def _job(space: Space, budget: Mapping[str, Any], cand: Candidate, seed: int) -> Any:
     from gcsearch.search.trial import Job
 
-    return Job(trial=0, candidate=cand.to_dict(), seed=seed, task=space.task, data=space.data,
-               budget=dict(budget), backbone=space.backbone, min_hidden=space.min_hidden,
-               device="cpu", threads=1, objectives=tuple(space.objectives))
+    return Job(
+        trial=0,
+        candidate=cand.to_dict(),
+        seed=seed,
+        task=space.task,
+        data=space.data,
+        budget=dict(budget),
+        backbone=space.backbone,
+        min_hidden=space.min_hidden,
+        device="cpu",
+        threads=1,
+        objectives=tuple(space.objectives),
+    )
 
 
 def _run(job: Any) -> dict[str, Any]:
@@ -130,37 +160,52 @@ def _run(job: Any) -> dict[str, Any]:
     return run_job(job)
 
 
-def build_table(space: Space, path: Path, seeds: Sequence[int], *, parallel: int = 1,
-                command: str | None = None, log: Any = print) -> Table:
+def build_table(
+    space: Space,
+    path: Path,
+    seeds: Sequence[int],
+    *,
+    parallel: int = 1,
+    command: str | None = None,
+    log: Any = print,
+) -> Table:
     """Train every network of ``space`` under ``seeds`` at the full budget into ``path``.
 
     Resumes a partial file with the same fingerprint; refuses one with another.
     """
-    command = command or ("gcsearch bench search --build-table --space "
-                          f"{shlex.quote(str(space.path))} --table {shlex.quote(str(path))} "
-                          f"--table-seeds {len(seeds)}")
+    command = command or (
+        "gcsearch bench search --build-table --space "
+        f"{shlex.quote(str(space.path))} --table {shlex.quote(str(path))} "
+        f"--table-seeds {len(seeds)}"
+    )
     header = _header(space, seeds, command)
     done: set[tuple[str, int]] = set()
     if path.is_file():
         old, rows = _read_lines(path)
         if not old or old.get("fingerprint") != header["fingerprint"]:
-            raise UserError(f"{path}: a table for another task/budget/backbone/space "
-                            f"(fingerprint {old and old.get('fingerprint')} != "
-                            f"{header['fingerprint']}); remove it or choose another --table")
-        done = {(r["key"], int(r["seed"])) for r in rows if r["result"].get("status")
-                == "complete"}
+            raise UserError(
+                f"{path}: a table for another task/budget/backbone/space "
+                f"(fingerprint {old and old.get('fingerprint')} != "
+                f"{header['fingerprint']}); remove it or choose another --table"
+            )
+        done = {(r["key"], int(r["seed"])) for r in rows if r["result"].get("status") == "complete"}
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(header) + "\n")
     by_id = {c.id: c for c in [*space.references(), *space.candidates()]}
-    todo = [(key, by_id[ids[0]], s) for key, ids in header["networks"].items() for s in seeds
-            if (key, s) not in done]
-    log(f"table {path}: {len(header['networks'])} networks x {len(seeds)} seeds, "
-        f"{len(done)} done, {len(todo)} to train ({parallel} at once)")
+    todo = [
+        (key, by_id[ids[0]], s)
+        for key, ids in header["networks"].items()
+        for s in seeds
+        if (key, s) not in done
+    ]
+    log(
+        f"table {path}: {len(header['networks'])} networks x {len(seeds)} seeds, "
+        f"{len(done)} done, {len(todo)} to train ({parallel} at once)"
+    )
     budget = header["budget"]
     with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=get_context("spawn")) as ex:
-        pending = {ex.submit(_run, _job(space, budget, cand, s)): (key, s)
-                   for key, cand, s in todo}
+        pending = {ex.submit(_run, _job(space, budget, cand, s)): (key, s) for key, cand, s in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -170,16 +215,20 @@ def build_table(space: Space, path: Path, seeds: Sequence[int], *, parallel: int
                     fh.write(json.dumps({"key": key, "seed": s, "result": result}) + "\n")
                     fh.flush()
                     os.fsync(fh.fileno())
-                log(f"  {key} seed {s}: {result.get('status')} top1 {result.get('top1')} "
-                    f"({len(pending)} left)")
+                log(
+                    f"  {key} seed {s}: {result.get('status')} top1 {result.get('top1')} "
+                    f"({len(pending)} left)"
+                )
     return load_table(path, space, seeds)
 
 
 def load_table(path: Path, space: Space, seeds: Sequence[int] | None = None) -> Table:
     """The table at ``path``, refused unless complete and built for this space and budget."""
     if not path.is_file():
-        raise UserError(f"no exhaustive table at {path} (build it with `gcsearch bench search "
-                        f"--build-table --space {space.path} --table {path}`)")
+        raise UserError(
+            f"no exhaustive table at {path} (build it with `gcsearch bench search "
+            f"--build-table --space {space.path} --table {path}`)"
+        )
     header, rows = _read_lines(path)
     if not header or header.get("kind") != "gcsearch-exhaustive-table":
         raise UserError(f"{path} is not an exhaustive table")
@@ -187,19 +236,24 @@ def load_table(path: Path, space: Space, seeds: Sequence[int] | None = None) -> 
     budget, _, _ = resolve_budget(space)
     want = fingerprint(space, budget, seeds)
     if header.get("fingerprint") != want:
-        raise UserError(f"{path}: built for another task/budget/backbone/space or seeds "
-                        f"(fingerprint {header.get('fingerprint')} != {want}); rebuild with "
-                        f"`{header.get('command')}`")
+        raise UserError(
+            f"{path}: built for another task/budget/backbone/space or seeds "
+            f"(fingerprint {header.get('fingerprint')} != {want}); rebuild with "
+            f"`{header.get('command')}`"
+        )
     results: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         if r["result"].get("status") == "complete":
             results.setdefault(r["key"], {})[int(r["seed"])] = r["result"]
-    missing = [f"{k}#s{s}" for k in header["networks"] for s in seeds
-               if s not in results.get(k, {})]
+    missing = [
+        f"{k}#s{s}" for k in header["networks"] for s in seeds if s not in results.get(k, {})
+    ]
     if missing:
-        raise UserError(f"{path}: incomplete table ({len(missing)} of "
-                        f"{len(header['networks']) * len(seeds)} trainings missing, e.g. "
-                        f"{missing[0]}); finish it with `{header.get('command')}`")
+        raise UserError(
+            f"{path}: incomplete table ({len(missing)} of "
+            f"{len(header['networks']) * len(seeds)} trainings missing, e.g. "
+            f"{missing[0]}); finish it with `{header.get('command')}`"
+        )
     return Table(header, results)
 
 

@@ -107,8 +107,13 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         if job.fault == "nan":  # test hook: a learning rate that overflows the weights
             budget = dataclasses.replace(budget, lr=1e30)
         # the rungs rank on cost at the task's nominal input; the stored cost is train's own
-        cost = count_cost(cand, job.backbone, tuple(task.input_shape),
-                          num_classes=task.num_classes, min_hidden=job.min_hidden)
+        cost = count_cost(
+            cand,
+            job.backbone,
+            tuple(task.input_shape),
+            num_classes=task.num_classes,
+            min_hidden=job.min_hidden,
+        )
         costs = {k: float(v) for k, v in cost.to_dict().items()}
 
         def callback(record: dict[str, Any]) -> bool:
@@ -118,30 +123,51 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
                 return True
             if stop_check is None:
                 return False
-            metrics = {**costs, "top1": float(record.get("val_top1", math.nan)),
-                       "loss": float(record.get("val_loss", math.nan))}
+            metrics = {
+                **costs,
+                "top1": float(record.get("val_top1", math.nan)),
+                "loss": float(record.get("val_loss", math.nan)),
+            }
             return bool(stop_check(epoch, metrics))
 
         def save(model: Any, res: TrialResult) -> None:
             from gcsearch.checkpoint import save_checkpoint
 
             assert job.weights_dir is not None
-            save_checkpoint(seed_weights_path(job.weights_dir, cand.id, job.seed), model, cand,
-                            backbone=job.backbone, min_hidden=job.min_hidden,
-                            num_classes=task.num_classes, input_shape=tuple(task.input_shape),
-                            meta={"seed": job.seed, "top1": float(res.top1 or math.nan),
-                                  "task": job.task, "epochs": res.epochs})
+            save_checkpoint(
+                seed_weights_path(job.weights_dir, cand.id, job.seed),
+                model,
+                cand,
+                backbone=job.backbone,
+                min_hidden=job.min_hidden,
+                num_classes=task.num_classes,
+                input_shape=tuple(task.input_shape),
+                meta={
+                    "seed": job.seed,
+                    "top1": float(res.top1 or math.nan),
+                    "task": job.task,
+                    "epochs": res.epochs,
+                },
+            )
 
-        result = train(cand, task, budget, job.seed, device, backbone=job.backbone,
-                       threads=threads, callback=callback, min_hidden=job.min_hidden,
-                       deterministic=job.deterministic,
-                       on_trained=save if job.weights_dir else None)
+        result = train(
+            cand,
+            task,
+            budget,
+            job.seed,
+            device,
+            backbone=job.backbone,
+            threads=threads,
+            callback=callback,
+            min_hidden=job.min_hidden,
+            deterministic=job.deterministic,
+            on_trained=save if job.weights_dir else None,
+        )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         for k, v in cost.to_dict().items():
             if out.get(k) is None:
                 out[k] = v
-        out["env"] = {**environment(device, threads), **(out.get("env") or {}),
-                      "pid": os.getpid()}
+        out["env"] = {**environment(device, threads), **(out.get("env") or {}), "pid": os.getpid()}
         if device.type == "cuda":
             out["env"]["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     except Exception as exc:  # a failure is a row, not a crash of the search

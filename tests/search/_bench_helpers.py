@@ -26,11 +26,28 @@ def fake_table(space: Space, seed: int = 0, seeds: int = 3) -> Table:
         per_seed = {}
         for s in range(seeds):
             final = min(99.0, max(50.0, base + rng.gauss(0, 1.5)))
-            history = [{"epoch": e, "val_top1": 50 + (final - 50) * (e / EPOCHS) ** 1.5,
-                        "val_loss": 1.0, "seconds": 2.0} for e in range(1, EPOCHS + 1)]
-            per_seed[s] = {"candidate_id": cid, "seed": s, "status": "complete",
-                           "top1": final, "loss": 1.0, "epochs": EPOCHS, "history": history,
-                           "params": 1000 + block // 3, "macs": 50_000 + block,
-                           "block_params": block // 3, "block_macs": block, "env": {}}
+            history = [
+                {
+                    "epoch": e,
+                    "val_top1": 50 + (final - 50) * (e / EPOCHS) ** 1.5,
+                    "val_loss": 1.0,
+                    "seconds": 2.0,
+                }
+                for e in range(1, EPOCHS + 1)
+            ]
+            per_seed[s] = {
+                "candidate_id": cid,
+                "seed": s,
+                "status": "complete",
+                "top1": final,
+                "loss": 1.0,
+                "epochs": EPOCHS,
+                "history": history,
+                "params": 1000 + block // 3,
+                "macs": 50_000 + block,
+                "block_params": block // 3,
+                "block_macs": block,
+                "env": {},
+            }
         results[key] = per_seed
     return Table(header, results)

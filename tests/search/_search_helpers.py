@@ -36,15 +36,25 @@ eta = 2
 """
 
 
-def tiny_space(tmp_path: Path, sampler: str = "grid", n_trials: str = '"all"',
-               fidelity: bool = True, extra: str = "") -> Path:
+def tiny_space(
+    tmp_path: Path,
+    sampler: str = "grid",
+    n_trials: str = '"all"',
+    fidelity: bool = True,
+    extra: str = "",
+) -> Path:
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(sampler=sampler, n_trials=n_trials,
-                                fidelity="true" if fidelity else "false") + extra)
+    path.write_text(
+        TINY.format(sampler=sampler, n_trials=n_trials, fidelity="true" if fidelity else "false")
+        + extra
+    )
     return path
 
 
 def trained_per_candidate(study: optuna.Study) -> Counter[str]:
     """How many times each candidate was trained (duplicates and retryable rows excluded)."""
-    return Counter(rec.candidate_id for t in study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and (rec := TrialRecord.read(t)).trained)
+    return Counter(
+        rec.candidate_id
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and (rec := TrialRecord.read(t)).trained
+    )

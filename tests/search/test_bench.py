@@ -23,8 +23,11 @@ from gcsearch.search.table import Table, load_table
 
 
 def _write(table: Table, path: Path, drop: int = 0) -> Path:
-    rows = [{"key": k, "seed": s, "result": r} for k, seeds in table.results.items()
-            for s, r in seeds.items()]
+    rows = [
+        {"key": k, "seed": s, "result": r}
+        for k, seeds in table.results.items()
+        for s, r in seeds.items()
+    ]
     lines = [json.dumps(table.header)] + [json.dumps(r) for r in rows[: len(rows) - drop]]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -68,7 +71,8 @@ def test_shuffled_table_keeps_costs_and_moves_accuracy() -> None:
     assert moved > 10
     # the accuracies are the same multiset: only who has which changed
     assert sorted(_mean_top1(s) for s in shuffled.results.values()) == pytest.approx(
-        sorted(_mean_top1(s) for s in table.results.values()))
+        sorted(_mean_top1(s) for s in table.results.values())
+    )
 
 
 def test_exhaustive_replay_recovers_the_whole_table() -> None:
@@ -99,8 +103,22 @@ def test_cli_smoke_writes_figures(tmp_path: Path) -> None:
     space = load_space(BENCH_SPACE)
     path = _write(fake_table(space), tmp_path / "t.jsonl")
     out = tmp_path / "figures.json"
-    assert main(["bench", "search", "--smoke", "--table", str(path), "--strategies", "random",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "search",
+                "--smoke",
+                "--table",
+                str(path),
+                "--strategies",
+                "random",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(out.read_text())
     for name in ("original", "shuffled"):
         scores = figures["strategies"][name]["scores"]

@@ -21,7 +21,8 @@ from gcsearch.search.space import load_space
 
 def test_two_seeds_that_disagree_at_a_rung_get_one_decision(tmp_path: Path) -> None:
     space = load_space(tiny_space(tmp_path, fidelity=True)).with_overrides(
-        budget={"epochs": 6}, min_epochs=2, eta=3, seeds=2)  # one rung, at epoch 2
+        budget={"epochs": 6}, min_epochs=2, eta=3, seeds=2
+    )  # one rung, at epoch 2
     table = fake_table(space, seeds=2)
     victim = "att-1x1-add@after_1x1:c4"
     key = table.key_of(victim)
@@ -29,8 +30,9 @@ def test_two_seeds_that_disagree_at_a_rung_get_one_decision(tmp_path: Path) -> N
         for h in table.results[key][seed]["history"]:
             if h["epoch"] == 2:
                 h["val_top1"] = top
-    study, _ = replay(space, table, sampler="grid", n_trials=None, seed=0, fidelity=True,
-                      min_epochs=2, eta=3)
+    study, _ = replay(
+        space, table, sampler="grid", n_trials=None, seed=0, fidelity=True, min_epochs=2, eta=3
+    )
     recs = [TrialRecord.read(t) for t in study.trials]
     rec = next(r for r in recs if r.candidate_id == victim)
     assert len(rec.rungs) == 1  # one decision, on the candidate, from the mean of both seeds
@@ -55,17 +57,26 @@ def _front(study: optuna.Study) -> set[str]:
 
 
 @pytest.mark.parametrize(("sampler", "fidelity"), [("ehvi", False), ("grid", True)])
-def test_interrupted_and_resumed_search_gives_the_same_front(sampler: str,
-                                                             fidelity: bool) -> None:
-    space = load_space(BENCH_SPACE).with_overrides(sampler=sampler, sampler_seed=3,
-                                                   enabled=fidelity, min_epochs=2, eta=3,
-                                                   seeds=2, parallel=1,
-                                                   n_trials=None if fidelity else 10)
+def test_interrupted_and_resumed_search_gives_the_same_front(sampler: str, fidelity: bool) -> None:
+    space = load_space(BENCH_SPACE).with_overrides(
+        sampler=sampler,
+        sampler_seed=3,
+        enabled=fidelity,
+        min_epochs=2,
+        eta=3,
+        seeds=2,
+        parallel=1,
+        n_trials=None if fidelity else 10,
+    )
     table = fake_table(space, seed=5, seeds=2)
     runs = table.by_candidate()
-    costs = {k: {c: int(next(iter(s.values()))[c]) for c in ("params", "macs", "block_params",
-                                                                "block_macs")}
-             for k, s in table.results.items()}
+    costs = {
+        k: {
+            c: int(next(iter(s.values()))[c])
+            for c in ("params", "macs", "block_params", "block_macs")
+        }
+        for k, s in table.results.items()
+    }
     kw = {"progress": False, "export": False, "weights": False, "network_costs": costs}
     with tempfile.TemporaryDirectory() as tmp:
         whole = search(space, Path(tmp) / "a", executor=TableExecutor(runs), **kw)
@@ -75,10 +86,16 @@ def test_interrupted_and_resumed_search_gives_the_same_front(sampler: str,
         again = search(space, run, resume=True, executor=TableExecutor(runs), **kw)
         assert again.counts["retried"] >= 1  # something was cut and asked again
         assert _front(again.study) == _front(whole.study)
-        a = {TrialRecord.read(t).network: t.state for t in whole.study.trials
-             if TrialRecord.read(t).trained}
-        b = {TrialRecord.read(t).network: t.state for t in again.study.trials
-             if TrialRecord.read(t).trained}
+        a = {
+            TrialRecord.read(t).network: t.state
+            for t in whole.study.trials
+            if TrialRecord.read(t).trained
+        }
+        b = {
+            TrialRecord.read(t).network: t.state
+            for t in again.study.trials
+            if TrialRecord.read(t).trained
+        }
         assert a == b  # same networks, same complete/pruned outcome
 
 

@@ -43,24 +43,28 @@ def test_rung_vector_turns_max_into_min() -> None:
     assert vec == (-80.0, 5.0)
 
 
-@pytest.mark.parametrize(("epochs", "eta", "first", "rungs"),
-                         [(9, 3, 1, (1, 3)), (4, 2, 1, (1, 2)), (8, 2, 2, (2, 4)), (1, 3, 1, ())])
+@pytest.mark.parametrize(
+    ("epochs", "eta", "first", "rungs"),
+    [(9, 3, 1, (1, 3)), (4, 2, 1, (1, 2)), (8, 2, 2, (2, 4)), (1, 3, 1, ())],
+)
 def test_rung_epochs(epochs: int, eta: int, first: int, rungs: tuple[int, ...]) -> None:
     assert Fidelity(True, eta, first).rungs(epochs) == rungs
     assert Fidelity(False, eta, first).rungs(epochs) == ()
 
 
 def test_dominated_candidate_stops_and_front_members_go_on() -> None:
-    ranked, keep = rank_rung({"a": (-90.0, 10.0), "b": (-95.0, 5.0), "c": (-50.0, 20.0),
-                              "d": (-80.0, 1.0)}, {}, eta=2)
+    ranked, keep = rank_rung(
+        {"a": (-90.0, 10.0), "b": (-95.0, 5.0), "c": (-50.0, 20.0), "d": (-80.0, 1.0)}, {}, eta=2
+    )
     assert keep == 2 and set(ranked[:2]) == {"b", "d"}  # the front
     assert ranked[-1] == "c"  # dominated by everyone
 
 
 def test_ranking_does_not_depend_on_arrival_order() -> None:
     rng = random.Random(0)
-    members = {f"c{i}": (-rng.choice([60.0, 70.0, 80.0]), rng.choice([1.0, 2.0]))
-               for i in range(12)}  # many ties
+    members = {
+        f"c{i}": (-rng.choice([60.0, 70.0, 80.0]), rng.choice([1.0, 2.0])) for i in range(12)
+    }  # many ties
     first = rank_rung(members, {}, eta=3)
     for _ in range(5):
         keys = list(members)

@@ -59,19 +59,36 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
     """Random sampler over 4 candidates with n_trials=all: repeats are answered from storage."""
     space = load_space(tiny_space(tmp_path, sampler="random"))
     run = tmp_path / "run"
-    out = search(space, run, smoke=True, executor=InlineExecutor(parallel=1), progress=False,
-                 export=False, faults={"avg-1x1-mul@after_1x1:c4": "nan"})
+    out = search(
+        space,
+        run,
+        smoke=True,
+        executor=InlineExecutor(parallel=1),
+        progress=False,
+        export=False,
+        faults={"avg-1x1-mul@after_1x1:c4": "nan"},
+    )
     study = _study(run)
     trained = trained_per_candidate(study)
     assert set(trained) == {c.id for c in space.candidates() + space.references()}
     assert set(trained.values()) == {1}, trained  # nothing trained twice
     attrs = study.user_attrs
-    for key in ("objectives", "space", "backbone", "task", "input_shape", "budget",
-                "gcsearch_version"):
+    for key in (
+        "objectives",
+        "space",
+        "backbone",
+        "task",
+        "input_shape",
+        "budget",
+        "gcsearch_version",
+    ):
         assert key in attrs
     assert attrs["objectives"] == list(space.objectives)
-    by_id = {t.user_attrs["candidate_id"]: t for t in study.trials
-             if not TrialRecord.read(t).is_duplicate}
+    by_id = {
+        t.user_attrs["candidate_id"]: t
+        for t in study.trials
+        if not TrialRecord.read(t).is_duplicate
+    }
     nan = by_id["avg-1x1-mul@after_1x1:c4"]
     assert nan.state == TrialState.FAIL and nan.user_attrs["status"] == "failed"
     assert "non-finite" in nan.user_attrs["reason"]
@@ -106,8 +123,15 @@ def test_inline_search_dedups_records_and_resumes(tmp_path: Path) -> None:
     assert out.counts["complete"] + out.counts["pruned"] + out.counts["failed"] == len(trained)
 
     # resume of a finished study trains nothing
-    again = search(space, run, smoke=True, resume=True, executor=InlineExecutor(parallel=1),
-                   progress=False, export=False)
+    again = search(
+        space,
+        run,
+        smoke=True,
+        resume=True,
+        executor=InlineExecutor(parallel=1),
+        progress=False,
+        export=False,
+    )
     assert again.epochs_trained == 0
     assert trained_per_candidate(_study(run)) == trained
     with pytest.raises(UserError, match="already exists"):
@@ -127,8 +151,12 @@ def test_resume_asks_again_what_a_dead_driver_left_running(tmp_path: Path) -> No
     # the driver "dies" while training the next grid candidate: its trial stays RUNNING
     study = _study(run)
     victim = space.candidates()[1]
-    study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={
-        "candidate_id": victim.id, "candidate": victim.to_dict(), "role": "search"}))
+    study.add_trial(
+        create_trial(
+            state=TrialState.RUNNING,
+            user_attrs={"candidate_id": victim.id, "candidate": victim.to_dict(), "role": "search"},
+        )
+    )
     full = space.with_overrides(n_trials=None)
     again = search(full, run, resume=True, executor=InlineExecutor(), **kwargs)
     study = _study(run)
@@ -148,13 +176,31 @@ def test_ray_search_end_to_end(tmp_path: Path) -> None:
 
     space = tiny_space(tmp_path, sampler="nsga2", n_trials="2")
     run = tmp_path / "run"
-    code = main(["search", "--space", str(space), "--run-dir", str(run), "--smoke",
-                 "--parallel", "2", "--seeds", "1"])
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--run-dir",
+            str(run),
+            "--smoke",
+            "--parallel",
+            "2",
+            "--seeds",
+            "1",
+        ]
+    )
     assert code == 0
     study = _study(run)
     trained = trained_per_candidate(study)
-    assert sum(1 for t in study.trials if (r := TrialRecord.read(t)).role == "reference"
-               and not r.is_duplicate) == 2  # none + se, always
+    assert (
+        sum(
+            1
+            for t in study.trials
+            if (r := TrialRecord.read(t)).role == "reference" and not r.is_duplicate
+        )
+        == 2
+    )  # none + se, always
     assert sum(trained.values()) == 4 and set(trained.values()) == {1}
     for t in study.trials:
         if t.state == TrialState.COMPLETE:
@@ -163,7 +209,8 @@ def test_ray_search_end_to_end(tmp_path: Path) -> None:
             assert math.isfinite(t.values[0])
     assert (run / "study.db").is_file() and (run / "results.csv").is_file()
     assert (run / "best_block.py").is_file() or all(
-        t.user_attrs["candidate_id"] == "none" for t in study.best_trials)
+        t.user_attrs["candidate_id"] == "none" for t in study.best_trials
+    )
 
 
 @pytest.mark.parametrize("preset", ["gc", "snl"])
@@ -189,19 +236,29 @@ def test_preset_block_equivalence_is_exact(preset: str) -> None:
 def test_same_network_is_trained_once(tmp_path: Path) -> None:
     """r8 and r16 at c4 of ResNet-8 (32 channels) both floor to 8 hidden: one network; the gc
     reference is att-r16ln-add itself."""
-    text = tiny_space(tmp_path, fidelity=False).read_text().replace(
-        'transform = ["1x1"]', 'transform = ["bottleneck"]\nratio = [8, 16]\nnorm = ["ln"]'
-    ).replace('pooling = ["att", "avg"]', 'pooling = ["att"]').replace(
-        'fusion = ["add", "mul"]', 'fusion = ["add"]').replace('include = ["se"]',
-                                                             'include = ["gc"]')
+    text = (
+        tiny_space(tmp_path, fidelity=False)
+        .read_text()
+        .replace(
+            'transform = ["1x1"]', 'transform = ["bottleneck"]\nratio = [8, 16]\nnorm = ["ln"]'
+        )
+        .replace('pooling = ["att", "avg"]', 'pooling = ["att"]')
+        .replace('fusion = ["add", "mul"]', 'fusion = ["add"]')
+        .replace('include = ["se"]', 'include = ["gc"]')
+    )
     path = tmp_path / "fold.toml"
     path.write_text(text)
     space = load_space(path)
-    out = search(space, tmp_path / "run", smoke=True, executor=InlineExecutor(),
-                 progress=False, export=False)
+    out = search(
+        space, tmp_path / "run", smoke=True, executor=InlineExecutor(), progress=False, export=False
+    )
     study = _study(tmp_path / "run")
     ids = {t.user_attrs["candidate_id"]: t for t in study.trials}
-    assert set(ids) == {"none", "gc@after_1x1:c4", "att-r8ln-add@after_1x1:c4",
-                        "att-r16ln-add@after_1x1:c4"}
+    assert set(ids) == {
+        "none",
+        "gc@after_1x1:c4",
+        "att-r8ln-add@after_1x1:c4",
+        "att-r16ln-add@after_1x1:c4",
+    }
     assert out.epochs_trained == 2 * 2  # none and one network for the three others
     assert sum(TrialRecord.read(t).is_duplicate for t in study.trials) == 2

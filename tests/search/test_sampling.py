@@ -30,8 +30,9 @@ def test_random_draws_are_uniform_over_candidates() -> None:
     """The conditional encoding gave a 1x1 candidate the mass of its two bottleneck siblings
     together; the flat one gives each candidate 1/54."""
     space = load_space(ROOT / "spaces" / "bench-small.toml")
-    study = optuna.create_study(directions=space.directions(),
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        directions=space.directions(), sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     counts: Counter[str] = Counter()
     draws = 5400
     for _ in range(draws):
