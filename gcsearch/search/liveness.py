@@ -66,15 +66,21 @@ def liveness_settings() -> tuple[float, float]:
 def drivers(study: optuna.Study) -> dict[str, dict[str, Any]]:
     """Driver id -> its last heartbeat record."""
     attrs = study._storage.get_study_system_attrs(study._study_id)
-    return {k.removeprefix(DRIVER_PREFIX): dict(v) for k, v in attrs.items()
-            if k.startswith(DRIVER_PREFIX) and isinstance(v, Mapping)}
+    return {
+        k.removeprefix(DRIVER_PREFIX): dict(v)
+        for k, v in attrs.items()
+        if k.startswith(DRIVER_PREFIX) and isinstance(v, Mapping)
+    }
 
 
 def live_drivers(study: optuna.Study, grace: float, now: float | None = None) -> set[str]:
     """Ids of the drivers that beat within ``grace`` seconds and have not stopped."""
     now = time.time() if now is None else now
-    return {d for d, rec in drivers(study).items()
-            if not rec.get("stopped") and now - float(rec.get("beat", 0)) <= grace}
+    return {
+        d
+        for d, rec in drivers(study).items()
+        if not rec.get("stopped") and now - float(rec.get("beat", 0)) <= grace
+    }
 
 
 def owner(trial: FrozenTrial | optuna.Trial) -> str | None:
@@ -88,9 +94,13 @@ def claim(study: optuna.Study, trial: optuna.Trial, driver_id: str) -> None:
     study._storage.set_trial_system_attr(trial._trial_id, OWNER, driver_id)
 
 
-def stale_trials(study: optuna.Study, grace: float, own: str | None = None,
-                 now: float | None = None,
-                 trials: Iterable[FrozenTrial] | None = None) -> list[tuple[FrozenTrial, str]]:
+def stale_trials(
+    study: optuna.Study,
+    grace: float,
+    own: str | None = None,
+    now: float | None = None,
+    trials: Iterable[FrozenTrial] | None = None,
+) -> list[tuple[FrozenTrial, str]]:
     """RUNNING/WAITING trials no live driver owns, with the reason for each.
 
     ``own`` (this driver) is alive by definition and its trials are never returned. A trial
@@ -102,8 +112,7 @@ def stale_trials(study: optuna.Study, grace: float, own: str | None = None,
     live = live_drivers(study, grace, now) | ({own} if own else set())
     others_alive = bool(live - {own})
     if trials is None:
-        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,
-                                                          TrialState.WAITING))
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     out = []
     for t in trials:
         if t.state not in (TrialState.RUNNING, TrialState.WAITING):
@@ -127,8 +136,15 @@ def stale_trials(study: optuna.Study, grace: float, own: str | None = None,
     return out
 
 
-def claim_conflict(study: optuna.Study, number: int, key: str, key_of: Callable[[Any], str | None],
-                   own: str, grace: float, wait: float = 10.0) -> FrozenTrial | None:
+def claim_conflict(
+    study: optuna.Study,
+    number: int,
+    key: str,
+    key_of: Callable[[Any], str | None],
+    own: str,
+    grace: float,
+    wait: float = 10.0,
+) -> FrozenTrial | None:
     """The live trial this driver must yield ``key`` to, or None to train it.
 
     Called after the claim (trial ``number`` carries its key). Yield to a lower-numbered
@@ -165,13 +181,23 @@ class Heartbeat:
     driver counts as dead only after ``grace`` seconds without one.
     """
 
-    def __init__(self, study: optuna.Study, *, interval: float | None = None,
-                 info: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        interval: float | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
         self.study = study
         self.interval = interval or liveness_settings()[0]
         self.driver_id = uuid.uuid4().hex[:12]
-        self.info = {"host": socket.gethostname(), "pid": os.getpid(),
-                     "started": time.time(), "interval": self.interval, **dict(info or {})}
+        self.info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+            "interval": self.interval,
+            **dict(info or {}),
+        }
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,8 +219,9 @@ class Heartbeat:
 
     def start(self) -> Heartbeat:
         self.beat()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self.driver_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"heartbeat-{self.driver_id}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -212,5 +239,15 @@ class Heartbeat:
         self.stop()
 
 
-__all__ = ["GRACE", "INTERVAL", "Heartbeat", "claim", "claim_conflict", "drivers",
-           "live_drivers", "liveness_settings", "owner", "stale_trials"]
+__all__ = [
+    "GRACE",
+    "INTERVAL",
+    "Heartbeat",
+    "claim",
+    "claim_conflict",
+    "drivers",
+    "live_drivers",
+    "liveness_settings",
+    "owner",
+    "stale_trials",
+]

@@ -22,15 +22,28 @@ def test_scales_to_is_the_last_count_that_still_gained() -> None:
 
 
 def _bench(tmp_path: Path, storages: str, drivers: str, extra: list[str] | None = None) -> dict:
-    code = main(["bench", "storage", "--storages", storages, "--drivers", drivers,
-                 "--trials", "3", "--out", str(tmp_path / "b.json"), *(extra or [])])
+    code = main(
+        [
+            "bench",
+            "storage",
+            "--storages",
+            storages,
+            "--drivers",
+            drivers,
+            "--trials",
+            "3",
+            "--out",
+            str(tmp_path / "b.json"),
+            *(extra or []),
+        ]
+    )
     assert code == 0
     return json.loads((tmp_path / "b.json").read_text())
 
 
 def test_bench_storage_file_storages(tmp_path: Path) -> None:
     figures = _bench(tmp_path, "sqlite,journal", "2")  # one point each: driver processes
-    for kind in ("sqlite", "journal"):                  # are slow to start
+    for kind in ("sqlite", "journal"):  # are slow to start
         rows = figures["storages"][kind]["rows"]
         assert [r["drivers"] for r in rows] == [2]
         for r in rows:

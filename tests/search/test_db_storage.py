@@ -16,8 +16,9 @@ from gcsearch.search.storage import open_storage
 pytestmark = pytest.mark.db
 
 
-def test_plain_postgresql_url_opens_with_the_installed_driver(postgres_db: str,
-                                                             tmp_path: Path) -> None:
+def test_plain_postgresql_url_opens_with_the_installed_driver(
+    postgres_db: str, tmp_path: Path
+) -> None:
     plain = "postgresql://" + postgres_db.split("://", 1)[1]  # as a user types it
     storage, where = open_storage(tmp_path, plain)
     assert isinstance(storage, optuna.storages.RDBStorage)

@@ -20,8 +20,10 @@ from gcsearch.search.space import load_space
 from gcsearch.tasks import get_task
 from gcsearch.tasks.train import train
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
 
 
 def _budget():

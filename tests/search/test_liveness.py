@@ -31,8 +31,11 @@ def _journal(tmp_path: Path) -> optuna.Study:
 
 
 def _fake_driver(study: optuna.Study, driver: str, age: float, stopped: bool = False) -> None:
-    study._storage.set_study_system_attr(study._study_id, liveness.DRIVER_PREFIX + driver,
-                                         {"beat": time.time() - age, "stopped": stopped})
+    study._storage.set_study_system_attr(
+        study._study_id,
+        liveness.DRIVER_PREFIX + driver,
+        {"beat": time.time() - age, "stopped": stopped},
+    )
 
 
 def _running(study: optuna.Study, driver: str | None, key: str | None = None) -> Any:
@@ -119,15 +122,15 @@ def _two_drivers(tmp_path: Path, storage: str) -> tuple[optuna.Study, list[Any]]
     """Two search() drivers on one study at the same time (threads; own run dirs)."""
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
     space = space.with_overrides(seeds=2)
-    kw = {"smoke": True, "progress": False, "export": False, "storage": storage,
-          "weights": False}
+    kw = {"smoke": True, "progress": False, "export": False, "storage": storage, "weights": False}
     outcomes: dict[str, Any] = {}
     errors: list[BaseException] = []
 
     def run(name: str, resume: bool) -> None:
         try:
-            outcomes[name] = search(space, tmp_path / name, resume=resume,
-                                    executor=InlineExecutor(), **kw)
+            outcomes[name] = search(
+                space, tmp_path / name, resume=resume, executor=InlineExecutor(), **kw
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -179,8 +182,14 @@ def test_two_drivers_on_one_postgresql_study(tmp_path: Path, postgres_db: str) -
 def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path) -> None:
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
     storage = str(tmp_path / "shared.log")
-    kw = {"smoke": True, "progress": False, "export": False, "storage": storage,
-          "weights": False, "executor": InlineExecutor()}
+    kw = {
+        "smoke": True,
+        "progress": False,
+        "export": False,
+        "storage": storage,
+        "weights": False,
+        "executor": InlineExecutor(),
+    }
     search(space.with_overrides(n_trials=1), tmp_path / "a", **kw)
     reader, _ = open_storage(tmp_path, storage)
     study = optuna.load_study(study_name="tiny", storage=reader)
@@ -192,7 +201,8 @@ def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path
         held = _running(study, other.driver_id)
         key = network_key(busy, space.backbone, space.min_hidden)
         TrialRecord(candidate=busy, role="search", network=key).write(
-            held, only=["candidate", "role", "network"])
+            held, only=["candidate", "role", "network"]
+        )
         search(space, tmp_path / "b", resume=True, **kw)
         study = optuna.load_study(study_name="tiny", storage=reader)
         assert study.trials[held.number].state == TrialState.RUNNING  # left alone
@@ -201,8 +211,11 @@ def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path
     assert "deadbeef died (no heartbeat" in dead.reason
     trained = trained_per_candidate(study)
     assert set(trained.values()) == {1} and victim.id in trained and busy.id not in trained
-    retry = next(TrialRecord.read(t) for t in study.trials
-                 if TrialRecord.read(t).candidate_id == victim.id and TrialRecord.read(t).trained)
+    retry = next(
+        TrialRecord.read(t)
+        for t in study.trials
+        if TrialRecord.read(t).candidate_id == victim.id and TrialRecord.read(t).trained
+    )
     assert retry.retries and retry.retries[0]["retry_of"] == left.number
     assert "deadbeef" in retry.retries[0]["reason"]
 
@@ -231,10 +244,19 @@ def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> 
     the retry is on the new row."""
     storage = str(tmp_path / "shared.log")
     env = {"GCSEARCH_LIVENESS": "0.2,1.5", "PYTHONPATH": str(Path(__file__).parents[2])}
-    code = KILLED_DRIVER.format(helpers=str(Path(__file__).parent), tmp=str(tmp_path),
-                                storage=storage, marker=str(tmp_path / "killed"))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **env})
+    code = KILLED_DRIVER.format(
+        helpers=str(Path(__file__).parent),
+        tmp=str(tmp_path),
+        storage=storage,
+        marker=str(tmp_path / "killed"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL, mid-trial
     reader, _ = open_storage(tmp_path, storage)
     study = optuna.load_study(study_name="tiny", storage=reader)
@@ -243,8 +265,17 @@ def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> 
     time.sleep(1.6)  # the grace period passes without a beat
     monkeypatch.setenv("GCSEARCH_LIVENESS", "0.2,1.5")
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
-    search(space, tmp_path / "b", resume=True, smoke=True, progress=False, export=False,
-           weights=False, storage=storage, executor=InlineExecutor())
+    search(
+        space,
+        tmp_path / "b",
+        resume=True,
+        smoke=True,
+        progress=False,
+        export=False,
+        weights=False,
+        storage=storage,
+        executor=InlineExecutor(),
+    )
     study = optuna.load_study(study_name="tiny", storage=reader)
     dead = TrialRecord.read(study.trials[left[0].number])
     assert study.trials[left[0].number].state == TrialState.FAIL and dead.retryable
@@ -252,7 +283,9 @@ def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> 
     trained = trained_per_candidate(study)
     assert set(trained) == {c.id for c in space.candidates() + space.references()}
     assert set(trained.values()) == {1}  # nothing lost, nothing trained twice
-    retry = next(TrialRecord.read(t) for t in study.trials
-                 if TrialRecord.read(t).candidate_id == dead.candidate_id
-                 and TrialRecord.read(t).trained)
+    retry = next(
+        TrialRecord.read(t)
+        for t in study.trials
+        if TrialRecord.read(t).candidate_id == dead.candidate_id and TrialRecord.read(t).trained
+    )
     assert retry.retries[0]["retry_of"] == left[0].number
