@@ -112,6 +112,10 @@ def _display_problems(report: Report) -> pd.DataFrame:
     )
 
 
+def _box(point: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {_si(v) if k != 'top1' else f'{v:g} %'}" for k, v in point.items())
+
+
 def _summary_lines(report: Report) -> list[str]:
     s, frame = report.study, report.frame
     counts = frame["status"].value_counts()
@@ -132,7 +136,7 @@ def _summary_lines(report: Report) -> list[str]:
         f"{len(report.rows)} distinct complete candidates, "
         f"{len(report.front)} on the Pareto front",
         (f"Hypervolume fraction {report.hv:.4f} of the box the search recorded (reference "
-         f"point {ref}; ideal {s['hv_ideal']})" if s.get("hv_ideal")
+         f"point {ref}; ideal {_box(s['hv_ideal'])})" if s.get("hv_ideal")
          else f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}"),
         "Means are over seeds with a 95 % t-interval; Δ uses a Welch interval, "
         "`*` where it excludes 0.",

@@ -113,3 +113,32 @@ def test_private_optuna_api_the_driver_and_samplers_use() -> None:
     assert study.get_trials()[0].state == TrialState.FAIL and trial.number == 0
     params = inspect.signature(optuna.Study._get_trials).parameters
     assert {"deepcopy", "states", "use_cache"} <= set(params)
+
+
+def test_ehvi_with_parallel_trials_never_proposes_a_network_twice() -> None:
+    """Two slots: the second proposal is made while the first network is in flight (the
+    kriging-believer batch rule), and no network is asked twice."""
+    space = load_space(BENCH_SPACE).with_overrides(sampler="ehvi", n_trials=10, seeds=1)
+    table = fake_table(space, seeds=1)
+    costs = {
+        k: {
+            c: int(next(iter(s.values()))[c])
+            for c in ("params", "macs", "block_params", "block_macs")
+        }
+        for k, s in table.results.items()
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        out = search(
+            space,
+            Path(tmp),
+            storage="memory",
+            progress=False,
+            export=False,
+            weights=False,
+            network_costs=costs,
+            executor=TableExecutor(table.by_candidate(), parallel=2),
+        )
+    recs = [TrialRecord.read(t) for t in out.study.trials]
+    searched = [r for r in recs if r.role == "search"]
+    assert len(searched) == 10 and not any(r.is_duplicate for r in recs)
+    assert len({r.network for r in searched}) == 10
