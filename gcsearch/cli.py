@@ -217,7 +217,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
     s.add_argument("--storages", default=None, help="sqlite,journal,postgresql (default: all)")
     s.add_argument("--postgres", default=None,
-                   help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1)")
+                   help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
+                   "nofsync: the same without fsync)")
 
 
 def build_parser() -> argparse.ArgumentParser:
