@@ -68,8 +68,12 @@ def _run_as() -> tuple[list[str], pwd.struct_passwd | None]:
     )
 
 
-def _call(prefix: list[str], argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout)
+def _call(
+    prefix: list[str], argv: list[str], timeout: float, cwd: Path
+) -> subprocess.CompletedProcess:
+    """Run a server tool in ``cwd`` (the server's own folder: the user it runs as may not be
+    allowed into the caller's working directory, and PostgreSQL's tools stop there)."""
+    return subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @contextlib.contextmanager
@@ -106,6 +110,7 @@ def throwaway_postgres(driver: str = "psycopg", durable: bool = False) -> Iterat
                 "--locale=C",
             ],
             timeout=120,
+            cwd=root,
         )
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {_last_line(init)}")
@@ -128,6 +133,7 @@ def throwaway_postgres(driver: str = "psycopg", durable: bool = False) -> Iterat
                 "start",
             ],
             timeout=90,
+            cwd=root,
         )
         if start.returncode != 0:
             log = (
@@ -144,6 +150,7 @@ def throwaway_postgres(driver: str = "psycopg", durable: bool = False) -> Iterat
                 prefix,
                 [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                 timeout=60,
+                cwd=root,
             )
         shutil.rmtree(root, ignore_errors=True)
 
