@@ -28,6 +28,7 @@ BENCHES: dict[str, str] = {
     "search": "gcsearch.search.bench:run_bench_search",
     "proxy": "gcsearch.analysis.proxy:run_bench_proxy",
     "flops": "gcsearch.cost:bench_flops",
+    "storage": "gcsearch.search.bench_storage:run_bench_storage",
 }
 
 

@@ -98,6 +98,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--min-hidden", type=int, default=8, help="smallest bottleneck width")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+                        "cuDNN autotuning). CPU runs are deterministic anyway")
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
     p.add_argument("--save", default=None, metavar="FILE",
                    help="write the trained weights (best seed) for export / analyze nl")
@@ -154,6 +157,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="Ray retries of a trial whose worker died (default: %(default)s)")
     p.add_argument("--smoke", action="store_true",
                    help="a tiny budget (2 epochs, 256 images) to check a setup end to end")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+                        "cuDNN autotuning). CPU trials are deterministic anyway")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -190,7 +196,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search", "proxy", "flops"))
+    p.add_argument("what", choices=("train", "search", "proxy", "flops", "storage"))
     f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
     f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
@@ -210,7 +216,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    "(default: bench-small)")
     c.add_argument("--out", default=None,
                    help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
-                   "<run-root>/bench-search.json)")
+                   "<run-root>/bench-search.json; storage: runs/bench-storage.json)")
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument("--candidates", default=None,
                    help="comma-separated ids/presets (default: none,se,snl,gc + 2 searched)")
@@ -242,6 +248,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--only", choices=("search", "fidelity", "scaling"), default=None,
                    help="one section (default: search and fidelity)")
     g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
+    s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
+    s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
+    s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
+    s.add_argument("--storages", default=None, help="sqlite,journal,postgresql (default: all)")
+    s.add_argument("--postgres", default=None,
+                   help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
+                   "nofsync: the same without fsync)")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

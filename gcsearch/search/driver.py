@@ -23,7 +23,13 @@ per-seed results, the rung decisions and the cost, and its values are the means 
   (no checkpoint: a rung run is the prefix of the full run). The decision is recorded on the
   candidate and depends neither on the order trials finish in nor on an interrupt and resume.
 * Resume: ``recover_stale_trials`` turns the trials a dead driver left running into failed,
-  retryable rows; their candidates are asked again, first, in their original order.
+  retryable rows; their candidates are asked again, first, in their original order, and the
+  new row names the one it retries (``retries``).
+* Several drivers on one study (``liveness.py``): each trial is claimed by its driver, whose
+  heartbeat says it is alive; a driver never fails a live driver's trials, yields a network
+  another live driver is training (and answers it from that result), and retries the trials
+  of a driver whose heartbeat stopped. Rung decisions are per driver: give each driver its
+  own study for successive halving, or run several drivers without rungs.
 """
 
 from __future__ import annotations
@@ -58,31 +64,44 @@ MAX_DUPLICATE_STREAK = 10
 _STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
-def recover_stale_trials(study: optuna.Study) -> int:
-    """Trials a dead driver left RUNNING or WAITING become failed, retryable rows.
+def recover_stale_trials(
+    study: optuna.Study, grace: float | None = None, own: str | None = None
+) -> list[tuple[int, Candidate | None, str]]:
+    """Trials no live driver owns (``liveness.stale_trials``) become failed, retryable rows;
+    returns ``(trial number, candidate, reason)`` for each, so they are asked again.
 
-    The one place that decides which trials are stale (on ``--resume`` of a run directory
-    only one driver may own). Uses ``Study._storage`` and ``FrozenTrial._trial_id`` (Optuna
-    has no public way to fail another process's trial); ``tests/search/test_driver.py``
-    fails loudly if they change.
+    The one place that decides which trials are stale, on ``--resume`` and while a driver
+    runs beside others: a live driver's trials (``own`` included) are never touched. Uses
+    ``Study._storage`` and ``FrozenTrial._trial_id`` (Optuna has no public way to fail another
+    process's trial); ``tests/search/test_driver.py`` fails loudly if they change. Two drivers
+    recovering one trial at once: the second finds it finished and skips it.
     """
-    n = 0
+    from gcsearch.search.liveness import liveness_settings, stale_trials
+
+    grace = liveness_settings()[1] if grace is None else grace
+    out = []
     storage = study._storage
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+    for t, why in stale_trials(study, grace, own=own):
         reason = (
-            "driver died: trial left running (asked again on resume)"
+            f"driver died: {why} (asked again)"
             if t.state == TrialState.RUNNING
-            else "stale enqueued trial (driver died)"
+            else f"stale enqueued trial ({why})"
         )
-        if t.state == TrialState.WAITING:  # a WAITING trial must start before it can fail
-            storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
         rec = TrialRecord.read(t)
-        rec.status, rec.reason, rec.retryable = "failed", reason, True
-        for key, value in rec.attrs(only=("status", "reason", "retryable")).items():
-            storage.set_trial_user_attr(t._trial_id, key, value)
-        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        n += 1
-    return n
+        try:
+            # a WAITING trial must start before it can fail; False: another driver took it
+            if t.state == TrialState.WAITING and not storage.set_trial_state_values(
+                t._trial_id, state=TrialState.RUNNING
+            ):
+                continue
+            rec.status, rec.reason, rec.retryable = "failed", reason, True
+            for key, value in rec.attrs(only=("status", "reason", "retryable")).items():
+                storage.set_trial_user_attr(t._trial_id, key, value)
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue  # finished meanwhile (by its owner, or recovered by another driver)
+        out.append((t.number, rec.candidate, reason))
+    return out
 
 
 def summarise(results: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -182,6 +201,9 @@ class Driver:
         strategy: Any = None,
         weights_dir: str | None = None,
         keep_weights: Callable[[str, list[dict[str, Any]]], str | None] | None = None,
+        liveness: Any = None,
+        grace: float = 60.0,
+        deterministic: bool = False,
     ) -> None:
         self.space, self.study, self.executor = space, study, executor
         self.budget, self.device, self.rungs = dict(budget), device, tuple(rungs)
@@ -205,11 +227,22 @@ class Driver:
         self.decisions: list[dict[str, Any]] = []
         self._deciding = False
         self.retry_first: list[Candidate] = []  # candidates a dead driver left: asked first
+        # several drivers on one study (liveness.py): this driver's heartbeat, the trials it
+        # waits on that another live driver is training, and what the others run
+        self.liveness, self.grace, self.deterministic = liveness, grace, deterministic
+        self.foreign: dict[int, tuple[FrozenTrial, list[optuna.Trial]]] = {}
+        self.foreign_busy: set[str] = set()  # candidate ids other live drivers are training
+        self.retry_of: dict[str, dict[str, Any]] = {}  # candidate id -> the row it retries
+        self._synced = 0.0
         for t in study.get_trials(deepcopy=False):
             rec = TrialRecord.read(t)
             if rec.candidate is None or not t.state.is_finished():
                 continue
             if rec.retryable:
+                if not rec.is_duplicate:
+                    self.retry_of.setdefault(
+                        rec.candidate.id, {"retry_of": t.number, "reason": rec.reason}
+                    )
                 if rec.role == "search" and not rec.is_duplicate:
                     self.retry_first.append(rec.candidate)
                 continue
@@ -243,6 +276,8 @@ class Driver:
         """Candidates with no trial yet."""
         busy = {r.cand.id for r in self.running.values()}
         busy |= {TrialRecord.read(d).candidate_id for ds in self.waiting_dups.values() for d in ds}
+        busy |= {TrialRecord.read(d).candidate_id for _, ds in self.foreign.values() for d in ds}
+        busy |= self.foreign_busy
         return [c for c in self.order if c.id not in self.seen_ids and c.id not in busy]
 
     def _next_fixed(self) -> Candidate | None:
@@ -279,7 +314,16 @@ class Driver:
         # the role travels with the enqueued trial, so a sampler's before_trial already sees it
         attrs = TrialRecord(candidate=cand, role=role).attrs(only=("candidate", "role"))
         self.study.enqueue_trial(params, user_attrs=attrs)
-        return self.study.ask()
+        return self._ask()
+
+    def _ask(self) -> optuna.Trial:
+        """``study.ask()``, the trial claimed by this driver at once (liveness.py)."""
+        trial = self.study.ask()
+        if self.liveness is not None:
+            from gcsearch.search.liveness import claim
+
+            claim(self.study, trial, self.liveness.driver_id)
+        return trial
 
     def _propose(self) -> tuple[optuna.Trial, Candidate, str]:
         if self.refs:
@@ -301,7 +345,7 @@ class Driver:
             pick = self.rng.choice([c for c in self.unseen() if not self.known(c)])
             self.streak = 0
             return self._ask_fixed(pick, "search"), pick, "search"
-        trial = self.study.ask()
+        trial = self._ask()
         cand = suggest_candidate(trial, self.space)
         TrialRecord(candidate=cand, role="search").write(trial, only=["candidate", "role"])
         return trial, cand, "search"
@@ -312,6 +356,14 @@ class Driver:
         key = self.key(cand)
         record = TrialRecord(candidate=cand, role=role, network=key)
         record.write(trial, only=["network"])
+        if key not in self.finished and key not in self.by_key:
+            other = self._conflict(trial.number, key)
+            if other is not None and other.state.is_finished():
+                self.finished[key] = other
+            elif other is not None:  # another live driver trains this network now
+                self.streak += 1
+                self.foreign.setdefault(other.number, (other, []))[1].append(trial)
+                return
         if key in self.finished:
             self.streak += 1
             self._tell_duplicate(trial, self.finished[key], cand)
@@ -320,11 +372,134 @@ class Driver:
             self.waiting_dups.setdefault(key, []).append(trial)
         else:
             self.streak = 0
-            run = _Running(trial, record, key)
-            self.running[trial.number] = run
-            self.by_key[key] = trial.number
-            first = self.rungs[0] if self.rungs and role == "search" else None
-            self._submit(run, first)
+            self._launch(trial, record, key)
+
+    def _launch(self, trial: optuna.Trial, record: TrialRecord, key: str) -> None:
+        if record.candidate is not None and record.candidate.id in self.retry_of:
+            # the row says which trial it retries and why (a dead driver's, an interrupt)
+            record.retries.append(self.retry_of.pop(record.candidate.id))
+        run = _Running(trial, record, key)
+        self.running[trial.number] = run
+        self.by_key[key] = trial.number
+        first = self.rungs[0] if self.rungs and record.role == "search" else None
+        self._submit(run, first)
+
+    # several drivers ------------------------------------------------------------------
+    def _key_of(self, t: FrozenTrial) -> str | None:
+        rec = TrialRecord.read(t)
+        if rec.network:
+            return rec.network
+        return None
+
+    def _trained(self, t: FrozenTrial) -> bool:
+        return t.state.is_finished() and TrialRecord.read(t).trained
+
+    def _others_changed(self) -> bool:
+        """Whether another driver is alive, or its record changed (it stopped or died) since
+        the last full read of the study: only then can there be results this driver has not
+        seen. A single driver never pays for the read."""
+        from gcsearch.search.liveness import drivers, live_drivers
+
+        own = self.liveness.driver_id
+        others = {d: rec for d, rec in drivers(self.study).items() if d != own}
+        if live_drivers(self.study, self.grace) - {own}:
+            self._others_seen = others
+            return True
+        if others != getattr(self, "_others_seen", {}):
+            self._others_seen = others
+            return True
+        return False
+
+    def _conflict(self, number: int, key: str) -> FrozenTrial | None:
+        """Another driver's trial of network ``key``: finished and trained (answer from it),
+        or running under a live driver with a lower number (wait for it)."""
+        if self.liveness is None:
+            return None
+        from gcsearch.search.liveness import claim_conflict, live_drivers
+
+        if self._others_changed():
+            self._absorb()
+        if key in self.finished:
+            return self.finished[key]
+        own = self.liveness.driver_id
+        if not live_drivers(self.study, self.grace) - {own}:
+            return None
+        return claim_conflict(self.study, number, key, self._key_of, own, self.grace)
+
+    def sync(self, every: float = 2.0) -> None:
+        """What the other drivers finished, run and left stale: read from the study at most
+        every ``every`` seconds; stale trials are failed (retryable) and asked again here."""
+        if self.liveness is None or time.time() - self._synced < every:
+            return
+        self._synced = time.time()
+        own = self.liveness.driver_id
+        recovered = recover_stale_trials(self.study, self.grace, own=own)
+        for number, cand, reason in recovered:
+            if cand is not None:
+                self.retry_of.setdefault(cand.id, {"retry_of": number, "reason": reason})
+                if self.key(cand) not in self.finished and cand not in self.retry_first:
+                    self.retry_first.append(cand)
+        if self._others_changed() or self.foreign or recovered:
+            self._absorb()
+        self._poll_foreign()
+
+    def _absorb(self) -> None:
+        """Read the whole study: other drivers' trained networks join ``finished``; what they
+        are training now is kept out of this driver's next asks."""
+        from gcsearch.search.liveness import live_drivers, owner
+
+        own = self.liveness.driver_id
+        live = live_drivers(self.study, self.grace)
+        busy = set()
+        for t in self.study.get_trials(deepcopy=False):
+            rec = TrialRecord.read(t)
+            if rec.candidate is None or owner(t) == own:
+                continue
+            if t.state == TrialState.RUNNING:
+                if owner(t) in live:
+                    busy.add(rec.candidate.id)
+            elif self._trained(t):
+                self.seen_ids.add(rec.candidate.id)
+                self.finished.setdefault(self.key(rec.candidate), t)
+        self.foreign_busy = busy
+
+    def _poll_foreign(self) -> None:
+        """Trials parked on another driver's run: answer them when it finishes; train them
+        here when it failed retryably or its driver died."""
+        for number, (theirs, mine) in list(self.foreign.items()):
+            now = self.study._storage.get_trial(theirs._trial_id)
+            if now.state == TrialState.RUNNING:
+                continue  # still running under a live driver (sync fails it once stale)
+            del self.foreign[number]
+            if self._trained(now):
+                self.finished[self._key_of(now) or ""] = now
+                for trial in mine:
+                    self._tell_duplicate(trial, now, TrialRecord.read(trial).candidate)
+                continue
+            # their run failed retryably (interrupted, its driver died): claim it again, as
+            # other drivers parked on the same trial do; the lowest live trial trains it
+            first, rest = mine[0], mine[1:]
+            rec = TrialRecord.read(first)
+            assert rec.candidate is not None
+            key = self.key(rec.candidate)
+            other = None if key in self.by_key else self._conflict(first.number, key)
+            if key in self.finished or (other is not None and other.state.is_finished()):
+                done = self.finished.setdefault(key, other)
+                for trial in mine:
+                    self._tell_duplicate(trial, done, TrialRecord.read(trial).candidate)
+            elif key in self.by_key:
+                self.waiting_dups.setdefault(key, []).extend(mine)
+            elif other is not None:
+                self.foreign.setdefault(other.number, (other, []))[1].extend(mine)
+            else:
+                reason = TrialRecord.read(now).reason or "failed"
+                self.retry_of.setdefault(
+                    rec.candidate.id, {"retry_of": now.number, "reason": reason}
+                )
+                self._launch(
+                    first, TrialRecord(candidate=rec.candidate, role=rec.role, network=key), key
+                )
+                self.waiting_dups.setdefault(key, []).extend(rest)
 
     def _submit(self, run: _Running, stop_at: int | None) -> None:
         run.stop_at, run.waiting, run.results = stop_at, False, []
@@ -347,6 +522,7 @@ class Driver:
                     protected=run.role == "reference",
                     fault=self.faults.get(run.cand.id),
                     stop_at=stop_at,
+                    deterministic=self.deterministic,
                     weights_dir=self.weights_dir if stop_at is None else None,
                 )
             )
@@ -492,10 +668,7 @@ class Driver:
         if status == "complete" and self.keep_weights is not None:
             rec.weights = self.keep_weights(run.key, results)
         trial = run.trial
-        rec.write(trial)
-        frozen = self.study.tell(
-            trial, values if status == "complete" else None, state=_STATE[status]
-        )
+        frozen = self._tell(trial, rec, values if status == "complete" else None, _STATE[status])
         del self.running[trial.number]
         self.by_key.pop(run.key, None)
         if not rec.retryable:
@@ -510,6 +683,40 @@ class Driver:
         if self.rungs:
             self._decide_rungs()
         return frozen
+
+    def _tell(
+        self, trial: optuna.Trial, rec: TrialRecord, values: list[float] | None, state: TrialState
+    ) -> FrozenTrial:
+        """Write the record and tell; if another driver already failed this trial as stale
+        (this driver was presumed dead, e.g. a heartbeat stalled past the grace period), the
+        result is kept as a new trial carrying the record, never lost."""
+        try:
+            rec.write(trial)
+            return self.study.tell(trial, values, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            from optuna.trial import create_trial
+
+            rec.retries.append(
+                {
+                    "retry_of": trial.number,
+                    "reason": "its trial was failed as "
+                    "stale by another driver while this one ran it",
+                }
+            )
+            template = create_trial(
+                state=state,
+                values=values,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=rec.attrs(),
+            )
+            storage = self.study._storage
+            tid = storage.create_new_trial(self.study._study_id, template_trial=template)
+            if self.liveness is not None:
+                from gcsearch.search.liveness import OWNER
+
+                storage.set_trial_system_attr(tid, OWNER, self.liveness.driver_id)
+            return storage.get_trial(tid)
 
     def _fail_retryable(self, trial: optuna.Trial, reason: str) -> None:
         rec = TrialRecord.read(trial)
@@ -573,11 +780,13 @@ class Driver:
                 self._finish(run, forced=reason)
             except (RuntimeError, ValueError):  # interrupted after its tell: already told
                 self.running.pop(run.trial.number, None)
-        for dups in self.waiting_dups.values():
-            for dup in dups:
-                with contextlib.suppress(RuntimeError, ValueError):
-                    self._fail_retryable(dup, reason)
+        parked = [d for ds in self.waiting_dups.values() for d in ds]
+        parked += [d for _, ds in self.foreign.values() for d in ds]
+        for dup in parked:
+            with contextlib.suppress(RuntimeError, ValueError):
+                self._fail_retryable(dup, reason)
         self.waiting_dups.clear()
+        self.foreign.clear()
 
     def run(self) -> None:
         """Fill the executor up to ``parallel`` jobs, collect results, until the budget is
@@ -586,12 +795,17 @@ class Driver:
         parallel = max(1, int(self.executor.parallel))
         while True:
             tick = time.perf_counter()
+            self.sync()
             while self.jobs_in_flight() < parallel and self.can_ask():
                 self.ask_next()
             if self.rungs:
                 self._decide_rungs()
             self.driver_s += time.perf_counter() - tick
             if not self.running:
+                if self.foreign:  # waiting only on other drivers' trials
+                    time.sleep(0.5)
+                    self.sync(every=1.0)
+                    continue
                 if self.waiting_dups:  # cannot happen: dups wait only on running trials
                     self.abandon("stale duplicate")
                 break

@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,37 @@ def short_temp_dir(run_dir: Path) -> Path:
     return short
 
 
-def _use_auth_token() -> bool:
-    """Send this machine's Ray token when it has one, as Ray itself does for ``address="auto"``
-    (``ray start --head`` turns token authentication on whenever ~/.ray/auth_token exists,
-    but ``ray.init(address=HOST:PORT)`` sends no token unless ``RAY_AUTH_MODE=token``). A
-    cluster without token authentication accepts such a client too; a ``RAY_AUTH_MODE`` set by
-    the user is respected. Ray versions before token authentication have no such helper."""
-    try:  # private API: tests/search/test_executor_auth.py fails loudly when it moves
+def _join(address: str) -> None:
+    """``ray.init(address=...)``; if that fails and this machine has a Ray token while
+    ``RAY_AUTH_MODE`` is unset, once more with the token, as Ray itself does for
+    ``address="auto"``: ``ray start --head`` turns token authentication on whenever
+    ~/.ray/auth_token exists, but ``ray.init(address=HOST:PORT)`` sends no token unless told.
+    (Sending a token first is no shortcut: a cluster without token authentication accepts the
+    connection, but its actors then die.)"""
+    def attempt() -> Exception | None:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            return exc
+        return None
+
+    exc = attempt()
+    if exc is not None and "RAY_AUTH_MODE" not in os.environ and _enable_auth_token():
+        exc = attempt()
+    if exc is not None:
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
+                "; if the cluster uses token authentication, give this machine its token "
+                "(RAY_AUTH_TOKEN, or ~/.ray/auth_token from its head)")
+        raise UserError(f"--address {address}: cannot join the Ray cluster "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}){hint}")
+
+
+def _enable_auth_token() -> bool:
+    """Token mode for this process when a token is at hand (Ray >= 2.5x; older Ray has no
+    helper and no token authentication)."""
+    try:  # private API: tests/runners/test_runners.py fails loudly when it moves
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
@@ -86,10 +111,8 @@ def _trial_task(job: Job, counter: Any) -> dict[str, Any]:
     ctx = ray.get_runtime_context()
     attempt = int(ray.get(counter.start.remote(f"{job.trial}#s{job.seed}"))) if counter else 1
     gpu_ids = ray.get_gpu_ids()
-    if job.device == "auto":
-        # Ray 2.x leaves CUDA_VISIBLE_DEVICES alone for a task given no GPU, so "a GPU is
-        # visible" is not "this trial holds one": decide from what Ray assigned.
-        job = dataclasses.replace(job, device="cuda" if gpu_ids else "cpu")
+    job = dataclasses.replace(job, device=trial_device(job.device, gpu_ids,
+                                                       os.environ.get("CUDA_VISIBLE_DEVICES")))
     out = run_job(job)
     env = out.setdefault("env", {})
     env["node"] = ctx.get_node_id()[:12]
@@ -99,6 +122,39 @@ def _trial_task(job: Job, counter: Any) -> dict[str, Any]:
     if gpu_ids:
         env["ray_gpus"] = [str(g) for g in gpu_ids]
     return out
+
+
+def task_options(cpus: float, gpus: float, max_retries: int) -> dict[str, Any]:
+    """Ray options of one trial task: exactly its resources (fractions share a GPU: 0.25
+    packs four trials on one), retried only when its worker dies.
+
+    A GPU task's worker is not reused (``max_calls=1``, Ray's own default for GPU tasks, which
+    ``.options()`` would drop): torch keeps the CUDA context of the GPU a worker first ran on,
+    so a reused worker could train the next trial on the previous trial's GPU.
+    """
+    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries,
+                            "retry_exceptions": False}
+    if gpus > 0:
+        opts["max_calls"] = 1
+    return opts
+
+
+def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str:
+    """The device a Ray task trains on: only a GPU Ray assigned it, never another one.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to a task's assigned GPU(s) (a 0.25-GPU task too: four
+    such tasks share that GPU), so ``cuda`` (index 0) is the assigned GPU. A task given no GPU
+    may still see every GPU (Ray leaves the variable alone then), so ``auto`` decides from the
+    assignment, not from what is visible. Where Ray was told not to set the variable
+    (``RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES``), the assigned id is used as the index.
+    """
+    if asked not in ("auto", "cuda"):
+        return asked
+    if not gpu_ids:
+        return "cpu" if asked == "auto" else asked
+    if visible is None or visible == "":
+        return f"cuda:{gpu_ids[0]}"
+    return "cuda"
 
 
 def _failed(job: Job, reason: str) -> dict[str, Any]:
@@ -124,16 +180,7 @@ class RayExecutor:
         self.temp_dir: Path | None = None
         if not ray.is_initialized():
             if address:
-                token = _use_auth_token()
-                try:
-                    ray.init(address=address, log_to_driver=False, configure_logging=False)
-                except (ConnectionError, ValueError, RuntimeError) as exc:
-                    hint = ("" if token else "; if the cluster uses token authentication, "
-                            "give this machine its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token "
-                            "from its head)")
-                    raise UserError(f"--address {address}: cannot join the Ray cluster "
-                                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                                    f"{hint}") from None
+                _join(address)
             else:
                 self.temp_dir = short_temp_dir(self.run_dir)
                 ray.init(
@@ -157,9 +204,8 @@ class RayExecutor:
             if gpus_per_trial:
                 parallel = min(parallel, int(res.get("GPU", 0) // gpus_per_trial))
         self.parallel = max(1, parallel)
-        self._remote = ray.remote(_trial_task).options(
-            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
-            retry_exceptions=False)
+        self._remote = ray.remote(**task_options(cpus_per_trial, gpus_per_trial,
+                                                 max_retries))(_trial_task)
         self.counter = ray.remote(AttemptCounter).options(num_cpus=0, max_restarts=-1,
                                                            max_task_retries=-1).remote()
         self._refs: dict[Any, tuple[Job, float]] = {}
@@ -224,4 +270,4 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["AttemptCounter", "RayExecutor", "short_temp_dir"]
+__all__ = ["AttemptCounter", "RayExecutor", "short_temp_dir", "task_options", "trial_device"]

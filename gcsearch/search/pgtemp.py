@@ -35,13 +35,16 @@ def find_bindir() -> Path:
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
         return Path(found).resolve().parent
-    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
-                         else 0, reverse=True):
+    for bindir in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    ):
         if (Path(bindir) / "initdb").is_file() and (Path(bindir) / "pg_ctl").is_file():
             return Path(bindir)
-    raise PostgresUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found "
-                              "(Debian: apt-get install postgresql)")
+    raise PostgresUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found (Debian: apt-get install postgresql)"
+    )
 
 
 def free_port() -> int:
@@ -60,12 +63,17 @@ def _run_as() -> tuple[list[str], pwd.struct_passwd | None]:
             user = pwd.getpwnam(name)
             if runuser:
                 return [runuser, "-u", name, "--"], user
-    raise PostgresUnavailable("running as root without runuser and a 'postgres' or 'nobody' "
-                              "user to run the server as")
+    raise PostgresUnavailable(
+        "running as root without runuser and a 'postgres' or 'nobody' user to run the server as"
+    )
 
 
-def _call(prefix: list[str], argv: list[str], timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout)
+def _call(
+    prefix: list[str], argv: list[str], timeout: float, cwd: Path
+) -> subprocess.CompletedProcess:
+    """Run a server tool in ``cwd`` (the server's own folder: the user it runs as may not be
+    allowed into the caller's working directory, and PostgreSQL's tools stop there)."""
+    return subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 @contextlib.contextmanager
@@ -86,26 +94,64 @@ def throwaway_postgres(driver: str = "psycopg", durable: bool = False) -> Iterat
         if user is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
         os.chmod(root, 0o700)
-        init = _call(prefix, [str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                              "-U", "postgres", "--no-sync", "-E", "UTF8"], timeout=120)
+        init = _call(
+            prefix,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            timeout=120,
+            cwd=root,
+        )
         if init.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {_last_line(init)}")
         opts = f"-h 127.0.0.1 -p {port} -k {root} -c max_connections=200"
         if not durable:
             opts += " -c fsync=off -c full_page_writes=off"
-        start = _call(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l",
-                               str(root / "server.log"), "-o", opts, "-w", "-t", "60", "start"],
-                      timeout=90)
+        start = _call(
+            prefix,
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            timeout=90,
+            cwd=root,
+        )
         if start.returncode != 0:
-            log = (root / "server.log").read_text(errors="replace") if (
-                root / "server.log").exists() else ""
+            log = (
+                (root / "server.log").read_text(errors="replace")
+                if (root / "server.log").exists()
+                else ""
+            )
             raise PostgresUnavailable(f"pg_ctl start failed: {_last_line(start) or log[-200:]}")
         started = True
         yield f"postgresql+{driver}://postgres@127.0.0.1:{port}/postgres"
     finally:
         if started:
-            _call(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                           "stop"], timeout=60)
+            _call(
+                prefix,
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                timeout=60,
+                cwd=root,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -35,6 +35,7 @@ import optuna
 from gcsearch.errors import UserError
 from gcsearch.search.display import Display, Progress
 from gcsearch.search.driver import Driver, recover_stale_trials
+from gcsearch.search.liveness import Heartbeat, liveness_settings
 from gcsearch.search.record import count_line, counts
 from gcsearch.search.sampling import make_sampler
 from gcsearch.search.space import Space, load_space
@@ -208,6 +209,7 @@ def search(
     console: Any = None,
     weights: bool = True,
     network_costs: Any = None,
+    deterministic: bool = False,
 ) -> Outcome:
     """Run (or resume) the search a space describes; see the module docstring.
 
@@ -256,9 +258,12 @@ def search(
         "smoke": smoke,
     }
     store, where = open_storage(run_dir, storage)
-    with driver_lock(run_dir):
+    with driver_lock(run_dir), contextlib.ExitStack() as stack:
         study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
-        marked = recover_stale_trials(study) if resume else 0
+        interval, grace = liveness_settings()
+        heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
+        stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
+        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if resume else 0
         costs = network_costs or study.user_attrs.get("network_costs")
         if not costs:  # once per study: the strategy and the hypervolume box need them
             if progress:
@@ -302,7 +307,7 @@ def search(
         display = Display(prog, console=console, enabled=progress)
         if progress and marked:
             display.console.print(
-                f"resume: {marked} trial(s) of the dead driver marked failed; "
+                f"resume: {marked} trial(s) of dead driver(s) marked failed; "
                 "their candidates will be asked again"
             )
         weights_dir = run_dir / "weights"
@@ -320,6 +325,9 @@ def search(
             strategy=make_strategy(space, costs, study.user_attrs),
             weights_dir=str(weights_dir.resolve()) if weights else None,
             keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None,
+            liveness=heartbeat,
+            grace=grace,
+            deterministic=deterministic,
         )
         networks = len({driver.key(c) for c in space.candidates()})
         prog.total = len(space.references()) + min(n_trials, networks)
@@ -457,6 +465,7 @@ def run_search(args: Any) -> int:
         smoke=args.smoke,
         max_retries=args.max_retries,
         parallel=args.parallel,
+        deterministic=bool(getattr(args, "deterministic", False)),
     )
     from rich.console import Console
 

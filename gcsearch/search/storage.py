@@ -67,12 +67,20 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     if sqlite:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # bad driver, unreachable host, bad credentials
-        raise UserError(
-            f"--storage: cannot open {url} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from None
+    for attempt in range(3):
+        try:
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            break
+        except Exception as exc:  # bad driver, unreachable host, bad credentials
+            # two drivers creating the tables of a fresh database at once: one loses the race
+            # (IntegrityError) and finds them made when it tries again
+            if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise UserError(
+                f"--storage: cannot open {url} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]})"
+            ) from None
     if sqlite:
         _fast_sqlite(rdb)
     return rdb, url
@@ -84,8 +92,11 @@ def _with_driver(url: str) -> str:
     import importlib.util
 
     for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix) and importlib.util.find_spec("psycopg2") is None \
-                and importlib.util.find_spec("psycopg") is not None:
+        if (
+            url.startswith(prefix)
+            and importlib.util.find_spec("psycopg2") is None
+            and importlib.util.find_spec("psycopg") is not None
+        ):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     return url
 

@@ -47,6 +47,7 @@ class Job:
     threads: int = 1
     objectives: tuple[str, ...] = ("top1:max", "macs:min", "params:min")
     protected: bool = False
+    deterministic: bool = False  # CUDA: deterministic cuDNN instead of autotuning
     fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
     stop_at: int | None = None  # a rung run: stop after this epoch (same schedule as full)
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
@@ -167,6 +168,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             threads=threads,
             callback=callback,
             min_hidden=job.min_hidden,
+            deterministic=job.deterministic,
             on_trained=save if job.weights_dir else None,
         )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)

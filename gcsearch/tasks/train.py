@@ -4,8 +4,10 @@ SGD with Nesterov momentum, a linear warmup then cosine decay to zero (set by th
 so a run stopped early follows the same curve up to where it stops), label smoothing, weight
 decay on conv/linear weights only, channels_last, and on CUDA mixed precision (bf16 where the
 GPU has it, else fp16 with a gradient scaler). The same seed on the same device and thread
-count gives the same result. A NaN/inf loss fails the trial at once; a ``callback`` that
-returns True after an epoch stops it as ``pruned``. Failures are rows, never exceptions.
+count gives the same result (on CUDA with ``deterministic=True``; without it cuDNN autotunes,
+which is faster but not bit-reproducible). A NaN/inf loss fails the trial at once; a
+``callback`` that returns True after an epoch stops it as ``pruned``. Failures are rows, never
+exceptions.
 
 Example:
     >>> result = train("gc", "synthetic", None, seed=0)
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -69,20 +72,24 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "gcsearch": __version__,
     }
+    # every row names its GPU (None on CPU); under Ray, CUDA_VISIBLE_DEVICES holds only the
+    # GPU(s) the trial was given, so "cuda" is that GPU and the index is Ray's
+    env["gpu"] = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     return env
 
 
 @contextlib.contextmanager
-def _torch_settings(threads: int, device: torch.device) -> Iterator[None]:
-    """Fixed thread count (parallel trials must not fight over cores) and deterministic cuDNN,
-    restored afterwards."""
+def _torch_settings(threads: int, device: torch.device, deterministic: bool) -> Iterator[None]:
+    """Fixed thread count (parallel trials must not fight over cores) and, on CUDA, either
+    deterministic cuDNN (``deterministic``: same seed, same result) or cuDNN's autotuner
+    (faster, not bit-reproducible); restored afterwards."""
     cudnn = torch.backends.cudnn
     old = torch.get_num_threads(), cudnn.benchmark, cudnn.deterministic
     torch.set_num_threads(threads)
     if device.type == "cuda":
-        cudnn.benchmark, cudnn.deterministic = False, True
+        cudnn.benchmark, cudnn.deterministic = not deterministic, deterministic
     try:
         yield
     finally:
@@ -140,6 +147,7 @@ def train(
     callback: Callback | None = None,
     min_hidden: int = 8,
     amp: bool = True,
+    deterministic: bool = False,
     on_trained: Callable[[nn.Module, TrialResult], None] | None = None,
     save: str | Path | None = None,
 ) -> TrialResult:
@@ -158,9 +166,12 @@ def train(
     budget = budget or task.budget
     backbone = backbone or task.backbone
     dev = resolve_device(device)
-    env = {**environment(dev, threads), "task": task.name, "backbone": backbone}
+    dtype = amp_dtype(dev, amp)
+    env = {**environment(dev, threads), "task": task.name, "backbone": backbone,
+           "amp": str(dtype).removeprefix("torch.") if dtype else None,
+           "deterministic": deterministic or dev.type == "cpu"}
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
-    with _torch_settings(threads, dev):
+    with _torch_settings(threads, dev, deterministic):
         train_data, eval_data = task.loaders(seed, budget)
         cost = count_cost(
             candidate,
@@ -183,7 +194,7 @@ def train(
         train_data.to(dev)
         eval_data.to(dev)
         try:
-            _fit(model, train_data, eval_data, budget, dev, amp_dtype(dev, amp), result, callback)
+            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback)
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
         if on_trained is not None and result.status == "complete":
@@ -377,6 +388,7 @@ def run_train(args: argparse.Namespace) -> int:
             min_hidden=args.min_hidden,
             amp=not args.no_amp,
             save=tmp,
+            deterministic=bool(getattr(args, "deterministic", False)),
         )
         results.append(r)
         if tmp is not None and tmp.is_file():  # keep the best seed's weights (as the search)

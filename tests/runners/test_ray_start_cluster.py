@@ -48,9 +48,13 @@ def _env(temp: Path, mode: bool = True) -> dict[str, str]:
 
 def _ray(*args: str, temp: Path, log: str) -> subprocess.Popen:
     ray = Path(sys.executable).with_name("ray")
-    return subprocess.Popen([str(ray), "start", *args, "--block", "--disable-usage-stats"],
-                            stdout=(temp / log).open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=_env(temp))
+    return subprocess.Popen(
+        [str(ray), "start", *args, "--block", "--disable-usage-stats"],
+        stdout=(temp / log).open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=_env(temp),
+    )
 
 
 def _stop(proc: subprocess.Popen, marker: str) -> None:
@@ -71,13 +75,20 @@ def _stop(proc: subprocess.Popen, marker: str) -> None:
 
 
 def _wait_nodes(address: str, n: int, temp: Path, timeout: float = 120) -> None:
-    code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-            "print(sum(bool(x['Alive']) for x in ray.nodes()))")
+    code = (
+        "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
+        "print(sum(bool(x['Alive']) for x in ray.nodes()))"
+    )
     deadline = time.time() + timeout
     err = ""
     while time.time() < deadline:
-        out = subprocess.run([sys.executable, "-c", code, address], capture_output=True,
-                             text=True, timeout=60, env=_env(temp))
+        out = subprocess.run(
+            [sys.executable, "-c", code, address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env(temp),
+        )
         if out.stdout.strip().endswith(str(n)):
             return
         err = out.stderr.strip().splitlines()[-1:] or err
@@ -91,14 +102,30 @@ def loopback_cluster() -> Iterator[tuple[str, int, Path]]:
     (temp / "token").write_text(secrets.token_hex(32))
     port, dash = _free_port(), _free_port()
     address = f"127.0.0.1:{port}"
-    head = _ray("--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={dash}", f"--temp-dir={temp}", temp=temp, log="head.out")
+    head = _ray(
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--temp-dir={temp}",
+        temp=temp,
+        log="head.out",
+    )
     procs = [head]
     try:
         _wait_nodes(address, 1, temp)
-        procs.append(_ray(f"--address={address}", "--node-ip-address=127.0.0.1",
-                          "--num-cpus=1", temp=temp, log="worker.out"))
+        procs.append(
+            _ray(
+                f"--address={address}",
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                temp=temp,
+                log="worker.out",
+            )
+        )
         _wait_nodes(address, 2, temp)
         yield address, dash, temp
     finally:
@@ -116,9 +143,12 @@ def _listening(port: int) -> set[str]:
                 local, state = line.split()[1], line.split()[3]
                 addr, hexport = local.split(":")
                 if state == "0A" and int(hexport, 16) == port:
-                    out.add("loopback" if addr in ("0100007F", "0" * 24 + "0100007F",
-                                                   "00000000000000000000000001000000")
-                            else addr)
+                    out.add(
+                        "loopback"
+                        if addr
+                        in ("0100007F", "0" * 24 + "0100007F", "00000000000000000000000001000000")
+                        else addr
+                    )
     return out
 
 
@@ -137,15 +167,34 @@ def test_search_through_address_on_a_ray_start_cluster(loopback_cluster, tmp_pat
     space = tiny_space(tmp_path, sampler="grid", fidelity=False)
     run = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "gcsearch", "search", "--space", str(space), "--run-dir",
-         str(run), "--smoke", "--address", address],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env(temp, mode=False))
+        [
+            sys.executable,
+            "-m",
+            "gcsearch",
+            "search",
+            "--space",
+            str(space),
+            "--run-dir",
+            str(run),
+            "--smoke",
+            "--address",
+            address,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_env(temp, mode=False),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
     trained = trained_per_candidate(study)
     assert len(trained) == 6 and set(trained.values()) == {1}
-    nodes = {t.user_attrs["env"]["node"] for t in study.trials
-             if t.state == optuna.trial.TrialState.COMPLETE}
+    nodes = {
+        t.user_attrs["env"]["node"]
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
     assert len(nodes) == 2, nodes  # trials ran on the head and on the worker
     record = json.loads((run / "run.json").read_text())
     assert record["cluster"]["nodes"] == 2 and record["cluster"]["address"] == address

@@ -28,8 +28,10 @@ def search_commands(text: str) -> list[list[str]]:
     text = re.sub(r"\\\n\s*", " ", text)  # join continuation lines
     text = re.sub(r'"\$\{\w+\[@\]\}"|\$X\b', " ", text)
     text = re.sub(r'"?\$\{?\w+\}?"?', "1", text)
-    return [["search", *shlex.split(m.group(1))]
-            for m in re.finditer(r"gcsearch search( --[^\n&;\"']*)", text)]
+    return [
+        ["search", *shlex.split(m.group(1))]
+        for m in re.finditer(r"gcsearch search( --[^\n&;\"']*)", text)
+    ]
 
 
 def check_search_command(path: Path) -> None:
@@ -49,8 +51,10 @@ def test_ray_cluster_yaml_passes_rays_own_config_loader() -> None:
     try:
         from ray.autoscaler._private.util import prepare_config, validate_config
     except ImportError as exc:  # private API: fail loudly when Ray moves it
-        pytest.fail(f"Ray moved its cluster-config loader (ray.autoscaler._private.util."
-                    f"prepare_config/validate_config): {exc}; update this test")
+        pytest.fail(
+            f"Ray moved its cluster-config loader (ray.autoscaler._private.util."
+            f"prepare_config/validate_config): {exc}; update this test"
+        )
     raw = yaml.safe_load((RUNNERS / "ray-cluster.yaml").read_text())
     prepared = prepare_config(copy.deepcopy(raw))
     validate_config(prepared)
@@ -79,23 +83,40 @@ def test_ray_cluster_yaml_ends_in_a_search_through_address() -> None:
 
 
 # ------------------------------------------------------------------------- Slurm
-def test_slurm_script_parses_and_passes_shellcheck() -> None:
-    script = RUNNERS / "slurm.sbatch"
-    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+@pytest.mark.parametrize(
+    "script", ["runners/slurm.sbatch", "benchmarks/gpu_check.sh", ".ci/test-deps.sh"]
+)
+def test_shell_scripts_parse_and_pass_shellcheck(script: str) -> None:
+    path = ROOT / script
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    check_search_command(script)
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); "
-                    "bash -n and the command check passed")
-    proc = subprocess.run(["shellcheck", "-s", "bash", str(script)], capture_output=True,
-                          text=True)
+        pytest.skip("shellcheck not installed (Debian: apt-get install shellcheck); bash -n passed")
+    proc = subprocess.run(["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_slurm_script_ends_in_a_search_through_address() -> None:
+    check_search_command(RUNNERS / "slurm.sbatch")
 
 
 def test_slurm_directives_are_known() -> None:
     directives = re.findall(r"^#SBATCH --([\w-]+)", (RUNNERS / "slurm.sbatch").read_text(), re.M)
-    known = {"job-name", "nodes", "ntasks-per-node", "cpus-per-task", "gpus-per-node", "mem",
-             "time", "signal", "requeue", "output", "error", "partition", "account"}
+    known = {
+        "job-name",
+        "nodes",
+        "ntasks-per-node",
+        "cpus-per-task",
+        "gpus-per-node",
+        "mem",
+        "time",
+        "signal",
+        "requeue",
+        "output",
+        "error",
+        "partition",
+        "account",
+    }
     assert directives and set(directives) <= known, set(directives) - known
 
 
@@ -119,7 +140,8 @@ def test_kuberay_manifests_parse_and_name_the_image_the_dockerfile_builds() -> N
     assert cluster["rayVersion"] == ray_version
     extras = re.findall(r'"\.\[([\w,]+)\]"', dockerfile)
     assert extras and set(extras[0].split(",")) <= set(
-        PYPROJECT["project"]["optional-dependencies"])
+        PYPROJECT["project"]["optional-dependencies"]
+    )
     from packaging.specifiers import SpecifierSet
 
     ray_req = next(r for r in PYPROJECT["project"]["dependencies"] if r.startswith("ray"))
@@ -139,23 +161,32 @@ def test_kuberay_entrypoint_ends_in_a_search_through_address() -> None:
     assert [build_parser().parse_args(c).address for c in commands] == ["auto"]
 
 
-@pytest.mark.parametrize("text, flags", [
-    ('gcsearch search --space s.toml --run-dir "$R" \\\n  --address "$A" "${extra[@]}" &',
-     ["--space", "s.toml", "--run-dir", "1", "--address", "1"]),
-    ("x && gcsearch search --space s.toml --address auto && y", ["--space", "s.toml",
-                                                                  "--address", "auto"]),
-])
+@pytest.mark.parametrize(
+    "text, flags",
+    [
+        (
+            'gcsearch search --space s.toml --run-dir "$R" \\\n  --address "$A" "${extra[@]}" &',
+            ["--space", "s.toml", "--run-dir", "1", "--address", "1"],
+        ),
+        (
+            "x && gcsearch search --space s.toml --address auto && y",
+            ["--space", "s.toml", "--address", "auto"],
+        ),
+    ],
+)
 def test_search_command_extraction(text: str, flags: list[str]) -> None:
     assert search_commands(text) == [["search", *flags]]
 
 
 def test_rays_token_helper_is_where_the_executor_imports_it() -> None:
-    """executor._use_auth_token relies on this private Ray helper (Ray >= 2.5x)."""
+    """executor._enable_auth_token relies on this private Ray helper (Ray >= 2.5x)."""
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available,
         )
     except ImportError as exc:
-        pytest.fail(f"Ray moved maybe_enable_token_auth_if_token_available ({exc}): update "
-                    "gcsearch/search/executor.py:_use_auth_token")
+        pytest.fail(
+            f"Ray moved maybe_enable_token_auth_if_token_available ({exc}): update "
+            "gcsearch/search/executor.py:_enable_auth_token"
+        )
     assert callable(maybe_enable_token_auth_if_token_available)

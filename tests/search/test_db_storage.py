@@ -9,15 +9,16 @@ import pytest
 from _search_helpers import tiny_space, trained_per_candidate
 
 from gcsearch.search.local import InlineExecutor
+from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
-from gcsearch.search.study import search
 
 pytestmark = pytest.mark.db
 
 
-def test_plain_postgresql_url_opens_with_the_installed_driver(postgres_db: str,
-                                                             tmp_path: Path) -> None:
+def test_plain_postgresql_url_opens_with_the_installed_driver(
+    postgres_db: str, tmp_path: Path
+) -> None:
     plain = "postgresql://" + postgres_db.split("://", 1)[1]  # as a user types it
     storage, where = open_storage(tmp_path, plain)
     assert isinstance(storage, optuna.storages.RDBStorage)
