@@ -124,8 +124,8 @@ def run(
     keyword arguments are ``gcsearch search``'s flags. ``executor="inline"`` trains in this
     process without Ray (one trial at a time), handy for debugging in a notebook.
     """
+    from gcsearch.search.run import search
     from gcsearch.search.space import load_space
-    from gcsearch.search.study import search
 
     spec = load_space(space)
     overrides: dict[str, Any] = {}

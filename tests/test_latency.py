@@ -53,8 +53,8 @@ def test_cuda_latency_synchronises() -> None:
 
 
 def test_latency_is_an_objective_a_trial_measures() -> None:
+    from gcsearch.search.driver import objective_values
     from gcsearch.search.space import parse_space
-    from gcsearch.search.study import objective_values
     from gcsearch.search.trial import Job, run_job
     from gcsearch.spec import Candidate
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,10 +133,12 @@ def objective_values(
     """Objective values in study order: accuracy means over seeds, costs as counted."""
     tops = [float(r["top1"]) for r in results if r.get("top1") is not None]
     losses = [float(r["loss"]) for r in results if r.get("loss") is not None]
+    lats = [float(r["latency"]["ms"]) for r in results if isinstance(r.get("latency"), Mapping)]
     metrics = {
         **{k: float(v) for k, v in cost.items()},
         "top1": sum(tops) / len(tops) if tops else math.nan,
         "loss": sum(losses) / len(losses) if losses else math.nan,
+        "latency": statistics.median(lats) if lats else math.nan,
     }
     values = [metrics.get(objective(o)[0], math.nan) for o in objectives]
     return values if all(math.isfinite(v) for v in values) else None
@@ -153,10 +156,12 @@ def rung_metrics(results: Sequence[Mapping[str, Any]], epoch: int) -> dict[str, 
     if not tops:
         return None
     cost = {k: float(v) for k, v in result_cost(results).items()}
+    lats = [float(r["latency"]["ms"]) for r in results if isinstance(r.get("latency"), Mapping)]
     return {
         **cost,
         "top1": sum(tops) / len(tops),
         "loss": sum(losses) / len(losses),
+        "latency": statistics.median(lats) if lats else math.nan,
         "top1_seeds": tops,
     }  # type: ignore[dict-item]
 

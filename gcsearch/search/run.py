@@ -33,7 +33,7 @@ from typing import Any
 import optuna
 
 from gcsearch.errors import UserError
-from gcsearch.search.display import Display, Progress
+from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
 from gcsearch.search.record import count_line, counts
@@ -281,6 +281,16 @@ def search(
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         threads = max(1, int(space.search.cpus_per_trial))
         own_executor = executor is None
+        if progress:  # the first line, before Ray's start-up (seconds) begins
+            from rich.console import Console
+
+            console = console or Console()
+            starting(console, f"{space.name}: {n_trials} trials x {space.search.seeds} seed(s), "
+                              f"task {space.task}, {space.backbone}; " + (
+                                  "custom executor" if not own_executor
+                                  else f"joining Ray at {address}" if address
+                                  else "starting Ray (local)"))
+        ray_t0 = time.perf_counter()
         if executor is None:
             from gcsearch.search.executor import RayExecutor
 
@@ -297,12 +307,18 @@ def search(
                 if not resume and not study.trials:  # leave no empty study behind
                     optuna.delete_study(study_name=name, storage=store)
                 raise
+        ray_start_s = time.perf_counter() - ray_t0
+        if progress and own_executor:
+            console.print(f"Ray ready in {ray_start_s:.1f}s", highlight=False)
         refs = len(space.references())
         prog = Progress(
             title=f"{space.name} ({where})",
             total=n_trials + refs,
             parallel=int(executor.parallel),
             objectives=list(space.objectives),
+            seeds=space.search.seeds,
+            max_epochs=max_epochs,
+            rungs=tuple(rungs),
         )
         display = Display(prog, console=console, enabled=progress)
         if progress and marked:
@@ -329,8 +345,9 @@ def search(
             grace=grace,
             deterministic=deterministic,
         )
-        networks = len({driver.key(c) for c in space.candidates()})
-        prog.total = len(space.references()) + min(n_trials, networks)
+        ref_keys = {driver.key(c) for c in space.references()}
+        networks = len({driver.key(c) for c in space.candidates()} - ref_keys)
+        prog.total = len(ref_keys) + min(n_trials, networks)  # a network trains once
         c0 = counts(study.get_trials(deepcopy=False))
         prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
         cluster = executor.describe()
@@ -349,8 +366,10 @@ def search(
                     raise
                 loop_s = time.perf_counter() - loop_start
         finally:
+            ray_t0 = time.perf_counter()
             if own_executor:
                 executor.shutdown()
+            ray_stop_s = time.perf_counter() - ray_t0
         if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
@@ -386,6 +405,8 @@ def search(
             "epochs_trained": outcome.epochs_trained,
             "loop_s": outcome.loop_s,
             "driver_s": outcome.driver_s,
+            "ray_start_s": ray_start_s,
+            "ray_shutdown_s": ray_stop_s,
             "rung_decisions": driver.decisions,
             "hv_reference": study.user_attrs.get("hv_reference"),
             "hv_ideal": study.user_attrs.get("hv_ideal"),

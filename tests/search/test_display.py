@@ -88,8 +88,8 @@ def test_search_prints_its_first_line_before_the_executor_runs(tmp_path: Path) -
     from _search_helpers import tiny_space
 
     from gcsearch.search.local import InlineExecutor
+    from gcsearch.search.run import search
     from gcsearch.search.space import load_space
-    from gcsearch.search.study import search
 
     class Watched(InlineExecutor):
         def submit(self, job):  # type: ignore[no-untyped-def]
