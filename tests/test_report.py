@@ -490,3 +490,16 @@ def test_journal_storage_is_read(tmp_path: Path) -> None:
     add_trial(study, "gc", [81.0, 82.0])
     frame = report.results_frame(tmp_path)
     assert frame["spec.id"].tolist() == ["gc@after_1x1:c3c4c5"]
+
+
+def test_normalised_hypervolume_is_a_fraction_of_the_recorded_box() -> None:
+    from gcsearch.report.pareto import normalised_hypervolume
+
+    senses, ref, ideal = ["max", "min"], [50.0, 110.0], [100.0, 0.0]
+    assert normalised_hypervolume([[100.0, 0.0]], senses, ref, ideal) == pytest.approx(1.0)
+    assert normalised_hypervolume([[50.0, 110.0]], senses, ref, ideal) == 0.0
+    assert normalised_hypervolume([[75.0, 55.0]], senses, ref, ideal) == pytest.approx(0.25)
+    # a study's costs shifted by a backbone's cost score alike once the box moves with them
+    shifted = normalised_hypervolume([[75.0, 1055.0]], senses, [50.0, 1110.0], [100.0, 1000.0])
+    assert shifted == pytest.approx(0.25)
+    assert normalised_hypervolume([], senses, ref, ideal) == 0.0

@@ -95,29 +95,13 @@ def recover_stale_trials(
             ):
                 continue
             rec.status, rec.reason, rec.retryable = "failed", reason, True
-            for name in ("status", "reason", "retryable"):
-                storage.set_trial_user_attr(t._trial_id, *_attr(rec, name))
+            for key, value in rec.attrs(only=("status", "reason", "retryable")).items():
+                storage.set_trial_user_attr(t._trial_id, key, value)
             storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # finished meanwhile (by its owner, or recovered by another driver)
         out.append((t.number, rec.candidate, reason))
     return out
-
-
-class _AttrSink:
-    """Collects what ``TrialRecord.write`` sets (for writers that are not an ``optuna.Trial``)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, Any]] = []
-
-    def set_user_attr(self, key: str, value: Any) -> None:
-        self.items.append((key, value))
-
-
-def _attr(rec: TrialRecord, name: str) -> tuple[str, Any]:
-    sink = _AttrSink()
-    rec.write(sink, only=[name])
-    return sink.items[-1]
 
 
 def summarise(results: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -327,10 +311,10 @@ class Driver:
     # asking ---------------------------------------------------------------------------
     def _ask_fixed(self, cand: Candidate, role: str) -> optuna.Trial:
         params = {} if role == "reference" else candidate_params(self.space, cand)
-        self.study.enqueue_trial(params)
-        trial = self._ask()
-        TrialRecord(candidate=cand, role=role).write(trial, only=["candidate", "role"])
-        return trial
+        # the role travels with the enqueued trial, so a sampler's before_trial already sees it
+        attrs = TrialRecord(candidate=cand, role=role).attrs(only=("candidate", "role"))
+        self.study.enqueue_trial(params, user_attrs=attrs)
+        return self._ask()
 
     def _ask(self) -> optuna.Trial:
         """``study.ask()``, the trial claimed by this driver at once (liveness.py)."""
@@ -719,14 +703,12 @@ class Driver:
                     "stale by another driver while this one ran it",
                 }
             )
-            sink = _AttrSink()
-            rec.write(sink)
             template = create_trial(
                 state=state,
                 values=values,
                 params=trial.params,
                 distributions=trial.distributions,
-                user_attrs=dict(sink.items),
+                user_attrs=rec.attrs(),
             )
             storage = self.study._storage
             tid = storage.create_new_trial(self.study._study_id, template_trial=template)

@@ -89,6 +89,12 @@ class TrialRecord:
                 value = value.to_dict()
             trial.set_user_attr(_ATTRS[name], value)
 
+    def attrs(self, only: Iterable[str] | None = None) -> dict[str, Any]:
+        """The user attributes ``write`` would set (for ``enqueue_trial`` and raw storage)."""
+        sink = _Sink()
+        self.write(sink, only)
+        return sink.items
+
     @classmethod
     def read(cls, trial: Any) -> TrialRecord:
         """The record of a trial (``FrozenTrial`` or ``Trial``); tolerant of older studies."""
@@ -112,6 +118,14 @@ class TrialRecord:
             kw["duplicate_of"] = int(kw["duplicate_of"])
         text = None if cand is not None else attrs.get("candidate_id")
         return cls(candidate=cand, candidate_text=text, **kw)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.items[key] = value
 
 
 def records(trials: Iterable[Any]) -> list[tuple[Any, TrialRecord]]:

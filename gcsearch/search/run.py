@@ -264,11 +264,15 @@ def search(
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
         marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if resume else 0
-        costs = (
-            network_costs
-            or study.user_attrs.get("network_costs")
-            or space_costs(space, input_shape, num_classes)
-        )
+        costs = network_costs or study.user_attrs.get("network_costs")
+        if not costs:  # once per study: the strategy and the hypervolume box need them
+            if progress:
+                print(
+                    f"counting the exact cost of every network of {space.name} (fvcore, "
+                    "once per study) ...",
+                    flush=True,
+                )
+            costs = space_costs(space, input_shape, num_classes)
         if "hv_reference" not in study.user_attrs:
             reference, ideal = hv_box(space.objectives, costs, num_classes)
             study.set_user_attr("network_costs", costs)

@@ -45,23 +45,107 @@ COST_KEYS = ("params", "macs", "block_params", "block_macs")
 def space_costs(
     space: Space, input_shape: Sequence[int], num_classes: int
 ) -> dict[str, dict[str, int]]:
-    """Network key -> exact cost (fvcore) of every distinct network of the space and its
-    reference rows, counted once before training."""
+    """Network key -> exact cost of every distinct network of the space and its reference rows,
+    counted once before training.
+
+    A block adds the same cost at every residual block of a stage, so a network's cost is the
+    backbone's plus, per stage, (blocks it holds) x (one block's cost, counted alone by fvcore
+    as ``gcsearch.cost.block_analysis`` counts it inside a model). That is one small count per
+    (block, stage) instead of one whole-model trace per network (full.toml: 1,102 networks);
+    ``tests/search/test_strategy.py`` checks it equals ``count_cost`` network by network.
+    Networks this cannot split (non-block presets such as NL) are counted whole.
+    """
     from gcsearch.cost import count_cost
 
+    counter = _BlockCounter(space, tuple(input_shape), num_classes)
     out: dict[str, dict[str, int]] = {}
     for cand in [*space.references(), *space.candidates()]:
         key = network_key(cand, space.backbone, space.min_hidden)
-        if key not in out:
-            cost = count_cost(
+        if key in out:
+            continue
+        cost = counter.cost(cand)
+        if cost is None:
+            whole = count_cost(
                 cand,
                 space.backbone,
                 tuple(input_shape),
                 num_classes=num_classes,
                 min_hidden=space.min_hidden,
             )
-            out[key] = {k: int(v) for k, v in cost.to_dict().items() if k in COST_KEYS}
+            cost = {k: int(v) for k, v in whole.to_dict().items() if k in COST_KEYS}
+        out[key] = cost
     return out
+
+
+class _BlockCounter:
+    """Backbone cost plus per-(block, stage) block costs (see ``space_costs``)."""
+
+    def __init__(self, space: Space, input_shape: tuple[int, ...], num_classes: int) -> None:
+        import torch
+
+        from gcsearch.backbones import build_model, get_backbone
+        from gcsearch.cost import count_cost
+
+        self.space = space
+        base = count_cost(
+            Candidate.none(),
+            space.backbone,
+            input_shape,
+            num_classes=num_classes,
+            min_hidden=space.min_hidden,
+        )
+        self.base = (base.params, base.macs)
+        spec = get_backbone(space.backbone)
+        model = build_model(
+            Candidate.none(), space.backbone, num_classes=num_classes, in_chans=input_shape[0]
+        ).eval()
+        shapes: dict[str, tuple[int, ...]] = {}
+        hooks = []
+        for stage, attr in spec.stages.items():
+            layer = getattr(model, attr)
+            self_counts = len(list(layer))
+            shapes[f"n:{stage}"] = (self_counts,)
+            hooks.append(
+                layer.register_forward_hook(
+                    lambda _m, _i, out, st=stage: shapes.__setitem__(st, tuple(out.shape[1:]))
+                )
+            )
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+        for h in hooks:
+            h.remove()
+        self.shapes = shapes
+        self.units: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def _unit(self, cand: Candidate, stage: str) -> tuple[int, int]:
+        import torch
+
+        from gcsearch.blocks import build_block
+        from gcsearch.cost import block_analysis
+
+        block_key = cand.block.id if cand.block is not None else str(cand.preset)
+        if (block_key, stage) not in self.units:
+            shape = self.shapes[stage]
+            block = build_block(cand, shape[0], min_hidden=self.space.min_hidden)
+            with torch.no_grad():
+                macs = int(block_analysis(block, shape).total())
+            params = sum(p.numel() for p in block.parameters())
+            self.units[(block_key, stage)] = (params, macs)
+        return self.units[(block_key, stage)]
+
+    def cost(self, cand: Candidate) -> dict[str, int] | None:
+        if cand.is_baseline:
+            params, macs = self.base
+            return {"params": params, "macs": macs, "block_params": 0, "block_macs": 0}
+        if cand.block is None:
+            return None  # a preset other than a plain spec: counted whole
+        bp = bm = 0
+        for stage in cand.placement.stages:
+            n = 1 if cand.placement.density == "last" else self.shapes[f"n:{stage}"][0]
+            p, m = self._unit(cand, stage)
+            bp, bm = bp + n * p, bm + n * m
+        params, macs = self.base
+        return {"params": params + bp, "macs": macs + bm, "block_params": bp, "block_macs": bm}
 
 
 def hv_box(
