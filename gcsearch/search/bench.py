@@ -444,6 +444,16 @@ def _print(figures: Mapping[str, Any]) -> None:
                 f"{r['hv_fraction']:.3f}",
             )
         console.print(t)
+    if figures.get("scaling"):
+        sc = figures["scaling"]
+        console.print(
+            f"scaling: {sc['p1']['trials_per_hour']:.0f} trials/h with 1 parallel, "
+            f"{sc['p2']['trials_per_hour']:.0f} with 2 ({sc['speedup']:.2f}x); driver + Ray "
+            f"overhead {sc['p1']['overhead_per_trial_s']:.3f} s per trial "
+            f"({100 * sc['overhead_share_of_20s_trial']:.2f} % of a 20 s trial); load average "
+            f"{sc['p1']['load_average'][0]:.1f}",
+            highlight=False,
+        )
     if figures.get("spearman"):
         console.print(
             "Spearman(top-1 at epoch e, final top-1) over searched networks: "
