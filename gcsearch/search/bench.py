@@ -319,6 +319,14 @@ def bench_fidelity(
                 eta=eta,
             )
             full_epochs = epochs * len(t.seeds) * len(t.networks)
+            # what promotions resuming from a checkpoint would charge: each trained seed's
+            # furthest epoch, once (the driver retrains a promoted candidate from scratch)
+            furthest = sum(
+                int(r.get("epochs") or 0)
+                for tr in study.trials
+                if (rec := TrialRecord.read(tr)).trained
+                for r in rec.results
+            )
             rows.append(
                 {
                     "min_epochs": min_epochs,
@@ -330,6 +338,7 @@ def bench_fidelity(
                     ),
                     "table": "original" if which == 0 else f"shuffled {which}",
                     "saving": full_epochs / max(1, ex.epochs_trained),
+                    "saving_if_resumed": full_epochs / max(1, furthest),
                     "hv_fraction": scorer.hv(found_networks(study)) / scorer.hv(truth),
                 }
             )
@@ -434,7 +443,7 @@ def _print(figures: Mapping[str, Any]) -> None:
         t = RichTable(
             title="successive halving over every candidate (replayed)", title_justify="left"
         )
-        for col in ("rungs", "eta", "table", "saving (x)", "HV fraction"):
+        for col in ("rungs", "eta", "table", "saving (x)", "if resumed (x)", "HV fraction"):
             t.add_column(col, justify="right")
         for r in figures["fidelity"]:
             t.add_row(
@@ -442,9 +451,20 @@ def _print(figures: Mapping[str, Any]) -> None:
                 str(r["eta"]),
                 r["table"],
                 f"{r['saving']:.2f}",
+                f"{r.get('saving_if_resumed', float('nan')):.2f}",
                 f"{r['hv_fraction']:.3f}",
             )
         console.print(t)
+    if figures.get("scaling"):
+        sc = figures["scaling"]
+        console.print(
+            f"scaling: {sc['p1']['trials_per_hour']:.0f} trials/h with 1 parallel, "
+            f"{sc['p2']['trials_per_hour']:.0f} with 2 ({sc['speedup']:.2f}x); driver + Ray "
+            f"overhead {sc['p1']['overhead_per_trial_s']:.3f} s per trial "
+            f"({100 * sc['overhead_share_of_20s_trial']:.2f} % of a 20 s trial); load average "
+            f"{sc['p1']['load_average'][0]:.1f}",
+            highlight=False,
+        )
     if figures.get("spearman"):
         console.print(
             "Spearman(top-1 at epoch e, final top-1) over searched networks: "

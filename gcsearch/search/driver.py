@@ -708,19 +708,19 @@ class Driver:
                     "stale by another driver while this one ran it",
                 }
             )
+            from gcsearch.search.liveness import OWNER
+
+            owner = {OWNER: self.liveness.driver_id} if self.liveness is not None else {}
             template = create_trial(
                 state=state,
                 values=values,
                 params=trial.params,
                 distributions=trial.distributions,
                 user_attrs=rec.attrs(),
+                system_attrs=owner,
             )
             storage = self.study._storage
             tid = storage.create_new_trial(self.study._study_id, template_trial=template)
-            if self.liveness is not None:
-                from gcsearch.search.liveness import OWNER
-
-                storage.set_trial_system_attr(tid, OWNER, self.liveness.driver_id)
             return storage.get_trial(tid)
 
     def _fail_retryable(self, trial: optuna.Trial, reason: str) -> None:

@@ -289,3 +289,46 @@ def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> 
         if TrialRecord.read(t).candidate_id == dead.candidate_id and TrialRecord.read(t).trained
     )
     assert retry.retries[0]["retry_of"] == left[0].number
+
+
+def test_a_result_is_kept_when_another_driver_failed_its_trial(tmp_path: Path) -> None:
+    """A driver presumed dead (its heartbeat stalled past the grace period) whose trial another
+    driver failed: its tell raises UpdateFinishedTrialError inside Optuna; the result is stored
+    as a new trial carrying the record, not lost, and the driver goes on."""
+    from gcsearch.search.display import Display, Progress
+    from gcsearch.search.driver import Driver
+
+    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
+    study = _journal(tmp_path)
+    display = Display(Progress("t", 1, 1, list(space.objectives)), enabled=False)
+    with Heartbeat(study, interval=5) as beat:
+        driver = Driver(
+            space,
+            study,
+            InlineExecutor(),
+            budget={"epochs": 2},
+            device="cpu",
+            rungs=(),
+            faults={},
+            display=display,
+            n_trials=1,
+            threads=1,
+            liveness=beat,
+        )
+        trial = driver._ask()
+        cand = space.candidates()[0]
+        rec = TrialRecord(
+            candidate=cand,
+            role="search",
+            network="k",
+            status="complete",
+            results=[{"seed": 0, "top1": 70.0}],
+        )
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        kept = driver._tell(trial, rec, [70.0, 1.0, 2.0], TrialState.COMPLETE)
+        assert kept.number != trial.number and kept.state == TrialState.COMPLETE
+        assert kept.values == [70.0, 1.0, 2.0]
+        back = TrialRecord.read(kept)
+        assert back.candidate_id == cand.id and back.results[0]["top1"] == 70.0
+        assert back.retries[-1]["retry_of"] == trial.number
+        assert kept.system_attrs[liveness.OWNER] == beat.driver_id
