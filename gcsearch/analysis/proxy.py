@@ -317,7 +317,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     backbone = backbone or task.backbone
     from gcsearch.tasks.train import read_candidate
 
-    ids = [read_candidate(n, backbone).id for n in names]  # validates every name before any training
+    ids = [read_candidate(n, backbone).id for n in names]  # validates names before training
     print(
         f"bench proxy: {len(ids)} candidates x {len(seeds)} seeds on {task.name} ({backbone}), "
         f"{budget.train_images} images x {budget.epochs} epochs, {args.jobs} parallel trial(s) "
