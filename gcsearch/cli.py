@@ -240,6 +240,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--table-parallel", type=int, default=1,
                    help="trainings at once while building the table (default 1)")
     g.add_argument("--replays", type=int, default=100, help="replays per strategy (default 100)")
+    g.add_argument("--first-seed", type=int, default=0,
+                   help="sampler seed (and shuffle) of the first replay (default 0; tune a "
+                   "strategy on other seeds than the ones you report)")
     g.add_argument("--budget-fraction", type=float, default=0.25,
                    help="trials as a fraction of the candidates (default 0.25)")
     g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",

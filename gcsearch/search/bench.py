@@ -254,15 +254,17 @@ def bench_strategies(
     fraction: float,
     strategies: Sequence[str],
     shuffle: bool,
+    first_seed: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables."""
+    """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables.
+    Replay ``i`` uses sampler seed and shuffle ``first_seed + i``."""
     n = max(1, round(fraction * len(space.candidates())))
     out: dict[str, Any] = {"budget_trials": n, "candidates": len(space.candidates())}
     scores: dict[str, list[float]] = {s: [] for s in (*strategies, *CONTROLS)}
     seconds: dict[str, float] = dict.fromkeys(strategies, 0.0)
     cheapest_once: float | None = None
-    for i in range(replays):
+    for i in range(first_seed, first_seed + replays):
         t = shuffled_table(table, space, seed=i) if shuffle else table
         scorer = Scorer(t, space)
         truth = {k: _mean_top1(t.results[k]) for k in scorer.searched}
@@ -285,9 +287,10 @@ def bench_strategies(
             study, _ = replay(space, t, sampler=s, n_trials=n, seed=i)
             seconds[s] += time.perf_counter() - tick
             scores[s].append(scorer.hv(found_networks(study)) / full)
-        if (i + 1) % 10 == 0 or i + 1 == replays:
+        if (i + 1 - first_seed) % 10 == 0 or i + 1 - first_seed == replays:
             log(
-                f"  {'shuffled' if shuffle else 'original'} tables: {i + 1}/{replays} replays; "
+                f"  {'shuffled' if shuffle else 'original'} tables: {i + 1 - first_seed}/{replays} "
+                "replays; "
                 + ", ".join(
                     f"{s} median {statistics.median(v):.3f}" for s, v in scores.items() if v
                 )
@@ -509,6 +512,7 @@ def run_bench_search(args: argparse.Namespace) -> int:
                     fraction=args.budget_fraction,
                     strategies=strategies,
                     shuffle=name == "shuffled",
+                    first_seed=args.first_seed,
                 )
                 for name in ("original", "shuffled")
             }
