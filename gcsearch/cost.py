@@ -531,7 +531,7 @@ def bench_flops(args: argparse.Namespace) -> int:
     side = spec.input_size if getattr(args, "input", None) is None else args.input
     shape = (3, side, side)
     torch.set_num_threads(max(1, int(args.threads)))
-    candidates = _flops_candidates([], None)
+    candidates = _flops_candidates([], None, backbone)
 
     def cold() -> None:
         for cache in (_model_cost, _base_and_sites, _sites):

@@ -5,8 +5,10 @@ Uses (grep ``\\._`` on study/trial/storage objects in gcsearch):
 - ``search/sampling.py``: ``Study._get_trials(deepcopy=, states=, use_cache=)`` in the NSGA-II
   sampler's search space (the public ``get_trials`` has no ``use_cache``), and
   ``NSGAIISampler.get_trial_generation``.
-- ``search/storage.py``: ``Study._storage`` and ``FrozenTrial._trial_id`` to mark a dead
-  driver's trials failed (a study has no public way to change another process's trial).
+- ``search/driver.py`` and ``search/liveness.py``: ``Study._storage``, ``Study._study_id`` and
+  ``Trial._trial_id``/``FrozenTrial._trial_id`` to mark a dead driver's trials failed, to keep
+  per-driver heartbeats in the study's system attributes and to store a result whose trial
+  another driver already failed (a study has no public way to change another process's trial).
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ def test_study_storage_and_trial_id_still_exist() -> None:
     assert study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
 
 
+def test_study_id_and_live_trial_id_still_exist() -> None:
+    """What liveness.py and the driver's result-keeping path call on the storage."""
+    study = optuna.create_study(directions=["maximize"])
+    trial = study.ask()
+    assert isinstance(study._study_id, int) and isinstance(trial._trial_id, int)
+    study._storage.set_study_system_attr(study._study_id, "driver:x", {"beat": 1.0})
+    study._storage.set_trial_system_attr(trial._trial_id, "owner", "x")
+    assert study._storage.get_study_system_attrs(study._study_id)["driver:x"] == {"beat": 1.0}
+    template = optuna.trial.create_trial(state=TrialState.COMPLETE, values=[1.0])
+    tid = study._storage.create_new_trial(study._study_id, template_trial=template)
+    assert study._storage.get_trial(tid).values == [1.0]
+
+
 def test_nsga2_trial_generation_is_still_there() -> None:
     sampler = optuna.samplers.NSGAIISampler(seed=0)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
@@ -56,7 +71,8 @@ def test_nsga2_trial_generation_is_still_there() -> None:
 def test_the_list_above_is_complete() -> None:
     """A new private Optuna use in gcsearch must be added to this file's checks."""
     pattern = re.compile(r"\b(study|trial|t|frozen|storage|sampler)\._[a-z]\w*")
-    known = {"study._get_trials", "study._storage", "t._trial_id"}
+    known = {"study._get_trials", "study._storage", "study._study_id", "t._trial_id",
+             "trial._trial_id"}
     found = set()
     for path in (ROOT / "gcsearch").rglob("*.py"):
         for match in pattern.finditer(path.read_text(encoding="utf-8")):

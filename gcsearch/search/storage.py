@@ -46,7 +46,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
 
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         if Path(storage).is_file():  # an existing file must be a journal: say so in one line
-            from gcsearch.report.storage_file import check_journal_file
+            from gcsearch.search.storage_file import check_journal_file
 
             check_journal_file(Path(storage), f"--storage {storage}")
         try:
@@ -137,16 +137,12 @@ def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
         path = found[0]
     elif not path.is_file():
         raise UserError(f"run directory or storage not found: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"SQLite format 3"):
-        return _rdb_readonly(f"sqlite:///{path.resolve()}", str(path)), str(path)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from gcsearch.search.storage_file import open_storage_file
 
-    try:
-        return JournalStorage(JournalFileBackend(str(path))), str(path)
-    except Exception as exc:  # not a journal either
-        raise UserError(f"cannot read a study storage from {path} ({type(exc).__name__})") from None
+    storage, where = open_storage_file(path)  # SQLite or a journal, or a one-line UserError
+    if isinstance(storage, str):  # an SQLite URL: opened without creating tables
+        return _rdb_readonly(storage, where), where
+    return storage, where
 
 
 def _rdb_readonly(url: str, where: str) -> Any:
