@@ -196,6 +196,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--record", action="store_true",
                    help="also record the figures for `gcsearch tasks list` (package data)")
     x.add_argument("--quiet", action="store_true", help="no line per finished trial")
+    x.add_argument("--resume", action="store_true",
+                   help="keep the trials a stopped run logged beside --out (same budget)")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

@@ -184,9 +184,16 @@ def run_trials(
     jobs: int = 1,
     threads: int = 1,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
+    skip: set[tuple[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every candidate x seed, ``jobs`` at a time in spawned processes (1: in this process)."""
-    work = [(c, task, data, dict(budget), backbone, s, threads) for s in seeds for c in candidates]
+    """Every candidate x seed (but ``skip``), ``jobs`` at a time in spawned processes (1: in
+    this process), seed by seed so that a stopped run still holds whole seeds."""
+    work = [
+        (c, task, data, dict(budget), backbone, s, threads)
+        for s in seeds
+        for c in candidates
+        if (c, s) not in (skip or set())
+    ]
     out: list[dict[str, Any]] = []
     if jobs <= 1:
         for job in work:
@@ -325,8 +332,17 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
+    log = out.with_suffix(".trials.jsonl")  # every finished trial at once: nothing lost
+    earlier = _earlier(log, budget.to_dict(), backbone) if args.resume else []
+    done_keys = {(r["candidate_id"], int(r["seed"])) for r in earlier}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        log.write_text("")
 
     def tick(r: dict[str, Any], done: int, total: int) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps(r) + "\n")
         if not args.quiet:
             top1 = "-" if r["top1"] is None else f"{r['top1']:.2f}"
             print(
@@ -335,9 +351,19 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    results = run_trials(
-        ids, seeds, task.name, data, budget.to_dict(), backbone, args.jobs, args.threads, tick
+    results = earlier + run_trials(
+        ids,
+        seeds,
+        task.name,
+        data,
+        budget.to_dict(),
+        backbone,
+        args.jobs,
+        args.threads,
+        tick,
+        skip=done_keys,
     )
+    results = [r for r in results if r["candidate_id"] in ids and int(r["seed"]) in seeds]
     summary = summarise(results)
     # keep the requested candidate order
     summary["candidates"] = {i: summary["candidates"][i] for i in ids if i in summary["candidates"]}
@@ -369,7 +395,6 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     for line in render(summary):
         print(line)
     print(f"{len(results)} trials in {wall:.0f} s")
-    out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
     _write(out, summary)
     print(f"wrote {out}")
     if args.record:
@@ -379,6 +404,21 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         _write(rec, _merge(rec, summary))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
     return 0
+
+
+def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
+    """Trials a stopped run of the same budget and backbone finished (``--resume``)."""
+    if not log.is_file():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short when the run was stopped
+        if r.get("budget") == dict(budget) and r.get("env", {}).get("backbone") == backbone:
+            out.append(r)
+    return out
 
 
 def _cpu_count() -> int | None:

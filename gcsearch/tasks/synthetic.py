@@ -106,7 +106,7 @@ class LongRangeMatch:
     backbone: str = "resnet8"
     budget: Budget = field(
         default_factory=lambda: Budget(
-            train_images=2000, val_images=1000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0
+            train_images=4000, val_images=5000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0
         )
     )
     width: int = 48

@@ -86,4 +86,10 @@ def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data = json.loads(out.read_text())
     assert set(data["candidates"]) == {"none", "gc@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"}
     assert data["seeds"] == [0, 1] and data["smoke"] and data["alpha"] == 0.05
+    log = out.with_suffix(".trials.jsonl")
+    assert len(log.read_text().splitlines()) == 6  # every trial logged as it finished
+    args = ["bench", "proxy", "--smoke", "--candidates", "none,gc,se", "--out", str(out)]
+    assert main([*args, "--resume"]) == 0  # all six logged: nothing is trained again
+    assert len(log.read_text().splitlines()) == 6
+    assert json.loads(out.read_text())["candidates"]["none"]["n"] == 2
     assert main(["bench", "proxy", "--smoke", "--record", "--out", str(out)]) == 2
