@@ -370,6 +370,9 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     if args.split_tau:
         half = len(seeds) // 2
         summary["split_tau"] = split_tau(summary["candidates"], seeds[:half], seeds[half:])
+        summary["split_tau"].update(
+            {"space": args.space, "budget": budget.to_dict(), "command": _command()}
+        )
     wall = time.perf_counter() - start
     summary.update(
         {
@@ -388,7 +391,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
             "torch": torch.__version__,
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "wall_s": wall,
-            "command": "gcsearch " + " ".join(sys.argv[1:]),
+            "command": _command(),
             "smoke": bool(args.smoke),
         }
     )
@@ -401,7 +404,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         from gcsearch.tasks import MEASURED_DIR
 
         rec = MEASURED_DIR / f"{task.name}.json"
-        _write(rec, _merge(rec, summary))
+        keep = bool(args.space) and summary["budget"] != task.budget.to_dict()
+        _write(rec, _merge(rec, summary, keep_spread=keep))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
     return 0
 
@@ -427,17 +431,20 @@ def _cpu_count() -> int | None:
     return os.cpu_count()
 
 
-def _merge(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The recorded file: the newest summary; a split-τ from an earlier run is kept when the
-    new run has none and the budget is the same."""
+def _command() -> str:
+    return "gcsearch " + " ".join(sys.argv[1:])
+
+
+def _merge(path: Path, summary: Mapping[str, Any], keep_spread: bool) -> dict[str, Any]:
+    """The recorded file. A run with ``--split-tau`` on a space adds its τ (which carries its
+    own budget and command) and, with ``keep_spread``, leaves the recorded spread alone; a
+    spread run keeps an earlier τ."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if keep_spread and old:
+        return {**old, "split_tau": summary["split_tau"]}
     new = dict(summary)
-    if path.is_file() and "split_tau" not in new:
-        old = json.loads(path.read_text())
-        if old.get("split_tau") and old.get("budget") == new.get("budget"):
-            new["split_tau"] = old["split_tau"]
-            new["split_tau_command"] = old.get("split_tau_command", old.get("command"))
-    elif "split_tau" in new:
-        new["split_tau_command"] = new["command"]
+    if "split_tau" not in new and old.get("split_tau"):
+        new["split_tau"] = old["split_tau"]
     return new
 
 
