@@ -131,11 +131,17 @@ def split_tau(
     from scipy.stats import kendalltau, spearmanr
 
     a, b, ids = [], [], []
+    seen: set[tuple[float, ...]] = set()
+    duplicates = []
     for cid, c in candidates.items():
         xs = [c["top1"].get(str(s)) for s in first]
         ys = [c["top1"].get(str(s)) for s in second]
         if None in xs or None in ys:
             continue
+        if tuple(xs + ys) in seen:  # the same network under another name (e.g. gc and its
+            duplicates.append(cid)  # block id): one row, or the tie would count twice
+            continue
+        seen.add(tuple(xs + ys))
         ids.append(cid)
         a.append(statistics.mean(xs))
         b.append(statistics.mean(ys))
@@ -148,6 +154,7 @@ def split_tau(
         "first": list(first),
         "second": list(second),
         "n_candidates": len(ids),
+        "left_out_as_duplicates": duplicates,
         "kendall_tau": tau,
         "spearman_rho": rho,
         "means_first": dict(zip(ids, a, strict=True)),

@@ -54,6 +54,18 @@ def test_split_tau_ranks_halves() -> None:
         _results({"a": [90, 91, 70, 71], "b": [80, 81, 80, 81], "c": [70, 71, 90, 91]})
     )["candidates"]
     assert split_tau(swapped, [0, 1], [2, 3])["kendall_tau"] == pytest.approx(-1.0)
+    twins = summarise(
+        _results(
+            {
+                "a": [90, 91, 90, 91],
+                "b": [80, 81, 80, 81],
+                "b2": [80, 81, 80, 81],
+                "c": [70, 71, 72, 73],
+            }
+        )
+    )["candidates"]
+    res = split_tau(twins, [0, 1], [2, 3])
+    assert res["n_candidates"] == 3 and res["left_out_as_duplicates"] == ["b2"]
 
 
 def test_budget_overrides_are_typed_and_checked() -> None:
