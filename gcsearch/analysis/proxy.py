@@ -92,6 +92,8 @@ def summarise(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "modes": modes(vals),
             "seconds_per_trial": statistics.mean(float(r["wall_s"]) for r in runs.values()),
             "failed": sorted(s for s, r in runs.items() if not _complete(r)),
+            "params": next(iter(runs.values())).get("params"),
+            "macs": next(iter(runs.values())).get("macs"),
         }
     pairs = []
     ids = list(cands)
@@ -131,17 +133,20 @@ def split_tau(
     from scipy.stats import kendalltau, spearmanr
 
     a, b, ids = [], [], []
-    seen: set[tuple[float, ...]] = set()
+    seen: set[tuple[Any, ...]] = set()
     duplicates = []
     for cid, c in candidates.items():
         xs = [c["top1"].get(str(s)) for s in first]
         ys = [c["top1"].get(str(s)) for s in second]
         if None in xs or None in ys:
             continue
-        if tuple(xs + ys) in seen:  # the same network under another name (e.g. gc and its
-            duplicates.append(cid)  # block id): one row, or the tie would count twice
+        # the same network under another name (gc and its block id): same cost, same result
+        # under every seed; one row, or the tie would count twice
+        key = (c.get("params"), c.get("macs"), *xs, *ys)
+        if key in seen:
+            duplicates.append(cid)
             continue
-        seen.add(tuple(xs + ys))
+        seen.add(key)
         ids.append(cid)
         a.append(statistics.mean(xs))
         b.append(statistics.mean(ys))

@@ -25,7 +25,14 @@ def test_modes_split_solved_from_unsolved_seeds() -> None:
 
 def _results(values: dict[str, list[float]]) -> list[dict[str, object]]:
     return [
-        {"candidate_id": c, "seed": s, "top1": v, "status": "complete", "wall_s": 2.0}
+        {
+            "candidate_id": c,
+            "seed": s,
+            "top1": v,
+            "status": "complete",
+            "wall_s": 2.0,
+            "params": 100 + len(c.rstrip("2")),
+        }  # "b2" is "b" under another name
         for c, vs in values.items()
         for s, v in enumerate(vs)
     ]
@@ -66,6 +73,9 @@ def test_split_tau_ranks_halves() -> None:
     )["candidates"]
     res = split_tau(twins, [0, 1], [2, 3])
     assert res["n_candidates"] == 3 and res["left_out_as_duplicates"] == ["b2"]
+    # equal results but another cost: two networks that both failed the same way, kept
+    twins["b2"]["params"] = 7
+    assert split_tau(twins, [0, 1], [2, 3])["n_candidates"] == 4
 
 
 def test_budget_overrides_are_typed_and_checked() -> None:
