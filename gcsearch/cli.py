@@ -258,6 +258,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--postgres", default=None,
                    help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
                    "nofsync: the same without fsync)")
+    x.add_argument("--resume", action="store_true",
+                   help="keep the trials a stopped run logged beside --out (same budget)")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:

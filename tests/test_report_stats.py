@@ -104,3 +104,12 @@ def test_holm_decides_the_star_across_tables() -> None:
     assert t1.loc[1, "delta.p_holm"] >= t1.loc[1, "delta.p"]
     note = interval_note([t1, t2], 3)
     assert "paired t" in note and "Holm" in note and "3 Δ tests" in note
+
+
+def test_rendered_cells_say_n_1_and_star_only_where_holm_says() -> None:
+    from gcsearch.report.render import _pm
+
+    assert _pm(80.0, math.nan) == "80.00 (n = 1: no interval)"
+    assert _pm(5.0, math.nan, signed=True) == "+5.00 (no interval)"
+    assert _pm(5.0, 1.0, signed=True, star=False) == "+5.00 ± 1.00"  # excludes 0, not Holm
+    assert _pm(5.0, 1.0, signed=True, star=True) == "+5.00 ± 1.00 *"

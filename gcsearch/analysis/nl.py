@@ -217,12 +217,12 @@ def analyze(
 
 def render(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
-        f"{'candidate':28s} {'block':32s} {'mode':9s} {'N':>4s} {'imgs':>5s} "
+        f"{'candidate':32s} {'block':24s} {'mode':9s} {'N':>4s} {'imgs':>5s} "
         f"{'cos input':>9s} {'cos output':>10s} {'cos att':>8s} {'JSD att':>8s}"
     ]
     for r in rows:
         lines.append(
-            f"{r['candidate']:28s} {r['block']:32s} {r['mode']:9s} {r['positions']:4d} "
+            f"{r['candidate']:32s} {r['block']:24s} {r['mode']:9s} {r['positions']:4d} "
             f"{r['images']:5d} {r['input']:9.4f} {r['output']:10.4f} {r['attention']:8.4f} "
             f"{r['jsd']:8.4f}"
         )

@@ -92,6 +92,8 @@ def summarise(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "modes": modes(vals),
             "seconds_per_trial": statistics.mean(float(r["wall_s"]) for r in runs.values()),
             "failed": sorted(s for s, r in runs.items() if not _complete(r)),
+            "params": next(iter(runs.values())).get("params"),
+            "macs": next(iter(runs.values())).get("macs"),
         }
     pairs = []
     ids = list(cands)
@@ -131,11 +133,20 @@ def split_tau(
     from scipy.stats import kendalltau, spearmanr
 
     a, b, ids = [], [], []
+    seen: set[tuple[Any, ...]] = set()
+    duplicates = []
     for cid, c in candidates.items():
         xs = [c["top1"].get(str(s)) for s in first]
         ys = [c["top1"].get(str(s)) for s in second]
         if None in xs or None in ys:
             continue
+        # the same network under another name (gc and its block id): same cost, same result
+        # under every seed; one row, or the tie would count twice
+        key = (c.get("params"), c.get("macs"), *xs, *ys)
+        if key in seen:
+            duplicates.append(cid)
+            continue
+        seen.add(key)
         ids.append(cid)
         a.append(statistics.mean(xs))
         b.append(statistics.mean(ys))
@@ -148,6 +159,7 @@ def split_tau(
         "first": list(first),
         "second": list(second),
         "n_candidates": len(ids),
+        "left_out_as_duplicates": duplicates,
         "kendall_tau": tau,
         "spearman_rho": rho,
         "means_first": dict(zip(ids, a, strict=True)),
@@ -184,9 +196,16 @@ def run_trials(
     jobs: int = 1,
     threads: int = 1,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
+    skip: set[tuple[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every candidate x seed, ``jobs`` at a time in spawned processes (1: in this process)."""
-    work = [(c, task, data, dict(budget), backbone, s, threads) for s in seeds for c in candidates]
+    """Every candidate x seed (but ``skip``), ``jobs`` at a time in spawned processes (1: in
+    this process), seed by seed so that a stopped run still holds whole seeds."""
+    work = [
+        (c, task, data, dict(budget), backbone, s, threads)
+        for s in seeds
+        for c in candidates
+        if (c, s) not in (skip or set())
+    ]
     out: list[dict[str, Any]] = []
     if jobs <= 1:
         for job in work:
@@ -325,8 +344,17 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
+    log = out.with_suffix(".trials.jsonl")  # every finished trial at once: nothing lost
+    earlier = _earlier(log, budget.to_dict(), backbone) if args.resume else []
+    done_keys = {(r["candidate_id"], int(r["seed"])) for r in earlier}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        log.write_text("")
 
     def tick(r: dict[str, Any], done: int, total: int) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps(r) + "\n")
         if not args.quiet:
             top1 = "-" if r["top1"] is None else f"{r['top1']:.2f}"
             print(
@@ -335,15 +363,28 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    results = run_trials(
-        ids, seeds, task.name, data, budget.to_dict(), backbone, args.jobs, args.threads, tick
+    results = earlier + run_trials(
+        ids,
+        seeds,
+        task.name,
+        data,
+        budget.to_dict(),
+        backbone,
+        args.jobs,
+        args.threads,
+        tick,
+        skip=done_keys,
     )
+    results = [r for r in results if r["candidate_id"] in ids and int(r["seed"]) in seeds]
     summary = summarise(results)
     # keep the requested candidate order
     summary["candidates"] = {i: summary["candidates"][i] for i in ids if i in summary["candidates"]}
     if args.split_tau:
         half = len(seeds) // 2
         summary["split_tau"] = split_tau(summary["candidates"], seeds[:half], seeds[half:])
+        summary["split_tau"].update(
+            {"space": args.space, "budget": budget.to_dict(), "command": _command()}
+        )
     wall = time.perf_counter() - start
     summary.update(
         {
@@ -362,23 +403,38 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
             "torch": torch.__version__,
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "wall_s": wall,
-            "command": "gcsearch " + " ".join(sys.argv[1:]),
+            "command": _command(),
             "smoke": bool(args.smoke),
         }
     )
     for line in render(summary):
         print(line)
     print(f"{len(results)} trials in {wall:.0f} s")
-    out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
     _write(out, summary)
     print(f"wrote {out}")
     if args.record:
         from gcsearch.tasks import MEASURED_DIR
 
         rec = MEASURED_DIR / f"{task.name}.json"
-        _write(rec, _merge(rec, summary))
+        keep = bool(args.space) and summary["budget"] != task.budget.to_dict()
+        _write(rec, _merge(rec, summary, keep_spread=keep))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
     return 0
+
+
+def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
+    """Trials a stopped run of the same budget and backbone finished (``--resume``)."""
+    if not log.is_file():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short when the run was stopped
+        if r.get("budget") == dict(budget) and r.get("env", {}).get("backbone") == backbone:
+            out.append(r)
+    return out
 
 
 def _cpu_count() -> int | None:
@@ -387,17 +443,20 @@ def _cpu_count() -> int | None:
     return os.cpu_count()
 
 
-def _merge(path: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The recorded file: the newest summary; a split-τ from an earlier run is kept when the
-    new run has none and the budget is the same."""
+def _command() -> str:
+    return "gcsearch " + " ".join(sys.argv[1:])
+
+
+def _merge(path: Path, summary: Mapping[str, Any], keep_spread: bool) -> dict[str, Any]:
+    """The recorded file. A run with ``--split-tau`` on a space adds its τ (which carries its
+    own budget and command) and, with ``keep_spread``, leaves the recorded spread alone; a
+    spread run keeps an earlier τ."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if keep_spread and old:
+        return {**old, "split_tau": summary["split_tau"]}
     new = dict(summary)
-    if path.is_file() and "split_tau" not in new:
-        old = json.loads(path.read_text())
-        if old.get("split_tau") and old.get("budget") == new.get("budget"):
-            new["split_tau"] = old["split_tau"]
-            new["split_tau_command"] = old.get("split_tau_command", old.get("command"))
-    elif "split_tau" in new:
-        new["split_tau_command"] = new["command"]
+    if "split_tau" not in new and old.get("split_tau"):
+        new["split_tau"] = old["split_tau"]
     return new
 
 

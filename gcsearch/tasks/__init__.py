@@ -183,7 +183,12 @@ def spread_text(task: Task) -> str:
         text += f", {max(secs):.0f} s/trial max"
     tau = m.get("split_tau")
     if tau:
-        text += f", split-seed τ {tau['kendall_tau']:.2f} ({tau['n_candidates']} candidates)"
+        where = Path(tau["space"]).stem if tau.get("space") else "its candidates"
+        imgs = (tau.get("budget") or {}).get("train_images", "?")
+        text += (
+            f", split-seed τ {tau['kendall_tau']:.2f} ({tau['n_candidates']} candidates of "
+            f"{where}, {imgs} images)"
+        )
     if m.get("budget") != task.budget.to_dict():
         text += " [measured at another budget: rerun]"
     return text

@@ -93,7 +93,9 @@ class FashionMNIST(ArrayTask):
 
     data: str | None = None
     name: str = "fashion-mnist"
-    description: str = "Fashion-MNIST 28x28 clothing, 10 classes (Debian dataset-fashion-mnist)"
+    description: str = (
+        "Fashion-MNIST 28x28 clothing, 10 classes: the local control (context should matter little)"
+    )
     num_classes: int = 10
     input_shape: tuple[int, int, int] = (1, 28, 28)
     backbone: str = "resnet8"

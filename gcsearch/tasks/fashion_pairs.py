@@ -93,7 +93,7 @@ class FashionPairs:
     budget: Budget = field(
         default_factory=lambda: Budget(
             train_images=4000,
-            val_images=10000,
+            val_images=5000,
             epochs=6,
             batch_size=64,
             lr=0.2,

@@ -80,3 +80,33 @@ def test_bench_train_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "train", "--smoke", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "throughput ratio harness/bare" in out and "run 1 bare" in out
+
+
+def test_tasks_list_reads_the_recorded_spread(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spread shown comes from the bench's JSON (here a hand-made one), never typed in."""
+    import gcsearch.tasks as tasks
+
+    monkeypatch.setattr(tasks, "MEASURED_DIR", tmp_path)
+    budget = tasks.get_task("digits").budget.to_dict()
+    cands = {
+        "none": {"std": 0.4, "mdd_n3_median": 2.0, "seconds_per_trial": 3.0},
+        "gc@after_1x1:c3c4c5": {"std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0},
+        "att-1x1-mul@after_1x1:c4": {"std": 7.0, "mdd_n3_median": 9.0, "seconds_per_trial": 4.0},
+    }
+    tau = {
+        "kendall_tau": 0.87,
+        "n_candidates": 20,
+        "space": "spaces/quick.toml",
+        "budget": {"train_images": 1500},
+    }
+    (tmp_path / "digits.json").write_text(
+        json.dumps({"candidates": cands, "seeds": [0, 1, 2], "budget": budget, "split_tau": tau})
+    )
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "seed std <= 0.90 pt over 2 presets (3 seeds)" in out  # the searched block is not one
+    assert "split-seed τ 0.87 (20 candidates of quick, 1500 images)" in out
+    assert "not measured (gcsearch bench proxy --task synthetic --record)" in out
+    assert "measured at another budget" not in out

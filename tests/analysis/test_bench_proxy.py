@@ -25,7 +25,14 @@ def test_modes_split_solved_from_unsolved_seeds() -> None:
 
 def _results(values: dict[str, list[float]]) -> list[dict[str, object]]:
     return [
-        {"candidate_id": c, "seed": s, "top1": v, "status": "complete", "wall_s": 2.0}
+        {
+            "candidate_id": c,
+            "seed": s,
+            "top1": v,
+            "status": "complete",
+            "wall_s": 2.0,
+            "params": 100 + len(c.rstrip("2")),
+        }  # "b2" is "b" under another name
         for c, vs in values.items()
         for s, v in enumerate(vs)
     ]
@@ -54,6 +61,21 @@ def test_split_tau_ranks_halves() -> None:
         _results({"a": [90, 91, 70, 71], "b": [80, 81, 80, 81], "c": [70, 71, 90, 91]})
     )["candidates"]
     assert split_tau(swapped, [0, 1], [2, 3])["kendall_tau"] == pytest.approx(-1.0)
+    twins = summarise(
+        _results(
+            {
+                "a": [90, 91, 90, 91],
+                "b": [80, 81, 80, 81],
+                "b2": [80, 81, 80, 81],
+                "c": [70, 71, 72, 73],
+            }
+        )
+    )["candidates"]
+    res = split_tau(twins, [0, 1], [2, 3])
+    assert res["n_candidates"] == 3 and res["left_out_as_duplicates"] == ["b2"]
+    # equal results but another cost: two networks that both failed the same way, kept
+    twins["b2"]["params"] = 7
+    assert split_tau(twins, [0, 1], [2, 3])["n_candidates"] == 4
 
 
 def test_budget_overrides_are_typed_and_checked() -> None:
@@ -86,4 +108,10 @@ def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data = json.loads(out.read_text())
     assert set(data["candidates"]) == {"none", "gc@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"}
     assert data["seeds"] == [0, 1] and data["smoke"] and data["alpha"] == 0.05
+    log = out.with_suffix(".trials.jsonl")
+    assert len(log.read_text().splitlines()) == 6  # every trial logged as it finished
+    args = ["bench", "proxy", "--smoke", "--candidates", "none,gc,se", "--out", str(out)]
+    assert main([*args, "--resume"]) == 0  # all six logged: nothing is trained again
+    assert len(log.read_text().splitlines()) == 6
+    assert json.loads(out.read_text())["candidates"]["none"]["n"] == 2
     assert main(["bench", "proxy", "--smoke", "--record", "--out", str(out)]) == 2
