@@ -19,9 +19,10 @@ chosen by measurement (benchmarks/README.md): with 1,000 validation strips the b
 at chance already varies by ~1.6 points from seed to seed (binomial noise of a fixed 1,000-image
 set); with 2,000 training strips or 6 epochs the blocks that learn the relation split into
 seeds that solve it and seeds that do not; 10 epochs bring GC and SNL near one point, while SE
-(multiplicative gating) still solves it under some seeds only. Its measured seed spread, minimum detectable difference and seconds per
-trial are recorded by ``gcsearch bench proxy --task synthetic --record`` and shown by
-``gcsearch tasks list``; docs/trusting-results.md explains the figures.
+(multiplicative gating) still solves it under some seeds only. Its measured seed spread,
+minimum detectable difference and seconds per trial are recorded by ``gcsearch bench proxy
+--task synthetic --record`` and shown by ``gcsearch tasks list``; docs/trusting-results.md
+explains the figures.
 
 Deeper CIFAR ResNets (ResNet-20: 81 px) see across the strip in principle, but not in
 practice within the budget; the argument above is exact only for ResNet-8.
