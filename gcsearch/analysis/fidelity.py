@@ -71,14 +71,17 @@ def fidelity(
     seeds_low = t[t["budget"] == "low"].groupby("candidate")["seed"].apply(set)
     seeds_high = t[t["budget"] == "high"].groupby("candidate")["seed"].apply(set)
     shared = sorted(set(seeds_low.index) & set(seeds_high.index))
-    seeds = (
-        sorted(set.intersection(*(seeds_low[c] & seeds_high[c] for c in shared))) if shared else []
-    )
-    if len(shared) < 3 or not seeds:
+    both = {c: seeds_low[c] & seeds_high[c] for c in shared}
+    seeds = sorted(set().union(*both.values())) if both else []
+    keep = [c for c in shared if both[c] >= set(seeds)]  # every seed at both budgets
+    if len(keep) < 3 and both:  # fall back to the seeds most candidates completed
+        counts = pd.Series([s for v in both.values() for s in v]).value_counts()
+        seeds = sorted(int(s) for s in counts.index if counts[s] >= 3)
+        keep = [c for c in shared if seeds and both[c] >= set(seeds)]
+    if len(keep) < 3:
         raise UserError(
-            f"fidelity: {len(shared)} candidates have both budgets under common seeds; need >= 3"
+            f"fidelity: {len(keep)} candidates have both budgets under common seeds; need >= 3"
         )
-    keep = sorted(c for c in shared if seeds_low[c] >= set(seeds) and seeds_high[c] >= set(seeds))
     t = t[t["candidate"].isin(keep) & t["seed"].isin(seeds)]
     t = t.groupby(["candidate", "seed", "budget"], as_index=False)["top1"].mean()
     low, high = _means(t, seeds)

@@ -14,13 +14,15 @@ for the left object and a term for the right one; "same hue" is an XOR of the tw
 codes, which no such sum represents. A context block pools over the whole map and feeds the
 pooled vector back into every position, where the next nonlinearity can compare the two.
 
-The default budget (4,000 strips x 6 epochs, scored on 5,000 fixed validation strips) was
-chosen by measurement: with 1,000 validation strips the baseline's top-1 at chance already
-varies by ~1.6 points from seed to seed (binomial noise of a fixed 1,000-image set), and with
-2,000 training strips the blocks that learn the relation split into seeds that solve it and
-seeds that do not. Its measured seed spread, minimum detectable difference and seconds per
-trial are recorded by ``gcsearch bench proxy --task synthetic --record`` and shown by
-``gcsearch tasks list``; docs/trusting-results.md explains the figures.
+The default budget (4,000 strips x 10 epochs, scored on 5,000 fixed validation strips) was
+chosen by measurement (benchmarks/README.md): with 1,000 validation strips the baseline's top-1
+at chance already varies by ~1.6 points from seed to seed (binomial noise of a fixed 1,000-image
+set); with 2,000 training strips or 6 epochs the blocks that learn the relation split into
+seeds that solve it and seeds that do not; 10 epochs bring GC and SNL near one point, while SE
+(multiplicative gating) still solves it under some seeds only. Its measured seed spread,
+minimum detectable difference and seconds per trial are recorded by ``gcsearch bench proxy
+--task synthetic --record`` and shown by ``gcsearch tasks list``; docs/trusting-results.md
+explains the figures.
 
 Deeper CIFAR ResNets (ResNet-20: 81 px) see across the strip in principle, but not in
 practice within the budget; the argument above is exact only for ResNet-8.
@@ -110,7 +112,7 @@ class LongRangeMatch:
     backbone: str = "resnet8"
     budget: Budget = field(
         default_factory=lambda: Budget(
-            train_images=4000, val_images=5000, epochs=6, batch_size=64, lr=0.2, warmup_epochs=1.0
+            train_images=4000, val_images=5000, epochs=10, batch_size=64, lr=0.2, warmup_epochs=1.0
         )
     )
     width: int = 48

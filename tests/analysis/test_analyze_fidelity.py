@@ -65,6 +65,10 @@ def test_candidates_missing_a_budget_are_left_out() -> None:
     t = table(low, HIGH)
     t = t[~((t.candidate == "d") & (t.budget == "high"))]  # d was pruned
     assert fidelity(t, bootstrap=10)["candidates"] == ["a", "b", "c"]
+    t2 = table(low, HIGH)  # d lost one seed at the high budget: d goes, the seeds stay
+    t2 = t2[~((t2.candidate == "d") & (t2.budget == "high") & (t2.seed == 2))]
+    res = fidelity(t2, bootstrap=10)
+    assert res["candidates"] == ["a", "b", "c"] and res["seeds"] == [0, 1, 2]
     with pytest.raises(UserError, match="need >= 3"):
         fidelity(t[t.candidate.isin(["a", "b"])], bootstrap=10)
 
