@@ -49,7 +49,7 @@ def write_plots(
         out[axis] = folder / f"{stem}-{axis}.png"
         ref = table.iloc[0]
         fig = _delta_figure(
-            table, f"{axis}: Δ top-1 to {ref['spec.id']} (95 % Welch CI)", "the reference", plt
+            table, f"{axis}: Δ top-1 to {ref['spec.id']}", "the reference", plt
         )
         fig.savefig(out[axis], dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -61,7 +61,7 @@ def write_plots(
         )
         fig = _delta_figure(
             table,
-            "presets: Δ top-1 to the network without blocks (95 % Welch CI)",
+            "presets: Δ top-1 to the network without blocks",
             "the baseline",
             plt,
         )
@@ -228,7 +228,13 @@ def _curves_figure(report: Report, curves: pd.DataFrame, plt: Any) -> Any:
 
 
 def _delta_figure(table: pd.DataFrame, title: str, against: str, plt: Any) -> Any:
-    """Δ top-1 (Welch 95 % interval) of each row to the first, with the MACs each adds."""
+    """Δ top-1 of each row to the first with its 95 % interval (paired over shared seeds, else
+    Welch; none where n = 1, and the title says so), with the MACs each adds."""
+    rows = table.iloc[1:]
+    if rows["delta.ci95"].notna().any():
+        title += "\n95 % CI: paired over shared seeds, else Welch"
+    else:
+        title += "\nn = 1: no interval"
     fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(table) + 2), 3.6))
     x = np.arange(len(table))
     ax.axhline(0, color="0.5", lw=0.8)

@@ -137,10 +137,10 @@ def _mean_top1(seeds: Mapping[int, Mapping[str, Any]]) -> float:
 def shuffled_table(table: Table, space: Space, seed: int) -> Table:
     """The table with each axis's value labels permuted (see the module docstring)."""
     from gcsearch.search.sampling import (
+        axis_values,
         block_from_token,
         grid_choices,
         network_key,
-        transform_token,
     )
     from gcsearch.spec import Candidate, Placement
 
@@ -158,15 +158,7 @@ def shuffled_table(table: Table, space: Space, seed: int) -> Table:
         if rep is None or rep.block is None:  # reference rows keep their own results
             out[key] = table.results[key]
             continue
-        p = rep.placement
-        labels = {
-            "pooling": rep.block.pooling,
-            "transform": transform_token(rep.block),
-            "fusion": rep.block.fusion,
-            "position": p.position,
-            "stages": "".join(p.stages),
-            "density": p.density,
-        }
+        labels = axis_values(rep)
         new = {a: maps.get(a, {}).get(v, v) for a, v in labels.items()}
         src = Candidate(
             block=block_from_token(new["pooling"], new["transform"], new["fusion"]),

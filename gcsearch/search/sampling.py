@@ -42,6 +42,21 @@ def transform_token(block: BlockSpec) -> str:
     return f"r{block.ratio}{'ln' if block.norm == 'ln' else ''}"
 
 
+def axis_values(cand: Candidate) -> dict[str, str]:
+    """A searched candidate's value on every sampled axis (ratio and norm in one transform
+    token): what the samplers, the strategy's features and the benchmark's shuffles read."""
+    assert cand.block is not None
+    p = cand.placement
+    return {
+        "pooling": cand.block.pooling,
+        "transform": transform_token(cand.block),
+        "fusion": cand.block.fusion,
+        "position": p.position,
+        "stages": "".join(p.stages),
+        "density": p.density,
+    }
+
+
 def _tokens(grid: Axes) -> list[str]:
     seen: dict[str, None] = {}
     for b in (c.block for c in grid.candidates()):
@@ -110,15 +125,7 @@ def candidate_params(space: Space, cand: Candidate) -> dict[str, Any]:
     prefix = ""
     if len(space.grids) > 1:
         params["grid"], prefix = grid.name, f"{grid.name}."
-    p = cand.placement
-    values = {
-        "pooling": cand.block.pooling,
-        "transform": transform_token(cand.block),
-        "fusion": cand.block.fusion,
-        "position": p.position,
-        "stages": "".join(p.stages),
-        "density": p.density,
-    }
+    values = axis_values(cand)
     for axis in grid_choices(grid):
         params[prefix + axis] = values[axis]
     return params
@@ -248,6 +255,7 @@ def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
 __all__ = [
     "OPTUNA_SAMPLERS",
     "SearchOnly",
+    "axis_values",
     "block_from_token",
     "candidate_params",
     "grid_choices",

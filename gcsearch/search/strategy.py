@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.sampling import grid_values, network_key, transform_token
+from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
 from gcsearch.spec import Candidate
 
@@ -189,16 +189,7 @@ def normalise(
 
 
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
-    assert cand.block is not None
-    p = cand.placement
-    values = {
-        "pooling": cand.block.pooling,
-        "transform": transform_token(cand.block),
-        "fusion": cand.block.fusion,
-        "position": p.position,
-        "stages": "".join(p.stages),
-        "density": p.density,
-    }
+    values = axis_values(cand)
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
 
 
