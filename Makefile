@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gcsearch tests
 
 # reports/: a fresh real run of the demo space (3 seeds, so the tables carry intervals), then its
-# Markdown report, plots and results frame.
+# Markdown report, plots and results frame, and how far its rung epoch ranks like the last epoch.
 REPORT_RUN ?= runs/quick
 REPORT_SEEDS ?= 3
 reports: $(STAMP)
@@ -60,6 +60,7 @@ reports: $(STAMP)
 	rm -f reports/quick.md reports/quick-*.png reports/quick.csv
 	$(BIN)/gcsearch search --space spaces/quick.toml --run-dir $(REPORT_RUN) --seeds $(REPORT_SEEDS)
 	$(BIN)/gcsearch report $(REPORT_RUN) --md reports/quick.md --csv reports/quick.csv
+	$(BIN)/gcsearch analyze fidelity $(REPORT_RUN) --json reports/quick-fidelity.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
