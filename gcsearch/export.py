@@ -475,7 +475,9 @@ def export_candidate(
             from gcsearch.backbones import module_key
 
             def key(c: Candidate) -> str:  # equal exactly when both build the same network
-                return module_key(c, ckpt.backbone, ckpt.min_hidden)
+                spec = PRESETS[c.preset].equivalent_spec if c.preset else None
+                same = Candidate(block=spec, placement=c.placement) if spec else c
+                return module_key(same, ckpt.backbone, ckpt.min_hidden)
 
             if key(ckpt.candidate) != key(cand):
                 raise UserError(

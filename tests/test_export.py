@@ -521,3 +521,30 @@ def test_weights_of_another_network_are_refused_and_folded_ratios_accepted(tmp_p
     # at C = 32 with min_hidden 8, r16 and r32 build the same network (module_key folds them)
     written = export_candidate("att-r32ln-add@after_1x1:c4", tmp_path / "b.py", weights=path)
     assert sorted(torch.load(written["weights"], weights_only=True)) == ["c4.0.context_block"]
+
+
+@pytest.mark.parametrize(("preset", "searched"), [("snl", "att-1x1-add"), ("gc", "att-r16ln-add")])
+def test_a_presets_weights_export_as_the_searched_block_it_equals(
+    tmp_path: Path, preset: str, searched: str
+) -> None:
+    """The search keeps one weights file per network; a preset that builds exactly a searched
+    block (the registry's ``equivalent_spec``) shares it, so either id exports those weights."""
+    from gcsearch.backbones import build_model
+
+    trained = Candidate.parse(f"{preset}@after_1x1:c4")
+    torch.manual_seed(0)
+    model = build_model(trained, "resnet8", min_hidden=8)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = save_checkpoint(
+        tmp_path / "w.pt", model, trained,
+        backbone="resnet8", min_hidden=8, num_classes=10, input_shape=(3, 32, 32),
+    )  # fmt: skip
+    written = export_candidate(f"{searched}@after_1x1:c4", tmp_path / "b.py", weights=path)
+    block = load_block(written["module"], channels=32)
+    block.load_state_dict(torch.load(written["weights"], weights_only=True)["c4.0.context_block"])
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad():
+        trained_block = dict(model.named_modules())["c4.0.context_block"].eval()
+        assert torch.allclose(block.eval()(x), trained_block(x), atol=1e-6)
