@@ -602,7 +602,7 @@ def study_build_settings(run: str | Path | None, study_attrs: Mapping[str, Any])
     return out
 
 
-def _weights_path(
+def weights_path(
     run: str | Path, row: Mapping[str, Any], cand: Candidate, settings: Mapping[str, Any]
 ) -> Path | None:
     """The trial's saved weights: the path its record names, else where the search writes a
@@ -682,7 +682,7 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
     if _plain(row.get("obj.latency")) is not None:  # the latency:min objective
         meta["latency"] = {"ms": row["obj.latency"], "device": row.get("env.device"),
                            "batch": (study.get("budget") or {}).get("batch_size")}
-    return cand, _plain(meta), _weights_path(args.run, row, cand, settings)
+    return cand, _plain(meta), weights_path(args.run, row, cand, settings)
 
 
 def _plain(value: Any) -> Any:

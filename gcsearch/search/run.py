@@ -157,9 +157,9 @@ def export_best(study: optuna.Study, run_dir: Path) -> Path | None:
         "source": {"run": str(run_dir), "study": study.study_name, "trial": int(row["trial"])},
         **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden") if k in attrs},
     }
-    written = export.export_candidate(
-        Candidate.parse(str(row["spec.id"])), run_dir / "best_block.py", meta=meta
-    )
+    cand = Candidate.parse(str(row["spec.id"]))
+    weights = export.weights_path(run_dir, row, cand, meta)  # the best seed the search kept
+    written = export.export_candidate(cand, run_dir / "best_block.py", meta=meta, weights=weights)
     return written["module"]
 
 

@@ -211,6 +211,8 @@ def test_ray_search_end_to_end(tmp_path: Path) -> None:
     assert (run / "best_block.py").is_file() or all(
         t.user_attrs["candidate_id"] == "none" for t in study.best_trials
     )
+    if (run / "best_block.py").is_file():  # the trained weights the search kept go with it
+        assert (run / "best_block.pt").is_file()
 
 
 @pytest.mark.parametrize("preset", ["gc", "snl"])
