@@ -191,3 +191,25 @@ def test_other_spaces_get_no_section_unless_asked(tmp_path: Path,
     assert vd.SECTION not in capsys.readouterr().out
     assert main(["report", str(tmp_path), "--verdicts"]) == 0
     assert vd.SECTION in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("mean", "half", "holm_sig", "expected"),
+    [
+        (2.0, 0.5, True, vd.AGREE),
+        (2.0, 0.5, False, vd.CANT_TELL),  # clear of 0, but not after Holm
+        (-2.0, 0.5, True, vd.DISAGREE),
+        (0.2, 0.5, False, vd.CANT_TELL),
+    ],
+)
+def test_directional_claims_need_the_interval_and_holm(
+    mean: float, half: float, holm_sig: bool, expected: str
+) -> None:
+    c = next(c for c in vd.CONCLUSIONS if c.id == "pooling")
+    assert vd.RULES["better"](Diff(mean, half, 3, PAIRED, 0.01), c, holm_sig)[0] == expected
+
+
+def test_conclusions_are_a_table_of_distinct_ids() -> None:
+    ids = [c.id for c in vd.CONCLUSIONS]
+    assert len(ids) == len(set(ids)) == 9
+    assert all(c.kind in vd.RULES or c.kind == "nl" for c in vd.CONCLUSIONS)

@@ -277,16 +277,19 @@ def _compare_verdict(
     skipped = [f.why for f in fb if f.row is None]
     if skipped:
         notes += f"; left out: {'; '.join(skipped)}"
-    cost_ok = True
+    cost_ok: bool | None = True  # None: the cost the claim is about is not recorded
+    cost_line = ""
     if c.cost:
-        ca, cb = float(ra[f"cost.{c.cost}"]), float(rb[f"cost.{c.cost}"])
+        ca = float(pd.to_numeric(ra.get(f"cost.{c.cost}"), errors="coerce"))
+        cb = float(pd.to_numeric(rb.get(f"cost.{c.cost}"), errors="coerce"))
+        known = math.isfinite(ca) and math.isfinite(cb)
         nums.update({f"a.{c.cost}": ca, f"b.{c.cost}": cb,
-                     "cost.ratio": ca / cb if cb else math.nan})
-        cost_ok = ca < cb
-        ratio = f" ({ca / cb:.2f}×)" if cb else ""
-        cost_line = f"; {c.cost.replace('_', ' ')} {_si(ca)} vs {_si(cb)}{ratio}"
-    else:
-        cost_line = ""
+                     "cost.ratio": ca / cb if known and cb else math.nan})
+        cost_ok = (ca < cb) if known else None
+        ratio = f" ({ca / cb:.2f}×)" if known and cb else ""
+        what = c.cost.replace("_", " ")
+        cost_line = (f"; {what} {_si(ca)} vs {_si(cb)}{ratio}" if known
+                     else f"; {what} not recorded")
 
     def finish(p_holm: float) -> tuple[str, str]:
         sig = math.isfinite(p_holm) and p_holm < ALPHA
@@ -297,7 +300,9 @@ def _compare_verdict(
         method = "paired" if d.method == "paired" else "Welch"
         body = (f"{text} ± {d.half:.2f} ({method} 95 %, n = {d.n}), Holm p "
                 f"{p_holm:.3g}{' (significant)' if sig else ''}{cost_line}{notes}; {why}")
-        if c.cost and not cost_ok:
+        if cost_ok is None and verdict == AGREE:
+            return CANT_TELL, f"{body}; but the cost is not recorded"
+        if cost_ok is False:
             return DISAGREE, f"{body}; but a costs no less than b"
         return verdict, body
 
