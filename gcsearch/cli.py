@@ -175,6 +175,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parquet", default=None, metavar="FILE", help="write the frame (Parquet)")
     p.add_argument("--curves", default=None, metavar="FILE",
                    help="write the learning curves: one row per trial, seed and epoch (CSV)")
+    p.add_argument("--verdicts", action="store_true",
+                   help="add GCNet's findings, checked (always on for a gcnet-paper space)")
+    p.add_argument("--fidelity", default=None, metavar="JSON",
+                   help="the JSON of `gcsearch analyze fidelity --json`, quoted in the verdicts")
+    p.add_argument("--nl", default=None, metavar="JSON",
+                   help="the JSON of `gcsearch analyze nl --json`, for the NL verdict")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,8 @@ rich, Markdown and HTML only render it.
 Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch intervals),
 ``pareto`` (front, hypervolume, reference point), ``tables`` (front ranking, ablations,
 presets, ``build_report``), ``curves`` (per-epoch learning curves as a long table),
-``verdict`` (whether any block beats the baseline), ``storage_file`` (opening a storage file
+``verdict`` (whether any block beats the baseline), ``verdicts`` (GCNet's findings,
+checked), ``storage_file`` (opening a storage file
 or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
 ``plots`` (matplotlib).
 
@@ -105,6 +106,17 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str], kind: str = "
     return path
 
 
+def _add_verdicts(report: Report, args: argparse.Namespace) -> None:
+    """GCNet's findings, checked: for a paper space, or when --verdicts/--fidelity/--nl ask."""
+    from gcsearch.report import verdicts
+
+    fidelity, nl = getattr(args, "fidelity", None), getattr(args, "nl", None)
+    if getattr(args, "verdicts", False) or fidelity or nl or verdicts.is_paper_space(report):
+        report.verdicts = verdicts.check(
+            report, verdicts.load_json(fidelity, "--fidelity"), verdicts.load_json(nl, "--nl")
+        )
+
+
 def run_report(args: argparse.Namespace) -> int:
     """``gcsearch report``: print the tables, write the frame, the learning curves and the
     Markdown / self-contained HTML report."""
@@ -119,6 +131,7 @@ def run_report(args: argparse.Namespace) -> int:
     if getattr(args, "curves", None):
         written.append(write_frame(curves, args.curves))
     report = build_report(args.run, reference=getattr(args, "reference", None) or "gc", frame=frame)
+    _add_verdicts(report, args)
     render_terminal(report)
     plots: dict[tuple[Path, str], dict[str, Path]] = {}
     for option, render in (("md", render_markdown), ("html", render_html)):

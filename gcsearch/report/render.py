@@ -291,6 +291,10 @@ def render_terminal(report: Report, console: Any = None) -> None:
         show(f"Ablation: {axis} (reference {ref_id})", _display_ablation(table, axis))
     if len(report.presets):
         show("Presets", _display_presets(report))
+    if report.verdicts:
+        from gcsearch.report.verdicts import SECTION, verdict_table
+
+        show(SECTION, verdict_table(report.verdicts))
     problems = _display_problems(report)
     if len(problems):
         show("Failed, pruned and unfinished candidates (one row each, all their trials)", problems)
@@ -341,6 +345,10 @@ def _sections(
         )
     if len(report.presets):
         out.append(("Presets", images.get("presets", ""), _display_presets(report), ""))
+    if report.verdicts:
+        from gcsearch.report.verdicts import NOTE, SECTION, verdict_table
+
+        out.append((SECTION, "", verdict_table(report.verdicts), NOTE))
     if curves is not None and not curves.empty:
         rows = report.rows
         shown = set(report.front["spec.id"]) | set(

@@ -303,6 +303,8 @@ class Report:
     presets: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     interval_note: str = ""
+    #: GCNet's findings, checked (``gcsearch.report.verdicts.check``); empty: no such section
+    verdicts: list[Any] = field(default_factory=list)
 
 
 def build_report(

@@ -1,0 +1,215 @@
+"""GCNet's findings, checked: verdicts on hand-made studies (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from test_report import add_trial, new_study
+
+from gcsearch import report
+from gcsearch.cli import main
+from gcsearch.report import verdicts as vd
+from gcsearch.report.stats import NO_INTERVAL, PAIRED, Diff
+
+GC = "att-r16ln-add@after_1x1:c3c4c5"
+GC_SEEDS = [84.0, 85.0, 86.0]
+
+
+def _run(tmp_path: Path, rows: dict[str, list[float]], name: str = "gcnet-paper",
+         **kw: dict) -> report.Report:
+    study = new_study(tmp_path / "study.db", name)
+    add_trial(study, "none", [80.0, 80.5, 81.0][: len(next(iter(rows.values())))])
+    for cid, top1s in rows.items():
+        add_trial(study, cid, top1s, **kw.get(cid, {}))
+    return report.build_report(tmp_path)
+
+
+def _by_id(vs: list[vd.Verdict]) -> dict[str, vd.Verdict]:
+    return {v.id: v for v in vs}
+
+
+def test_clear_paired_differences_agree_or_disagree(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {
+        GC: GC_SEEDS,
+        "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9],  # gc better by ~2: agree
+        "att-r16-add@after_1x1:c3c4c5": [86.0, 87.1, 87.9],  # no-LN better by ~2: disagree
+        "att-r16ln-mul@after_1x1:c3c4c5": [84.5, 84.2, 86.8],  # spans 0: can't tell
+    })
+    v = _by_id(vd.check(rep))
+    assert v["pooling"].verdict == vd.AGREE
+    assert v["pooling"].numbers["delta.method"] == PAIRED
+    assert v["pooling"].numbers["delta.mean"] == pytest.approx(2.0)
+    assert v["pooling"].numbers["n"] == 3 and v["pooling"].numbers["delta.significant"]
+    assert "paired 95 %" in v["pooling"].evidence and "Holm p" in v["pooling"].evidence
+    assert v["layernorm"].verdict == vd.DISAGREE
+    assert v["layernorm"].numbers["delta.mean"] == pytest.approx(-2.0)
+    assert v["fusion"].verdict == vd.CANT_TELL
+    assert "includes 0" in v["fusion"].evidence
+    assert "Table 2(f)" in v["pooling"].claim
+
+
+def test_one_seed_is_never_a_verdict(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {GC: [90.0], "avg-r16ln-add@after_1x1:c3c4c5": [60.0]})
+    v = _by_id(vd.check(rep))["pooling"]
+    assert v.verdict == vd.CANT_TELL
+    assert "n = 1: no interval" in v.evidence
+    assert v.numbers["delta.method"] == NO_INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("mean", "half", "expected"),
+    [
+        (0.1, 0.5, vd.AGREE),  # [-0.4, 0.6] inside ±1
+        (0.5, 0.8, vd.CANT_TELL),  # [-0.3, 1.3] crosses +1
+        (-3.0, 0.5, vd.DISAGREE),  # [-3.5, -2.5] outside ±1
+        (1.5, 0.4, vd.DISAGREE),
+    ],
+)
+def test_equivalence_margin(mean: float, half: float, expected: str) -> None:
+    c = next(c for c in vd.CONCLUSIONS if c.id == "position")
+    verdict, why = vd.RULES["equivalent"](Diff(mean, half, 3, PAIRED, 0.5), c, False)
+    assert verdict == expected
+    assert f"±{c.margin:g} points" in why
+
+
+def test_about_equal_positions_from_a_study(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {GC: GC_SEEDS, "att-r16ln-add@after_add:c3c4c5": [84.1, 85.05, 85.9]})
+    v = _by_id(vd.check(rep))["position"]
+    assert v.verdict == vd.AGREE and v.numbers["margin"] == vd.MARGIN
+    assert "equivalence margin ±1 points" in v.evidence
+
+
+def test_missing_and_pruned_rows(tmp_path: Path) -> None:
+    rep = _run(
+        tmp_path,
+        {GC: GC_SEEDS, "att-r4ln-add@after_1x1:c3c4c5": [70.0]},
+        **{"att-r4ln-add@after_1x1:c3c4c5": {"status": "pruned", "epochs": 2}},
+    )
+    v = _by_id(vd.check(rep))
+    assert v["snl_vs_nl"].verdict == vd.NOT_IN_RUN
+    assert "snl@after_block:c4:penultimate is not among the run's candidates" in (
+        v["snl_vs_nl"].evidence)
+    assert v["ratio"].verdict.startswith("can't tell (")
+    assert "pruned at epoch 2" in v["ratio"].verdict
+    assert v["nl_query_independent"].verdict == vd.NOT_IN_RUN
+
+
+def test_snl_vs_nl_states_the_cost_and_gc_vs_se_falls_back_to_the_block(tmp_path: Path) -> None:
+    rep = _run(
+        tmp_path,
+        {
+            GC: GC_SEEDS,
+            "snl@after_add:c4:last": [84.0, 85.1, 85.9],
+            "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0],
+            "se@after_1x1:c3c4c5": [83.0, 84.1, 84.9],
+        },
+        **{"snl@after_add:c4:last": {"macs": 40_100_000},
+           "nl-embedded@after_add:c4:last": {"macs": 40_400_000}},
+    )
+    v = _by_id(vd.check(rep))
+    snl = v["snl_vs_nl"]
+    assert snl.verdict == vd.AGREE
+    assert snl.numbers["a.block_macs"] == 100_000 and snl.numbers["b.block_macs"] == 400_000
+    assert snl.numbers["cost.ratio"] == pytest.approx(0.25) and "(0.25×)" in snl.evidence
+    gc = v["gc_vs_se"]
+    assert gc.numbers["a"] == GC and gc.verdict == vd.AGREE
+
+
+def test_cost_claim_that_fails_disagrees(tmp_path: Path) -> None:
+    rep = _run(
+        tmp_path,
+        {"snl@after_add:c4:last": [84.0, 85.1, 85.9],
+         "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0]},
+        **{"snl@after_add:c4:last": {"macs": 40_500_000},
+           "nl-embedded@after_add:c4:last": {"macs": 40_400_000}},
+    )
+    v = _by_id(vd.check(rep))["snl_vs_nl"]
+    assert v.verdict == vd.DISAGREE and "costs no less" in v.evidence
+
+
+def test_stages_compare_with_the_best_alternative(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {
+        GC: GC_SEEDS,
+        "att-r16ln-add@after_1x1:c3": [80.0, 81.0, 82.1],
+        "att-r16ln-add@after_1x1:c4c5": [82.0, 83.1, 83.9],
+    })
+    v = _by_id(vd.check(rep))["stages"]
+    assert v.numbers["b"] == "att-r16ln-add@after_1x1:c4c5"
+    assert v.verdict == vd.AGREE
+    assert "left out" in v.evidence  # c4 and c5 are not in the run
+
+
+def _nl(att: float, out: float, inp: float = 0.6) -> list[dict]:
+    return [{"candidate": "nl-embedded@after_add:c4:last", "block": "b", "mode": "embedded",
+             "positions": 16, "images": 64, "input": inp, "output": out, "attention": att,
+             "jsd": att / 2}]
+
+
+def test_nl_query_independence_from_the_analysis_json(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {GC: GC_SEEDS})
+    small = _by_id(vd.check(rep, nl=_nl(0.01, 0.02)))["nl_query_independent"]
+    assert small.verdict == vd.AGREE and small.numbers["attention.max"] == 0.01
+    large = _by_id(vd.check(rep, nl=_nl(0.5, 0.4)))["nl_query_independent"]
+    assert large.verdict == vd.DISAGREE
+    middle = _by_id(vd.check(rep, nl=_nl(0.2, 0.05)))["nl_query_independent"]
+    assert middle.verdict == vd.CANT_TELL
+
+
+def test_fidelity_figure_is_quoted(tmp_path: Path) -> None:
+    rep = _run(tmp_path, {GC: GC_SEEDS, "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9]})
+    fid = {"kendall_tau": 0.8, "kendall_tau_ci": [0.6, 0.93], "n_candidates": 9,
+           "input": "runs/x: epoch 3 vs 8"}
+    v = _by_id(vd.check(rep, fidelity=fid))["pooling"]
+    assert "Kendall τ 0.80 [0.60, 0.93] over 9 candidates" in v.evidence
+    assert v.numbers["fidelity.tau"] == 0.8
+    no_ci = vd.fidelity_text({**fid, "kendall_tau_ci": [math.nan, math.nan]})[0]
+    assert "(no interval)" in no_ci
+
+
+def test_reports_render_the_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rep = _run(tmp_path, {GC: GC_SEEDS, "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9]})
+    assert vd.is_paper_space(rep)
+    rep.verdicts = vd.check(rep)
+    md = report.render_markdown(rep, tmp_path / "r.md", images={})[0].read_text()
+    assert f"## {vd.SECTION}" in md and "attention pooling beats average pooling" in md
+    html = report.render_html(rep, tmp_path / "r.html", images={})[0].read_text()
+    assert "findings, checked" in html
+    nl = tmp_path / "nl.json"
+    nl.write_text(json.dumps(_nl(0.01, 0.02)))
+    assert main(["report", str(tmp_path), "--nl", str(nl)]) == 0
+    out = capsys.readouterr().out
+    assert vd.SECTION in out and "query-independent" in out
+
+
+def test_other_spaces_get_no_section_unless_asked(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _run(tmp_path, {GC: GC_SEEDS}, name="quick")
+    assert main(["report", str(tmp_path)]) == 0
+    assert vd.SECTION not in capsys.readouterr().out
+    assert main(["report", str(tmp_path), "--verdicts"]) == 0
+    assert vd.SECTION in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("mean", "half", "holm_sig", "expected"),
+    [
+        (2.0, 0.5, True, vd.AGREE),
+        (2.0, 0.5, False, vd.CANT_TELL),  # clear of 0, but not after Holm
+        (-2.0, 0.5, True, vd.DISAGREE),
+        (0.2, 0.5, False, vd.CANT_TELL),
+    ],
+)
+def test_directional_claims_need_the_interval_and_holm(
+    mean: float, half: float, holm_sig: bool, expected: str
+) -> None:
+    c = next(c for c in vd.CONCLUSIONS if c.id == "pooling")
+    assert vd.RULES["better"](Diff(mean, half, 3, PAIRED, 0.01), c, holm_sig)[0] == expected
+
+
+def test_conclusions_are_a_table_of_distinct_ids() -> None:
+    ids = [c.id for c in vd.CONCLUSIONS]
+    assert len(ids) == len(set(ids)) == 9
+    assert all(c.kind in vd.RULES or c.kind == "nl" for c in vd.CONCLUSIONS)
