@@ -73,13 +73,34 @@ def drivers(study: optuna.Study) -> dict[str, dict[str, Any]]:
     }
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _gone(rec: Mapping[str, Any]) -> bool:
+    """A driver on this machine whose process has exited is dead at once: no need to wait out
+    the grace period (a SIGKILLed driver resumed in its own run directory, say)."""
+    try:
+        return rec.get("host") == socket.gethostname() and not pid_alive(int(rec["pid"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def live_drivers(study: optuna.Study, grace: float, now: float | None = None) -> set[str]:
-    """Ids of the drivers that beat within ``grace`` seconds and have not stopped."""
+    """Ids of the drivers that beat within ``grace`` seconds, have not stopped and, when they
+    ran on this machine, whose process still exists."""
     now = time.time() if now is None else now
     return {
         d
         for d, rec in drivers(study).items()
-        if not rec.get("stopped") and now - float(rec.get("beat", 0)) <= grace
+        if not rec.get("stopped") and now - float(rec.get("beat", 0)) <= grace and not _gone(rec)
     }
 
 
@@ -128,6 +149,8 @@ def stale_trials(
         rec = beats.get(who, {})
         if rec.get("stopped"):
             why = f"driver {who} stopped without finishing it"
+        elif rec and _gone(rec):
+            why = f"driver {who} died (its process {rec.get('pid')} on this machine is gone)"
         elif rec:
             why = f"driver {who} died (no heartbeat for {now - float(rec['beat']):.0f}s)"
         else:
@@ -249,5 +272,6 @@ __all__ = [
     "live_drivers",
     "liveness_settings",
     "owner",
+    "pid_alive",
     "stale_trials",
 ]

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 
 from gcsearch.errors import UserError
+from gcsearch.search.liveness import pid_alive
 from gcsearch.search.space import Space
 
 STORAGE_FILE = "study.db"
@@ -247,7 +248,7 @@ def driver_lock(run_dir: Path) -> Iterator[None]:
     if lock.exists():
         try:
             info = json.loads(lock.read_text())
-            alive = info.get("host") == socket.gethostname() and _pid_alive(int(info["pid"]))
+            alive = info.get("host") == socket.gethostname() and pid_alive(int(info["pid"]))
         except (ValueError, KeyError, OSError):
             alive = False
         if alive:
@@ -269,16 +270,6 @@ def driver_lock(run_dir: Path) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             lock.unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 __all__ = [

@@ -89,6 +89,24 @@ def test_stale_trials_spare_live_drivers(tmp_path: Path) -> None:
     assert got == {live.number, dead.number, quit_.number, orphan.number}
 
 
+def test_a_driver_whose_process_is_gone_on_this_machine_is_dead_at_once(tmp_path: Path) -> None:
+    import socket
+
+    study = _journal(tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs (a SIGKILLed driver, say)
+    for name, pid in (("gone", gone.pid), ("here", os.getpid())):
+        study._storage.set_study_system_attr(
+            study._study_id,
+            liveness.DRIVER_PREFIX + name,
+            {"beat": time.time(), "stopped": False, "host": socket.gethostname(), "pid": pid},
+        )
+    assert liveness.live_drivers(study, grace=60) == {"here"}  # no need to wait out the grace
+    trial = _running(study, "gone")
+    got = {t.number: why for t, why in stale_trials(study, grace=60, own="me")}
+    assert "is gone" in got[trial.number]
+
+
 def test_claim_conflict_yields_to_the_lower_live_trial(tmp_path: Path) -> None:
     study = _journal(tmp_path)
     _fake_driver(study, "other", age=0)
@@ -279,7 +297,7 @@ def test_a_killed_driver_is_retried_by_the_next(tmp_path: Path, monkeypatch) -> 
     study = optuna.load_study(study_name="tiny", storage=reader)
     dead = TrialRecord.read(study.trials[left[0].number])
     assert study.trials[left[0].number].state == TrialState.FAIL and dead.retryable
-    assert "no heartbeat for" in dead.reason
+    assert "is gone" in dead.reason  # same machine: its pid, not the grace period, says so
     trained = trained_per_candidate(study)
     assert set(trained) == {c.id for c in space.candidates() + space.references()}
     assert set(trained.values()) == {1}  # nothing lost, nothing trained twice
