@@ -316,7 +316,8 @@ def _nl_verdict(nl: Sequence[Mapping[str, Any]] | None) -> tuple[str, str, dict[
     att = max(float(r["attention"]) for r in rows)
     out = max(float(r["output"]) for r in rows)
     inp = min(float(r["input"]) for r in rows)
-    jsd = max(float(r["jsd"]) for r in rows)
+    jsds = [float(r["jsd"]) for r in rows if math.isfinite(float(r["jsd"]))]
+    jsd = max(jsds) if jsds else math.nan  # dot/concat maps are not distributions: no JSD
     images = min(int(r.get("images", 0)) for r in rows)
     nums = {"blocks": len(rows), "images": images, "input.min": inp, "output.max": out,
             "attention.max": att, "jsd.max": jsd, "small": SMALL, "large": LARGE}
