@@ -91,7 +91,7 @@ class Scorer:
     """Normalised hypervolume of searched networks on top-1 and the block's own costs."""
 
     def __init__(self, table: Table, space: Space) -> None:
-        costs = {k: _cost(seeds) for k, seeds in table.results.items()}
+        costs = table.costs()
         self.reference, self.ideal = hv_box(
             SCORE_OBJECTIVES, costs, int(table.header["num_classes"])
         )
@@ -124,11 +124,6 @@ class Scorer:
         )
 
 
-def _cost(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, int]:
-    first = next(iter(seeds.values()))
-    return {k: int(first[k]) for k in ("params", "macs", "block_params", "block_macs")}
-
-
 def _mean_top1(seeds: Mapping[int, Mapping[str, Any]]) -> float:
     return statistics.mean(float(r["top1"]) for r in seeds.values())
 
@@ -153,6 +148,7 @@ def shuffled_table(table: Table, space: Space, seed: int) -> Table:
             maps[axis] = dict(zip(values, perm, strict=True))
     by_id = {c.id: c for c in space.candidates()}
     out: dict[str, dict[int, dict[str, Any]]] = {}
+    costs = table.costs()
     for key, ids in table.networks.items():
         rep = next((by_id[i] for i in ids if i in by_id), None)
         if rep is None or rep.block is None:  # reference rows keep their own results
@@ -165,7 +161,7 @@ def shuffled_table(table: Table, space: Space, seed: int) -> Table:
             placement=Placement(new["position"], new["stages"], new["density"]),
         )
         src_key = network_key(src, space.backbone, space.min_hidden)
-        own = _cost(table.results[key])
+        own = costs[key]
         out[key] = {s: {**copy.deepcopy(r), **own} for s, r in table.results[src_key].items()}
     return Table(table.header, out)
 
@@ -199,7 +195,7 @@ def replay(
         over["eta"] = eta
     sp = space.with_overrides(**over)
     ex = TableExecutor(table.by_candidate(), parallel=1, interrupt_after=interrupt_after)
-    costs = {k: _cost(s) for k, s in table.results.items()}
+    costs = table.costs()
     with tempfile.TemporaryDirectory() as tmp:
         out = search(
             sp,

@@ -68,6 +68,10 @@ def fingerprint(space: Space, budget: Mapping[str, Any], seeds: Sequence[int]) -
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: The cost fields every table row carries.
+COST_KEYS = ("params", "macs", "block_params", "block_macs")
+
+
 @dataclass
 class Table:
     """A complete exhaustive table: ``results[key][seed]`` is a ``TrialResult`` dict."""
@@ -88,6 +92,14 @@ class Table:
             if candidate_id in ids:
                 return key
         raise KeyError(candidate_id)
+
+    def costs(self) -> dict[str, dict[str, int]]:
+        """``{network key: {params, macs, block_params, block_macs}}`` (counted before training,
+        so every seed's row holds the same figures)."""
+        return {
+            key: {k: int(next(iter(seeds.values()))[k]) for k in COST_KEYS}
+            for key, seeds in self.results.items()
+        }
 
     def by_candidate(self) -> dict[str, dict[int, dict[str, Any]]]:
         """``{candidate_id: {seed: result}}`` for every candidate id (shared networks share)."""

@@ -70,13 +70,7 @@ def test_interrupted_and_resumed_search_gives_the_same_front(sampler: str, fidel
     )
     table = fake_table(space, seed=5, seeds=2)
     runs = table.by_candidate()
-    costs = {
-        k: {
-            c: int(next(iter(s.values()))[c])
-            for c in ("params", "macs", "block_params", "block_macs")
-        }
-        for k, s in table.results.items()
-    }
+    costs = table.costs()
     kw = {"progress": False, "export": False, "weights": False, "network_costs": costs}
     with tempfile.TemporaryDirectory() as tmp:
         whole = search(space, Path(tmp) / "a", executor=TableExecutor(runs), **kw)
@@ -120,13 +114,7 @@ def test_ehvi_with_parallel_trials_never_proposes_a_network_twice() -> None:
     kriging-believer batch rule), and no network is asked twice."""
     space = load_space(BENCH_SPACE).with_overrides(sampler="ehvi", n_trials=10, seeds=1)
     table = fake_table(space, seeds=1)
-    costs = {
-        k: {
-            c: int(next(iter(s.values()))[c])
-            for c in ("params", "macs", "block_params", "block_macs")
-        }
-        for k, s in table.results.items()
-    }
+    costs = table.costs()
     with tempfile.TemporaryDirectory() as tmp:
         out = search(
             space,
