@@ -95,10 +95,10 @@ def bench_train(args: argparse.Namespace) -> int:
     import torch
 
     from gcsearch.spec import Candidate
-    from gcsearch.tasks import get_task
+    from gcsearch.tasks import DEFAULT_TASK, get_task
     from gcsearch.tasks.train import resolve_device, train
 
-    task = get_task("digits" if args.smoke else args.task)
+    task = get_task("digits" if args.smoke else args.task or DEFAULT_TASK)
     budget = task.budget
     if args.smoke:
         budget = budget.replace(train_images=256, val_images=128, epochs=1)

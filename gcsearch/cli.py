@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gcsearch.errors import UserError
+from gcsearch.tasks import DEFAULT_TASK
 
 # subcommand -> module whose ``run_<subcommand>(args) -> int | None`` does the work
 _HANDLERS = {
@@ -88,7 +89,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train one candidate on a proxy task and print the result, "
                        "e.g. gcsearch train gc@after_1x1:c3c4c5 --task synthetic --seeds 0,1,2")
     p.add_argument("candidate", help="a candidate id, a preset name, 'none', or a JSON spec file")
-    p.add_argument("--task", default="synthetic",
+    p.add_argument("--task", default=DEFAULT_TASK,
                    help="see `gcsearch tasks` (default: %(default)s)")
     p.add_argument("--data", default=None, help="data directory for tasks that read files")
     p.add_argument("--backbone", default=None, help="default: the task's (see `gcsearch tasks`)")
@@ -206,7 +207,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
     f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
-    t.add_argument("--task", default="synthetic", help="default: %(default)s")
+    t.add_argument("--task", default=None,
+                   help=f"default: {DEFAULT_TASK}; proxy with --space: run the space's candidates "
+                   "and budget on this task instead of the space's")
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
     t.add_argument("--backbone", default=None, help="default: the task's")
     t.add_argument("--repeats", type=int, default=3,

@@ -19,6 +19,7 @@ rankings: whether the proxy *ranks*, not only whether it is quiet.
 Example:
     gcsearch bench proxy --task synthetic --seeds 0,1,2,3,4 --jobs 2
     gcsearch bench proxy --space spaces/quick.toml --seeds 0,1,2,3,4,5 --split-tau --jobs 2
+    gcsearch bench proxy --space quick --task synthetic-distinct --seeds 0-5 --split-tau
 """
 
 from __future__ import annotations
@@ -28,18 +29,18 @@ import datetime as _dt
 import itertools
 import json
 import math
-import multiprocessing as mp
 import platform
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
 from gcsearch.errors import UserError
+from gcsearch.pool import process_pool
 
 #: default candidates: the baseline, three lineage presets and two searched blocks
 DEFAULT_CANDIDATES = (
@@ -213,7 +214,7 @@ def run_trials(
             if progress:
                 progress(out[-1], len(out), len(work))
         return out
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(jobs) as pool:
         futures = [pool.submit(_trial, job) for job in work]
         for fut in as_completed(futures):
             out.append(fut.result())
@@ -305,16 +306,18 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     """``gcsearch bench proxy``: train, summarise, print the table, write the JSON."""
     import torch
 
-    from gcsearch.tasks import get_task
+    from gcsearch.tasks import DEFAULT_TASK, get_task
 
-    task_name, data, backbone = args.task, getattr(args, "data", None), args.backbone
+    task_name, data = args.task or DEFAULT_TASK, getattr(args, "data", None)
+    backbone = args.backbone
     overrides: dict[str, Any] = {}
     names: list[str]
     if args.space:
         from gcsearch.search.space import load_space
 
         space = load_space(args.space)
-        task_name, data = space.task, space.data or data
+        if args.task is None:  # else the space's candidates and budget on --task
+            task_name, data = space.task, space.data or data
         backbone = backbone or space.backbone
         overrides = dict(space.budget)
         names = [c.id for c in space.references()] + [c.id for c in space.candidates()]

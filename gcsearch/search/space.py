@@ -43,6 +43,7 @@ from gcsearch.spec import (
     paper_placement,
     stage_sets,
 )
+from gcsearch.tasks import DEFAULT_TASK
 
 SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
 ALL_SUBSETS = "all-subsets"
@@ -156,7 +157,7 @@ class Space:
     name: str
     path: str
     description: str = ""
-    task: str = "synthetic"
+    task: str = DEFAULT_TASK
     backbone: str = "resnet20"
     data: str | None = None
     min_hidden: int = 8

@@ -17,13 +17,13 @@ import json
 import os
 import shlex
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from gcsearch.errors import UserError
+from gcsearch.pool import process_pool
 from gcsearch.search.space import Space
 from gcsearch.spec import Candidate
 
@@ -216,7 +216,7 @@ def build_table(
         f"{len(done)} done, {len(todo)} to train ({parallel} at once)"
     )
     budget = header["budget"]
-    with ProcessPoolExecutor(max_workers=max(1, parallel), mp_context=get_context("spawn")) as ex:
+    with process_pool(parallel) as ex:
         pending = {ex.submit(_run, _job(space, budget, cand, s)): (key, s) for key, cand, s in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

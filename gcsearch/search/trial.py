@@ -23,6 +23,7 @@ from typing import Any
 
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
+from gcsearch.tasks import DEFAULT_TASK
 
 #: ``stop_check(epoch, metrics) -> stop?``; metrics hold top1, loss and the cost fields.
 StopCheck = Callable[[int, dict[str, float]], bool]
@@ -38,7 +39,7 @@ class Job:
     trial: int
     candidate: Mapping[str, Any]
     seed: int
-    task: str = "synthetic"
+    task: str = DEFAULT_TASK
     data: str | None = None
     budget: Mapping[str, Any] = field(default_factory=dict)
     backbone: str = "resnet20"

@@ -115,3 +115,17 @@ def test_smoke_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(log.read_text().splitlines()) == 6
     assert json.loads(out.read_text())["candidates"]["none"]["n"] == 2
     assert main(["bench", "proxy", "--smoke", "--record", "--out", str(out)]) == 2
+
+
+def test_space_candidates_on_another_task(tmp_path: Path) -> None:
+    """--space with --task: the space's candidates and budget, trained on --task."""
+    out = tmp_path / "p.json"
+    args = ["bench", "proxy", "--space", "quick", "--smoke", "--quiet", "--out", str(out)]
+    assert main([*args, "--task", "synthetic-distinct"]) == 0
+    data = json.loads(out.read_text())
+    assert data["task"] == "synthetic-distinct" and data["space"] == "quick"
+    assert "none" in data["candidates"]
+    out.unlink()
+    out.with_suffix(".trials.jsonl").unlink()
+    assert main(args) == 0
+    assert json.loads(out.read_text())["task"] == "synthetic"  # the space's own task

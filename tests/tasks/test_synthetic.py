@@ -71,3 +71,39 @@ def test_loaders_same_data_for_every_seed_order_by_seed() -> None:
     assert len(a) == 4 and sum(len(y) for _, y in va) == 64
     wide, _ = task.loaders(0, budget.replace(image_size=96))
     assert wide.shape == (3, 16, 96)
+
+
+def _painted_hues(x: torch.Tensor) -> torch.Tensor:
+    """(n, 2) hue index painted in the left and right end cell of each strip (the glyph's
+    pixels hold a palette colour exactly; noise never does)."""
+    from gcsearch.tasks.synthetic import hue_palette
+
+    palette = hue_palette()
+    out = torch.empty(len(x), 2, dtype=torch.long)
+    for end, cols in enumerate(end_cells(x.shape[-1])):
+        cell = x[:, :, :, cols.start : cols.stop].flatten(2)  # (n, 3, pixels)
+        hits = (cell.unsqueeze(1) == palette.view(1, -1, 3, 1)).all(2).sum(-1)  # (n, hues)
+        out[:, end] = hits.argmax(1)
+    return out
+
+
+def test_distinct_task_keeps_different_hues_apart_and_classic_task_unchanged() -> None:
+    """synthetic-distinct: a different pair's hues are >= 3 of 8 steps apart; min_gap=1 draws
+    every gap (the classic task, whose committed tables depend on its exact strips)."""
+    from gcsearch.tasks.synthetic import hue_gap
+
+    for min_gap, allowed in ((1, {1, 2, 3, 4}), (3, {3, 4})):
+        x, y = make_strips(3000, 48, seed=11, min_gap=min_gap)
+        hues = _painted_hues(x)
+        gap = hue_gap(hues[:, 0], hues[:, 1])
+        assert torch.equal(gap == 0, y == 1)  # the label is "same hue", read off the pixels
+        assert set(gap[y == 0].tolist()) == allowed
+        assert 0.45 < y.float().mean().item() < 0.55
+    classic, distinct = get_task("synthetic"), get_task("synthetic-distinct")
+    assert (classic.min_gap, distinct.min_gap) == (1, 3)
+    assert classic.input_shape == distinct.input_shape  # same geometry: the RF test holds
+    budget = Budget(train_images=64, val_images=32, epochs=1, batch_size=32)
+    (a, _), (b, _) = classic.loaders(0, budget), distinct.loaders(0, budget)
+    assert not torch.equal(a.x, b.x)
+    with pytest.raises(ValueError, match="min_gap"):
+        make_strips(4, 48, seed=0, min_gap=5)

@@ -91,9 +91,13 @@ def test_tasks_list_reads_the_recorded_spread(
     monkeypatch.setattr(tasks, "MEASURED_DIR", tmp_path)
     budget = tasks.get_task("digits").budget.to_dict()
     cands = {
-        "none": {"std": 0.4, "mdd_n3_median": 2.0, "seconds_per_trial": 3.0},
-        "gc@after_1x1:c3c4c5": {"std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0},
-        "att-1x1-mul@after_1x1:c4": {"std": 7.0, "mdd_n3_median": 9.0, "seconds_per_trial": 4.0},
+        "none": {"std": 0.4, "mdd_n3_median": 2.0, "seconds_per_trial": 3.0, "mean": 50.0},
+        "gc@after_1x1:c3c4c5": {
+            "std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0, "mean": 99.6
+        },
+        "att-1x1-mul@after_1x1:c4": {
+            "std": 7.0, "mdd_n3_median": 9.0, "seconds_per_trial": 4.0, "mean": 99.9
+        },
     }
     tau = {
         "kendall_tau": 0.87,
@@ -110,3 +114,4 @@ def test_tasks_list_reads_the_recorded_spread(
     assert "split-seed τ 0.87 (20 candidates of quick, 1500 images)" in out
     assert "not measured (gcsearch bench proxy --task synthetic --record)" in out
     assert "measured at another budget" not in out
+    assert "2 of 3 candidates at the ceiling (>= 99.5 %)" in out
