@@ -70,9 +70,33 @@ def test_one_seed_is_never_a_verdict(tmp_path: Path) -> None:
 )
 def test_equivalence_margin(mean: float, half: float, expected: str) -> None:
     c = next(c for c in vd.CONCLUSIONS if c.id == "position")
-    verdict, why = vd.RULES["equivalent"](Diff(mean, half, 3, PAIRED, 0.5), c, False)
+    verdict, why = vd.RULES["equivalent"](Diff(mean, half, 3, PAIRED, 0.5), c, True)
     assert verdict == expected
     assert f"±{c.margin:g} points" in why
+    # the same interval without a Holm-significant decisive test is never a verdict
+    verdict, why = vd.RULES["equivalent"](Diff(mean, half, 3, PAIRED, 0.5), c, False)
+    assert verdict == vd.CANT_TELL
+
+
+def test_decisive_p_is_tost_or_one_sided_against_the_margin() -> None:
+    """Hand-made paired differences, checked against scipy.stats' t distribution."""
+    from scipy import stats as st
+
+    from gcsearch.report.stats import paired_test
+
+    eq = next(c for c in vd.CONCLUSIONS if c.kind == "equivalent")
+    ni = next(c for c in vd.CONCLUSIONS if c.kind == "non_inferior")
+    m = eq.margin
+    d = paired_test([80.1, 80.2, 80.0], [80.0, 80.0, 80.0])  # differences 0.1, 0.2, 0.0
+    se = 0.1 / 3**0.5
+    tost = max(st.t.sf((0.1 + m) / se, 2), st.t.cdf((0.1 - m) / se, 2))
+    assert vd.decisive_p(d, eq) == pytest.approx(tost, rel=1e-9)
+    assert vd.decisive_p(d, ni) == pytest.approx(st.t.sf((0.1 + ni.margin) / se, 2), rel=1e-9)
+    far = paired_test([85.0, 86.0, 84.0], [80.0, 80.0, 80.0])  # Δ 5 ± 1 sd: beyond +margin
+    se_far = 1.0 / 3**0.5
+    assert vd.decisive_p(far, eq) == pytest.approx(st.t.sf((5 - m) / se_far, 2), rel=1e-9)
+    better = next(c for c in vd.CONCLUSIONS if c.kind == "better")
+    assert vd.decisive_p(far, better) == far.p
 
 
 def test_about_equal_positions_from_a_study(tmp_path: Path) -> None:

@@ -69,10 +69,25 @@ class Diff:
     n: int  # pairs (paired) or the smaller group (Welch)
     method: str  # PAIRED, WELCH or NO_INTERVAL
     p: float  # two-sided p-value of "no difference" (NaN without an interval)
+    se: float = math.nan  # standard error of ``mean`` (0: every pair differs by the same)
+    df: float = math.nan  # degrees of freedom of its t distribution
 
     @property
     def excludes_zero(self) -> bool:
         return math.isfinite(self.half) and abs(self.mean) > self.half
+
+    def p_beyond(self, bound: float, above: bool) -> float:
+        """One-sided p-value of the claim "the true difference lies above ``bound``" (``above``)
+        or below it: the t-test of H0 "it does not" (NaN without an interval). The two
+        one-sided tests of an equivalence claim (TOST) and a non-inferiority test are these."""
+        if not (math.isfinite(self.se) and math.isfinite(self.df)):
+            return math.nan
+        gap = (self.mean - bound) if above else (bound - self.mean)
+        if self.se == 0:
+            return 0.0 if gap > 0 else 1.0
+        from scipy.special import stdtr
+
+        return float(stdtr(self.df, -gap / self.se))
 
 
 def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
@@ -87,10 +102,11 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> D
     vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
     se2 = vx + vy
     if se2 == 0:
-        return Diff(diff, 0.0, n, WELCH, 1.0 if diff == 0 else 0.0)
+        return Diff(diff, 0.0, n, WELCH, 1.0 if diff == 0 else 0.0, 0.0, len(x) + len(y) - 2)
     df = se2**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
     se = math.sqrt(se2)
-    return Diff(diff, _t_quantile(df, level) * se, n, WELCH, _t_two_sided_p(diff / se, df))
+    p = _t_two_sided_p(diff / se, df)
+    return Diff(diff, _t_quantile(df, level) * se, n, WELCH, p, se, df)
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
@@ -106,9 +122,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
         return Diff(float(d[0]), math.nan, 1, NO_INTERVAL, math.nan)
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     if sd == 0:
-        return Diff(mean, 0.0, n, PAIRED, 1.0 if mean == 0 else 0.0)
+        return Diff(mean, 0.0, n, PAIRED, 1.0 if mean == 0 else 0.0, 0.0, n - 1)
     se = sd / math.sqrt(n)
-    return Diff(mean, _t_quantile(n - 1, level) * se, n, PAIRED, _t_two_sided_p(mean / se, n - 1))
+    p = _t_two_sided_p(mean / se, n - 1)
+    return Diff(mean, _t_quantile(n - 1, level) * se, n, PAIRED, p, se, n - 1)
 
 
 def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Diff:

@@ -11,7 +11,9 @@ optionally the JSON of ``gcsearch analyze fidelity`` and ``gcsearch analyze nl``
 Rules: the difference a - b uses the 95 % interval of ``gcsearch.report.stats.compare``
 (paired over shared seeds, else Welch); the verdicts' p-values are Holm-adjusted as one family.
 A verdict is never agree / disagree when n = 1 or the interval includes the decision boundary
-(0 for ``better``; ± margin for the others); a ``better`` verdict also needs Holm p < 0.05.
+(0 for ``better``; ± margin for the others), and agree / disagree also needs the Holm-adjusted
+p-value of the test that decides it (``decisive_p``: the two-sided test for ``better``, TOST or a
+one-sided test against the margin for the others) below 0.05, all verdicts one family.
 Rows missing from the run give "not in this run", pruned rows "can't tell (pruned at epoch k)".
 Every number comes from the report or the JSON; the paper's side quotes /work/shared/PAPERS.md.
 
@@ -201,19 +203,47 @@ def _better(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
 def _equivalent(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
     lo, hi, m = d.mean - d.half, d.mean + d.half, c.margin
     if -m < lo and hi < m:
-        return AGREE, f"the interval lies within the equivalence margin ±{m:g} points"
+        if holm_sig:
+            return AGREE, (f"the interval lies within the equivalence margin ±{m:g} points and "
+                           "the Holm-adjusted TOST p < 0.05")
+        return CANT_TELL, (f"the interval lies within the equivalence margin ±{m:g} points "
+                           "but not after Holm's adjustment")
     if lo >= m or hi <= -m:
-        return DISAGREE, f"the interval lies outside the equivalence margin ±{m:g} points"
+        if holm_sig:
+            return DISAGREE, (f"the interval lies outside the equivalence margin ±{m:g} points "
+                              "and the Holm-adjusted p < 0.05")
+        return CANT_TELL, (f"the interval lies outside the equivalence margin ±{m:g} points "
+                           "but not after Holm's adjustment")
     return CANT_TELL, f"the interval crosses the equivalence margin ±{m:g} points"
 
 
 def _non_inferior(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
     lo, hi, m = d.mean - d.half, d.mean + d.half, c.margin
-    if lo > -m:
-        return AGREE, f"the interval lies above the non-inferiority margin -{m:g} points"
-    if hi < -m:
-        return DISAGREE, f"the interval lies below the non-inferiority margin -{m:g} points"
+    if lo > -m or hi < -m:
+        side = "above" if lo > -m else "below"
+        if holm_sig:
+            return (AGREE if lo > -m else DISAGREE), (
+                f"the interval lies {side} the non-inferiority margin -{m:g} points and the "
+                "Holm-adjusted p < 0.05")
+        return CANT_TELL, (f"the interval lies {side} the non-inferiority margin -{m:g} points "
+                           "but not after Holm's adjustment")
     return CANT_TELL, f"the interval includes the non-inferiority margin -{m:g} points"
+
+
+def decisive_p(d: Diff, c: Conclusion) -> float:
+    """The p-value of the test that decides conclusion ``c`` (what Holm adjusts): "no
+    difference" for ``better``; for ``equivalent`` the TOST p (the larger of the two one-sided
+    p-values against ±margin) when the estimate lies inside the margin, else the one-sided p of
+    lying beyond the margin on its side; for ``non_inferior`` the one-sided p of lying above
+    -margin (or, when the estimate is below it, of lying below)."""
+    m = c.margin
+    if c.kind == "equivalent":
+        if abs(d.mean) < m:
+            return max(d.p_beyond(-m, above=True), d.p_beyond(m, above=False))
+        return d.p_beyond(m, above=True) if d.mean > 0 else d.p_beyond(-m, above=False)
+    if c.kind == "non_inferior":
+        return d.p_beyond(-m, above=d.mean > -m)
+    return d.p
 
 
 RULES = {"better": _better, "equivalent": _equivalent, "non_inferior": _non_inferior}
@@ -298,7 +328,8 @@ def _compare_verdict(
             return CANT_TELL, f"{text} (n = 1: no interval){cost_line}{notes}"
         verdict, why = RULES[c.kind](d, c, sig)
         method = "paired" if d.method == "paired" else "Welch"
-        body = (f"{text} ± {d.half:.2f} ({method} 95 %, n = {d.n}), Holm p "
+        test = {"better": "", "equivalent": " (equivalence)", "non_inferior": " (non-inferiority)"}
+        body = (f"{text} ± {d.half:.2f} ({method} 95 %, n = {d.n}), Holm p{test[c.kind]} "
                 f"{p_holm:.3g}{' (significant)' if sig else ''}{cost_line}{notes}; {why}")
         if cost_ok is None and verdict == AGREE:
             return CANT_TELL, f"{body}; but the cost is not recorded"
@@ -350,7 +381,7 @@ def check(
             pending.append((c, (v, text, nums, None, None)))
         else:
             pending.append((c, _compare_verdict(report, c, stopped)))
-    ps = [d.p if d is not None else math.nan for _, (_, _, _, d, _) in pending]
+    ps = [decisive_p(d, c) if d is not None else math.nan for c, (_, _, _, d, _) in pending]
     adjusted = holm(ps)
     out = []
     for (c, (verdict, text, nums, _, finish)), p_holm in zip(pending, adjusted, strict=True):
@@ -395,8 +426,10 @@ SECTION = "GCNet's findings, checked"
 NOTE = (
     "One line per conclusion of GCNet (Cao et al., 2019): agree / disagree / can't tell at this "
     "noise level. Δ = a - b with a 95 % interval (paired over shared seeds, else Welch); the "
-    "verdicts' p-values are Holm-adjusted as one family; never agree/disagree with n = 1 or an "
-    f"interval that includes the decision boundary (0, or the stated ±{MARGIN:g}-point margin). "
+    "p-value of the test that decides each verdict (no difference; equivalence within or beyond "
+    f"±{MARGIN:g} points by TOST or one-sided t; non-inferiority at -{MARGIN:g}) is Holm-adjusted "
+    "with the others as one family; agree/disagree needs that adjusted p < 0.05 and an interval "
+    "clear of the decision boundary, never with n = 1. "
     f"NL: cosine distances ≤ {SMALL:g} count as query-independent, ≥ {LARGE:g} as not."
 )
 
