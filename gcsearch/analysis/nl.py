@@ -67,17 +67,20 @@ def mean_pairwise_jsd(attn: torch.Tensor, gen: torch.Generator | None = None) ->
     """Mean JSD between the attention rows of two different query positions, per image (B,).
 
     Exact over all ordered pairs up to ``EXACT_UP_TO`` positions, else over ``PAIRS`` random
-    pairs (the same pairs for every image of the batch)."""
+    pairs (the same pairs for every image of the batch). NaN for an image whose maps hold a
+    negative weight (the ``dot`` and ``concat`` affinities are not distributions)."""
     n = attn.shape[1]
     if n < 2:
         raise ValueError("need at least two query positions")
+    negative = (attn < 0).flatten(1).any(1)
     if n <= EXACT_UP_TO:
         i, j = torch.triu_indices(n, n, offset=1)  # JSD is symmetric: unordered pairs suffice
     else:
         gen = gen or torch.Generator().manual_seed(0)
         i = torch.randint(0, n, (PAIRS,), generator=gen)
         j = (i + torch.randint(1, n, (PAIRS,), generator=gen)) % n  # j != i
-    return jsd(attn[:, i], attn[:, j]).mean(dim=1)
+    out = jsd(attn[:, i].clamp_min(0), attn[:, j].clamp_min(0)).mean(dim=1)
+    return torch.where(negative, torch.full_like(out, math.nan), out)
 
 
 def nl_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -224,13 +227,14 @@ def render(rows: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(
             f"{r['candidate']:32s} {r['block']:24s} {r['mode']:9s} {r['positions']:4d} "
             f"{r['images']:5d} {r['input']:9.4f} {r['output']:10.4f} {r['attention']:8.4f} "
-            f"{r['jsd']:8.4f}"
+            + (f"{r['jsd']:8.4f}" if math.isfinite(r["jsd"]) else f"{'n/a':>8s}")
         )
     lines.append(
         "cos: mean cosine distance between two different positions (inputs x, outputs z - x, "
         "attention maps of two query positions); JSD between attention maps in nats "
         f"(max ln 2 = {math.log(2):.3f}). GCNet's finding: inputs differ, outputs and "
-        "attention maps are nearly query-independent (small)."
+        "attention maps are nearly query-independent (small). JSD n/a: the maps hold negative "
+        "weights (dot, concat), so they are not distributions."
     )
     return lines
 

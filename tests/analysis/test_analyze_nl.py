@@ -34,6 +34,16 @@ def test_disjoint_one_hot_maps_reach_the_maximum() -> None:
     assert mean_pairwise_cosine_distance(attn).item() == pytest.approx(1.0)
 
 
+def test_maps_with_negative_weights_have_no_jsd() -> None:
+    """dot/concat affinities can be negative: not distributions, so no JSD for that image
+    (the other images of the batch keep theirs)."""
+    good = torch.softmax(torch.randn(5, 5), -1)
+    bad = good.clone()
+    bad[2, 3] = -0.1
+    out = mean_pairwise_jsd(torch.stack([good, bad]))
+    assert math.isfinite(out[0].item()) and math.isnan(out[1].item())
+
+
 def test_sampled_pairs_above_the_exact_limit() -> None:
     n = 100  # above EXACT_UP_TO: random query pairs, still ln 2 for one-hot rows
     assert mean_pairwise_jsd(torch.eye(n).unsqueeze(0)).item() == pytest.approx(math.log(2))
