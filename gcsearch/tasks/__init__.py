@@ -126,6 +126,7 @@ TASKS: dict[str, str] = {
     "digits": "gcsearch.tasks.digits:Digits",
     "fashion-mnist": "gcsearch.tasks.fashion_mnist:FashionMNIST",
     "fashion-pairs": "gcsearch.tasks.fashion_pairs:FashionPairs",
+    "fashion-pairs-distinct": "gcsearch.tasks.fashion_pairs:FashionPairsApart",
     "cifar10": "gcsearch.tasks.cifar:Cifar10",
     "cifar100": "gcsearch.tasks.cifar:Cifar100",
     "imagefolder": "gcsearch.tasks.imagefolder:ImageFolderTask",
@@ -138,7 +139,10 @@ MEASURED_DIR = Path(__file__).resolve().parent / "measured"
 #: mean top-1 from which ``tasks list`` counts a measured candidate as at the ceiling
 CEILING = 99.5
 #: tasks that read files (and so take ``data``)
-FILE_TASKS = ("fashion-mnist", "fashion-pairs", "cifar10", "cifar100", "imagefolder")
+FILE_TASKS = (
+    "fashion-mnist", "fashion-pairs", "fashion-pairs-distinct",
+    "cifar10", "cifar100", "imagefolder",
+)
 
 
 def get_task(name: str, data: str | None = None) -> Task:

@@ -13,6 +13,11 @@ unit before the global average pool sees both garments (a gradient test checks i
 baseline's logits are a sum of a left and a right term, which cannot express "same class".
 Plain ``fashion-mnist`` stays the local control, where context should matter little.
 
+``fashion-pairs-distinct`` draws a different pair's second class outside the first's group of
+look-alikes (``LOOK_ALIKE``: the four tops, the three kinds of shoe), as ``synthetic-distinct``
+leaves out neighbouring hues: telling a shirt from a T-shirt is a local problem layered on top of
+the long-range relation. Its recorded spread is in ``tasks/measured/``.
+
 The garments of the training pairs come from a class-balanced pool of the training split, those
 of the validation pairs from a disjoint pool (never trained on), those of ``--eval test`` from
 the official test split. Data files as for ``fashion-mnist``.
@@ -47,11 +52,25 @@ def shrink(images: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(images.float(), 2)
 
 
+#: Fashion-MNIST classes that look alike: tops (T-shirt, pullover, coat, shirt) and footwear
+#: (sandal, sneaker, ankle boot); trouser, dress and bag are groups of their own
+LOOK_ALIKE = ((0, 2, 4, 6), (5, 7, 9))
+
+
 def make_pairs(
-    garments: torch.Tensor, labels: torch.Tensor, n: int, seed: int, width: int = WIDTH
+    garments: torch.Tensor,
+    labels: torch.Tensor,
+    n: int,
+    seed: int,
+    width: int = WIDTH,
+    *,
+    apart: tuple[tuple[int, ...], ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` canvases (n, 1, 16, width) from ``garments`` (G, 1, 14, 14) and labels (1 = the
-    two garments share a class, for half of them), fully determined by ``seed``."""
+    two garments share a class, for half of them), fully determined by ``seed``. With
+    ``apart`` (groups of class ids), the two classes of a different pair never share a group."""
+    if apart:
+        return _pairs_apart(garments, labels, n, seed, width, apart)
     gen = torch.Generator().manual_seed(seed)
     classes = torch.unique(labels)
     by_class = [(labels == c).nonzero().view(-1) for c in classes.tolist()]
@@ -68,6 +87,20 @@ def make_pairs(
     ib = torch.where(same.bool() & (ib >= ia), ib + 1, ib)
     first = torch.stack([by_class[c][i] for c, i in zip(cls_a.tolist(), ia.tolist(), strict=True)])
     second = torch.stack([by_class[c][i] for c, i in zip(cls_b.tolist(), ib.tolist(), strict=True)])
+    return _paint(garments, first, second, same, n, width, gen)
+
+
+def _paint(
+    garments: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    same: torch.Tensor,
+    n: int,
+    width: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The canvases: garment ``first[i]`` jittered in the left end cell, ``second[i]`` in the
+    right one."""
     x = torch.zeros(n, 1, HEIGHT, width)
     offsets = torch.randint(0, HEIGHT - SIDE + 1, (n, 2, 2), generator=gen)
     for end, (idx, x0) in enumerate(((first, 0), (second, width - HEIGHT))):
@@ -75,6 +108,39 @@ def make_pairs(
             rows = ((offsets[:, end, 0] == r) & (offsets[:, end, 1] == c)).nonzero().view(-1)
             x[rows, :, r : r + SIDE, x0 + c : x0 + c + SIDE] = garments[idx[rows]]
     return x, same
+
+
+def _pairs_apart(
+    garments: torch.Tensor,
+    labels: torch.Tensor,
+    n: int,
+    seed: int,
+    width: int,
+    apart: tuple[tuple[int, ...], ...],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``make_pairs`` whose different pairs take their second class outside the first's group."""
+    gen = torch.Generator().manual_seed(seed)
+    classes = torch.unique(labels).tolist()
+    by_class = {c: (labels == c).nonzero().view(-1) for c in classes}
+    if min(len(p) for p in by_class.values()) < 2:
+        raise UserError("fashion-pairs: every class needs two garments in the pool")
+    group = {c: next((g for g in apart if c in g), (c,)) for c in classes}
+    others = {c: [o for o in classes if o not in group[c]] for c in classes}
+    same = torch.randint(0, 2, (n,), generator=gen)
+    cls_a = torch.tensor(classes)[torch.randint(0, len(classes), (n,), generator=gen)]
+    pick = torch.rand(n, generator=gen)
+    cls_b = torch.tensor(
+        [a if s else others[a][int(u * len(others[a]))]
+         for a, s, u in zip(cls_a.tolist(), same.tolist(), pick.tolist(), strict=True)]
+    )
+    sizes_a = torch.tensor([len(by_class[c]) for c in cls_a.tolist()])
+    sizes_b = torch.tensor([len(by_class[c]) for c in cls_b.tolist()])
+    ia = (torch.rand(n, generator=gen) * sizes_a).long()
+    ib = (torch.rand(n, generator=gen) * (sizes_b - same)).long()
+    ib = torch.where(same.bool() & (ib >= ia), ib + 1, ib)  # another garment of the class
+    first = torch.stack([by_class[c][i] for c, i in zip(cls_a.tolist(), ia.tolist(), strict=True)])
+    second = torch.stack([by_class[c][i] for c, i in zip(cls_b.tolist(), ib.tolist(), strict=True)])
+    return _paint(garments, first, second, same, n, width, gen)
 
 
 @dataclass
@@ -100,6 +166,8 @@ class FashionPairs:
             warmup_epochs=1.0,
         )
     )
+    #: groups of class ids a different pair never takes both classes from (none: any two)
+    apart: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         self.folder = data_dir(self.data, DEFAULT_DIR, self.name, HOW)
@@ -111,7 +179,9 @@ class FashionPairs:
         pools = balanced_indices(tr_y, (POOL_TRAIN, POOL_VAL), budget.data_seed)
         g_train, y_train = shrink(tr_x[pools[0]]), tr_y[pools[0]]
         base = 1_000_003 * budget.data_seed
-        x, y = make_pairs(g_train, y_train, budget.train_images, base + _STREAMS["train"])
+        x, y = make_pairs(
+            g_train, y_train, budget.train_images, base + _STREAMS["train"], apart=self.apart
+        )
         if budget.eval_split == "val":
             g_eval, y_src = shrink(tr_x[pools[1]]), tr_y[pools[1]]
             n_eval = budget.val_images
@@ -119,7 +189,9 @@ class FashionPairs:
             if te_x is None or te_y is None:
                 raise UserError("eval_split: no Fashion-MNIST test split found (use val)")
             g_eval, y_src, n_eval = shrink(te_x), te_y, 10_000
-        xe, ye = make_pairs(g_eval, y_src, n_eval, base + _STREAMS[budget.eval_split])
+        xe, ye = make_pairs(
+            g_eval, y_src, n_eval, base + _STREAMS[budget.eval_split], apart=self.apart
+        )
         return (
             TensorBatches(
                 normalise(x, x),
@@ -143,3 +215,16 @@ class FashionPairs:
             f"pairs of {POOL_TRAIN} train / {POOL_VAL} val garments (of {n_train}); "
             f"test: 10000 pairs of the {n_test} test garments"
         )
+
+
+@dataclass
+class FashionPairsApart(FashionPairs):
+    """``fashion-pairs`` whose different pairs never take two look-alike classes (two tops, or
+    two kinds of shoe; ``LOOK_ALIKE``): the real-image analogue of ``synthetic-distinct``."""
+
+    name: str = "fashion-pairs-distinct"
+    description: str = (
+        "same Fashion-MNIST class, or two classes that do not look alike, at the two ends of a "
+        "16x64 canvas (needs global context; real images)"
+    )
+    apart: tuple[tuple[int, ...], ...] = LOOK_ALIKE

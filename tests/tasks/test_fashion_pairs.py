@@ -84,3 +84,29 @@ def test_loaders_from_the_installed_data() -> None:
     assert tr.x.shape == (256, *task.input_shape) and va.x.shape == (128, *task.input_shape)
     assert torch.equal(tr.x, tr2.x)  # the data depends on data_seed only
     assert abs(tr.x.mean().item()) < 1e-3 and 0.3 < tr.y.float().mean().item() < 0.7
+
+
+def test_distinct_pairs_never_take_two_look_alike_classes() -> None:
+    """fashion-pairs-distinct: a different pair's classes are never two tops or two shoes;
+    without ``apart`` the look-alike pairs occur (the classic task, unchanged)."""
+    from gcsearch.tasks.fashion_pairs import LOOK_ALIKE
+
+    g, y = _garments()
+    group = {c: i for i, members in enumerate(LOOK_ALIKE) for c in members}
+    left, right = end_cells()
+
+    def look_alike_different_pairs(**kw: object) -> tuple[int, torch.Tensor]:
+        x, same = make_pairs(g, y, 3000, seed=2, **kw)  # type: ignore[arg-type]
+        a = (x[:, 0, :, left].amax(dim=(1, 2)) - 1).long()  # the patch value is class + 1
+        b = (x[:, 0, :, right].amax(dim=(1, 2)) - 1).long()
+        assert torch.equal((a == b).long(), same)
+        clash = [
+            i for i in range(len(a))
+            if not same[i] and group.get(int(a[i]), -1 - int(a[i])) == group.get(int(b[i]), -99)
+        ]
+        return len(clash), same
+
+    n_apart, same = look_alike_different_pairs(apart=LOOK_ALIKE)
+    assert n_apart == 0 and 0.45 < same.float().mean().item() < 0.55
+    n_any, _ = look_alike_different_pairs()
+    assert n_any > 100  # 18 of the 90 ordered class pairs: 20 % of the different pairs
