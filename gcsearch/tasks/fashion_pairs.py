@@ -69,17 +69,25 @@ def make_pairs(
     """``n`` canvases (n, 1, 16, width) from ``garments`` (G, 1, 14, 14) and labels (1 = the
     two garments share a class, for half of them), fully determined by ``seed``. With
     ``apart`` (groups of class ids), the two classes of a different pair never share a group."""
-    if apart:
-        return _pairs_apart(garments, labels, n, seed, width, apart)
     gen = torch.Generator().manual_seed(seed)
-    classes = torch.unique(labels)
-    by_class = [(labels == c).nonzero().view(-1) for c in classes.tolist()]
+    classes = torch.unique(labels).tolist()
+    by_class = [(labels == c).nonzero().view(-1) for c in classes]
     if min(len(p) for p in by_class) < 2:
         raise UserError("fashion-pairs: every class needs two garments in the pool")
     k = len(classes)
     same = torch.randint(0, 2, (n,), generator=gen)
-    cls_a = torch.randint(0, k, (n,), generator=gen)
-    cls_b = torch.where(same.bool(), cls_a, (cls_a + torch.randint(1, k, (n,), generator=gen)) % k)
+    cls_a = torch.randint(0, k, (n,), generator=gen)  # indices into ``classes``
+    if apart:
+        group = [next((g for g in apart if c in g), (c,)) for c in classes]
+        others = [[j for j, o in enumerate(classes) if o not in group[i]] for i in range(k)]
+        pick = torch.rand(n, generator=gen)
+        cls_b = torch.tensor(
+            [a if s else others[a][int(u * len(others[a]))]
+             for a, s, u in zip(cls_a.tolist(), same.tolist(), pick.tolist(), strict=True)]
+        )
+    else:
+        step = torch.randint(1, k, (n,), generator=gen)
+        cls_b = torch.where(same.bool(), cls_a, (cls_a + step) % k)
     sizes = torch.tensor([len(p) for p in by_class])
     ia = (torch.rand(n, generator=gen) * sizes[cls_a]).long()
     # the second garment of a same-class pair is another image of that class
@@ -87,20 +95,6 @@ def make_pairs(
     ib = torch.where(same.bool() & (ib >= ia), ib + 1, ib)
     first = torch.stack([by_class[c][i] for c, i in zip(cls_a.tolist(), ia.tolist(), strict=True)])
     second = torch.stack([by_class[c][i] for c, i in zip(cls_b.tolist(), ib.tolist(), strict=True)])
-    return _paint(garments, first, second, same, n, width, gen)
-
-
-def _paint(
-    garments: torch.Tensor,
-    first: torch.Tensor,
-    second: torch.Tensor,
-    same: torch.Tensor,
-    n: int,
-    width: int,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The canvases: garment ``first[i]`` jittered in the left end cell, ``second[i]`` in the
-    right one."""
     x = torch.zeros(n, 1, HEIGHT, width)
     offsets = torch.randint(0, HEIGHT - SIDE + 1, (n, 2, 2), generator=gen)
     for end, (idx, x0) in enumerate(((first, 0), (second, width - HEIGHT))):
@@ -108,39 +102,6 @@ def _paint(
             rows = ((offsets[:, end, 0] == r) & (offsets[:, end, 1] == c)).nonzero().view(-1)
             x[rows, :, r : r + SIDE, x0 + c : x0 + c + SIDE] = garments[idx[rows]]
     return x, same
-
-
-def _pairs_apart(
-    garments: torch.Tensor,
-    labels: torch.Tensor,
-    n: int,
-    seed: int,
-    width: int,
-    apart: tuple[tuple[int, ...], ...],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``make_pairs`` whose different pairs take their second class outside the first's group."""
-    gen = torch.Generator().manual_seed(seed)
-    classes = torch.unique(labels).tolist()
-    by_class = {c: (labels == c).nonzero().view(-1) for c in classes}
-    if min(len(p) for p in by_class.values()) < 2:
-        raise UserError("fashion-pairs: every class needs two garments in the pool")
-    group = {c: next((g for g in apart if c in g), (c,)) for c in classes}
-    others = {c: [o for o in classes if o not in group[c]] for c in classes}
-    same = torch.randint(0, 2, (n,), generator=gen)
-    cls_a = torch.tensor(classes)[torch.randint(0, len(classes), (n,), generator=gen)]
-    pick = torch.rand(n, generator=gen)
-    cls_b = torch.tensor(
-        [a if s else others[a][int(u * len(others[a]))]
-         for a, s, u in zip(cls_a.tolist(), same.tolist(), pick.tolist(), strict=True)]
-    )
-    sizes_a = torch.tensor([len(by_class[c]) for c in cls_a.tolist()])
-    sizes_b = torch.tensor([len(by_class[c]) for c in cls_b.tolist()])
-    ia = (torch.rand(n, generator=gen) * sizes_a).long()
-    ib = (torch.rand(n, generator=gen) * (sizes_b - same)).long()
-    ib = torch.where(same.bool() & (ib >= ia), ib + 1, ib)  # another garment of the class
-    first = torch.stack([by_class[c][i] for c, i in zip(cls_a.tolist(), ia.tolist(), strict=True)])
-    second = torch.stack([by_class[c][i] for c, i in zip(cls_b.tolist(), ib.tolist(), strict=True)])
-    return _paint(garments, first, second, same, n, width, gen)
 
 
 @dataclass
