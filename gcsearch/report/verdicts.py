@@ -200,33 +200,32 @@ def _better(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
     return CANT_TELL, "the interval includes 0"
 
 
+def _held(verdict: str, where: str, holm_sig: bool, test: str = "p") -> tuple[str, str]:
+    """``verdict`` when its decisive test survives Holm's adjustment, else can't tell."""
+    if holm_sig:
+        return verdict, f"{where} and the Holm-adjusted {test} < 0.05"
+    return CANT_TELL, f"{where} but not after Holm's adjustment"
+
+
 def _equivalent(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
     lo, hi, m = d.mean - d.half, d.mean + d.half, c.margin
     if -m < lo and hi < m:
-        if holm_sig:
-            return AGREE, (f"the interval lies within the equivalence margin ±{m:g} points and "
-                           "the Holm-adjusted TOST p < 0.05")
-        return CANT_TELL, (f"the interval lies within the equivalence margin ±{m:g} points "
-                           "but not after Holm's adjustment")
+        where = f"the interval lies within the equivalence margin ±{m:g} points"
+        return _held(AGREE, where, holm_sig, "TOST p")
     if lo >= m or hi <= -m:
-        if holm_sig:
-            return DISAGREE, (f"the interval lies outside the equivalence margin ±{m:g} points "
-                              "and the Holm-adjusted p < 0.05")
-        return CANT_TELL, (f"the interval lies outside the equivalence margin ±{m:g} points "
-                           "but not after Holm's adjustment")
+        where = f"the interval lies outside the equivalence margin ±{m:g} points"
+        return _held(DISAGREE, where, holm_sig)
     return CANT_TELL, f"the interval crosses the equivalence margin ±{m:g} points"
 
 
 def _non_inferior(d: Diff, c: Conclusion, holm_sig: bool) -> tuple[str, str]:
     lo, hi, m = d.mean - d.half, d.mean + d.half, c.margin
-    if lo > -m or hi < -m:
-        side = "above" if lo > -m else "below"
-        if holm_sig:
-            return (AGREE if lo > -m else DISAGREE), (
-                f"the interval lies {side} the non-inferiority margin -{m:g} points and the "
-                "Holm-adjusted p < 0.05")
-        return CANT_TELL, (f"the interval lies {side} the non-inferiority margin -{m:g} points "
-                           "but not after Holm's adjustment")
+    if lo > -m:
+        where = f"the interval lies above the non-inferiority margin -{m:g} points"
+        return _held(AGREE, where, holm_sig)
+    if hi < -m:
+        where = f"the interval lies below the non-inferiority margin -{m:g} points"
+        return _held(DISAGREE, where, holm_sig)
     return CANT_TELL, f"the interval includes the non-inferiority margin -{m:g} points"
 
 
