@@ -12,6 +12,11 @@ Modes: the sorted seed results split into two modes where the largest gap betwee
 at least ``MODE_GAP`` points and at least ``MODE_RATIO`` times the larger standard deviation
 inside the two groups — a seed that solves the task and one that does not, rather than noise.
 
+At chance: a seed whose top-1 is within 3 binomial standard deviations of chance (100 / classes)
+on the fixed ``val_images`` never learned the task; ``chance_line`` gives that bound. A block
+whose seeds sit partly at chance and partly well above it is bimodal even where the spread
+above chance hides the gap from the mode test.
+
 With ``--split-tau`` it ranks the candidates by their mean over the first half of the seeds and
 over the second half and reports Kendall's τ (τ-b, ties allowed) and Spearman's ρ between the two
 rankings: whether the proxy *ranks*, not only whether it is quiet.
@@ -74,8 +79,18 @@ def modes(values: Sequence[float]) -> dict[str, Any] | None:
     }
 
 
-def summarise(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-candidate figures and per-pair MDDs from trial dicts (``TrialResult.to_dict``)."""
+def chance_line(num_classes: int, val_images: int) -> float:
+    """Top-1 (points) below which a seed counts as at chance: chance plus 3 binomial standard
+    deviations of a ``val_images`` evaluation set."""
+    p = 1 / num_classes
+    return 100 * (p + 3 * math.sqrt(p * (1 - p) / val_images))
+
+
+def summarise(
+    results: Iterable[Mapping[str, Any]], chance: float | None = None
+) -> dict[str, Any]:
+    """Per-candidate figures and per-pair MDDs from trial dicts (``TrialResult.to_dict``);
+    with ``chance`` (``chance_line``), how many seeds of each candidate are at chance."""
     from gcsearch.report.stats import min_detectable_difference
 
     by: dict[str, dict[int, Mapping[str, Any]]] = {}
@@ -91,6 +106,7 @@ def summarise(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "mean": statistics.mean(vals) if vals else math.nan,
             "std": statistics.stdev(vals) if len(vals) > 1 else math.nan,
             "modes": modes(vals),
+            "at_chance": None if chance is None else sum(v <= chance for v in vals),
             "seconds_per_trial": statistics.mean(float(r["wall_s"]) for r in runs.values()),
             "failed": sorted(s for s, r in runs.items() if not _complete(r)),
             "params": next(iter(runs.values())).get("params"),
@@ -277,6 +293,8 @@ def render(summary: Mapping[str, Any]) -> list[str]:
         if m:
             lo, hi = m["low"], m["high"]
             mode = f"split {lo['n']}@{lo['mean']:.1f} / {hi['n']}@{hi['mean']:.1f}"
+        if c.get("at_chance") and c["at_chance"] < c["n"]:
+            mode += f", {c['at_chance']} at chance"
         per = " ".join(f"{v:.1f}" for v in c["top1"].values())
         fail = f"  failed seeds {c['failed']}" if c["failed"] else ""
         lines.append(
@@ -306,7 +324,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     """``gcsearch bench proxy``: train, summarise, print the table, write the JSON."""
     import torch
 
-    from gcsearch.tasks import DEFAULT_TASK, get_task
+    from gcsearch.tasks import DEFAULT_TASK, Budget, get_task
 
     task_name, data = args.task or DEFAULT_TASK, getattr(args, "data", None)
     backbone = args.backbone
@@ -379,7 +397,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         skip=done_keys,
     )
     results = [r for r in results if r["candidate_id"] in ids and int(r["seed"]) in seeds]
-    summary = summarise(results)
+    summary = summarise(results, chance_line(task.num_classes, budget.val_images))
     # keep the requested candidate order
     summary["candidates"] = {i: summary["candidates"][i] for i in ids if i in summary["candidates"]}
     if args.split_tau:
@@ -405,21 +423,24 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
             "cpu_count": _cpu_count(),
             "torch": torch.__version__,
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "wall_s": wall,
+            "wall_s": wall,  # this invocation only; resumed trials ran earlier
+            "resumed_trials": len(earlier),
+            "trial_seconds": sum(float(r["wall_s"]) for r in results),
             "command": _command(),
             "smoke": bool(args.smoke),
         }
     )
     for line in render(summary):
         print(line)
-    print(f"{len(results)} trials in {wall:.0f} s")
+    again = f" ({len(earlier)} of them from the earlier run)" if earlier else ""
+    print(f"{len(results)} trials in {wall:.0f} s{again}")
     _write(out, summary)
     print(f"wrote {out}")
     if args.record:
         from gcsearch.tasks import MEASURED_DIR
 
         rec = MEASURED_DIR / f"{task.name}.json"
-        keep = bool(args.space) and summary["budget"] != task.budget.to_dict()
+        keep = bool(args.space) and Budget.from_dict(summary["budget"]) != task.budget
         _write(rec, _merge(rec, summary, keep_spread=keep))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
     return 0
@@ -427,6 +448,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
 
 def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
     """Trials a stopped run of the same budget and backbone finished (``--resume``)."""
+    from gcsearch.tasks import Budget
+
     if not log.is_file():
         return []
     out = []
@@ -435,7 +458,8 @@ def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[s
             r = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short when the run was stopped
-        if r.get("budget") == dict(budget) and r.get("env", {}).get("backbone") == backbone:
+        same = Budget.from_dict(r.get("budget") or {}) == Budget.from_dict(budget)
+        if same and r.get("env", {}).get("backbone") == backbone:
             out.append(r)
     return out
 
@@ -446,8 +470,19 @@ def _cpu_count() -> int | None:
     return os.cpu_count()
 
 
-def _command() -> str:
-    return "gcsearch " + " ".join(sys.argv[1:])
+def _command(argv: Sequence[str] | None = None) -> str:
+    """The command that reproduces the figures: ``argv`` without the options that change only
+    where output goes or whether a stopped run is continued (``--out``, ``--resume``,
+    ``--quiet``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    keep: list[str] = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--out":
+            args = args[1:]
+        elif arg not in ("--resume", "--quiet") and not arg.startswith("--out="):
+            keep.append(arg)
+    return "gcsearch " + " ".join(keep)
 
 
 def _merge(path: Path, summary: Mapping[str, Any], keep_spread: bool) -> dict[str, Any]:

@@ -501,7 +501,7 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
         elif isinstance(default, float):
             v = r.number(v, key, 0.0, True, 1e9)
         elif isinstance(default, str):
-            v = r.string(v, key)
+            v = r.string(v, key, _budget_choices().get(k))
         elif isinstance(v, int) and not isinstance(v, bool):
             v = r.integer(v, key, 1)
         elif isinstance(v, float):
@@ -510,6 +510,16 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
             raise r.fail(key, f"expected a number, string or boolean, got {_kind(v)}")
         out[k] = v
     return out
+
+
+def _budget_choices() -> dict[str, tuple[str, ...]]:
+    """Budget string field -> its allowed values (so a space file fails at validate time)."""
+    try:
+        tasks = importlib.import_module("gcsearch.tasks")
+    except ImportError:
+        return {}
+    return {"augment": tasks.AUGMENTS, "eval_split": tasks.EVAL_SPLITS,
+            "optimizer": tasks.OPTIMIZERS}
 
 
 def _budget_fields() -> dict[str, Any]:

@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from gcsearch.tasks.batches import TensorBatches
 
 __all__ = [
-    "AUGMENTS", "DEFAULT_TASK", "EVAL_SPLITS", "TASKS", "Budget", "Task", "get_task", "run_tasks",
+    "AUGMENTS", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget", "Task",
+    "get_task", "run_tasks",
 ]
 
 AUGMENTS = ("none", "flip", "flip-crop")
 EVAL_SPLITS = ("val", "test")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Budget:
     width). ``eval_split`` 'val' holds out ``val_images`` from the training split (what a search
     ranks on); 'test' evaluates on the task's official test split (the final measure).
     ``warmup_epochs`` ramps the learning rate linearly before the cosine decay to zero.
+    ``optimizer``: 'sgd' (Nesterov momentum ``momentum``, L2 ``weight_decay``) or 'adamw'
+    (decoupled ``weight_decay``; ``momentum`` unused), both without decay on norms and biases.
     """
 
     train_images: int = 2000
@@ -59,6 +63,7 @@ class Budget:
     augment: str = "none"
     data_seed: int = 0
     eval_split: str = "val"
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         for name in ("train_images", "val_images", "epochs", "batch_size"):
@@ -78,6 +83,10 @@ class Budget:
             raise UserError(f"budget.label_smoothing: {self.label_smoothing} is not below 1")
         if self.augment not in AUGMENTS:
             raise UserError(f"budget.augment: {self.augment!r} (choose from {', '.join(AUGMENTS)})")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"budget.optimizer: {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})"
+            )
         if self.eval_split not in EVAL_SPLITS:
             raise UserError(
                 f"budget.eval_split: {self.eval_split!r} (choose from {', '.join(EVAL_SPLITS)})"
@@ -123,6 +132,7 @@ class Task(Protocol):
 TASKS: dict[str, str] = {
     "synthetic": "gcsearch.tasks.synthetic:LongRangeMatch",
     "synthetic-distinct": "gcsearch.tasks.synthetic:DistinctHueMatch",
+    "synthetic-graded": "gcsearch.tasks.synthetic:GradedHueMatch",
     "digits": "gcsearch.tasks.digits:Digits",
     "fashion-mnist": "gcsearch.tasks.fashion_mnist:FashionMNIST",
     "fashion-pairs": "gcsearch.tasks.fashion_pairs:FashionPairs",
@@ -188,6 +198,13 @@ def spread_text(task: Task) -> str:
         if stds
         else "no std"
     )
+    stuck = [
+        f"{c.split('@')[0]} {v['at_chance']} of {v['n']}"
+        for c, v in presets.items()
+        if 0 < (v.get("at_chance") or 0) < v.get("n", 0)
+    ]
+    if stuck:  # bimodal: some seeds never learned the task
+        text += f" (seeds at chance: {', '.join(stuck)})"
     if mdds:
         text += f", MDD(n=3) median {sorted(mdds)[len(mdds) // 2]:.2f} pt"
     if secs:
@@ -204,7 +221,7 @@ def spread_text(task: Task) -> str:
             f", split-seed τ {tau['kendall_tau']:.2f} ({tau['n_candidates']} candidates of "
             f"{where}, {imgs} images)"
         )
-    if m.get("budget") != task.budget.to_dict():
+    if Budget.from_dict(m.get("budget") or {}) != task.budget:
         text += " [measured at another budget: rerun]"
     return text
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gcsearch.analysis.proxy import modes, parse_budget, split_tau, summarise
+from gcsearch.analysis.proxy import (
+    chance_line,
+    modes,
+    parse_budget,
+    render,
+    split_tau,
+    summarise,
+)
 from gcsearch.cli import main
 from gcsearch.errors import UserError
 from gcsearch.report.stats import min_detectable_difference
@@ -49,6 +56,31 @@ def test_summary_pairs_share_seeds() -> None:
     assert s["candidates"]["a"]["std"] > 10  # each alone is noisy ...
     assert s["candidates"]["a"]["mdd_n3_median"] < 3  # ... the paired difference is not
     assert s["candidates"]["b"]["seconds_per_trial"] == 2.0
+
+
+def test_seeds_at_chance_are_counted_even_when_modes_miss_them() -> None:
+    """SE on synthetic-graded (measured): two seeds never left chance, four spread over 64-77;
+    the gap (14.7) is under 3x the upper group's std, so ``modes`` calls it one mode, but the
+    at-chance count says what happened."""
+    se = [64.62, 68.14, 49.9, 70.12, 77.06, 49.6]
+    line = chance_line(2, 5000)
+    assert line == pytest.approx(50 + 300 * math.sqrt(0.25 / 5000))  # 52.12
+    assert chance_line(10, 1000) == pytest.approx(10 + 300 * math.sqrt(0.09 / 1000))
+    s = summarise(_results({"se": se, "gc": [93.0, 94.0, 93.5, 93.1, 92.5, 94.3]}), line)
+    assert modes(se) is None and s["candidates"]["se"]["at_chance"] == 2
+    assert s["candidates"]["gc"]["at_chance"] == 0
+    lines = render(s)
+    assert any(row.startswith("se ") and "2 at chance" in row for row in lines)
+    assert summarise(_results({"se": se}))["candidates"]["se"]["at_chance"] is None
+
+
+def test_recorded_command_leaves_out_where_output_went() -> None:
+    from gcsearch.analysis.proxy import _command
+
+    argv = ["bench", "proxy", "--task", "digits", "--out", "/tmp/x.json", "--resume", "--quiet"]
+    assert _command([*argv, "--out=/tmp/y.json", "--seeds", "0-2"]) == (
+        "gcsearch bench proxy --task digits --seeds 0-2"
+    )
 
 
 def test_split_tau_ranks_halves() -> None:

@@ -100,6 +100,8 @@ def test_overrides_replace_settings() -> None:
         ('objectives = ["macs:min"]\n', "objectives", "top1:max"),
         ('[references]\ninclude = ["gcnet"]\n', "references.include[0]", "presets"),
         ("[budget]\nepochs = 0\n", "budget.epochs", "integers >= 1"),
+        ('[budget]\noptimizer = "adam"\n', "budget.optimizer", "sgd, adamw"),
+        ('[budget]\naugment = "mixup"\n', "budget.augment", "none, flip, flip-crop"),
         ("[fidelity]\neta = 1\n", "fidelity.eta", "integers 2..100"),
         ("colour = 1\n", "colour", "axes"),
         ("[axes\n", "toml", ""),

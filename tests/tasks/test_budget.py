@@ -23,11 +23,20 @@ def test_budget_round_trip_and_replace() -> None:
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"lr": -1.0}, "lr"),
         ({"image_size": 2}, "image_size"),
+        ({"optimizer": "adam"}, "sgd, adamw"),
     ],
 )
 def test_budget_rejects_bad_values(changes: dict[str, object], word: str) -> None:
     with pytest.raises(UserError, match=word):
         Budget(**changes)  # type: ignore[arg-type]
+
+
+def test_budget_from_a_record_written_before_optimizer_existed() -> None:
+    """Trial records and measured figures written before ``optimizer`` existed read back as
+    the SGD they were trained with (so resume and ``tasks list`` still match them)."""
+    old = Budget().to_dict()
+    del old["optimizer"]
+    assert Budget.from_dict(old) == Budget() and Budget().optimizer == "sgd"
 
 
 def test_budget_unknown_field() -> None:

@@ -118,3 +118,46 @@ def test_classic_strips_are_pinned() -> None:
     x, y = make_strips(64, 48, seed=3)
     digest = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
     assert digest == "a2c28a4524efe692"
+
+
+def _painted_angles(x: torch.Tensor) -> torch.Tensor:
+    """(n, 2) hue angle (radians) painted in each end cell: the glyph's pixels all hold one
+    exact RGB vector (the most frequent in the cell; noise pixels never repeat), read back
+    through r = cos a, g = cos(a - 120 deg), b = cos(a + 120 deg)."""
+    import math
+
+    out = torch.empty(len(x), 2, dtype=torch.float64)
+    for end, cols in enumerate(end_cells(x.shape[-1])):
+        for i in range(len(x)):
+            pixels = x[i, :, :, cols.start : cols.stop].flatten(1).T  # (pixels, 3)
+            values, counts = torch.unique(pixels, dim=0, return_counts=True)
+            r, g, b = values[counts.argmax()].double()
+            out[i, end] = math.atan2((g - b) / math.sqrt(3), (2 * r - g - b) / 3)
+    return out
+
+
+def test_graded_task_draws_hues_on_a_continuous_wheel() -> None:
+    """synthetic-graded: a same pair shares its exact hue; a different pair's hues are any
+    angle from 0 to 180 degrees apart, uniformly, so no fixed set of hues to memorise and
+    a continuum of difficulty (near-equal hues) that keeps every block below 100 %."""
+    import math
+
+    x, y = make_strips(1500, 48, seed=5, graded=True)
+    angles = _painted_angles(x)
+    gap = torch.remainder(angles[:, 1] - angles[:, 0] + math.pi, 2 * math.pi) - math.pi
+    gap = gap.abs().rad2deg()
+    assert gap[y == 1].max().item() < 1e-3  # the label is "same hue", read off the pixels
+    diff = gap[y == 0]
+    assert diff.min().item() < 2 and diff.max().item() > 178
+    assert 85 < diff.mean().item() < 95  # uniform on [0, 180]: mean 90
+    assert 0.45 < y.float().mean().item() < 0.55
+    distinct_hues = torch.unique(angles[y == 0].flatten().round(decimals=4))
+    assert len(distinct_hues) > 1000  # not the 8-hue palette
+    graded, classic = get_task("synthetic-graded"), get_task("synthetic")
+    assert graded.input_shape == classic.input_shape  # same geometry: the RF test holds
+    assert graded.budget.optimizer == "adamw" and graded.backbone == "resnet8"
+    # the classic palette is the wheel sampled at 8 points
+    from gcsearch.tasks.synthetic import HUES, hue_palette, hue_rgb
+
+    wheel = hue_rgb(torch.arange(HUES, dtype=torch.float64) * 2 * math.pi / HUES)
+    assert torch.equal(wheel, hue_palette())

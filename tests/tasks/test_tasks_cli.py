@@ -93,7 +93,8 @@ def test_tasks_list_reads_the_recorded_spread(
     cands = {
         "none": {"std": 0.4, "mdd_n3_median": 2.0, "seconds_per_trial": 3.0, "mean": 50.0},
         "gc@after_1x1:c3c4c5": {
-            "std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0, "mean": 99.6
+            "std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0, "mean": 99.6,
+            "n": 3, "at_chance": 1,
         },
         "att-1x1-mul@after_1x1:c4": {
             "std": 7.0, "mdd_n3_median": 9.0, "seconds_per_trial": 4.0, "mean": 99.9
@@ -115,3 +116,8 @@ def test_tasks_list_reads_the_recorded_spread(
     assert "not measured (gcsearch bench proxy --task synthetic --record)" in out
     assert "measured at another budget" not in out
     assert "2 of 3 candidates at the ceiling (>= 99.5 %)" in out
+    assert "(seeds at chance: gc 1 of 3)" in out  # a preset's seed that never learned
+    del budget["optimizer"]  # figures recorded before the field existed: same budget (SGD)
+    (tmp_path / "digits.json").write_text(json.dumps({"candidates": cands, "budget": budget}))
+    assert main(["tasks", "list"]) == 0
+    assert "measured at another budget" not in capsys.readouterr().out

@@ -81,6 +81,21 @@ def test_schedule_warmup_then_cosine_to_zero() -> None:
     assert opt.param_groups[1]["weight_decay"] == 0.0  # biases are not decayed
 
 
+def test_adamw_budget_trains_with_decoupled_decay() -> None:
+    """``optimizer='adamw'``: AdamW on the same groups and the same warmup + cosine schedule;
+    it trains (loss falls) and the result records the optimizer."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+    budget = Budget(lr=0.01, weight_decay=0.05, optimizer="adamw")
+    opt, _ = make_optimizer(model, budget, steps=10, warmup=2)
+    assert type(opt) is torch.optim.AdamW and opt.param_groups[0]["lr"] == pytest.approx(0.005)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    assert type(make_optimizer(model, Budget(), 10, 2)[0]) is torch.optim.SGD
+    r = train("gc@after_1x1:c4c5", "digits", TINY.replace(optimizer="adamw", lr=0.01), seed=0)
+    assert r.status == "complete" and r.budget["optimizer"] == "adamw"
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+
+
 def test_resolve_device() -> None:
     assert resolve_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
