@@ -20,7 +20,7 @@ Three tasks share this generator and differ in which hues a *different* pair may
   degrees) apart. Telling such hues apart is easy for any first layer, so what is left to learn
   is the long-range relation itself. Default budget: 4,000 strips x 8 epochs, scored on 5,000
   fixed validation strips.
-- ``synthetic`` (the default and demo task; committed tables and reports were built on it):
+- ``synthetic`` (the demo task of ``spaces/quick.toml``; committed tables and reports use it):
   any two distinct hues, including neighbours 45 degrees apart. Telling neighbouring hues apart
   is a local discrimination problem on top of the relation, and the seeds of several blocks split
   into solved and unsolved modes (SE: seed std 8.6 points at 4,000 strips x 10 epochs). Leaving
@@ -34,6 +34,8 @@ Three tasks share this generator and differ in which hues a *different* pair may
   ``synthetic``, where every hard pair is exactly 45 degrees). Default budget: 4,000 strips x 10
   epochs with AdamW (lr 0.01, decoupled weight decay 0.05), 5,000 validation strips; with the
   SGD recipe of the other two tasks the blocks that gate by average pooling (SE) stay bimodal.
+  The default task (``DEFAULT_TASK``: ``gcsearch train``, ``gcsearch bench``, a space file
+  without ``[task]``), as the one proxy measured both quiet and ranking.
 
 Each task's measured seed spread, minimum detectable difference, seconds per trial and
 split-seed Kendall τ are recorded by ``gcsearch bench proxy --record`` (``tasks/measured/``)
