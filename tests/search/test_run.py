@@ -264,3 +264,16 @@ def test_same_network_is_trained_once(tmp_path: Path) -> None:
     }
     assert out.epochs_trained == 2 * 2  # none and one network for the three others
     assert sum(TrialRecord.read(t).is_duplicate for t in study.trials) == 2
+
+
+def test_every_shipped_space_loads_with_a_known_task() -> None:
+    """Each space file the package ships parses, names a task that exists and enumerates its
+    candidates (a renamed task or preset fails here, not in a user's hour-long run)."""
+    from gcsearch.spaces import shipped_spaces
+    from gcsearch.tasks import TASKS
+
+    names = shipped_spaces()
+    assert {"quick", "gcnet-paper", "gcnet-paper-pairs", "gcnet-paper-graded"} <= set(names)
+    for name in names:
+        space = load_space(ROOT / "spaces" / f"{name}.toml")
+        assert space.task in TASKS and space.candidates(), name
