@@ -368,6 +368,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
     log = out.with_suffix(".trials.jsonl")  # every finished trial at once: nothing lost
     earlier = _earlier(log, budget.to_dict(), backbone) if args.resume else []
+    # only what this run asked for (the log may hold other candidates and seeds)
+    earlier = [r for r in earlier if r["candidate_id"] in ids and int(r["seed"]) in seeds]
     done_keys = {(r["candidate_id"], int(r["seed"])) for r in earlier}
     log.parent.mkdir(parents=True, exist_ok=True)
     if not args.resume:

@@ -223,7 +223,7 @@ class GradedHueMatch(LongRangeMatch):
         "a 8x48 strip (needs global context; no block reaches 100 %)"
     )
     #: AdamW: under SGD at the same budget SE and the avg/mul blocks are bimodal (SE: 2 of 6
-    #: seeds never leave chance, std 11.2); AdamW trains every preset to within ~1 point
+    #: seeds never leave chance, std 11.2); with AdamW every preset's std is <= 0.95 point
     #: (tasks/measured/synthetic-graded.json; docs/trusting-results.md)
     budget: Budget = field(
         default_factory=lambda: Budget(
