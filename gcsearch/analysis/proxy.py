@@ -42,10 +42,13 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import as_completed
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcsearch.errors import UserError
 from gcsearch.pool import process_pool
+
+if TYPE_CHECKING:
+    from gcsearch.tasks import Budget
 
 #: default candidates: the baseline, three lineage presets and two searched blocks
 DEFAULT_CANDIDATES = (
@@ -324,7 +327,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     """``gcsearch bench proxy``: train, summarise, print the table, write the JSON."""
     import torch
 
-    from gcsearch.tasks import DEFAULT_TASK, Budget, get_task
+    from gcsearch.tasks import DEFAULT_TASK, get_task
 
     task_name, data = args.task or DEFAULT_TASK, getattr(args, "data", None)
     backbone = args.backbone
@@ -367,9 +370,8 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out or f"runs/bench/proxy-{task.name}{'-smoke' if args.smoke else ''}.json")
     log = out.with_suffix(".trials.jsonl")  # every finished trial at once: nothing lost
-    earlier = _earlier(log, budget.to_dict(), backbone) if args.resume else []
     # only what this run asked for (the log may hold other candidates and seeds)
-    earlier = [r for r in earlier if r["candidate_id"] in ids and int(r["seed"]) in seeds]
+    earlier = _earlier(log, budget, backbone, ids, seeds) if args.resume else []
     done_keys = {(r["candidate_id"], int(r["seed"])) for r in earlier}
     log.parent.mkdir(parents=True, exist_ok=True)
     if not args.resume:
@@ -398,7 +400,6 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         tick,
         skip=done_keys,
     )
-    results = [r for r in results if r["candidate_id"] in ids and int(r["seed"]) in seeds]
     summary = summarise(results, chance_line(task.num_classes, budget.val_images))
     # keep the requested candidate order
     summary["candidates"] = {i: summary["candidates"][i] for i in ids if i in summary["candidates"]}
@@ -442,14 +443,17 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
         from gcsearch.tasks import MEASURED_DIR
 
         rec = MEASURED_DIR / f"{task.name}.json"
-        keep = bool(args.space) and Budget.from_dict(summary["budget"]) != task.budget
+        keep = bool(args.space) and budget != task.budget
         _write(rec, _merge(rec, summary, keep_spread=keep))
         print(f"recorded in {rec} (read by `gcsearch tasks list`)")
     return 0
 
 
-def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[str, Any]]:
-    """Trials a stopped run of the same budget and backbone finished (``--resume``)."""
+def _earlier(
+    log: Path, budget: Budget, backbone: str, ids: Sequence[str], seeds: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Trials of candidates ``ids`` under ``seeds`` that a stopped run of the same budget and
+    backbone finished (``--resume``)."""
     from gcsearch.tasks import Budget
 
     if not log.is_file():
@@ -460,8 +464,12 @@ def _earlier(log: Path, budget: Mapping[str, Any], backbone: str) -> list[dict[s
             r = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short when the run was stopped
-        same = Budget.from_dict(r.get("budget") or {}) == Budget.from_dict(budget)
-        if same and r.get("env", {}).get("backbone") == backbone:
+        if (
+            r.get("env", {}).get("backbone") == backbone
+            and r.get("candidate_id") in ids
+            and int(r.get("seed", -1)) in seeds
+            and Budget.from_dict(r.get("budget") or {}) == budget
+        ):
             out.append(r)
     return out
 

@@ -43,7 +43,7 @@ from gcsearch.spec import (
     paper_placement,
     stage_sets,
 )
-from gcsearch.tasks import DEFAULT_TASK
+from gcsearch.tasks import BUDGET_CHOICES, DEFAULT_TASK, Budget
 
 SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
 ALL_SUBSETS = "all-subsets"
@@ -480,18 +480,12 @@ def _read_fidelity(r: _Reader, data: Any) -> Fidelity:
 
 
 def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
-    """Budget overrides, checked against ``gcsearch.tasks.Budget`` fields and types."""
-    known = _budget_fields()
-    allowed = tuple(known) if known else None
-    if allowed is not None:
-        table = r.table(data, "budget", allowed)
-    elif isinstance(data, dict):
-        table = data
-    else:
-        raise r.fail("budget", f"expected a table, got {_kind(data)}")
+    """Budget overrides, checked against ``gcsearch.tasks.Budget`` fields, types and choices."""
+    known = {f.name: f.default for f in fields(Budget)}
+    table = r.table(data, "budget", tuple(known))
     out: dict[str, Any] = {}
     for k, v in table.items():
-        default = known.get(k) if known else None
+        default = known[k]
         key = f"budget.{k}"
         if isinstance(default, bool):
             if not isinstance(v, bool):
@@ -501,7 +495,7 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
         elif isinstance(default, float):
             v = r.number(v, key, 0.0, True, 1e9)
         elif isinstance(default, str):
-            v = r.string(v, key, _budget_choices().get(k))
+            v = r.string(v, key, BUDGET_CHOICES.get(k))
         elif isinstance(v, int) and not isinstance(v, bool):
             v = r.integer(v, key, 1)
         elif isinstance(v, float):
@@ -510,25 +504,6 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
             raise r.fail(key, f"expected a number, string or boolean, got {_kind(v)}")
         out[k] = v
     return out
-
-
-def _budget_choices() -> dict[str, tuple[str, ...]]:
-    """Budget string field -> its allowed values (so a space file fails at validate time)."""
-    try:
-        tasks = importlib.import_module("gcsearch.tasks")
-    except ImportError:
-        return {}
-    return {"augment": tasks.AUGMENTS, "eval_split": tasks.EVAL_SPLITS,
-            "optimizer": tasks.OPTIMIZERS}
-
-
-def _budget_fields() -> dict[str, Any]:
-    """Budget field -> default (empty when the tasks package is not importable)."""
-    try:
-        budget_cls = importlib.import_module("gcsearch.tasks").Budget
-    except (ImportError, AttributeError):
-        return {}
-    return {f.name: f.default for f in fields(budget_cls)}
 
 
 def _known(module: str, attr: str) -> tuple[str, ...] | None:

@@ -29,13 +29,17 @@ if TYPE_CHECKING:
     from gcsearch.tasks.batches import TensorBatches
 
 __all__ = [
-    "AUGMENTS", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget", "Task",
-    "get_task", "run_tasks",
+    "AUGMENTS", "BUDGET_CHOICES", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget",
+    "Task", "get_task", "run_tasks",
 ]
 
 AUGMENTS = ("none", "flip", "flip-crop")
 EVAL_SPLITS = ("val", "test")
 OPTIMIZERS = ("sgd", "adamw")
+#: Budget's string fields and their allowed values (checked here and by the space parser)
+BUDGET_CHOICES: dict[str, tuple[str, ...]] = {
+    "augment": AUGMENTS, "eval_split": EVAL_SPLITS, "optimizer": OPTIMIZERS,
+}
 
 
 @dataclass(frozen=True)
@@ -81,16 +85,11 @@ class Budget:
                 raise UserError(f"budget.{name}: {getattr(self, name)!r} is not a number >= 0")
         if self.label_smoothing >= 1:
             raise UserError(f"budget.label_smoothing: {self.label_smoothing} is not below 1")
-        if self.augment not in AUGMENTS:
-            raise UserError(f"budget.augment: {self.augment!r} (choose from {', '.join(AUGMENTS)})")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"budget.optimizer: {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})"
-            )
-        if self.eval_split not in EVAL_SPLITS:
-            raise UserError(
-                f"budget.eval_split: {self.eval_split!r} (choose from {', '.join(EVAL_SPLITS)})"
-            )
+        for name, choices in BUDGET_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise UserError(
+                    f"budget.{name}: {getattr(self, name)!r} (choose from {', '.join(choices)})"
+                )
 
     def replace(self, **changes: Any) -> Budget:
         """A copy with some fields changed (None values are ignored: 'keep the default')."""

@@ -132,7 +132,8 @@ def make_strips(
         hue_a = torch.randint(0, HUES, (n,), generator=gen)
         step = torch.randint(min_gap, HUES - min_gap + 1, (n,), generator=gen)
         hue_b = torch.where(same.bool(), hue_a, (hue_a + step) % HUES)
-        rgb = hue_palette()[hue_a], hue_palette()[hue_b]
+        palette = hue_palette()
+        rgb = palette[hue_a], palette[hue_b]
     glyphs = torch.randint(0, GLYPHS, (n, 2), generator=gen)
     offsets = torch.randint(0, h - side + 1, (n, 2, 2), generator=gen)
     bank = glyph_bank().repeat_interleave(scale, 1).repeat_interleave(scale, 2)
