@@ -1,19 +1,44 @@
-# gcsearch: `make demo` and `make test` each create .venv and install first.
+# gcsearch: `make demo` and `make test` each create .venv and install first, from the committed
+# lock of the versions the suite passed on (constraints.txt; pyproject.toml keeps the ranges
+# users install from). `make test-latest` installs the newest releases in .venv-latest instead
+# and runs the same suite, so a breaking release shows up there first; `make lock` then records
+# what it installed as the new lock.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := constraints.txt
+LATEST := .venv-latest
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-cluster lint bench reports reports-paper clean data test-deps
+.PHONY: install demo test test-all test-cluster test-latest lock lint bench reports reports-paper \
+	clean data test-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The newest releases pyproject.toml allows, in their own venv (never the lock).
+$(LATEST)/.installed: pyproject.toml
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	touch $@
+
+test-latest: $(LATEST)/.installed data test-deps
+	$(LATEST)/bin/ruff check gcsearch tests
+	$(LATEST)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# After `make test-latest` passes: the versions it ran on become the lock.
+lock: $(LATEST)/.installed
+	{ echo "# The versions make test and CI install (pip -c): the suite passed on them,"; \
+	  echo "# $$(date -u +%F), $$($(LATEST)/bin/python -c 'import platform as p; print(p.system(), p.machine(), "Python", p.python_version())')."; \
+	  echo "# Regenerate: make test-latest && make lock (pyproject.toml keeps the ranges)."; \
+	  $(LATEST)/bin/python -m pip freeze --exclude-editable; } > $(LOCK)
 
 # Fashion-MNIST from Debian (offline); only attempted as root when missing, never fatal.
 data:
@@ -63,7 +88,7 @@ reports: $(STAMP)
 	$(BIN)/gcsearch analyze fidelity $(REPORT_RUN) --json reports/quick-fidelity.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache
 
 # reports/gcnet-paper*.md: the paper's ablation grid on the three long-range tasks (synthetic strip
 # with ResNet-20, fashion-pairs and synthetic-graded with ResNet-8), PAPER_SEEDS seeds per

@@ -2,9 +2,9 @@
 here, loudly, instead of an upper pin on ``optuna`` (Optuna 5 is allowed).
 
 Uses (grep ``\\._`` on study/trial/storage objects in gcsearch):
-- ``search/sampling.py``: ``Study._get_trials(deepcopy=, states=, use_cache=)`` in the NSGA-II
-  sampler's search space (the public ``get_trials`` has no ``use_cache``), and
-  ``NSGAIISampler.get_trial_generation``.
+- ``search/sampling.py`` uses public API only: Optuna's samplers propose from a study of their
+  own (``SamplerStudy``: ``ask``/``enqueue_trial``/``tell``); NSGA-II's public
+  ``get_trial_generation`` gives an enqueued trial its generation (checked below).
 - ``search/driver.py`` and ``search/liveness.py``: ``Study._storage``, ``Study._study_id`` and
   ``Trial._trial_id``/``FrozenTrial._trial_id`` to mark a dead driver's trials failed, to keep
   per-driver heartbeats in the study's system attributes and to store a result whose trial
@@ -13,7 +13,6 @@ Uses (grep ``\\._`` on study/trial/storage objects in gcsearch):
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 
@@ -21,14 +20,6 @@ import optuna
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_study_get_trials_keeps_its_private_signature() -> None:
-    sig = inspect.signature(optuna.Study._get_trials)
-    assert {"deepcopy", "states", "use_cache"} <= set(sig.parameters), (
-        f"optuna {optuna.__version__} changed Study._get_trials{sig}; "
-        "update gcsearch/search/sampling.py"
-    )
 
 
 def test_study_storage_and_trial_id_still_exist() -> None:
@@ -44,7 +35,6 @@ def test_study_storage_and_trial_id_still_exist() -> None:
     storage.set_trial_user_attr(running._trial_id, "status", "failed")
     storage.set_trial_state_values(running._trial_id, state=TrialState.FAIL)
     assert study.get_trials()[1].state == TrialState.FAIL
-    assert study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
 
 
 def test_study_id_and_live_trial_id_still_exist() -> None:
@@ -71,8 +61,7 @@ def test_nsga2_trial_generation_is_still_there() -> None:
 def test_the_list_above_is_complete() -> None:
     """A new private Optuna use in gcsearch must be added to this file's checks."""
     pattern = re.compile(r"\b(study|trial|t|frozen|storage|sampler)\._[a-z]\w*")
-    known = {"study._get_trials", "study._storage", "study._study_id", "t._trial_id",
-             "trial._trial_id"}
+    known = {"study._storage", "study._study_id", "t._trial_id", "trial._trial_id"}
     found = set()
     for path in (ROOT / "gcsearch").rglob("*.py"):
         for match in pattern.finditer(path.read_text(encoding="utf-8")):

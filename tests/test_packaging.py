@@ -126,3 +126,40 @@ def test_digits_without_scikit_learn_is_one_line(monkeypatch: pytest.MonkeyPatch
             digits._digits()
     finally:
         digits._digits.cache_clear()
+
+
+# ------------------------------------------------------------------------- the lock
+LOCKED = ("torch", "torchvision", "optuna", "ray", "fvcore", "numpy", "pandas", "timm")
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def tested_versions_line() -> str:
+    """The README's tested-versions line, made from constraints.txt and its header."""
+    pins = _lock()
+    header = (ROOT / "constraints.txt").read_text().splitlines()[1]
+    where = header.split(", ", 1)[1].rstrip(".").replace(" Python", ", Python")
+    return " · ".join(f"{n} {pins[n]}" for n in LOCKED) + f" ({where})"
+
+
+def test_the_lock_pins_every_dependency_and_the_readme_says_which() -> None:
+    """make test installs constraints.txt: every requirement of the dev install is pinned there,
+    and the README's tested versions are the lock's (never typed by hand twice)."""
+    pins = _lock()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    for req in wanted:
+        name = req.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        assert name in pins, f"{name} is not pinned in constraints.txt (make lock)"
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- tested-versions", 1)[1].split("<!-- /tested-versions -->")[0]
+    assert block.splitlines()[1] == tested_versions_line()
+    assert "constraints.txt" in (ROOT / "Makefile").read_text()

@@ -5,8 +5,10 @@ per-seed results, the rung decisions and the cost, and its values are the means 
 
 * Strategies: ``ehvi`` (``strategy.py``: expected hypervolume improvement over the distinct
   networks, exact costs, a model of accuracy only), Optuna's ``nsga2``, ``tpe`` and
-  ``random`` (seeing searched trials only, ``sampling.SearchOnly``), and ``grid`` (every
-  candidate in space order).
+  ``random`` (proposing from a private study of the searched networks only,
+  ``sampling.SamplerStudy``), and ``grid`` (every candidate in space order). Every trial of
+  the search's study is enqueued with its candidate's parameters, so its own sampler is never
+  consulted.
 * Reference rows (the ``none`` baseline and the space's presets) are asked first and always
   trained at the full budget.
 * Deduplication by the network a candidate builds (``sampling.network_key``): a candidate
@@ -51,7 +53,9 @@ from gcsearch.search.fidelity import rank_rung, rung_vector
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import (
     OPTUNA_SAMPLERS,
+    SamplerStudy,
     candidate_params,
+    make_sampler,
     network_key,
     suggest_candidate,
 )
@@ -239,7 +243,15 @@ class Driver:
         self.foreign_busy: set[str] = set()  # candidate ids other live drivers are training
         self.retry_of: dict[str, dict[str, Any]] = {}  # candidate id -> the row it retries
         self._synced = 0.0
+        # an Optuna sampler proposes from its own study of the searched networks, rebuilt
+        # from the search's history on a resume
+        self.proposer = (
+            SamplerStudy(space, make_sampler(space, n_trials))
+            if space.search.sampler in OPTUNA_SAMPLERS
+            else None
+        )
         for t in study.get_trials(deepcopy=False):
+            self._learn(t)
             rec = TrialRecord.read(t)
             if rec.candidate is None or not t.state.is_finished():
                 continue
@@ -314,12 +326,33 @@ class Driver:
         return list(self.by_key)
 
     # asking ---------------------------------------------------------------------------
-    def _ask_fixed(self, cand: Candidate, role: str) -> optuna.Trial:
+    def _ask_fixed(
+        self, cand: Candidate, role: str, proposal: optuna.Trial | None = None
+    ) -> optuna.Trial:
+        """Enqueue ``cand`` and ask it: the trial carries the candidate's parameters (what
+        optuna-dashboard shows); a searched one is bound to its trial in the sampler's study
+        (``proposal``, or a new enqueued one there)."""
         params = {} if role == "reference" else candidate_params(self.space, cand)
-        # the role travels with the enqueued trial, so a sampler's before_trial already sees it
         attrs = TrialRecord(candidate=cand, role=role).attrs(only=("candidate", "role"))
         self.study.enqueue_trial(params, user_attrs=attrs)
-        return self._ask()
+        trial = self._ask()
+        if role == "search":
+            suggest_candidate(trial, self.space)
+            if self.proposer is not None:
+                self.proposer.bind(trial.number, proposal or self.proposer.fixed(cand))
+        return trial
+
+    def _learn(self, t: FrozenTrial) -> None:
+        """Let the sampler's study see a finished trial of the search (once; searched,
+        non-duplicate trials only)."""
+        if self.proposer is not None:
+            self.proposer.learn(t)
+
+    def _drop(self, trial: optuna.Trial) -> None:
+        """``trial`` trains nothing here (a duplicate, or parked on another trial of its
+        network): the sampler's study never learns from its proposal."""
+        if self.proposer is not None:
+            self.proposer.drop(trial.number)
 
     def _ask(self) -> optuna.Trial:
         """``study.ask()``, the trial claimed by this driver at once (liveness.py)."""
@@ -350,10 +383,9 @@ class Driver:
             pick = self.rng.choice([c for c in self.unseen() if not self.known(c)])
             self.streak = 0
             return self._ask_fixed(pick, "search"), pick, "search"
-        trial = self._ask()
-        cand = suggest_candidate(trial, self.space)
-        TrialRecord(candidate=cand, role="search").write(trial, only=["candidate", "role"])
-        return trial, cand, "search"
+        assert self.proposer is not None
+        proposal, cand = self.proposer.propose()
+        return self._ask_fixed(cand, "search", proposal), cand, "search"
 
     def ask_next(self) -> None:
         """Ask one trial and launch, dedupe or park it."""
@@ -367,13 +399,16 @@ class Driver:
                 self.finished[key] = other
             elif other is not None:  # another live driver trains this network now
                 self.streak += 1
+                self._drop(trial)
                 self.foreign.setdefault(other.number, (other, []))[1].append(trial)
                 return
         if key in self.finished:
             self.streak += 1
+            self._drop(trial)
             self._tell_duplicate(trial, self.finished[key], cand)
         elif key in self.by_key:
             self.streak += 1
+            self._drop(trial)
             self.waiting_dups.setdefault(key, []).append(trial)
         else:
             self.streak = 0
@@ -466,6 +501,7 @@ class Driver:
             elif self._trained(t):
                 self.seen_ids.add(rec.candidate.id)
                 self.finished.setdefault(self.key(rec.candidate), t)
+                self._learn(t)
         self.foreign_busy = busy
 
     def _poll_foreign(self) -> None:
@@ -478,6 +514,7 @@ class Driver:
             del self.foreign[number]
             if self._trained(now):
                 self.finished[self._key_of(now) or ""] = now
+                self._learn(now)
                 for trial in mine:
                     self._tell_duplicate(trial, now, TrialRecord.read(trial).candidate)
                 continue
@@ -674,6 +711,8 @@ class Driver:
             rec.weights = self.keep_weights(run.key, results)
         trial = run.trial
         frozen = self._tell(trial, rec, values if status == "complete" else None, _STATE[status])
+        if self.proposer is not None and run.role == "search":
+            self.proposer.tell(trial.number, run.cand, values, _STATE[status])
         del self.running[trial.number]
         self.by_key.pop(run.key, None)
         if not rec.retryable:

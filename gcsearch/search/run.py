@@ -37,7 +37,6 @@ from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
 from gcsearch.search.record import count_line, counts
-from gcsearch.search.sampling import make_sampler
 from gcsearch.search.space import Space, load_space
 from gcsearch.search.storage import (
     STORAGE_FILE,
@@ -259,7 +258,10 @@ def search(
     }
     store, where = open_storage(run_dir, storage)
     with driver_lock(run_dir), contextlib.ExitStack() as stack:
-        study = open_study(space, store, where, name, resume, make_sampler(space, n_trials), attrs)
+        # never consulted: every trial is enqueued with its candidate's parameters, and the
+        # proposals come from the driver's own sampler study (sampling.SamplerStudy)
+        idle = optuna.samplers.RandomSampler(seed=space.search.sampler_seed)
+        study = open_study(space, store, where, name, resume, idle, attrs)
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs

@@ -7,9 +7,10 @@ over candidates (the conditional encoding gave each 1x1 candidate the mass of al
 bottleneck siblings together). A space with several ``[[axes]]`` grids first suggests
 ``grid``. ``candidate_params`` inverts the suggestion so a known candidate can be enqueued.
 
-Optuna's samplers see only searched, trained trials (``SearchOnly``): reference rows carry no
-axis parameters and would empty the intersection search space of multivariate TPE, GPSampler
-and NSGA-II and count toward ``n_startup_trials``; duplicates would count a network twice.
+Optuna's samplers propose from a study of their own (``SamplerStudy``) that holds only the
+searched networks: reference rows carry no axis parameters and would empty the intersection
+search space of multivariate TPE, GPSampler and NSGA-II and count toward ``n_startup_trials``;
+duplicates would count a network twice.
 """
 
 from __future__ import annotations
@@ -137,76 +138,84 @@ def is_search_trial(t: FrozenTrial) -> bool:
     return rec.role == "search" and not rec.is_duplicate
 
 
-class _SearchView:
-    """A study as a sampler should see it: only searched, non-duplicate trials.
+class SamplerStudy:
+    """A private in-memory study that an Optuna sampler proposes from.
 
-    Optuna's samplers read trials through ``Study._get_trials`` (private) and
-    ``Study.get_trials``; ``tests/search/test_sampling.py`` fails loudly if that changes.
+    It holds one trial per searched network of the search (never a reference row, never a
+    duplicate), in the order the search asked them, through public API only: a proposal is
+    ``ask`` + ``suggest_candidate``; a candidate the driver chose itself (a retry, a grid or
+    ``ehvi`` pick, the duplicate-streak fallback, another driver's network, a resumed
+    search's history) is ``enqueue_trial`` + ``ask``; results are ``tell``. A sampler thus
+    sees a real study whose trial numbers, states and generations keep Optuna's invariants
+    (a filtered view of the search's own study broke NSGA-II in Optuna 5, which indexes
+    ``trials[trial.number]``). Each trial is bound to the number of the search's trial it
+    stands for.
     """
 
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return [t for t in self._study._get_trials(*args, **kwargs) if is_search_trial(t)]
-
-    def get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        return [t for t in self._study.get_trials(*args, **kwargs) if is_search_trial(t)]
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-
-class SearchOnly(BaseSampler):
-    """Wraps an Optuna sampler so it sees searched trials only (see ``_SearchView``)."""
-
-    def __init__(self, base: BaseSampler) -> None:
-        self.base = base
-
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, Any]:
-        return self.base.infer_relative_search_space(_SearchView(study), trial)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]
-    ) -> dict[str, Any]:
-        return self.base.sample_relative(_SearchView(study), trial, search_space)
-
-    def sample_independent(
-        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
-    ) -> Any:
-        return self.base.sample_independent(
-            _SearchView(study), trial, param_name, param_distribution
+    def __init__(self, space: Space, sampler: BaseSampler) -> None:
+        self.space = space
+        self.study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(),
+            sampler=sampler,
+            directions=space.directions(),
         )
+        self.bound: dict[int, optuna.Trial] = {}  # search trial number -> open trial here
+        self.told: set[int] = set()  # search trial numbers already mirrored
 
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.base.before_trial(_SearchView(study), trial)
+    def propose(self) -> tuple[optuna.Trial, Candidate]:
+        """The sampler's next candidate; bind the trial with ``bind`` once it has a number."""
+        trial = self.study.ask()
+        return trial, suggest_candidate(trial, self.space)
 
-    def after_trial(
+    def fixed(self, cand: Candidate) -> optuna.Trial:
+        """A trial for a candidate chosen outside the sampler (its parameters enqueued)."""
+        self.study.enqueue_trial(candidate_params(self.space, cand))
+        trial = self.study.ask()
+        suggest_candidate(trial, self.space)  # records the fixed parameters on the trial
+        return trial
+
+    def bind(self, number: int, trial: optuna.Trial) -> None:
+        self.bound[number] = trial
+
+    def drop(self, number: int) -> None:
+        """The search's trial ``number`` is a duplicate (or parked on another trial of its
+        network): its proposal is told failed, which no sampler learns from."""
+        trial = self.bound.pop(number, None)
+        if trial is not None:
+            self.study.tell(trial, None, state=TrialState.FAIL)
+
+    def tell(
         self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        state: TrialState,
+        number: int,
+        cand: Candidate,
         values: Sequence[float] | None,
+        state: TrialState,
     ) -> None:
-        self.base.after_trial(_SearchView(study), trial, state, values)
+        """Mirror the result of the search's trial ``number`` (once)."""
+        if number in self.told:
+            return
+        self.told.add(number)
+        trial = self.bound.pop(number, None) or self.fixed(cand)
+        if state == TrialState.COMPLETE and values is not None:
+            self.study.tell(trial, list(values))
+        else:  # a COMPLETE trial without values cannot be told: no sampler learns from it
+            done = TrialState.FAIL if state == TrialState.COMPLETE else state
+            self.study.tell(trial, None, state=done)
 
-    def reseed_rng(self) -> None:
-        self.base.reseed_rng()
+    def learn(self, t: FrozenTrial) -> None:
+        """Mirror a finished trial of the search's study if a sampler should see it."""
+        rec = TrialRecord.read(t)
+        if t.state.is_finished() and rec.candidate is not None and is_search_trial(t):
+            self.tell(t.number, rec.candidate, t.values, t.state)
 
 
 class _NSGAII(NSGAIISampler):
-    """NSGA-II that gives an enqueued trial (the duplicate-streak fallback) a generation."""
+    """NSGA-II that gives an enqueued trial a generation too (Optuna assigns one only when a
+    trial samples a parameter, and an enqueued trial's are all fixed)."""
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         super().before_trial(study, trial)
-        if TrialRecord.read(trial).role == "search":
-            self.get_trial_generation(study, trial)
+        self.get_trial_generation(study, trial)
 
 
 #: Strategies ``make_sampler`` builds from Optuna; ``grid`` and ``ehvi`` are the driver's.
@@ -214,24 +223,22 @@ OPTUNA_SAMPLERS = ("nsga2", "tpe", "random")
 
 
 def make_sampler(space: Space, n_trials: int) -> BaseSampler:
-    """The Optuna sampler for ``nsga2``/``tpe``/``random``; a random one (never consulted for
-    a proposal) for the driver's own strategies, ``grid`` and ``ehvi``."""
+    """The Optuna sampler a ``SamplerStudy`` proposes from for ``nsga2``/``tpe``/``random``
+    (a random one for any other name)."""
     s = space.search
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if s.sampler == "nsga2":
             pop = s.population or max(4, min(50, math.ceil(n_trials / 4)))
-            return SearchOnly(_NSGAII(population_size=pop, seed=s.sampler_seed))
+            return _NSGAII(population_size=pop, seed=s.sampler_seed)
         if s.sampler == "tpe":
-            return SearchOnly(
-                TPESampler(
-                    multivariate=True,
-                    constant_liar=True,
-                    n_startup_trials=max(4, min(10, n_trials // 4)),
-                    seed=s.sampler_seed,
-                )
+            return TPESampler(
+                multivariate=True,
+                constant_liar=True,
+                n_startup_trials=max(4, min(10, n_trials // 4)),
+                seed=s.sampler_seed,
             )
-    return SearchOnly(RandomSampler(seed=s.sampler_seed))
+    return RandomSampler(seed=s.sampler_seed)
 
 
 def preset_block(preset: str) -> BlockSpec | None:
@@ -254,7 +261,7 @@ def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
 
 __all__ = [
     "OPTUNA_SAMPLERS",
-    "SearchOnly",
+    "SamplerStudy",
     "axis_values",
     "block_from_token",
     "candidate_params",

@@ -277,3 +277,29 @@ def test_every_shipped_space_loads_with_a_known_task() -> None:
     for name in names:
         space = load_space(ROOT / "spaces" / f"{name}.toml")
         assert space.task in TASKS and space.candidates(), name
+
+
+@pytest.mark.parametrize("strategy", ["ehvi", "nsga2", "tpe", "random", "grid"])
+def test_every_strategy_runs_a_real_search_and_resumes(tmp_path: Path, strategy: str) -> None:
+    """Each strategy against the installed Optuna: a real (smoke-budget) search of 3 networks
+    over 8 candidates, then a resume to 5 that rebuilds the sampler's study from the stored
+    trials (NSGA-II with a population of 2, so it breeds across generations); every network
+    is trained once and the search's trials carry their parameters."""
+    path = tiny_space(tmp_path, sampler=strategy, n_trials="3", fidelity=False)
+    text = path.read_text().replace('stages = ["c4"]', 'stages = ["c4", "c5"]')
+    path.write_text(text.replace("parallel = 2", "parallel = 2\npopulation = 2"))
+    space = load_space(path)
+    run = tmp_path / "run"
+    kwargs = {"smoke": True, "progress": False, "export": False}
+    search(space, run, executor=InlineExecutor(parallel=2), **kwargs)
+    more = space.with_overrides(n_trials=5)
+    search(more, run, resume=True, executor=InlineExecutor(parallel=2), **kwargs)
+    study = _study(run)
+    trained = trained_per_candidate(study)
+    assert set(trained.values()) == {1}
+    searched = [TrialRecord.read(t) for t in study.trials if TrialRecord.read(t).role == "search"]
+    assert len({r.network for r in searched if r.trained}) == 5
+    for t in study.trials:
+        rec = TrialRecord.read(t)
+        if rec.role == "search" and rec.candidate is not None:
+            assert t.params == candidate_params(space, rec.candidate)
