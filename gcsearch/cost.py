@@ -257,6 +257,13 @@ def count_cost(
     return Cost(params=model[0], macs=model[1], base_params=base[0], base_macs=base[1])
 
 
+def clear_caches() -> None:
+    """Forget every counted cost in this process (a cold count, for ``gcsearch bench flops``)."""
+    for cache in (_model_cost, _base_and_sites, _sites):
+        cache.cache_clear()
+    _BLOCK_COSTS.clear()
+
+
 @contextlib.contextmanager
 def _no_init() -> Iterator[None]:
     """``torch.nn.init`` turned off while modules are built: for counting only (shapes and
@@ -404,7 +411,7 @@ def table_costs(
     return out
 
 
-def _flops_candidates(
+def flops_candidates(
     texts: Sequence[str], placement: Placement | None, backbone: str
 ) -> list[Candidate]:
     """Given ids, or every preset. A bare block or preset takes ``placement``; without one a
@@ -437,7 +444,7 @@ def run_flops(args: argparse.Namespace) -> int:
     if side < 1 or num_classes < 1:
         raise UserError(f"--input {side} / --num-classes {num_classes}: both must be >= 1")
     placement = Placement.parse(args.placement) if args.placement else None
-    candidates = _flops_candidates(args.candidates, placement, args.backbone)
+    candidates = flops_candidates(args.candidates, placement, args.backbone)
     for cand in candidates:
         validate_placement(cand, args.backbone)
     shape = (3, side, side)
@@ -514,48 +521,4 @@ def run_flops(args: argparse.Namespace) -> int:
         )
     for note in notes:
         console.print(note, style="dim", highlight=False)
-    return 0
-
-
-def bench_flops(args: argparse.Namespace) -> int:
-    """``gcsearch bench flops``: the default ``flops`` table's time against one baseline trace.
-
-    Interleaved ``--repeats`` times with every cache cleared, so each figure is a cold run;
-    prints the medians and their ratio (the target is <= 2 baseline traces).
-    """
-    import statistics
-    import time
-
-    backbone = args.backbone or "resnet50"
-    spec = get_backbone(backbone)
-    side = spec.input_size if getattr(args, "input", None) is None else args.input
-    shape = (3, side, side)
-    torch.set_num_threads(max(1, int(args.threads)))
-    candidates = _flops_candidates([], None, backbone)
-
-    def cold() -> None:
-        for cache in (_model_cost, _base_and_sites, _sites):
-            cache.cache_clear()
-        _BLOCK_COSTS.clear()
-
-    base_s, table_s = [], []
-    repeats = 1 if args.smoke else max(1, args.repeats)
-    for _ in range(repeats):
-        cold()
-        start = time.perf_counter()
-        _model_cost(Candidate.none(), backbone, shape, spec.num_classes, 8, "pytorch")
-        base_s.append(time.perf_counter() - start)
-        cold()
-        start = time.perf_counter()
-        table_costs(candidates, backbone, shape, num_classes=spec.num_classes)
-        table_s.append(time.perf_counter() - start)
-    b, t = statistics.median(base_s), statistics.median(table_s)
-    print(f"gcsearch bench flops: {backbone} at 3x{side}x{side}, {len(candidates)} preset rows "
-          f"+ baseline, {torch.get_num_threads()} torch thread(s), {repeats} cold repeat(s)")
-    def runs(values: list[float]) -> str:
-        return ", ".join(f"{v:.2f}" for v in values)
-
-    print(f"  one baseline trace : {b:.2f} s (median; all: {runs(base_s)})")
-    print(f"  whole flops table  : {t:.2f} s (median; all: {runs(table_s)})")
-    print(f"  table / baseline   : {t / b:.2f} baseline traces (target <= 2)")
     return 0

@@ -2,7 +2,7 @@
 
 ``postgres_url``: the URL of a PostgreSQL server for the ``db``-marked tests. It is
 ``$GCSEARCH_TEST_POSTGRES`` when set (an existing server), else a throwaway server on
-127.0.0.1 started on first use (``gcsearch.search.pgtemp``) and stopped when the session ends,
+127.0.0.1 started on first use (``gcsearch.testing.postgres``) and stopped when the session ends,
 whether the tests passed or not. Where none can be started, every db test skips with the same
 one-line reason.
 """
@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left() -> Iterator[None]:
+    """No test leaves a local Ray running for the next one."""
+    yield
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +34,7 @@ def postgres_url() -> Iterator[str]:
     if given:
         yield given
         return
-    from gcsearch.search.pgtemp import PostgresUnavailable, throwaway_postgres
+    from gcsearch.testing.postgres import PostgresUnavailable, throwaway_postgres
 
     stack = contextlib.ExitStack()
     try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gcsearch.cli import main
-from gcsearch.cost import _flops_candidates, count_cost, table_costs
+from gcsearch.cost import count_cost, flops_candidates, table_costs
 from gcsearch.spec import Candidate, Placement
 
 torch.set_num_threads(1)
@@ -21,7 +21,7 @@ def _check(candidates: list[Candidate], backbone: str, shape: tuple[int, int, in
 
 
 def test_every_preset_on_a_cifar_resnet_matches_the_full_count() -> None:
-    cands = [Candidate.none(), *_flops_candidates([], None, "resnet20")]
+    cands = [Candidate.none(), *flops_candidates([], None, "resnet20")]
     _check(cands, "resnet20", (3, 32, 32), num_classes=10)
 
 
@@ -35,7 +35,7 @@ def test_searched_blocks_and_placements_match_on_a_cifar_resnet() -> None:
 @pytest.mark.parametrize(("layout", "picks"), [("pytorch", ("gc", "nl-embedded", "cbam")),
                                                ("caffe", ("gc",))])
 def test_presets_on_resnet50_match_the_full_count(layout: str, picks: tuple[str, ...]) -> None:
-    cands = [c for c in _flops_candidates([], None, "resnet50") if c.preset in picks]
+    cands = [c for c in flops_candidates([], None, "resnet50") if c.preset in picks]
     assert len(cands) == len(picks)
     if layout == "pytorch":  # every stage, density all; and one block after the add
         cands += [Candidate.parse("avg-r16-mul@after_1x1:c2c3c4c5"),
@@ -44,7 +44,7 @@ def test_presets_on_resnet50_match_the_full_count(layout: str, picks: tuple[str,
 
 
 def test_a_placement_flag_applies_to_the_fast_table_too() -> None:
-    cands = _flops_candidates(["gc", "se"], Placement.parse("after_add:c5:last"), "resnet20")
+    cands = flops_candidates(["gc", "se"], Placement.parse("after_add:c5:last"), "resnet20")
     _check(cands, "resnet20", (3, 32, 32), num_classes=10)
 
 

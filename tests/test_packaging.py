@@ -142,7 +142,7 @@ def _lock() -> dict[str, str]:
     return pins
 
 
-def tested_versions_line() -> str:
+def _versions_line() -> str:
     """The README's tested-versions line, made from constraints.txt and its header."""
     pins = _lock()
     header = (ROOT / "constraints.txt").read_text().splitlines()[1]
@@ -161,5 +161,5 @@ def test_the_lock_pins_every_dependency_and_the_readme_says_which() -> None:
         assert name in pins, f"{name} is not pinned in constraints.txt (make lock)"
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- tested-versions", 1)[1].split("<!-- /tested-versions -->")[0]
-    assert block.splitlines()[1] == tested_versions_line()
+    assert block.splitlines()[1] == _versions_line()
     assert "constraints.txt" in (ROOT / "Makefile").read_text()

@@ -1,9 +1,9 @@
-"""Analyses of trained models and of the proxies themselves.
+"""Analyses of trained models and of a search's budgets (a proxy task's own seed spread is a
+benchmark: ``gcsearch.bench.proxy``).
 
-``proxy`` (``gcsearch bench proxy``): seed spread, solved/unsolved modes, minimum detectable
-difference and split-seed ranking agreement of a proxy task. ``nl`` (``gcsearch analyze nl``):
-GCNet's Table 1, query-independence of Non-local attention. ``fidelity`` (``gcsearch analyze
-fidelity``): rank agreement of candidates between a cheap and a full budget.
+``nl`` (``gcsearch analyze nl``): GCNet's Table 1, query-independence of Non-local attention.
+``fidelity`` (``gcsearch analyze fidelity``): rank agreement of candidates between a cheap and a
+full budget.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def _means(table: pd.DataFrame, seeds: Sequence[int]) -> tuple[np.ndarray, np.nd
 
 
 def _front(top1: np.ndarray, costs: np.ndarray) -> set[int]:
-    from gcsearch.report.pareto import pareto_front
+    from gcsearch.pareto import pareto_front
 
     pts = np.column_stack([top1, costs]) if costs.size else top1.reshape(-1, 1)
     senses = ["max"] + ["min"] * (pts.shape[1] - 1)

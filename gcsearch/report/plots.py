@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from gcsearch.report.pareto import pareto_front
-from gcsearch.report.render import _si
 from gcsearch.report.tables import AXES, Report, seed_values, stopped_rows, with_stats
+from gcsearch.units import si
 
 #: Searched points get a text label when the plot holds at most this many (front always).
 LABEL_ALL_UP_TO = 30
@@ -135,7 +135,7 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
         ax.annotate(",".join(names), key, textcoords="offset points", xytext=(-4, -13),
                     fontsize=7, color="tab:red", ha="center")
     where = report.study.get("backbone", "the backbone")
-    ax.set_xlabel(f"MACs the blocks add to {where} ({_si(base)} MACs without blocks), {unit}")
+    ax.set_xlabel(f"MACs the blocks add to {where} ({si(base)} MACs without blocks), {unit}")
     ax.set_ylabel("top-1 % (mean over seeds; bars: 95 % CI if n ≥ 2, cut at 100)")
     ax.set_title(f"{report.study.get('name', '')}: accuracy vs added MACs")
     ax.grid(alpha=0.3)
@@ -144,7 +144,7 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
     marks = sorted({float(params.min()), float(params.median()), float(params.max())})
     handles = [ax.scatter([], [], s=float(area(np.float64(p))), c="0.65", edgecolors="0.3")
                for p in marks]
-    ax.legend(handles, [f"{_si(p)} params" for p in marks], title="marker area",
+    ax.legend(handles, [f"{si(p)} params" for p in marks], title="marker area",
               loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=7, title_fontsize=7,
               labelspacing=1.2, borderpad=0.9)
     return fig
@@ -249,7 +249,7 @@ def _delta_figure(table: pd.DataFrame, title: str, against: str, plt: Any) -> An
     )
     ax.scatter(x, table["delta.mean"].fillna(0), c=colors, s=50, zorder=3)
     labels = [
-        f"{v}\n+{_si(m)} MACs"
+        f"{v}\n+{si(m)} MACs"
         for v, m in zip(table["value"], table["cost.block_macs"], strict=True)
     ]
     ax.set_xticks(x, labels, fontsize=8)

@@ -21,19 +21,10 @@ from gcsearch.report.tables import Report, with_stats
 from gcsearch.report.verdict import no_block_verdict
 from gcsearch.search.record import DUPLICATE_OF, count_line
 from gcsearch.spec import PRESETS
+from gcsearch.units import si
 
 #: Rows of the all-candidates table printed in a terminal (files always hold every row).
 TERMINAL_ROWS = 40
-
-
-def _si(value: Any) -> str:
-    if value is None or pd.isna(value):
-        return "–"
-    v = float(value)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}" if abs(v) / scale < 100 else f"{v / scale:.0f}{unit}"
-    return f"{v:.0f}"
 
 
 def _pm(mean: float, half: float, signed: bool = False, star: bool = False) -> str:
@@ -63,8 +54,8 @@ def _common_columns(t: pd.DataFrame, delta_name: str) -> dict[str, list[str]]:
             top1[i] += f" (pruned, epoch {r['fidelity.epochs']}/{r['fidelity.max_epochs']})"
             delta[i] = "pruned"
     return {
-        "params": [_si(v) for v in t["cost.params"]],
-        "MACs": [_si(v) for v in t["cost.macs"]],
+        "params": [si(v) for v in t["cost.params"]],
+        "MACs": [si(v) for v in t["cost.macs"]],
         "top-1 % (95% CI)": top1,
         "seeds": [str(int(n)) for n in t["top1.n"]],
         delta_name: delta,
@@ -79,8 +70,8 @@ def _display_front(report: Report) -> pd.DataFrame:
         **_common_columns(t, "_"),
     }
     cols.pop("_")
-    cols["block params"] = [_si(v) for v in t["cost.block_params"]]
-    cols["block MACs"] = [_si(v) for v in t["cost.block_macs"]]
+    cols["block params"] = [si(v) for v in t["cost.block_params"]]
+    cols["block MACs"] = [si(v) for v in t["cost.block_macs"]]
     cols["trial"] = [
         str(v) if pd.isna(d) else f"{v} (= {d}: same network)"  # answered from trial d
         for v, d in zip(t["trial"], t[DUPLICATE_OF], strict=True)
@@ -145,9 +136,9 @@ def _display_candidates(report: Report) -> pd.DataFrame:
         "candidate": list(t["spec.id"]),
         "kind": list(t["spec.kind"]),
         "front": [f"#{ranks[v]}" if v in ranks else "" for v in t["trial"]],
-        "params": [_si(v) for v in t["cost.params"]],
-        "MACs": [_si(v) for v in t["cost.macs"]],
-        "block MACs": [_si(v) for v in t["cost.block_macs"]],
+        "params": [si(v) for v in t["cost.params"]],
+        "MACs": [si(v) for v in t["cost.macs"]],
+        "block MACs": [si(v) for v in t["cost.block_macs"]],
     }
     lat = latency_column(t)
     if lat:
@@ -199,7 +190,7 @@ def _display_problems(report: Report) -> pd.DataFrame:
 
 
 def _box(point: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} {_si(v) if k != 'top1' else f'{v:g} %'}" for k, v in point.items())
+    return ", ".join(f"{k} {si(v) if k != 'top1' else f'{v:g} %'}" for k, v in point.items())
 
 
 def _summary_lines(report: Report) -> list[str]:
@@ -207,7 +198,7 @@ def _summary_lines(report: Report) -> list[str]:
     counts = frame["status"].value_counts()
     status = ", ".join(f"{counts[k]} {k}" for k in counts.index)
     ref = ", ".join(
-        f"{k} {_si(v) if k != 'top1' else f'{v:g} %'}" for k, v in report.reference_point.items()
+        f"{k} {si(v) if k != 'top1' else f'{v:g} %'}" for k, v in report.reference_point.items()
     )
     source = (
         "recorded by the search"

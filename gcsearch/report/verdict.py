@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def _si(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
+from gcsearch.units import si
 
 
 def no_block_verdict(rows: pd.DataFrame, front: pd.DataFrame) -> str | None:
@@ -32,7 +27,7 @@ def no_block_verdict(rows: pd.DataFrame, front: pd.DataFrame) -> str | None:
     return (
         f"{head} is at least as good as each of the {len(blocks)} complete block candidates "
         f"in every objective (the most accurate, {best['spec.id']}, reached "
-        f"{float(best['metric.top1_mean']):.2f} % for +{_si(float(best['cost.block_macs']))} "
+        f"{float(best['metric.top1_mean']):.2f} % for +{si(float(best['cost.block_macs']))} "
         "MACs); no block is exported"
     )
 

@@ -37,6 +37,7 @@ from gcsearch.errors import UserError
 from gcsearch.report.stats import NO_INTERVAL, Diff, compare, holm
 from gcsearch.report.tables import ALPHA, Report, seed_map, stopped_rows
 from gcsearch.spec import Candidate
+from gcsearch.units import si
 
 AGREE, DISAGREE, CANT_TELL, NOT_IN_RUN = (
     "agree",
@@ -252,13 +253,6 @@ def _fmt(mean: float, half: float) -> str:
     return f"{mean:.2f}" + (f" ± {half:.2f}" if math.isfinite(half) else "")
 
 
-def _si(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.0f}"
-
-
 def fidelity_text(fidelity: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """"proxy fidelity: Kendall τ 0.80 [0.60, 0.93] (...)" from ``analyze fidelity --json``."""
     if not fidelity or "kendall_tau" not in fidelity:
@@ -317,7 +311,7 @@ def _compare_verdict(
         cost_ok = (ca < cb) if known else None
         ratio = f" ({ca / cb:.2f}×)" if known and cb else ""
         what = c.cost.replace("_", " ")
-        cost_line = (f"; {what} {_si(ca)} vs {_si(cb)}{ratio}" if known
+        cost_line = (f"; {what} {si(ca)} vs {si(cb)}{ratio}" if known
                      else f"; {what} not recorded")
 
     def finish(p_holm: float) -> tuple[str, str]:

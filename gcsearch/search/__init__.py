@@ -3,8 +3,8 @@
 (``run``: set-up, provenance, outputs, CLI), candidates <-> Optuna parameters and samplers
 (``sampling``), the default strategy (``strategy``: expected hypervolume improvement), Ray
 execution (``executor``, the only module that imports ray), one trial (``trial``),
-successive-halving ranking (``fidelity``), the live display (``display``), executors without
-Ray (``local``), the exhaustive table (``table``) and the benchmarks (``bench``).
+successive-halving ranking (``fidelity``), the live display (``display``) and an executor
+without Ray (``local``). The engine only: benchmarks live in ``gcsearch.bench``.
 
 Submodules load lazily so ``import gcsearch.search`` stays cheap.
 """

@@ -27,17 +27,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from gcsearch.units import si
+
 #: Piped output: a status line at least this often (seconds) while trials run.
 HEARTBEAT_S = 60.0
-
-
-def _si(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g}{unit}"
-    return f"{value:.0f}"
 
 
 def _clock(seconds: float) -> str:
@@ -136,7 +129,7 @@ class Progress:
         for row in self.front[:10]:
             table.add_row(row["id"], *(f"{row[o]:.2f}" if o.startswith(("top1", "loss"))
                                        else f"{row[o]:.3g}" if o.startswith("latency")
-                                       else _si(row[o]) for o in self.objectives))
+                                       else si(row[o]) for o in self.objectives))
         running = Text("running: " + (", ".join(self.running[:6]) or "-")
                        + (" ..." if len(self.running) > 6 else ""), style="dim")
         parts: list[Any] = [head, bar, Text(self.summary()), running, table]

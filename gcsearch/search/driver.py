@@ -48,6 +48,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.pareto import pareto_front
 from gcsearch.search.display import Display
 from gcsearch.search.fidelity import rank_rung, rung_vector
 from gcsearch.search.record import TrialRecord
@@ -803,13 +804,8 @@ class Driver:
         ]
         if not rows:
             return
-        signs = [-1.0 if objective(o)[1] == "max" else 1.0 for o in self.space.objectives]
-        pts = [[v * s for v, s in zip(vals, signs, strict=True)] for _, vals in rows]
-        front = [
-            i
-            for i, p in enumerate(pts)
-            if not any(all(a <= b for a, b in zip(q, p, strict=True)) and q != p for q in pts)
-        ]
+        senses = [objective(o)[1] for o in self.space.objectives]
+        front = pareto_front([vals for _, vals in rows], senses)
         names = list(self.space.objectives)
         table = [{"id": rows[i][0], **dict(zip(names, rows[i][1], strict=True))} for i in front]
         self.display.progress.front = sorted(

@@ -19,59 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from gcsearch.pareto import nsga_order
 from gcsearch.search.space import objective
 
 Vector = tuple[float, ...]
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """``a`` is no worse than ``b`` everywhere and better somewhere (minimisation)."""
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
-        x < y for x, y in zip(a, b, strict=True)
-    )
-
-
-def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
-    """Front index of every point (0 = non-dominated), by repeated peeling (minimisation)."""
-    n = len(points)
-    beaten_by = [[j for j in range(n) if dominates(points[j], points[i])] for i in range(n)]
-    ranks = [-1] * n
-    level, left = 0, set(range(n))
-    while left:
-        front = [i for i in left if not any(j in left for j in beaten_by[i])]
-        for i in front:
-            ranks[i] = level
-        left -= set(front)
-        level += 1
-    return ranks
-
-
-def crowding_distances(points: Sequence[Sequence[float]]) -> list[float]:
-    """NSGA-II crowding distance of each point within ``points`` (boundaries are infinite)."""
-    n = len(points)
-    if n <= 2:
-        return [math.inf] * n
-    dist = [0.0] * n
-    for m in range(len(points[0])):
-        order = sorted(range(n), key=lambda i: points[i][m])
-        lo, hi = points[order[0]][m], points[order[-1]][m]
-        dist[order[0]] = dist[order[-1]] = math.inf
-        if hi == lo:
-            continue
-        for a, i, b in zip(order, order[1:], order[2:], strict=False):
-            dist[i] += (points[b][m] - points[a][m]) / (hi - lo)
-    return dist
-
-
-def nsga_order(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices best first: front, then crowding distance (desc), then the first objective."""
-    ranks = nondominated_ranks(points)
-    crowd = [0.0] * len(points)
-    for level in set(ranks):
-        members = [i for i, r in enumerate(ranks) if r == level]
-        for i, d in zip(members, crowding_distances([points[i] for i in members]), strict=True):
-            crowd[i] = d
-    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowd[i], points[i][0], i))
 
 
 def rung_vector(objectives: Sequence[str], metrics: Mapping[str, float]) -> Vector:
@@ -102,11 +53,4 @@ def rank_rung(
     return ranked, max(1, len(ranked) // eta)
 
 
-__all__ = [
-    "crowding_distances",
-    "dominates",
-    "nondominated_ranks",
-    "nsga_order",
-    "rank_rung",
-    "rung_vector",
-]
+__all__ = ["rank_rung", "rung_vector"]

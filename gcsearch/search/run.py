@@ -45,8 +45,7 @@ from gcsearch.search.storage import (
     open_study,
     space_fingerprint,
 )
-from gcsearch.search.table import resolve_budget
-from gcsearch.search.trial import seed_weights_path
+from gcsearch.search.trial import resolve_budget, seed_weights_path
 from gcsearch.spec import Candidate
 
 

@@ -226,7 +226,7 @@ class _GP:
 
 
 def _hv(points: np.ndarray) -> float:
-    from gcsearch.report.pareto import hypervolume
+    from gcsearch.pareto import hypervolume
 
     if len(points) == 0:
         return 0.0

@@ -19,11 +19,14 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
 from gcsearch.tasks import DEFAULT_TASK
+
+if TYPE_CHECKING:
+    from gcsearch.search.space import Space
 
 #: ``stop_check(epoch, metrics) -> stop?``; metrics hold top1, loss and the cost fields.
 StopCheck = Callable[[int, dict[str, float]], bool]
@@ -195,4 +198,26 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["SMOKE_BUDGET", "Job", "StopCheck", "make_budget", "run_job", "seed_weights_path"]
+
+
+def resolve_budget(
+    space: Space, smoke: bool = False
+) -> tuple[dict[str, Any], tuple[int, ...], int]:
+    """Full budget dict, input shape and number of classes of the space's task."""
+    from gcsearch.tasks import get_task
+
+    task = get_task(space.task, space.data) if space.data else get_task(space.task)
+    overrides = {**space.budget, **(SMOKE_BUDGET if smoke else {})}
+    budget = dataclasses.asdict(make_budget(task, overrides))
+    return budget, tuple(task.input_shape), int(task.num_classes)
+
+
+__all__ = [
+    "SMOKE_BUDGET",
+    "Job",
+    "StopCheck",
+    "make_budget",
+    "resolve_budget",
+    "run_job",
+    "seed_weights_path",
+]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from gcsearch.bench.table import Table, _header
 from gcsearch.search.space import Space
-from gcsearch.search.table import Table, _header
 
 EPOCHS = 6
 

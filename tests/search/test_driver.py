@@ -11,8 +11,8 @@ from _bench_helpers import fake_table
 from _search_helpers import tiny_space
 from optuna.trial import TrialState
 
-from gcsearch.search.bench import BENCH_SPACE, found_networks, replay
-from gcsearch.search.local import TableExecutor
+from gcsearch.bench.search import BENCH_SPACE, found_networks, replay
+from gcsearch.bench.table import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
 from gcsearch.search.space import load_space

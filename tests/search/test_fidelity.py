@@ -7,14 +7,8 @@ import random
 
 import pytest
 
-from gcsearch.search.fidelity import (
-    crowding_distances,
-    dominates,
-    nondominated_ranks,
-    nsga_order,
-    rank_rung,
-    rung_vector,
-)
+from gcsearch.pareto import crowding_distances, dominates, nondominated_ranks, nsga_order
+from gcsearch.search.fidelity import rank_rung, rung_vector
 from gcsearch.search.space import Fidelity
 
 

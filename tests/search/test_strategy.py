@@ -11,7 +11,7 @@ from gcsearch.cost import count_cost
 from gcsearch.search.sampling import network_key
 from gcsearch.search.space import load_space, parse_space
 from gcsearch.search.strategy import hv_box, normalise, space_costs
-from gcsearch.search.table import resolve_budget
+from gcsearch.search.trial import resolve_budget
 
 MIXED = """
 name = "mixed"

@@ -1,6 +1,6 @@
-"""``gcsearch bench WHAT``: benchmarks that print measured figures (never assert timings).
+"""``gcsearch bench train``: the harness against a bare PyTorch loop.
 
-``train`` measures the harness overhead: the same model, data, batch size and optimizer run
+It measures the harness overhead: the same model, data, batch size and optimizer run
 through ``gcsearch.tasks.train.train`` and through a bare hand-written PyTorch loop, in
 interleaved pairs (harness, bare, bare, harness, ...) so drift in machine load hits both. It
 prints each run's training throughput (images/s over the optimisation steps only) and the
@@ -14,33 +14,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 from gcsearch.errors import UserError
-
-#: what -> "module:function" taking the parsed args (other benchmarks add a row here)
-BENCHES: dict[str, str] = {
-    "train": "gcsearch.bench:bench_train",
-    "search": "gcsearch.search.bench:run_bench_search",
-    "proxy": "gcsearch.analysis.proxy:run_bench_proxy",
-    "flops": "gcsearch.cost:bench_flops",
-    "storage": "gcsearch.search.bench_storage:run_bench_storage",
-}
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """Dispatch ``gcsearch bench WHAT`` through ``BENCHES``."""
-    if args.what not in BENCHES:
-        raise UserError(f"bench: {args.what!r} is not known (choose from {', '.join(BENCHES)})")
-    module, func = BENCHES[args.what].split(":")
-    bench: Callable[[argparse.Namespace], int | None] = getattr(
-        importlib.import_module(module), func
-    )
-    return int(bench(args) or 0)
 
 
 def bare_loop(

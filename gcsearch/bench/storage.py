@@ -18,7 +18,7 @@ drivers start together (a barrier) on one study. Reported per storage and number
 * **scales to** - the largest driver count whose trials/s still rose by at least 10 %.
 
 PostgreSQL: ``--postgres URL``, else a throwaway durable server on 127.0.0.1
-(``gcsearch.search.pgtemp``; ``--postgres nofsync``: the same without fsync, to see what
+(``gcsearch.testing.postgres``; ``--postgres nofsync``: the same without fsync, to see what
 durable commits cost). Figures print as a table and go to ``--out`` (a JSON file,
 default ``runs/bench-storage.json``).
 On a machine with fewer cores than drivers the drivers' own CPU time limits scaling too: the
@@ -224,7 +224,7 @@ def _where(kind: str, root: Path, postgres: str | None) -> Any:
     elif postgres and postgres != "nofsync":
         yield postgres
     else:
-        from gcsearch.search.pgtemp import throwaway_postgres
+        from gcsearch.testing.postgres import throwaway_postgres
 
         with throwaway_postgres(durable=postgres != "nofsync") as url:
             yield url

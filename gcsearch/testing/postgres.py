@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server on 127.0.0.1, for the ``db`` tests and ``gcsearch bench storage``.
+"""A throwaway PostgreSQL server on 127.0.0.1, for tests of a shared study and ``bench storage``.
 
 Runs the server's own tools (``initdb``, ``pg_ctl``) on a fresh data directory in a temporary
 folder, with trust authentication, a free port and its socket in that folder, and removes it all

@@ -45,13 +45,12 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
+from gcsearch.bench.table import Table, TableExecutor, build_table, load_table
 from gcsearch.errors import UserError
-from gcsearch.search.local import TableExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
 from gcsearch.search.space import Space, load_space, objective, parse_space
 from gcsearch.search.strategy import hv_box
-from gcsearch.search.table import Table, build_table, load_table
 from gcsearch.spaces import SPACES_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +106,7 @@ class Scorer:
     def hv(self, found: Mapping[str, float]) -> float:
         """Hypervolume fraction of the box for ``{network key: mean top-1}`` (searched
         networks only: reference rows score nothing)."""
-        from gcsearch.report.pareto import normalised_hypervolume
+        from gcsearch.pareto import normalised_hypervolume
 
         keep = set(self.searched)
         pts = [self.point(k, v) for k, v in found.items() if k in keep]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gcsearch.analysis.proxy import (
+from gcsearch.bench.proxy import (
     chance_line,
     modes,
     parse_budget,
@@ -75,7 +75,7 @@ def test_seeds_at_chance_are_counted_even_when_modes_miss_them() -> None:
 
 
 def test_recorded_command_leaves_out_where_output_went() -> None:
-    from gcsearch.analysis.proxy import _command
+    from gcsearch.bench.proxy import _command
 
     argv = ["bench", "proxy", "--task", "digits", "--out", "/tmp/x.json", "--resume", "--quiet"]
     assert _command([*argv, "--out=/tmp/y.json", "--seeds", "0-2"]) == (

@@ -11,7 +11,7 @@ was built for another task, budget, backbone or space.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 import os
@@ -24,23 +24,12 @@ from typing import Any
 
 from gcsearch.errors import UserError
 from gcsearch.pool import process_pool
+from gcsearch.search.local import InlineExecutor
 from gcsearch.search.space import Space
+from gcsearch.search.trial import Job, resolve_budget
 from gcsearch.spec import Candidate
 
 FORMAT = 1
-
-
-def resolve_budget(
-    space: Space, smoke: bool = False
-) -> tuple[dict[str, Any], tuple[int, ...], int]:
-    """Full budget dict, input shape and number of classes of the space's task."""
-    from gcsearch.search.trial import SMOKE_BUDGET, make_budget
-    from gcsearch.tasks import get_task
-
-    task = get_task(space.task, space.data) if space.data else get_task(space.task)
-    overrides = {**space.budget, **(SMOKE_BUDGET if smoke else {})}
-    budget = dataclasses.asdict(make_budget(task, overrides))
-    return budget, tuple(task.input_shape), int(task.num_classes)
 
 
 def networks(space: Space) -> dict[str, list[str]]:
@@ -269,4 +258,62 @@ def load_table(path: Path, space: Space, seeds: Sequence[int] | None = None) -> 
     return Table(header, results)
 
 
-__all__ = ["Table", "build_table", "fingerprint", "load_table", "networks", "resolve_budget"]
+
+
+class TableExecutor(InlineExecutor):
+    """The executor protocol answered from an exhaustive table: as tabular NAS benchmarks
+    (NAS-Bench-201, NATS-Bench) replay recorded learning curves, a rung run (``Job.stop_at``)
+    is the recorded history cut at the rung, since a run stopped there and a full run under one
+    seed and budget follow the same curve up to it (the learning-rate schedule depends on the
+    budget, not on where the run stops).
+
+Answers jobs from recorded full-budget results (``{candidate_id: {seed: result}}``).
+
+    ``epochs_trained`` and ``seconds_trained`` count what the replay charged; ``interrupt_after``
+    raises ``KeyboardInterrupt`` after that many answered jobs (to test interrupt and resume).
+    """
+
+    def __init__(
+        self,
+        table: Mapping[str, Mapping[int, Mapping[str, Any]]],
+        *,
+        parallel: int = 1,
+        interrupt_after: int | None = None,
+    ) -> None:
+        super().__init__(parallel=parallel)
+        self.results = table
+        self.epochs_trained = 0
+        self.seconds_trained = 0.0
+        self.answered = 0
+        self.interrupt_after = interrupt_after
+
+    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+        if not self._queue:
+            return []
+        if self.interrupt_after is not None and self.answered >= self.interrupt_after:
+            raise KeyboardInterrupt
+        job = self._queue.popleft()
+        try:
+            full = copy.deepcopy(dict(self.results[job.candidate_id][job.seed]))
+        except KeyError:
+            raise KeyError(f"no recorded result for {job.key}") from None
+        history = list(full.get("history") or [])
+        if job.stop_at is not None and full.get("status") == "complete":
+            history = [h for h in history if int(h["epoch"]) <= job.stop_at]
+            last = history[-1]
+            full.update(
+                status="pruned",
+                reason=f"stopped after epoch {job.stop_at}",
+                top1=last.get("val_top1"),
+                loss=last.get("val_loss"),
+                epochs=int(last["epoch"]),
+            )
+        full["history"] = history
+        full["candidate_id"] = job.candidate_id
+        self.epochs_trained += len(history)
+        self.seconds_trained += sum(float(r.get("seconds") or 0.0) for r in history)
+        self.answered += 1
+        return [(job, full)]
+
+
+__all__ = ["Table", "TableExecutor", "build_table", "fingerprint", "load_table", "networks"]

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from _bench_helpers import fake_table
 
-from gcsearch.errors import UserError
-from gcsearch.search.bench import (
+from gcsearch.bench.search import (
     BENCH_SPACE,
     Scorer,
     _mean_top1,
@@ -17,9 +16,10 @@ from gcsearch.search.bench import (
     replay,
     shuffled_table,
 )
+from gcsearch.bench.table import Table, load_table
+from gcsearch.errors import UserError
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.space import load_space
-from gcsearch.search.table import Table, load_table
 
 
 def _write(table: Table, path: Path, drop: int = 0) -> Path:

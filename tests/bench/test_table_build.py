@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gcsearch.bench.table import build_table, load_table
 from gcsearch.search.space import load_space
-from gcsearch.search.table import build_table, load_table
 
 SPACE = """
 name = "tiny-table"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gcsearch.bench.storage import scales_to
 from gcsearch.cli import main
-from gcsearch.search.bench_storage import scales_to
 
 
 def _rows(*rates: float) -> list[dict]:
