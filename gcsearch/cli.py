@@ -1,7 +1,7 @@
 """The ``gcsearch`` command line: one entry point, one subcommand per thing a user does.
 
 Argument parsing is cheap (no torch, ray or optuna import) so ``gcsearch --help`` answers at
-once; each subcommand imports what it needs and runs ``<module>.run_<command>(args)``.
+once; each command imports what it needs when it runs, through the one table ``COMMANDS``.
 Errors a user can cause (``UserError``) print one line and exit with code 2.
 """
 
@@ -11,24 +11,40 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import DEFAULT_TASK
 
-# subcommand -> module whose ``run_<subcommand>(args) -> int | None`` does the work
-_HANDLERS = {
-    "space": "gcsearch.search.space",
-    "flops": "gcsearch.cost",
-    "tasks": "gcsearch.tasks",
-    "train": "gcsearch.tasks.train",
-    "search": "gcsearch.search.run",
-    "report": "gcsearch.report",
-    "export": "gcsearch.export",
-    "bench": "gcsearch.bench",
-    "analyze": "gcsearch.analysis",
+#: Every command and the function that runs it with the parsed args (``bench`` and ``analyze``
+#: by their WHAT), as "module:function": the one place a command is registered, imported only
+#: when it runs so ``gcsearch --help`` stays cheap. ``build_parser`` adds each one's flags.
+COMMANDS: dict[str, str] = {
+    "search": "gcsearch.search.run:run_search",
+    "report": "gcsearch.report:run_report",
+    "export": "gcsearch.export:run_export",
+    "space": "gcsearch.search.space:run_space",
+    "flops": "gcsearch.cost:run_flops",
+    "tasks": "gcsearch.tasks:run_tasks",
+    "train": "gcsearch.tasks.train:run_train",
+    "bench train": "gcsearch.bench.train:run_bench_train",
+    "bench search": "gcsearch.bench.search:run_bench_search",
+    "bench proxy": "gcsearch.bench.proxy:run_bench_proxy",
+    "bench flops": "gcsearch.bench.flops:run_bench_flops",
+    "bench storage": "gcsearch.bench.storage:run_bench_storage",
+    "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
+    "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
+
+
+def handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int | None]:
+    """The function ``COMMANDS`` registers for the parsed command."""
+    key = args.command
+    if key in ("bench", "analyze"):
+        key = f"{key} {args.what}"
+    module, func = COMMANDS[key].split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _add_space(sub: argparse._SubParsersAction) -> None:
@@ -203,7 +219,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print measured figures")
-    p.add_argument("what", choices=("train", "search", "proxy", "flops", "storage"))
+    p.add_argument("what", choices=[k.split()[1] for k in COMMANDS if k.startswith("bench ")])
     f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
     f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
@@ -352,8 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_outputs(args)
-        module = importlib.import_module(_HANDLERS[args.command])
-        code = getattr(module, f"run_{args.command}")(args)
+        code = handler(args)(args)
     except UserError as exc:
         print(f"gcsearch {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,33 +8,7 @@ asserting timings).
 * ``flops`` (``flops.py``): the ``gcsearch flops`` table against one baseline trace;
 * ``storage`` (``storage.py``): trials/s of the study storages under concurrent drivers.
 
-The engine (``gcsearch.search``) never imports this package.
+The engine (``gcsearch.search``) never imports this package; ``gcsearch.cli.COMMANDS`` maps
+each ``WHAT`` to its ``run_bench_*`` function.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-from collections.abc import Callable
-
-from gcsearch.errors import UserError
-
-#: what -> "module:function" taking the parsed args (a new benchmark adds a row here)
-BENCHES: dict[str, str] = {
-    "train": "gcsearch.bench.train:bench_train",
-    "search": "gcsearch.bench.search:run_bench_search",
-    "proxy": "gcsearch.bench.proxy:run_bench_proxy",
-    "flops": "gcsearch.bench.flops:bench_flops",
-    "storage": "gcsearch.bench.storage:run_bench_storage",
-}
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """Dispatch ``gcsearch bench WHAT`` through ``BENCHES``."""
-    if args.what not in BENCHES:
-        raise UserError(f"bench: {args.what!r} is not known (choose from {', '.join(BENCHES)})")
-    module, func = BENCHES[args.what].split(":")
-    bench: Callable[[argparse.Namespace], int | None] = getattr(
-        importlib.import_module(module), func
-    )
-    return int(bench(args) or 0)

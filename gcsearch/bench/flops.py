@@ -12,7 +12,7 @@ import statistics
 import time
 
 
-def bench_flops(args: argparse.Namespace) -> int:
+def run_bench_flops(args: argparse.Namespace) -> int:
     """Interleaved ``--repeats`` times with every cache cleared, so each figure is a cold run;
     prints the medians and their ratio."""
     import torch

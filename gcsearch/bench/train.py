@@ -68,7 +68,7 @@ def bare_loop(
     return {"images_per_s": images / train_s, "wall_s": time.perf_counter() - start, "top1": top1}
 
 
-def bench_train(args: argparse.Namespace) -> int:
+def run_bench_train(args: argparse.Namespace) -> int:
     """Harness vs bare loop, interleaved; prints per-run figures and the median ratios."""
     import torch
 
