@@ -57,6 +57,41 @@ def fingerprint(space: Space, budget: Mapping[str, Any], seeds: Sequence[int]) -
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+#: Budget fields added after tables were first written, with the value every table written
+#: before the field existed was trained under: such a table reads as having recorded it.
+LEGACY_BUDGET: dict[str, Any] = {"optimizer": "sgd"}
+
+
+def mismatch(
+    header: Mapping[str, Any], space: Space, budget: Mapping[str, Any], seeds: Sequence[int]
+) -> list[str]:
+    """What differs between the table a header describes and the one ``space`` asks for, as
+    ``"budget.lr (table 0.2, asked 0.1)"`` lines; empty when the table serves.
+
+    Compared field by field rather than by fingerprint, so a table stays loadable while its
+    recorded budget is the one asked for, whatever the task's defaults become later."""
+    recorded = {**LEGACY_BUDGET, **(header.get("budget") or {})}
+    asked = {
+        "task": space.task,
+        "data": space.data,
+        "backbone": space.backbone,
+        "min_hidden": space.min_hidden,
+        "seeds": list(seeds),
+        **{f"budget.{k}": v for k, v in budget.items()},
+    }
+    have = {k: header.get(k) for k in ("task", "data", "backbone", "min_hidden", "seeds")}
+    have |= {f"budget.{k}": v for k, v in recorded.items()}
+    out = [
+        f"{k} (table {have.get(k)!r}, asked {v!r})"
+        for k, v in asked.items()
+        if have.get(k) != v
+    ]
+    out += [f"{k} (table {v!r}, not asked)" for k, v in have.items() if k not in asked]
+    if sorted(header.get("networks") or {}) != sorted(networks(space)):
+        out.append("set of networks (the space's axes or references changed)")
+    return out
+
+
 #: The cost fields every table row carries.
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
 
@@ -235,12 +270,11 @@ def load_table(path: Path, space: Space, seeds: Sequence[int] | None = None) -> 
         raise UserError(f"{path} is not an exhaustive table")
     seeds = list(seeds) if seeds is not None else list(header.get("seeds") or [])
     budget, _, _ = resolve_budget(space)
-    want = fingerprint(space, budget, seeds)
-    if header.get("fingerprint") != want:
+    differs = mismatch(header, space, budget, seeds)
+    if differs:
         raise UserError(
-            f"{path}: built for another task/budget/backbone/space or seeds "
-            f"(fingerprint {header.get('fingerprint')} != {want}); rebuild with "
-            f"`{header.get('command')}`"
+            f"{path}: built for another {'; '.join(differs)} (set the space's [budget] to the "
+            f"table's, or rebuild it with `{header.get('command')}`)"
         )
     results: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:

@@ -490,8 +490,8 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise r.fail(key, f"expected a boolean, got {_kind(v)}", "true, false")
-        elif isinstance(default, int):
-            v = r.integer(v, key, 1)
+        elif isinstance(default, int):  # a seed may be 0 (the default); counts start at 1
+            v = r.integer(v, key, 0 if k == "data_seed" else 1)
         elif isinstance(default, float):
             v = r.number(v, key, 0.0, True, 1e9)
         elif isinstance(default, str):

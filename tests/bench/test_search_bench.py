@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from _bench_helpers import fake_table
+from _search_helpers import ROOT
 
 from gcsearch.bench.search import (
     BENCH_SPACE,
@@ -42,10 +43,28 @@ def test_table_is_refused_when_incomplete_or_built_for_something_else(tmp_path: 
     with pytest.raises(UserError, match=r"incomplete table \(1 of 147"):
         load_table(_write(table, tmp_path / "cut.jsonl", drop=1), space)
     longer = space.with_overrides(budget={"epochs": 7})
-    with pytest.raises(UserError, match="another task/budget/backbone"):
+    with pytest.raises(UserError, match=r"budget\.epochs \(table 6, asked 7\)"):
         load_table(tmp_path / "t.jsonl", longer)
     with pytest.raises(UserError, match="no exhaustive table"):
         load_table(tmp_path / "missing.jsonl", space)
+
+
+def test_the_committed_table_loads_and_an_older_header_keeps_loading(tmp_path: Path) -> None:
+    """The published figures' table loads with the shipped space (it was refused once its
+    header predated the ``optimizer`` field and the task's default budget changed); a header
+    without a field added later reads as that field's value before it existed, and a field
+    that really differs names itself."""
+    space = load_space(BENCH_SPACE)
+    committed = ROOT / "benchmarks" / "tables" / "bench-small.jsonl"
+    assert len(load_table(committed, space).networks) == 49
+    table = fake_table(space)
+    del table.header["budget"]["optimizer"]
+    path = _write(table, tmp_path / "old.jsonl")
+    assert load_table(path, space).seeds == [0, 1, 2]
+    with pytest.raises(UserError, match=r"budget\.optimizer \(table 'sgd', asked 'adamw'\)"):
+        load_table(path, space.with_overrides(budget={"optimizer": "adamw"}))
+    with pytest.raises(UserError, match=r"seeds \(table \[0, 1, 2\], asked \[0, 1\]\)"):
+        load_table(path, space, seeds=[0, 1])
 
 
 def test_score_excludes_reference_rows_and_uses_block_costs() -> None:

@@ -100,6 +100,7 @@ def test_overrides_replace_settings() -> None:
         ('objectives = ["macs:min"]\n', "objectives", "top1:max"),
         ('[references]\ninclude = ["gcnet"]\n', "references.include[0]", "presets"),
         ("[budget]\nepochs = 0\n", "budget.epochs", "integers >= 1"),
+        ("[budget]\ndata_seed = -1\n", "budget.data_seed", "integers >= 0"),
         ('[budget]\noptimizer = "adam"\n', "budget.optimizer", "sgd, adamw"),
         ('[budget]\naugment = "mixup"\n', "budget.augment", "none, flip, flip-crop"),
         ("[fidelity]\neta = 1\n", "fidelity.eta", "integers 2..100"),
@@ -116,6 +117,11 @@ def test_bad_file_names_file_key_and_allowed(text: str, key: str, hint: str) -> 
     assert hint in msg
     if key != "toml":
         assert "(allowed: " in msg
+
+
+def test_a_budget_may_name_its_default_data_seed() -> None:
+    """data_seed 0 is the default, so a space that writes its whole budget out can say it."""
+    assert parse_space("[budget]\ndata_seed = 0\n").budget["data_seed"] == 0
 
 
 def test_cli_exit_code_2_and_one_line(tmp_path: Path) -> None:
