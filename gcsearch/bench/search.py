@@ -91,8 +91,11 @@ class Scorer:
 
     def __init__(self, table: Table, space: Space) -> None:
         costs = table.costs()
+        cands = {c.id for c in space.candidates()}
+        # the search's box: the space's candidates span it, reference rows never stretch it
+        spanned = [k for k, ids in table.networks.items() if cands & set(ids)]
         self.reference, self.ideal = hv_box(
-            SCORE_OBJECTIVES, costs, int(table.header["num_classes"])
+            SCORE_OBJECTIVES, costs, int(table.header["num_classes"]), spanned
         )
         refs = {c.id for c in space.references()}
         # networks a reference row builds are trained by every search at no cost: not scored

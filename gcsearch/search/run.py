@@ -216,7 +216,7 @@ def search(
     does the same from the environment. ``network_costs`` (network key -> cost dict) skips
     counting the space's costs (benchmark replays pass the table's).
     """
-    from gcsearch.search.strategy import hv_box, make_strategy, space_costs
+    from gcsearch.search.strategy import hv_box, make_strategy, searched_networks, space_costs
 
     started = time.time()
     run_dir = Path(run_dir or Path("runs") / space.name)
@@ -275,7 +275,9 @@ def search(
                 )
             costs = space_costs(space, input_shape, num_classes)
         if "hv_reference" not in study.user_attrs:
-            reference, ideal = hv_box(space.objectives, costs, num_classes)
+            reference, ideal = hv_box(
+                space.objectives, costs, num_classes, searched_networks(space)
+            )
             study.set_user_attr("network_costs", costs)
             study.set_user_attr("hv_reference", reference)
             study.set_user_attr("hv_ideal", ideal)

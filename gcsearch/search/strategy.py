@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,15 +150,22 @@ class _BlockCounter:
 
 
 def hv_box(
-    objectives: Sequence[str], costs: Mapping[str, Mapping[str, float]], num_classes: int
+    objectives: Sequence[str],
+    costs: Mapping[str, Mapping[str, float]],
+    num_classes: int,
+    searched: Collection[str] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The study's fixed hypervolume box: (reference point, ideal point) per objective.
 
     top-1 spans chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a cost
-    spans the cheapest network of the space (the plain backbone when the baseline is a
-    reference row; 0 for block costs) to that plus 1.1 x the space's cost range. Total and
-    block costs therefore score alike, and a cost axis is as long as the space makes it.
+    spans the cheapest of the ``searched`` networks and the plain backbone (``none``, when
+    counted: no block is the zero of an added cost) to that plus 1.1 x the searched networks'
+    cost range. Reference rows never stretch the box: one NL row would otherwise lengthen the
+    block-MACs axis five-fold and shrink every searched network's share of it. The search and
+    ``gcsearch bench search``'s scorer both take their box from here. ``searched``: the
+    network keys of the space's candidates (default: every key in ``costs``).
     """
+    keys = list(costs) if searched is None else [k for k in searched if k in costs]
     reference, ideal = {}, {}
     for obj in objectives:
         name = objective(obj)[0]
@@ -167,11 +174,19 @@ def hv_box(
         elif name == "loss":
             reference[name], ideal[name] = math.log(max(2, num_classes)), 0.0
         else:
-            values = [float(c[name]) for c in costs.values() if c.get(name) is not None]
-            lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+            values = [float(costs[k][name]) for k in keys if costs[k].get(name) is not None]
+            base = costs.get("none", {}).get(name)
+            lo = min(values + ([float(base)] if base is not None else []), default=0.0)
+            hi = max(values) if values else lo + 1.0
             ideal[name] = lo
             reference[name] = lo + 1.1 * ((hi - lo) or max(1.0, abs(lo)))
     return reference, ideal
+
+
+def searched_networks(space: Space) -> list[str]:
+    """The network keys the space's candidates build (reference rows aside): what a box spans."""
+    return list(dict.fromkeys(network_key(c, space.backbone, space.min_hidden)
+                              for c in space.candidates()))
 
 
 def normalise(
