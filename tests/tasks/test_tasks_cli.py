@@ -82,6 +82,36 @@ def test_bench_train_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert "throughput ratio harness/bare" in out and "run 1 bare" in out
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_bench_trains_the_bare_loop_with_the_tasks_optimizer(
+    optimizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bare loop once always used SGD, so on an AdamW task it compared the harness against
+    a run that stayed at chance: it now builds the task's optimizer and schedule."""
+    import torch
+
+    import gcsearch.tasks.train as harness
+    from gcsearch.bench.train import bare_loop
+    from gcsearch.spec import Candidate
+    from gcsearch.tasks import get_task
+
+    built = []
+    make = harness.make_optimizer
+
+    def spy(*args: object, **kwargs: object) -> object:
+        opt, sched = make(*args, **kwargs)  # type: ignore[arg-type]
+        built.append((type(opt).__name__, sched))
+        return opt, sched
+
+    monkeypatch.setattr(harness, "make_optimizer", spy)
+    task = get_task("digits")
+    budget = task.budget.replace(train_images=128, val_images=64, epochs=1, optimizer=optimizer)
+    out = bare_loop(Candidate.none(), task, budget, 0, torch.device("cpu"), task.backbone, 1)
+    assert out["images_per_s"] > 0
+    assert [name for name, _ in built] == [{"sgd": "SGD", "adamw": "AdamW"}[optimizer]]
+    assert built[0][1].last_epoch == len(range(128 // budget.batch_size))  # stepped each step
+
+
 def test_tasks_list_reads_the_recorded_spread(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
