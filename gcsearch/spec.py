@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
-from collections.abc import Iterator, Mapping
+import statistics
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,15 +82,63 @@ def hidden_width(channels: int, ratio: int, min_hidden: int) -> int:
 
 # ----------------------------------------------------------------------------- objectives
 
-#: metric -> the only sensible direction (a study maximises accuracy, minimises costs).
-METRICS: dict[str, str] = {
-    "top1": "max",
-    "loss": "min",
-    "macs": "min",
-    "params": "min",
-    "block_macs": "min",
-    "block_params": "min",
-    "latency": "min",
+@dataclass(frozen=True)
+class Metric:
+    """One metric a study can optimise, and every fact the search and report need of it.
+
+    ``source``: ``counted`` (an exact cost, known for every network before training) or
+    ``trained`` (measured on each seed's run, then averaged over seeds with ``average``).
+    ``per_seed``: where a trained metric sits in a trial result (``"latency.ms"`` is a path);
+    ``at_epoch``: its key in a result's per-epoch history (for rung decisions; empty: not
+    measured per epoch, the final value serves). ``column``: the results-frame column holding
+    it. ``box``: its side of the hypervolume box (``accuracy``: chance to 100 %; ``loss``:
+    ln(classes) to 0; ``range``: the searched networks' range, from the ``costs`` of counted
+    metrics or the results of trained ones).
+    """
+
+    name: str
+    direction: str
+    source: str
+    column: str
+    per_seed: str = ""
+    at_epoch: str = ""
+    average: str = "mean"
+    box: str = "range"
+
+    def of(self, result: Mapping[str, Any]) -> float | None:
+        """This trained metric's value in one seed's result, or None."""
+        value: Any = result
+        for part in self.per_seed.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return None if value is None or isinstance(value, bool) else float(value)
+
+    def average_of(self, values: Sequence[float]) -> float:
+        """``values`` over seeds as this metric averages them (NaN for none)."""
+        if not values:
+            return math.nan
+        if self.average == "median":
+            return statistics.median(values)
+        return sum(values) / len(values)
+
+    def over(self, results: Sequence[Mapping[str, Any]]) -> float:
+        """This trained metric over a candidate's seeds (NaN when no seed measured it)."""
+        return self.average_of([v for r in results if (v := self.of(r)) is not None])
+
+
+#: The objective registry: every metric a space may name, with the one direction that makes
+#: sense (a study maximises accuracy and minimises costs). Adding an objective is one row here
+#: (plus, for a new measurement, the trial that measures it).
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("top1", "max", "trained", "metric.top1_mean", "top1", "val_top1", box="accuracy"),
+        Metric("loss", "min", "trained", "metric.loss_mean", "loss", "val_loss", box="loss"),
+        Metric("macs", "min", "counted", "cost.macs"),
+        Metric("params", "min", "counted", "cost.params"),
+        Metric("block_macs", "min", "counted", "cost.block_macs"),
+        Metric("block_params", "min", "counted", "cost.block_params"),
+        Metric("latency", "min", "trained", "obj.latency", "latency.ms", average="median"),
+    )
 }
 DIRECTIONS = ("max", "min")
 
@@ -103,11 +153,11 @@ class Objective:
     def __post_init__(self) -> None:
         _allowed("objective", self.metric, tuple(METRICS))
         _allowed("direction", self.direction, DIRECTIONS)
-        if self.direction != METRICS[self.metric]:
+        best = METRICS[self.metric].direction
+        if self.direction != best:
             raise SpecError(
                 f"objective: {self.metric}:{self.direction} is not allowed "
-                f"({self.metric} is {METRICS[self.metric]}imised: {self.metric}:"
-                f"{METRICS[self.metric]})"
+                f"({self.metric} is {best}imised: {self.metric}:{best})"
             )
 
     @classmethod
@@ -115,9 +165,9 @@ class Objective:
         """``metric:max|min``; a bare metric takes its only direction."""
         metric, sep, direction = str(text).strip().partition(":")
         if metric not in METRICS:
-            allowed = ", ".join(f"{m}:{d}" for m, d in METRICS.items())
+            allowed = ", ".join(f"{m}:{d.direction}" for m, d in METRICS.items())
             raise SpecError(f"objective: {text!r} is not allowed (choose from {allowed})")
-        return cls(metric, direction if sep else METRICS[metric])
+        return cls(metric, direction if sep else METRICS[metric].direction)
 
     def __str__(self) -> str:
         return f"{self.metric}:{self.direction}"

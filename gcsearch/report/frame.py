@@ -20,21 +20,16 @@ from gcsearch.errors import UserError
 from gcsearch.report.stats import mean_ci
 from gcsearch.search.record import DUPLICATE_OF, TrialRecord, counts
 from gcsearch.spec import AXES as SPEC_AXES
-from gcsearch.spec import Candidate
+from gcsearch.spec import METRICS, Candidate
 
 if TYPE_CHECKING:
     import optuna
 
 _SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 
-#: Objective name -> frame column; other names are read from the trial's values (``obj.<name>``).
-OBJECTIVE_COLUMNS: dict[str, str] = {
-    "top1": "metric.top1_mean",
-    "macs": "cost.macs",
-    "params": "cost.params",
-    "block_macs": "cost.block_macs",
-    "block_params": "cost.block_params",
-}
+#: Objective name -> frame column, from the objective registry (``spec.METRICS``); a name the
+#: registry does not know (a plain Optuna study's) is read from the trial's values (``obj.<name>``).
+OBJECTIVE_COLUMNS: dict[str, str] = {name: m.column for name, m in METRICS.items()}
 _STATE_STATUS = {
     "COMPLETE": "complete",
     "PRUNED": "pruned",
@@ -221,7 +216,8 @@ def results_frame(
 
 @dataclass(frozen=True)
 class Objective:
-    """One study objective: its name, ``max`` or ``min``, and the frame column holding it."""
+    """One objective as the report reads it: its name, ``max`` or ``min``, and the frame column
+    holding it (``spec.METRICS`` for the search's own; any name for a plain Optuna study)."""
 
     name: str
     sense: str

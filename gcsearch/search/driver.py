@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ from gcsearch.search.sampling import (
 )
 from gcsearch.search.space import Space, objective
 from gcsearch.search.trial import Job
-from gcsearch.spec import Candidate
+from gcsearch.spec import METRICS, Candidate
 
 #: Failure reasons that say nothing about the candidate: asked again on resume.
 RETRYABLE = ("interrupted", "driver died", "worker lost", "stale")
@@ -135,40 +134,41 @@ def result_cost(results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def objective_values(
     objectives: Sequence[str], results: Sequence[Mapping[str, Any]], cost: Mapping[str, float]
 ) -> list[float] | None:
-    """Objective values in study order: accuracy means over seeds, costs as counted."""
-    tops = [float(r["top1"]) for r in results if r.get("top1") is not None]
-    losses = [float(r["loss"]) for r in results if r.get("loss") is not None]
-    lats = [float(r["latency"]["ms"]) for r in results if isinstance(r.get("latency"), Mapping)]
-    metrics = {
-        **{k: float(v) for k, v in cost.items()},
-        "top1": sum(tops) / len(tops) if tops else math.nan,
-        "loss": sum(losses) / len(losses) if losses else math.nan,
-        "latency": statistics.median(lats) if lats else math.nan,
-    }
-    values = [metrics.get(objective(o)[0], math.nan) for o in objectives]
+    """Objective values in study order, read as the registry (``spec.METRICS``) says: trained
+    metrics averaged over seeds, costs as counted. None unless every value is finite."""
+    values = []
+    for o in objectives:
+        metric = METRICS[objective(o)[0]]
+        if metric.source == "counted":
+            values.append(float(cost.get(metric.name, math.nan)))
+        else:
+            values.append(metric.over(results))
     return values if all(math.isfinite(v) for v in values) else None
 
 
 def rung_metrics(results: Sequence[Mapping[str, Any]], epoch: int) -> dict[str, float] | None:
-    """Mean over seeds of the validation figures at ``epoch``, with the counted cost."""
-    tops, losses = [], []
+    """Every registered metric of a candidate at ``epoch``: trained metrics measured per epoch
+    from the seeds' histories (None unless every seed validated there), the others from the
+    results, costs as counted; ``top1_seeds`` lists each seed's top-1."""
+    rows = []
     for r in results:
         rec = next((h for h in r.get("history") or [] if int(h.get("epoch", 0)) == epoch), None)
         if rec is None or rec.get("val_top1") is None:
             return None
-        tops.append(float(rec["val_top1"]))
-        losses.append(float(rec.get("val_loss", math.nan)))
-    if not tops:
+        rows.append(rec)
+    if not rows:
         return None
-    cost = {k: float(v) for k, v in result_cost(results).items()}
-    lats = [float(r["latency"]["ms"]) for r in results if isinstance(r.get("latency"), Mapping)]
-    return {
-        **cost,
-        "top1": sum(tops) / len(tops),
-        "loss": sum(losses) / len(losses),
-        "latency": statistics.median(lats) if lats else math.nan,
-        "top1_seeds": tops,
-    }  # type: ignore[dict-item]
+    out: dict[str, Any] = {k: float(v) for k, v in result_cost(results).items()}
+    for metric in METRICS.values():
+        if metric.source == "counted":
+            continue
+        if metric.at_epoch:
+            seen = [float(h[metric.at_epoch]) for h in rows if h.get(metric.at_epoch) is not None]
+            out[metric.name] = metric.average_of(seen)
+        else:
+            out[metric.name] = metric.over(results)
+    out["top1_seeds"] = [float(h["val_top1"]) for h in rows]
+    return out
 
 
 @dataclass

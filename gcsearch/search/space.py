@@ -378,7 +378,7 @@ def _read_stages(r: _Reader, data: Any, key: str) -> tuple[str, ...]:
 
 
 def _read_objectives(r: _Reader, data: Any) -> tuple[str, ...]:
-    allowed = _join([f"{m}:{d}" for m, d in METRICS.items()])
+    allowed = _join([f"{m}:{d.direction}" for m, d in METRICS.items()])
 
     def check(v: Any, k: str) -> str:
         text = r.string(v, k)

@@ -1,20 +1,24 @@
 """The default strategy: expected hypervolume improvement over the enumerated networks.
 
 A small space can be listed: every distinct network (``sampling.network_key``) and its exact
-cost (fvcore, counted before anything trains). Only accuracy is unknown, so the strategy models
-accuracy alone: a Gaussian process on a one-hot encoding of the candidate's axes (RBF kernel,
-length scale and noise by marginal likelihood over a small grid), fitted to the mean top-1
-over seeds of the networks trained so far. It proposes the untrained network with the largest
-expected increase of the searched front's hypervolume (exact costs, accuracy integrated over
-the model's normal by Gauss-Hermite quadrature), after ``STARTS`` uniform random networks.
-Parallel trials: networks in flight join the model at their predicted mean (the "kriging
-believer" batch rule), so the next proposal looks elsewhere. A network already answered or in
-flight is never proposed. Hypervolume is taken in the study's fixed box (``hv_box``), the same
-one the report and ``gcsearch bench search`` score in.
+cost (fvcore, counted before anything trains). Only what training measures is unknown (top-1,
+loss, latency: the registry's ``trained`` metrics, ``spec.METRICS``), so the strategy models
+each of those objectives alone: a Gaussian process on a one-hot encoding of the candidate's
+axes (RBF kernel, length scale and noise by marginal likelihood over a small grid), fitted to
+its mean over seeds for the networks trained so far. It proposes the untrained network with the
+largest expected increase of the searched front's hypervolume (exact costs, the modelled
+objectives integrated over their normals by Gauss-Hermite quadrature, a product rule when
+several are modelled), after ``STARTS`` uniform random networks; with costs alone it needs no
+model. Parallel trials: networks in flight join the models at their predicted means (the
+"kriging believer" batch rule), so the next proposal looks elsewhere. A network already
+answered or in flight is never proposed. Hypervolume is taken in the study's fixed box
+(``hv_box``), the same one the report and ``gcsearch bench search`` score in; an objective
+with no bound before training (latency) is bounded by the values measured (``open_box``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
@@ -25,7 +29,7 @@ import numpy as np
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
-from gcsearch.spec import Candidate
+from gcsearch.spec import METRICS, Candidate
 
 #: Uniform random networks before the model proposes.
 STARTS = 2
@@ -157,8 +161,9 @@ def hv_box(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The study's fixed hypervolume box: (reference point, ideal point) per objective.
 
-    top-1 spans chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a cost
-    spans the cheapest of the ``searched`` networks and the plain backbone (``none``, when
+    Each objective's side is its registry entry's ``box`` (``spec.METRICS``): top-1 spans
+    chance (``100 / classes``) to 100; loss spans ``ln(classes)`` to 0; a counted cost spans the
+    cheapest of the ``searched`` networks and the plain backbone (``none``, when
     counted: no block is the zero of an added cost) to that plus 1.1 x the searched networks'
     cost range. Reference rows never stretch the box: one NL row would otherwise lengthen the
     block-MACs axis five-fold and shrink every searched network's share of it. The search and
@@ -168,19 +173,36 @@ def hv_box(
     keys = list(costs) if searched is None else [k for k in searched if k in costs]
     reference, ideal = {}, {}
     for obj in objectives:
-        name = objective(obj)[0]
-        if name == "top1":
+        metric = METRICS[objective(obj)[0]]
+        name = metric.name
+        if metric.box == "accuracy":
             reference[name], ideal[name] = 100.0 / max(1, num_classes), 100.0
-        elif name == "loss":
+        elif metric.box == "loss":
             reference[name], ideal[name] = math.log(max(2, num_classes)), 0.0
-        else:
+        elif metric.source == "counted":
             values = [float(costs[k][name]) for k in keys if costs[k].get(name) is not None]
             base = costs.get("none", {}).get(name)
             lo = min(values + ([float(base)] if base is not None else []), default=0.0)
             hi = max(values) if values else lo + 1.0
             ideal[name] = lo
             reference[name] = lo + 1.1 * ((hi - lo) or max(1.0, abs(lo)))
+        # a trained metric without a natural range (latency) has no bound before training:
+        # the strategy and the report bound it by the values measured (see ``open_box``)
     return reference, ideal
+
+
+def open_box(
+    reference: Mapping[str, float],
+    ideal: Mapping[str, float],
+    measured: Mapping[str, Sequence[float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The box with every axis it left open (a trained metric such as latency) bounded by the
+    values measured so far: 0 to 1.1 x the largest."""
+    ref, ide = dict(reference), dict(ideal)
+    for name, values in measured.items():
+        if name not in ref and values:
+            ide[name], ref[name] = 0.0, 1.1 * max(values) or 1.0
+    return ref, ide
 
 
 def searched_networks(space: Space) -> list[str]:
@@ -269,15 +291,31 @@ class EHVIStrategy:
                 union.setdefault(axis, [])
                 union[axis] += [v for v in values if v not in union[axis]]
         self.choices = {k: v for k, v in union.items() if len(v) > 1}
-        self.acc = [i for i, o in enumerate(self.objectives) if objective(o)[0] in ("top1", "loss")]
+        # the objectives training measures (one model each); the others are counted costs
+        self.trained = [
+            METRICS[objective(o)[0]]
+            for o in self.objectives
+            if METRICS[objective(o)[0]].source == "trained"
+        ]
+        if len(self.trained) == 1:
+            self.nodes = [(float(x), float(w)) for x, w in zip(_GH_X, _GH_W, strict=True)]
+        else:  # a product rule over the modelled objectives, smaller per axis
+            x, w = np.polynomial.hermite_e.hermegauss(5 if len(self.trained) == 2 else 3)
+            self.nodes = [(float(a), float(b)) for a, b in zip(x, w / w.sum(), strict=True)]
 
-    def _vector(self, key: str, acc: float) -> list[float]:
-        metrics = {**{k: float(v) for k, v in self.costs[key].items()}}
+    def _vector(
+        self, key: str, measured: Mapping[str, float], ref: Mapping[str, float],
+        ideal: Mapping[str, float],
+    ) -> list[float]:
         out = []
         for obj in self.objectives:
-            name = objective(obj)[0]
-            out.append(acc if name in ("top1", "loss") else metrics[name])
-        return normalise(out, self.objectives, self.reference, self.ideal)
+            metric = METRICS[objective(obj)[0]]
+            out.append(
+                measured[metric.name]
+                if metric.source == "trained"
+                else float(self.costs[key][metric.name])
+            )
+        return normalise(out, self.objectives, ref, ideal)
 
     def propose(self, driver: Any) -> Candidate:
         """The next candidate: an untrained network, chosen as the module docstring says."""
@@ -288,45 +326,62 @@ class EHVIStrategy:
         if not pool:
             raise RuntimeError("ehvi: no untrained network left to propose")
         keys = sorted(pool)
-        seen: list[tuple[str, Candidate, float]] = []
+        seen: list[tuple[str, Candidate, dict[str, float]]] = []
         for key, t in driver.answered().items():
             rec = TrialRecord.read(t)
             if rec.role != "search" or rec.status != "complete" or rec.candidate is None:
                 continue
-            tops = [float(r["top1"]) for r in rec.results if r.get("top1") is not None]
-            if tops:
-                seen.append((key, rec.candidate, sum(tops) / len(tops)))
+            values = {m.name: m.over(rec.results) for m in self.trained}
+            if all(math.isfinite(v) for v in values.values()):
+                seen.append((key, rec.candidate, values))
         rng = random.Random(f"{self.seed}:{len(seen)}:{len(driver.in_flight_keys())}")
-        if len(seen) < STARTS or len(self.acc) != 1:
+        if self.trained and len(seen) < STARTS:
             return pool[rng.choice(keys)]
+        measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
+        ref, ideal = open_box(self.reference, self.ideal, measured)
         x = np.array([_features(c, self.choices) for _, c, _ in seen])
-        y = np.array([v for _, _, v in seen])
-        gp = _GP(x, y)
-        front = [self._vector(k, v) for k, _, v in seen]
+        front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
         running = [
             (k, r.cand)
             for k, n in driver.by_key.items()
             if (r := driver.running.get(n)) is not None and r.role == "search"
         ]
-        if running:  # kriging believer: in-flight networks count at their predicted mean
+        models = {}
+        for m in self.trained:
+            y = np.array([v[m.name] for *_, v in seen])
+            models[m.name] = _GP(x, y)
+        if running and self.trained:  # kriging believer: in-flight networks at their mean
             xr = np.array([_features(c, self.choices) for _, c in running])
-            mu_r, _ = gp.predict(xr)
-            x = np.vstack([x, xr])
-            y = np.concatenate([y, mu_r])
-            gp = _GP(x, y)
-            front += [self._vector(k, float(m)) for (k, _), m in zip(running, mu_r, strict=True)]
-        pts = np.clip(np.array(front), None, 1.0)
+            believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
+            xa = np.vstack([x, xr])
+            for m in self.trained:
+                y = np.array([v[m.name] for *_, v in seen])
+                models[m.name] = _GP(xa, np.concatenate([y, believed[m.name]]))
+            front += [
+                self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
+                for i, (k, _) in enumerate(running)
+            ]
+        elif running:
+            front += [self._vector(k, {}, ref, ideal) for k, _ in running]
+        pts = np.clip(np.array(front).reshape(len(front), len(self.objectives)), None, 1.0)
         base = _hv(pts)
         xs = np.array([_features(pool[k], self.choices) for k in keys])
-        mu, sd = gp.predict(xs)
+        predicted = {n: gp.predict(xs) for n, gp in models.items()}
+        grid = list(itertools.product(self.nodes, repeat=len(self.trained)))
         best, best_key = -1.0, keys[0]
         for i, key in enumerate(keys):
             gain = 0.0
-            for node, w in zip(_GH_X, _GH_W, strict=True):
-                v = np.array(self._vector(key, float(mu[i] + SD_SCALE * sd[i] * node)))
-                if (v >= 1.0).any() or (pts <= v).all(axis=1).any():
+            for combo in grid:
+                weight = math.prod(w for _, w in combo)
+                measured = {
+                    m.name: float(predicted[m.name][0][i]
+                                  + SD_SCALE * predicted[m.name][1][i] * node)
+                    for m, (node, _) in zip(self.trained, combo, strict=True)
+                }
+                v = np.array(self._vector(key, measured, ref, ideal))
+                if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
                     continue  # outside the box or dominated: no improvement
-                gain += w * (_hv(np.vstack([pts, v])) - base)
+                gain += weight * (_hv(np.vstack([pts, v])) - base)
             if gain > best + 1e-12:
                 best, best_key = gain, key
         return pool[best_key]
