@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUGMENTS", "BUDGET_CHOICES", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget",
-    "Task", "get_task", "run_tasks",
+    "Task", "TaskEntry", "file_tasks", "get_task", "run_tasks",
 ]
 
 AUGMENTS = ("none", "flip", "flip-crop")
@@ -127,19 +127,37 @@ class Task(Protocol):
         ...
 
 
-#: task name -> "module:Class"; each class takes ``data`` (a folder) or nothing.
-TASKS: dict[str, str] = {
-    "synthetic": "gcsearch.tasks.synthetic:LongRangeMatch",
-    "synthetic-distinct": "gcsearch.tasks.synthetic:DistinctHueMatch",
-    "synthetic-graded": "gcsearch.tasks.synthetic:GradedHueMatch",
-    "digits": "gcsearch.tasks.digits:Digits",
-    "fashion-mnist": "gcsearch.tasks.fashion_mnist:FashionMNIST",
-    "fashion-pairs": "gcsearch.tasks.fashion_pairs:FashionPairs",
-    "fashion-pairs-distinct": "gcsearch.tasks.fashion_pairs:FashionPairsApart",
-    "cifar10": "gcsearch.tasks.cifar:Cifar10",
-    "cifar100": "gcsearch.tasks.cifar:Cifar100",
-    "imagefolder": "gcsearch.tasks.imagefolder:ImageFolderTask",
+@dataclass(frozen=True)
+class TaskEntry:
+    """Where a task's class lives (``"module:Class"``, imported when the task is asked for) and
+    whether it reads files (then it takes ``data``, a folder)."""
+
+    target: str
+    reads_files: bool = False
+
+
+#: The task registry: task name -> its entry. Adding a task is one row here.
+TASKS: dict[str, TaskEntry] = {
+    "synthetic": TaskEntry("gcsearch.tasks.synthetic:LongRangeMatch"),
+    "synthetic-distinct": TaskEntry("gcsearch.tasks.synthetic:DistinctHueMatch"),
+    "synthetic-graded": TaskEntry("gcsearch.tasks.synthetic:GradedHueMatch"),
+    "digits": TaskEntry("gcsearch.tasks.digits:Digits"),
+    "fashion-mnist": TaskEntry("gcsearch.tasks.fashion_mnist:FashionMNIST", reads_files=True),
+    "fashion-pairs": TaskEntry("gcsearch.tasks.fashion_pairs:FashionPairs", reads_files=True),
+    "fashion-pairs-distinct": TaskEntry(
+        "gcsearch.tasks.fashion_pairs:FashionPairsApart", reads_files=True
+    ),
+    "cifar10": TaskEntry("gcsearch.tasks.cifar:Cifar10", reads_files=True),
+    "cifar100": TaskEntry("gcsearch.tasks.cifar:Cifar100", reads_files=True),
+    "imagefolder": TaskEntry("gcsearch.tasks.imagefolder:ImageFolderTask", reads_files=True),
 }
+
+
+def file_tasks() -> list[str]:
+    """The registered tasks that read files (and so take ``data``)."""
+    return [name for name, entry in TASKS.items() if entry.reads_files]
+
+
 #: the task a space, ``gcsearch train`` and ``gcsearch bench`` use unless told otherwise: the
 #: one proxy measured both quiet (presets' seed std <= 0.95 point over 12 seeds) and ranking
 #: (split-seed τ 0.86 over the quick space)
@@ -149,24 +167,20 @@ MEASURED_DIR = Path(__file__).resolve().parent / "measured"
 
 #: mean top-1 from which ``tasks list`` counts a measured candidate as at the ceiling
 CEILING = 99.5
-#: tasks that read files (and so take ``data``)
-FILE_TASKS = (
-    "fashion-mnist", "fashion-pairs", "fashion-pairs-distinct",
-    "cifar10", "cifar100", "imagefolder",
-)
 
 
 def get_task(name: str, data: str | None = None) -> Task:
     """The task ``name``; ``data`` is the folder for tasks that read files."""
     if name not in TASKS:
         raise UserError(f"task: {name!r} is not known (choose from {', '.join(TASKS)})")
-    if data is not None and name not in FILE_TASKS:
+    entry = TASKS[name]
+    if data is not None and not entry.reads_files:
         raise UserError(
-            f"--data: task {name!r} reads no files (--data is for {', '.join(FILE_TASKS)})"
+            f"--data: task {name!r} reads no files (--data is for {', '.join(file_tasks())})"
         )
-    module, cls = TASKS[name].split(":")
+    module, cls = entry.target.split(":")
     factory = getattr(importlib.import_module(module), cls)
-    return factory(data=data) if name in FILE_TASKS else factory()
+    return factory(data=data) if entry.reads_files else factory()
 
 
 def measured(name: str) -> dict[str, Any] | None:
@@ -234,7 +248,7 @@ def run_tasks(args: argparse.Namespace) -> int:
     rows = [header]
     extra: list[tuple[str, str]] = []
     for name in TASKS:
-        data = getattr(args, "data", None) if name in FILE_TASKS else None
+        data = getattr(args, "data", None) if TASKS[name].reads_files else None
         task = get_task(name, data)
         b = task.budget
         shape = "x".join(map(str, task.input_shape))
