@@ -71,8 +71,17 @@ def curve_table(curves: pd.DataFrame, ids: Iterable[str] | None = None) -> pd.Da
     keep = longest.sort_values(["epoch", "trial"]).drop_duplicates("spec.id", keep="last")
     data = data.merge(keep[["spec.id", "trial"]], on=["spec.id", "trial"])
     wide = data.groupby(["spec.id", "epoch"])["val_top1"].mean().unstack("epoch")
+    wide = wide.dropna(axis=1, how="all")  # epochs no run validated at: no column
     wide.columns = [f"epoch {int(c)}" for c in wide.columns]
     return wide
 
 
-__all__ = ["CURVE_COLUMNS", "curve_frame", "curve_rows", "curve_table"]
+def validated_epochs(curves: pd.DataFrame) -> list[int]:
+    """The epochs any run validated at (a search validates at its rungs and last epoch, plus
+    every ``validate_every``-th): what a curve's points are."""
+    if curves.empty:
+        return []
+    return sorted(int(e) for e in curves.loc[curves["val_top1"].notna(), "epoch"].unique())
+
+
+__all__ = ["CURVE_COLUMNS", "curve_frame", "curve_rows", "curve_table", "validated_epochs"]

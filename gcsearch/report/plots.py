@@ -204,6 +204,7 @@ def _curves_figure(report: Report, curves: pd.DataFrame, plt: Any) -> Any:
     front = set(report.front["spec.id"])
     color_of = {cid: plt.cm.tab10(i % 10) for i, cid in enumerate(sorted(front))}
     labelled: set[str] = set()
+    curves = curves[curves["val_top1"].notna()]  # epochs that validated: a curve's points
     for (_, cid), g in curves.groupby(["trial", "spec.id"], sort=True):
         status = str(g["status"].iloc[0])
         color = color_of.get(cid, "0.6")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from gcsearch.report.curves import curve_table
+from gcsearch.report.curves import curve_table, validated_epochs
 from gcsearch.report.tables import Report, with_stats
 from gcsearch.report.verdict import no_block_verdict
 from gcsearch.search.record import DUPLICATE_OF, count_line
@@ -345,11 +345,14 @@ def _sections(
         shown = set(report.front["spec.id"]) | set(
             rows.loc[rows["spec.kind"].isin(["baseline", "preset"]), "spec.id"])
         wide = curve_table(curves, shown).round(2)
+        epochs = ", ".join(str(e) for e in validated_epochs(curves))
         out.append((
             "Learning curves", images.get("curves", ""), wide.rename_axis("candidate"),
             "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate) "
-            "of the front and the reference rows; every trial, seed and epoch is in the long "
-            "table `gcsearch report RUN --curves FILE` writes.",
+            f"of the front and the reference rows, at the epochs validated: {epochs} (a search "
+            "validates at its rungs and last epoch, and every `validate_every`-th if set); "
+            "every trial, seed and epoch is in the long table `gcsearch report RUN --curves "
+            "FILE` writes.",
         ))
     problems = _display_problems(report)
     if len(problems):

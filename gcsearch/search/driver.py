@@ -222,6 +222,8 @@ class Driver:
         self.weights_dir, self.keep_weights = weights_dir, keep_weights
         self.eta = space.fidelity.eta
         self.max_epochs = int(budget.get("epochs", 0))
+        # validation where it is read: the rungs, the last epoch, and the space's cadence
+        self.validate_at = space.search.validate_at(self.max_epochs, self.rungs)
         self.running: dict[int, _Running] = {}
         self.by_key: dict[str, int] = {}  # network key -> running trial number
         self.waiting_dups: dict[str, list[optuna.Trial]] = {}
@@ -565,6 +567,7 @@ class Driver:
                     protected=run.role == "reference",
                     fault=self.faults.get(run.cand.id),
                     stop_at=stop_at,
+                    validate_at=self.validate_at,
                     deterministic=self.deterministic,
                     weights_dir=self.weights_dir if stop_at is None else None,
                 )

@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -118,9 +118,19 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     population: int | None = None  # NSGA-II population; None: chosen from n_trials
     sampler_seed: int = 0
+    # validation after every k-th epoch too, for learning curves; 0: only where it is read
+    # (the rung epochs and the last)
+    validate_every: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def validate_at(self, max_epochs: int, rungs: Sequence[int]) -> tuple[int, ...]:
+        """The epochs a trial validates at: its rungs, its last, and every ``validate_every``-th
+        (training between them is the same; only what is measured changes)."""
+        k = self.validate_every
+        every = range(k, max_epochs + 1, k) if k else ()
+        return tuple(sorted({*rungs, max_epochs, *every}))
 
 
 @dataclass(frozen=True)
@@ -438,7 +448,7 @@ def _read_references(
 
 def _read_search(r: _Reader, data: Any) -> SearchSettings:
     keys = ("sampler", "n_trials", "seeds", "parallel", "cpus_per_trial", "gpus_per_trial",
-            "population", "sampler_seed")
+            "population", "sampler_seed", "validate_every")
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
     if "sampler" in t:
@@ -451,7 +461,7 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
                          "'all' or integers >= 1")
         else:
             kw["n_trials"] = r.integer(t["n_trials"], "search.n_trials", 1)
-    for key, lo in (("seeds", 1), ("parallel", 1), ("sampler_seed", 0)):
+    for key, lo in (("seeds", 1), ("parallel", 1), ("sampler_seed", 0), ("validate_every", 0)):
         if key in t:
             kw[key] = r.integer(t[key], f"search.{key}", lo, 10_000 if key != "sampler_seed"
                                 else 2**31 - 1)

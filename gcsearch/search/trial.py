@@ -54,6 +54,7 @@ class Job:
     deterministic: bool = False  # CUDA: deterministic cuDNN instead of autotuning
     fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
     stop_at: int | None = None  # a rung run: stop after this epoch (same schedule as full)
+    validate_at: tuple[int, ...] | None = None  # epochs to validate at; None: every epoch
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
 
     @property
@@ -174,6 +175,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             min_hidden=job.min_hidden,
             deterministic=job.deterministic,
             on_trained=save if job.weights_dir else None,
+            validate_at=job.validate_at,
         )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         for k, v in cost.to_dict().items():

@@ -24,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +156,15 @@ def train(
     deterministic: bool = False,
     on_trained: Callable[[nn.Module, TrialResult], None] | None = None,
     save: str | Path | None = None,
+    validate_at: Collection[int] | None = None,
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
 
     ``on_trained(model, result)`` is called with the trained network when training completes
     (the search keeps the best seed's weights there); with ``save``, a complete run's weights
-    go to that path (``gcsearch.checkpoint`` format)."""
+    go to that path (``gcsearch.checkpoint`` format). ``validate_at``: the epochs to validate
+    after (the last always is; None: every epoch); training is the same either way."""
     from gcsearch.backbones import build_model
     from gcsearch.cost import count_cost
 
@@ -200,7 +202,7 @@ def train(
         train_data.to(dev)
         eval_data.to(dev)
         try:
-            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback)
+            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback, validate_at)
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
         if on_trained is not None and result.status == "complete":
@@ -255,8 +257,10 @@ def _fit(
     dtype: torch.dtype | None,
     result: TrialResult,
     callback: Callback | None,
+    validate_at: Collection[int] | None = None,
 ) -> None:
-    """The epochs; fills ``result`` in place (history, top1, loss, status, timing)."""
+    """The epochs; fills ``result`` in place (history, top1, loss, status, timing). An epoch
+    not in ``validate_at`` (the last always is) records its training loss and time only."""
     per_epoch = len(train_data)
     if per_epoch == 0:
         raise UserError(
@@ -293,16 +297,18 @@ def _fit(
         result.train_s += time.perf_counter() - tick
         images += train_data.images_per_pass
         result.images_per_s = images / result.train_s
-        top1, val_loss = evaluate(model, eval_data, dtype)
-        record = {
-            "epoch": epoch,
-            "val_top1": top1,
-            "val_loss": val_loss,
-            "train_loss": loss_sum.item() / max(1, per_epoch),
-            "seconds": time.perf_counter() - tick,
-        }
+        record: dict[str, float] = {"epoch": epoch}
+        result.epochs = epoch
+        if validate_at is None or epoch in validate_at or epoch == budget.epochs:
+            top1, val_loss = evaluate(model, eval_data, dtype)
+            record.update(val_top1=top1, val_loss=val_loss)
+            result.top1, result.loss = top1, val_loss
+        else:
+            val_loss = 0.0  # not measured here
+        record.update(
+            train_loss=loss_sum.item() / max(1, per_epoch), seconds=time.perf_counter() - tick
+        )
         result.history.append(record)
-        result.epochs, result.top1, result.loss = epoch, top1, val_loss
         if not math.isfinite(val_loss):
             result.status, result.reason = "failed", f"non-finite validation loss at epoch {epoch}"
             return

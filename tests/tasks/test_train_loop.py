@@ -100,3 +100,29 @@ def test_resolve_device() -> None:
     assert resolve_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+
+
+def test_validating_only_where_it_is_read_leaves_the_result_unchanged() -> None:
+    """Validation measures and never trains: validating at epochs 2 and 4 (a rung and the last)
+    gives the same final top-1, loss and training losses as validating after every epoch, and
+    the skipped epochs record their training loss and time only."""
+    budget = TINY.replace(epochs=4)
+    every = train("gc@after_1x1:c4c5", "digits", budget, seed=1)
+    some = train("gc@after_1x1:c4c5", "digits", budget, seed=1, validate_at=(2,))
+    assert some.top1 == every.top1 and some.loss == every.loss and some.epochs == 4
+    assert [h["train_loss"] for h in some.history] == [h["train_loss"] for h in every.history]
+    assert [("val_top1" in h) for h in some.history] == [False, True, False, True]
+    assert some.history[1]["val_top1"] == every.history[1]["val_top1"]
+    assert set(some.history[0]) == {"epoch", "train_loss", "seconds"}
+
+
+def test_a_search_validates_at_its_rungs_and_last_epoch() -> None:
+    from gcsearch.search.space import parse_space
+
+    space = parse_space("[fidelity]\nenabled = true\nmin_epochs = 2\neta = 2\n")
+    rungs = space.fidelity.rungs(10)
+    assert rungs == (2, 4, 8)
+    assert space.search.validate_at(10, rungs) == (2, 4, 8, 10)
+    every3 = parse_space("[search]\nvalidate_every = 3\n").search
+    assert every3.validate_at(10, ()) == (3, 6, 9, 10)
+    assert parse_space("[search]\nvalidate_every = 1\n").search.validate_at(3, ()) == (1, 2, 3)
