@@ -11,10 +11,12 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from gcsearch.errors import UserError
+from gcsearch.errors import InputWarning, UserError, mask_secrets
 from gcsearch.tasks import DEFAULT_TASK
 
 # subcommand -> module whose ``run_<subcommand>(args) -> int | None`` does the work
@@ -348,14 +350,36 @@ def check_outputs(args: argparse.Namespace) -> None:
                 _output_file(getattr(args, flag), f"--{flag}")
 
 
+def _one_line(text: object) -> str:
+    """A message as one line, any password masked: the form of every error and warning."""
+    return mask_secrets(" ".join(str(text).splitlines()))
+
+
+def _warning_lines(command: str, show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints an ``InputWarning`` as one line (the run goes on);
+    other warnings go to ``show`` as before."""
+
+    def showwarning(message: Warning | str, category: type[Warning], *rest: Any,
+                    **kw: Any) -> None:
+        if issubclass(category, InputWarning):
+            print(f"gcsearch {command}: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_outputs(args)
-        module = importlib.import_module(_HANDLERS[args.command])
-        code = getattr(module, f"run_{args.command}")(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _warning_lines(args.command, warnings.showwarning)
+            check_outputs(args)
+            module = importlib.import_module(_HANDLERS[args.command])
+            code = getattr(module, f"run_{args.command}")(args)
     except UserError as exc:
-        print(f"gcsearch {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gcsearch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"gcsearch {args.command}: interrupted", file=sys.stderr)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 from gcsearch.report.frame import Objective, frame_objectives, results_frame
 from gcsearch.report.pareto import (
     hypervolume,
@@ -355,7 +355,7 @@ def build_report(
     tests = adjust_holm(family)
     return Report(
         study=frame.attrs.get("study", {}),
-        where=str(target),
+        where=mask_secrets(str(target)),
         frame=frame,
         objectives=objectives,
         rows=rows,

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 from gcsearch.search.liveness import pid_alive
 from gcsearch.search.space import Space
 
@@ -34,7 +34,8 @@ RUN_STORAGE_FILES = (STORAGE_FILE, "study.sqlite", "study.sqlite3", "study.journ
 def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     """The Optuna storage and a printable name: SQLite in the run dir by default, an RDB
     URL (``postgresql://...``, ``sqlite:///...``), a journal file (``*.log``/``*.journal``) or
-    ``memory`` (no file; cannot resume)."""
+    ``memory`` (no file; cannot resume). The name has any password masked (``mask_secrets``):
+    it goes into the progress header, ``run.json`` and error lines."""
     if storage is None:
         path = (run_dir / STORAGE_FILE).resolve()
         url = f"sqlite:///{path}"
@@ -78,13 +79,13 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
             if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise UserError(
+            raise UserError(mask_secrets(
                 f"--storage: cannot open {url} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]})"
-            ) from None
+            )) from None
     if sqlite:
         _fast_sqlite(rdb)
-    return rdb, url
+    return rdb, mask_secrets(url)
 
 
 def _with_driver(url: str) -> str:
@@ -127,7 +128,7 @@ def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
             db = Path(text.removeprefix("sqlite:///"))
             if not db.is_file():
                 raise UserError(f"storage not found: {db} (from {text})")
-        return _rdb_readonly(text, text), text
+        return _rdb_readonly(text, mask_secrets(text)), mask_secrets(text)
     path = Path(text)
     if path.is_dir():
         found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
