@@ -344,6 +344,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         check_folder(args.run_dir or "runs", "--run-dir")
     elif args.command == "export":
         _output_file(args.output, "-o")
+    elif args.command == "analyze" and getattr(args, "json", None):
+        _output_file(args.json, "--json")  # before the analysis runs, not after
     elif args.command == "report":
         for flag in ("md", "html", "csv", "parquet", "curves"):
             if getattr(args, flag, None):
