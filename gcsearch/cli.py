@@ -342,8 +342,15 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Every place a command will write, checked before any work starts (one line each)."""
     if args.command == "search":
         check_folder(args.run_dir or "runs", "--run-dir")
+        storage = getattr(args, "storage", None) or ""
+        if storage.startswith("sqlite:///"):
+            _output_file(storage.removeprefix("sqlite:///"), "--storage")
+        elif storage and storage != "memory" and "://" not in storage:
+            _output_file(storage, "--storage")
     elif args.command == "export":
         _output_file(args.output, "-o")
+    elif args.command == "train" and getattr(args, "save", None):
+        _output_file(args.save, "--save")
     elif args.command == "analyze" and getattr(args, "json", None):
         _output_file(args.json, "--json")  # before the analysis runs, not after
     elif args.command == "report":

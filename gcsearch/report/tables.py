@@ -320,6 +320,13 @@ def build_report(
     if rows.empty:
         counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
         what = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no trials"
+        if counts.get("complete"):  # finished trials, but not a gcsearch search's records
+            raise UserError(
+                f"study {frame.attrs.get('study', {}).get('name', '?')!r} holds "
+                f"{counts['complete']} complete trial(s) but no gcsearch results (top-1 per "
+                "seed in the trials' 'results' attribute): it was not written by `gcsearch "
+                "search` (allowed: a study a gcsearch search wrote)"
+            )
         raise UserError(
             f"study {frame.attrs.get('study', {}).get('name', '?')!r} has no "
             f"complete trial ({what}); nothing to report yet"

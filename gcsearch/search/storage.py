@@ -46,7 +46,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     elif storage.endswith((".log", ".journal")):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(Path(storage), storage)
         if Path(storage).is_file():  # an existing file must be a journal: say so in one line
             from gcsearch.search.storage_file import check_journal_file
 
@@ -67,7 +67,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
         )
     sqlite = url.startswith("sqlite:///")
     if sqlite:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(Path(url.removeprefix("sqlite:///")), storage or str(run_dir))
     kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
     for attempt in range(3):
         try:
@@ -86,6 +86,16 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     if sqlite:
         _fast_sqlite(rdb)
     return rdb, mask_secrets(url)
+
+
+def _make_parent(path: Path, given: str) -> None:
+    """Create the folder a storage file goes in, or say in one line why it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--storage {given}: cannot create {path.parent} "
+                        f"({exc.strerror or type(exc).__name__}; allowed: a path in a folder "
+                        "you can write in)") from None
 
 
 def _with_driver(url: str) -> str:
