@@ -125,6 +125,7 @@ def test_memory_check_allows_what_fits() -> None:
         ("a" * 200, False),
         ("tab\there", False),
     ],
+    ids=["64 two-byte letters", "65 two-byte letters", "200 ASCII letters", "a tab"],
 )
 def test_space_name_is_checked_in_bytes(
     name: str, ok: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]

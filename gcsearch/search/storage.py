@@ -209,6 +209,15 @@ def space_fingerprint(space: Space, budget: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _abandoned(storage: Any, name: str) -> bool:
+    """A study a start that was killed (SIGKILL, a lost machine) left behind: no trial and no
+    live driver. Starting again in its place loses nothing; refusing would demand --resume."""
+    from gcsearch.search.liveness import live_drivers, liveness_settings
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    return not study.get_trials(deepcopy=False) and not live_drivers(study, liveness_settings()[1])
+
+
 def open_study(
     space: Space,
     storage: Any,
@@ -221,6 +230,9 @@ def open_study(
     """Create the study, or reopen it for ``--resume`` after checking it is the same search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.study.get_all_study_names(storage)
+    if name in names and not resume and _abandoned(storage, name):
+        optuna.delete_study(study_name=name, storage=storage)  # a killed start's: holds nothing
+        names.remove(name)
     if name in names and not resume:
         raise UserError(
             f"study {name!r} already exists in {where} (continue it with --resume, "

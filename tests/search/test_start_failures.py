@@ -176,3 +176,35 @@ def test_ray_temp_dir_counts_bytes_not_characters(tmp_path: Path) -> None:
         shutil.rmtree(base, ignore_errors=True)
         if "temp" in locals() and temp.parent == Path("/tmp"):
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _killed_start(space_path: Path, run: Path) -> optuna.Study:
+    """What a start killed with SIGKILL (no clean-up runs) leaves: a created, empty study."""
+    from gcsearch.search.sampling import make_sampler
+    from gcsearch.search.storage import open_storage, open_study
+
+    space = load_space(space_path)
+    store, where = open_storage(run, None)
+    attrs = {"fingerprint": "killed"}
+    return open_study(space, store, where, space.name, False, make_sampler(space, 1), attrs)
+
+
+def test_a_killed_starts_empty_study_does_not_block_the_rerun(tmp_path: Path) -> None:
+    path = tiny_space(tmp_path, fidelity=False)
+    run = tmp_path / "run"
+    _killed_start(path, run)
+    out = search(load_space(path), run, smoke=True, executor=InlineExecutor(), progress=False,
+                 export=False)
+    assert out.counts["complete"] >= 1
+
+
+def test_an_empty_study_with_a_live_driver_is_kept(tmp_path: Path) -> None:
+    """Another driver starting on the same study (its heartbeat alive) is not pre-empted."""
+    from gcsearch.search.liveness import Heartbeat
+
+    path = tiny_space(tmp_path, fidelity=False)
+    run = tmp_path / "run"
+    study = _killed_start(path, run)
+    Heartbeat(study).beat()  # a live driver of this process
+    with pytest.raises(UserError, match="already exists"):
+        search(load_space(path), run, smoke=True, executor=InlineExecutor(), progress=False)
