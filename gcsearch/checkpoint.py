@@ -135,7 +135,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path}: no such weights file (the search writes them in <run>/weights/)"
         )
     if path.stat().st_size == 0:
-        raise UserError(f"{path}: empty file, not gcsearch weights ({_ALLOWED})")
+        raise UserError(f"{path}: empty file, not a gcsearch weights file ({_ALLOWED})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line, not a traceback
