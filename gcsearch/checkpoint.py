@@ -42,20 +42,44 @@ class Checkpoint:
     num_classes: int
     input_shape: tuple[int, int, int]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "checkpoint"  #: where it was read from, for error lines
 
     def build(self) -> nn.Module:
-        """The network with these weights loaded (strict), in eval mode."""
+        """The network with these weights loaded (strict), in eval mode; weights that do not
+        fit the network their own settings describe are a one-line ``UserError``."""
         from gcsearch.backbones import build_model
 
-        model = build_model(
-            self.candidate,
-            self.backbone,
-            num_classes=self.num_classes,
-            in_chans=self.input_shape[0],
-            min_hidden=self.min_hidden,
-        )
-        model.load_state_dict(dict(self.state_dict), strict=True)
+        try:
+            model = build_model(
+                self.candidate,
+                self.backbone,
+                num_classes=self.num_classes,
+                in_chans=self.input_shape[0],
+                min_hidden=self.min_hidden,
+            )
+        except (UserError, KeyError, ValueError) as exc:
+            raise UserError(f"{self.source}: cannot build {self.candidate.id} on "
+                            f"{self.backbone} ({_first_line(exc)})") from None
+        try:
+            model.load_state_dict(dict(self.state_dict), strict=True)
+        except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, keys, non-tensors
+            raise UserError(
+                f"{self.source}: its weights do not fit {self.candidate.id} on {self.backbone} "
+                f"with {self.num_classes} classes and {_shape(self.input_shape)} inputs "
+                f"({_first_line(exc)}); allowed: a file written by `gcsearch search` or "
+                "`gcsearch train --save`, unchanged"
+            ) from None
         return model.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[:2])
+    return f"{type(exc).__name__}: {text[:240]}" if text else type(exc).__name__
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def checkpoint_name(key: str) -> str:
@@ -94,25 +118,61 @@ def save_checkpoint(
     return path
 
 
+#: Keys every checkpoint holds (besides ``format`` and the optional ``meta``).
+_KEYS = ("candidate", "state_dict", "backbone", "min_hidden", "num_classes", "input_shape")
+_ALLOWED = "allowed: a file written by `gcsearch search` or `gcsearch train --save`"
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint`` (``weights_only=True``)."""
+    """Read a checkpoint written by ``save_checkpoint`` (``weights_only=True``).
+
+    Anything else (empty, truncated, foreign, or with a key missing or malformed) is a
+    one-line ``UserError`` naming the file and the problem.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(
             f"{path}: no such weights file (the search writes them in <run>/weights/)"
         )
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file, not a gcsearch weights file ({_ALLOWED})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise UserError(f"{path}: not a gcsearch weights file ({type(exc).__name__})") from None
+        raise UserError(f"{path}: not a gcsearch weights file, truncated or corrupt "
+                        f"({type(exc).__name__}; {_ALLOWED})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{path}: not a gcsearch weights file of format {FORMAT}")
+        raise UserError(f"{path}: not a gcsearch weights file of format {FORMAT} ({_ALLOWED})")
+    missing = [k for k in _KEYS if k not in data]
+    if missing:
+        raise UserError(f"{path}: gcsearch weights without {', '.join(map(repr, missing))} "
+                        f"({_ALLOWED})")
+    try:
+        candidate = Candidate.from_json(data["candidate"])
+    except Exception as exc:  # SpecError, JSON or type errors: the stored spec is unreadable
+        raise UserError(f"{path}: its 'candidate' is not a candidate spec "
+                        f"({_first_line(exc)}; {_ALLOWED})") from None
+    try:
+        shape = tuple(int(d) for d in data["input_shape"])
+        num_classes, min_hidden = int(data["num_classes"]), int(data["min_hidden"])
+        meta = dict(data.get("meta") or {})
+        if len(shape) != 3 or min(shape) < 1 or num_classes < 1 or min_hidden < 1:
+            raise ValueError(f"input_shape {list(shape)}, num_classes {num_classes}, "
+                             f"min_hidden {min_hidden}")
+        if not isinstance(data["state_dict"], Mapping) or not all(
+            isinstance(v, torch.Tensor) for v in data["state_dict"].values()
+        ):
+            raise ValueError("state_dict is not a mapping of tensors")
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: malformed gcsearch weights ({_first_line(exc)}; "
+                        f"{_ALLOWED})") from None
     return Checkpoint(
-        candidate=Candidate.from_json(data["candidate"]),
+        candidate=candidate,
         state_dict=data["state_dict"],
         backbone=str(data["backbone"]),
-        min_hidden=int(data["min_hidden"]),
-        num_classes=int(data["num_classes"]),
-        input_shape=tuple(data["input_shape"]),  # type: ignore[arg-type]
-        meta=dict(data.get("meta", {})),
+        min_hidden=min_hidden,
+        num_classes=num_classes,
+        input_shape=shape,  # type: ignore[arg-type]
+        meta=meta,
+        source=str(path),
     )

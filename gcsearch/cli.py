@@ -11,10 +11,12 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from gcsearch.errors import UserError
+from gcsearch.errors import InputWarning, UserError, mask_secrets
 from gcsearch.tasks import DEFAULT_TASK
 
 #: Every command and the function that runs it with the parsed args (``bench`` and ``analyze``
@@ -356,21 +358,52 @@ def check_outputs(args: argparse.Namespace) -> None:
     """Every place a command will write, checked before any work starts (one line each)."""
     if args.command == "search":
         check_folder(args.run_dir or "runs", "--run-dir")
+        storage = getattr(args, "storage", None) or ""
+        if storage.startswith("sqlite:///"):
+            _output_file(storage.removeprefix("sqlite:///"), "--storage")
+        elif storage and storage != "memory" and "://" not in storage:
+            _output_file(storage, "--storage")
     elif args.command == "export":
         _output_file(args.output, "-o")
+    elif args.command == "train" and getattr(args, "save", None):
+        _output_file(args.save, "--save")
+    elif args.command == "analyze" and getattr(args, "json", None):
+        _output_file(args.json, "--json")  # before the analysis runs, not after
     elif args.command == "report":
         for flag in ("md", "html", "csv", "parquet", "curves"):
             if getattr(args, flag, None):
                 _output_file(getattr(args, flag), f"--{flag}")
 
 
+def _one_line(text: object) -> str:
+    """A message as one line, any password masked: the form of every error and warning."""
+    return mask_secrets(" ".join(str(text).splitlines()))
+
+
+def _warning_lines(command: str, show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints an ``InputWarning`` as one line (the run goes on);
+    other warnings go to ``show`` as before."""
+
+    def showwarning(message: Warning | str, category: type[Warning], *rest: Any,
+                    **kw: Any) -> None:
+        if issubclass(category, InputWarning):
+            print(f"gcsearch {command}: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_outputs(args)
-        code = handler(args)(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _warning_lines(args.command, warnings.showwarning)
+            check_outputs(args)
+            code = handler(args)(args)
     except UserError as exc:
-        print(f"gcsearch {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gcsearch {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"gcsearch {args.command}: interrupted", file=sys.stderr)

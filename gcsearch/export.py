@@ -375,14 +375,24 @@ def _block_weights(path: Path) -> tuple[dict[str, dict[str, Any]], Any]:
 
     ckpt = None
     try:
+        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated or foreign: one line, not a traceback
+        raise UserError(f"weights: {path} is not a weights file, empty, truncated or corrupt "
+                        f"({type(exc).__name__}; allowed: a gcsearch checkpoint or a "
+                        "state dict saved with torch.save)") from None
+    if isinstance(state, Mapping) and "format" in state:  # a gcsearch checkpoint: checked whole
         ckpt = load_checkpoint(path)
-        state: Any = ckpt.state_dict
-    except UserError:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
-            state = state["model"]
+        ckpt.build()  # weights that do not fit their own network: one line here, not later
+        state = ckpt.state_dict
+    elif isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    if not isinstance(state, Mapping):
+        raise UserError(f"weights: {path} holds a {type(state).__name__}, not a state dict "
+                        "(allowed: a gcsearch checkpoint or a state dict saved with torch.save)")
     blocks: dict[str, dict[str, Any]] = {}
     for key, tensor in state.items():
+        if not isinstance(key, str):
+            continue
         head, sep, tail = key.partition(".context_block.")
         if sep:
             blocks.setdefault(f"{head}.context_block", {})[tail] = tensor

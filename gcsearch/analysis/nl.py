@@ -181,6 +181,23 @@ def held_out_images(
     return [x for x, _ in val]
 
 
+def _check_task_fits(path: Path, ckpt: Any, task_name: str, data: str | None) -> None:
+    """The task's images must have the channels the weights were trained on (``--task``
+    naming another task than the weights' own is a one-line error, not a shape traceback)."""
+    from gcsearch.tasks import get_task
+
+    shape = tuple(get_task(task_name, data).input_shape)
+    if shape[0] != ckpt.input_shape[0]:
+        own = ckpt.meta.get("task")
+        raise UserError(
+            f"--task {task_name}: its images are {'x'.join(map(str, shape))}, but {path} was "
+            f"trained on {'x'.join(map(str, ckpt.input_shape))} images"
+            + (f" (task {own})" if own else "")
+            + f"; allowed: a task with {ckpt.input_shape[0]}-channel images"
+            + (f", e.g. {own} (omit --task)" if own else "")
+        )
+
+
 def analyze(
     target: str | Path, task: str | None = None, data: str | None = None, images: int = 256
 ) -> list[dict[str, Any]]:
@@ -198,6 +215,7 @@ def analyze(
         task_name = task or str(ckpt.meta.get("task") or "")
         if not task_name:
             raise UserError(f"{path}: the checkpoint names no task; pass --task")
+        _check_task_fits(path, ckpt, task_name, data)
         size = ckpt.meta.get("image_size")
         batches = held_out_images(
             task_name,

@@ -246,6 +246,9 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         if "-" in text and "," not in text:
             lo, hi = (int(x) for x in text.split("-"))
+            if hi < lo:
+                raise UserError(f"--seeds: {text!r} is an empty range (allowed: a list like "
+                                f"0,1,2 or a range FIRST-LAST with FIRST <= LAST, e.g. {hi}-{lo})")
             return list(range(lo, hi + 1))
         seeds = [int(s) for s in text.split(",")]
     except ValueError:

@@ -45,7 +45,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 
 STORAGES = ("sqlite", "journal", "postgresql")
 SCALE_GAIN = 1.10
@@ -277,7 +277,9 @@ def run_bench_storage(args: argparse.Namespace) -> int:
                             highlight=False,
                         )
             except Exception as exc:  # an unavailable storage is a row
-                figures["storages"][kind] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                figures["storages"][kind] = {
+                    "error": mask_secrets(f"{type(exc).__name__}: {exc}")[:300]
+                }
                 continue
             figures["storages"][kind] = {"rows": rows, "scales_to": scales_to(rows)}
     out_file.parent.mkdir(parents=True, exist_ok=True)

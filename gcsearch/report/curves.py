@@ -30,7 +30,10 @@ def curve_rows(trials: Iterable[Any]) -> list[dict[str, Any]]:
         attrs = t.user_attrs
         if "duplicate_of" in attrs:  # answered from another trial: its curve is that trial's
             continue
-        cid = attrs.get("candidate_id") or (attrs.get("candidate") or {}).get("id") or "?"
+        cand = attrs.get("candidate")  # a spec dict, or a plain study's own string
+        cid = attrs.get("candidate_id") or (
+            cand.get("id") if isinstance(cand, Mapping) else cand if isinstance(cand, str) else None
+        ) or "?"
         status = attrs.get("status") or t.state.name.lower()
         for res in attrs.get("results") or []:
             if not isinstance(res, Mapping):

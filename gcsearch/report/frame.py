@@ -117,7 +117,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[st
     }
     cand = rec.candidate
     row.update(_spec_columns(cand, {"candidate_id": rec.candidate_text}))
-    if cand is None and row["status"] == "complete":
+    if cand is None and rec.status == "complete":  # gcsearch's own row, its spec unreadable
         row["status"], row["reason"] = "failed", "unreadable candidate spec in storage"
     row.update(_metric_columns(results))
     first = results[0] if results else {}

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 from gcsearch.report.frame import Objective, frame_objectives, results_frame
 from gcsearch.report.pareto import (
     hypervolume,
@@ -320,6 +320,13 @@ def build_report(
     if rows.empty:
         counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
         what = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no trials"
+        if counts.get("complete"):  # finished trials, but not a gcsearch search's records
+            raise UserError(
+                f"study {frame.attrs.get('study', {}).get('name', '?')!r} holds "
+                f"{counts['complete']} complete trial(s) but no gcsearch results (top-1 per "
+                "seed in the trials' 'results' attribute): it was not written by `gcsearch "
+                "search` (allowed: a study a gcsearch search wrote)"
+            )
         raise UserError(
             f"study {frame.attrs.get('study', {}).get('name', '?')!r} has no "
             f"complete trial ({what}); nothing to report yet"
@@ -355,7 +362,7 @@ def build_report(
     tests = adjust_holm(family)
     return Report(
         study=frame.attrs.get("study", {}),
-        where=str(target),
+        where=mask_secrets(str(target)),
         frame=frame,
         objectives=objectives,
         rows=rows,

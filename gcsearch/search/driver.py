@@ -722,6 +722,8 @@ class Driver:
         if not rec.retryable:
             self.finished[run.key] = frozen
             self.seen_ids.add(run.cand.id)
+        else:  # asked again (a lost worker, an interrupt): the new row names this one
+            self.retry_of.setdefault(run.cand.id, {"retry_of": frozen.number, "reason": reason})
         for dup in self.waiting_dups.pop(run.key, []):
             if rec.retryable:
                 self._fail_retryable(dup, reason)
@@ -788,8 +790,8 @@ class Driver:
             self._update_front()
         elif status == "pruned":
             p.pruned += 1
-        else:
-            p.failed += 1
+        elif not reason.startswith(RETRYABLE):  # a retryable row is asked again: its
+            p.failed += 1  # candidate is not finished, so it is not counted ("[8/7]" otherwise)
         top = values[0] if values else None
         detail = f"top1 {top:.2f}" if status == "complete" and top is not None else f"{reason[:80]}"
         where = env.get("node") or env.get("host") or ""

@@ -23,8 +23,10 @@ import hashlib
 import math
 import os
 import shutil
+import signal
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
 from gcsearch.errors import UserError
 from gcsearch.search.trial import Job, run_job
 
-#: Longest ``_temp_dir`` we hand Ray: its session dir (~45 chars) and socket names must fit
+#: Longest ``_temp_dir`` (bytes) we hand Ray: its session dir (~45 chars) and socket names must fit
 #: in the 107-byte limit of a Unix socket path.
 MAX_TEMP_DIR = 40
 
@@ -43,7 +45,7 @@ def short_temp_dir(run_dir: Path) -> Path:
     """``<run_dir>/ray`` if short enough for Ray's socket paths, else a short /tmp path
     (linked from ``<run_dir>/ray``)."""
     wanted = run_dir.resolve() / "ray"
-    if len(str(wanted)) <= MAX_TEMP_DIR:
+    if len(os.fsencode(wanted)) <= MAX_TEMP_DIR:  # bytes: the limit is on bytes
         wanted.mkdir(parents=True, exist_ok=True)
         return wanted
     digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]
@@ -54,6 +56,50 @@ def short_temp_dir(run_dir: Path) -> Path:
         link.unlink(missing_ok=True)
         link.symlink_to(short, target_is_directory=True)
     return short
+
+
+#: Seconds to wait for a TCP answer at ``--address`` before saying nothing listens there.
+PROBE_TIMEOUT_S = 10.0
+
+
+def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail in seconds, with one line, where nothing listens at ``--address`` HOST:PORT:
+    ``ray.init`` itself waits for minutes (20+ seen) for a head that never answers.
+    ``auto`` and addresses without a port are left to Ray (it answers those at once)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if target == "auto" or not sep or not host or "://" in target:
+        return
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address}: {port!r} is not a port (allowed: auto, "
+                        "HOST:PORT such as 10.0.0.1:6379, or ray://HOST:10001)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(f"--address {address}: nothing answers at {host}:{port} ({why}); "
+                        "start the cluster first (ray start --head) or give its head's address "
+                        "(allowed: auto, HOST:PORT of a running Ray head)") from None
+
+
+@contextlib.contextmanager
+def _sigterm_deferred() -> Iterator[None]:
+    """SIGTERM while Ray starts is held until ``ray.init`` returns, then raised as
+    ``KeyboardInterrupt``: interrupting ``ray.init`` halfway would leave its GCS and raylet
+    processes running with no one to stop them; after it, ``ray.shutdown`` stops them."""
+    got: list[int] = []
+    try:
+        old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if got:
+        raise KeyboardInterrupt
 
 
 def _join(address: str) -> None:
@@ -72,6 +118,7 @@ def _join(address: str) -> None:
             return exc
         return None
 
+    probe_address(address)
     exc = attempt()
     if exc is not None and "RAY_AUTH_MODE" not in os.environ and _enable_auth_token():
         exc = attempt()
@@ -179,18 +226,24 @@ class RayExecutor:
         self.started_ray = False
         self.temp_dir: Path | None = None
         if not ray.is_initialized():
-            if address:
-                _join(address)
-            else:
-                self.temp_dir = short_temp_dir(self.run_dir)
-                ray.init(
-                    num_cpus=max(1, math.ceil((parallel or 1) * cpus_per_trial)),
-                    include_dashboard=False,
-                    _temp_dir=str(self.temp_dir),
-                    object_store_memory=256 * 1024**2,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
+            try:
+                with _sigterm_deferred():
+                    if address:
+                        _join(address)
+                    else:
+                        self.temp_dir = short_temp_dir(self.run_dir)
+                        ray.init(
+                            num_cpus=max(1, math.ceil((parallel or 1) * cpus_per_trial)),
+                            include_dashboard=False,
+                            _temp_dir=str(self.temp_dir),
+                            object_store_memory=256 * 1024**2,
+                            log_to_driver=False,
+                            configure_logging=False,
+                        )
+            except BaseException:  # SIGTERM, Ctrl-C or a failed start: no Ray left behind
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                raise
             self.started_ray = True
         if gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) < gpus_per_trial:
             have = ray.cluster_resources().get("GPU", 0)
@@ -270,4 +323,5 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["AttemptCounter", "RayExecutor", "short_temp_dir", "task_options", "trial_device"]
+__all__ = ["AttemptCounter", "RayExecutor", "probe_address", "short_temp_dir", "task_options",
+           "trial_device"]

@@ -106,6 +106,8 @@ class TrialRecord:
                 cand = Candidate.from_dict(data)
             elif isinstance(attrs.get("candidate_id"), str):
                 cand = Candidate.parse(attrs["candidate_id"])
+            elif isinstance(data, str):  # a plain Optuna study's own attribute: an id, maybe
+                cand = Candidate.parse(data)
         except (SpecError, TypeError, KeyError, ValueError):
             cand = None
         kw: dict[str, Any] = {}
@@ -116,7 +118,8 @@ class TrialRecord:
         kw["results"] = results
         if kw.get("duplicate_of") is not None:
             kw["duplicate_of"] = int(kw["duplicate_of"])
-        text = None if cand is not None else attrs.get("candidate_id")
+        text = None if cand is not None else attrs.get("candidate_id") or (
+            data if isinstance(data, str) else None)
         return cls(candidate=cand, candidate_text=text, **kw)
 
 

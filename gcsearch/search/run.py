@@ -32,7 +32,7 @@ from typing import Any
 
 import optuna
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
@@ -112,6 +112,21 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
+    """An exit callback (``ExitStack.push``) that deletes the study this run created when the
+    run ends in an error or an interrupt before any trial was asked: an empty study would
+    make the rerun fail with "already exists" unless given ``--resume``."""
+
+    def drop(exc_type: type[BaseException] | None, *_: object) -> bool:
+        if exc_type is not None:
+            with contextlib.suppress(Exception):  # the storage itself may be what failed
+                if not study.get_trials(deepcopy=False):
+                    optuna.delete_study(study_name=name, storage=store)
+        return False
+
+    return drop
 
 
 def write_results(study: optuna.Study, run_dir: Path) -> Path | None:
@@ -255,12 +270,19 @@ def search(
         "fingerprint": space_fingerprint(space, budget),
         "smoke": smoke,
     }
+    if address and executor is None:  # nothing listening there: say so before any study exists
+        from gcsearch.search.executor import probe_address
+
+        probe_address(address)
     store, where = open_storage(run_dir, storage)
     with driver_lock(run_dir), contextlib.ExitStack() as stack:
         # never consulted: every trial is enqueued with its candidate's parameters, and the
         # proposals come from the driver's own sampler study (sampling.SamplerStudy)
         idle = optuna.samplers.RandomSampler(seed=space.search.sampler_seed)
         study = open_study(space, store, where, name, resume, idle, attrs)
+        if not resume:  # a start that fails (or is stopped) before any trial leaves no study
+            stack.push(_drop_if_empty(study, store, name))
+        stack.enter_context(_sigterm_as_interrupt())  # Ray's start-up included
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
@@ -297,19 +319,15 @@ def search(
         if executor is None:
             from gcsearch.search.executor import RayExecutor
 
-            try:
-                executor = RayExecutor(
-                    run_dir,
-                    address=address,
-                    parallel=parallel or (None if address else space.search.parallel),
-                    cpus_per_trial=space.search.cpus_per_trial,
-                    gpus_per_trial=space.search.gpus_per_trial,
-                    max_retries=max_retries,
-                )
-            except UserError:
-                if not resume and not study.trials:  # leave no empty study behind
-                    optuna.delete_study(study_name=name, storage=store)
-                raise
+            executor = RayExecutor(
+                run_dir,
+                address=address,
+                parallel=parallel or (None if address else space.search.parallel),
+                cpus_per_trial=space.search.cpus_per_trial,
+                gpus_per_trial=space.search.gpus_per_trial,
+                max_retries=max_retries,
+            )
+            stack.callback(executor.shutdown)  # also when stopped before the loop (idempotent)
         ray_start_s = time.perf_counter() - ray_t0
         if progress and own_executor:
             console.print(f"Ray ready in {ray_start_s:.1f}s", highlight=False)
@@ -396,7 +414,7 @@ def search(
             files,
         )
         record = {
-            "command": sys.argv,
+            "command": [mask_secrets(a) for a in sys.argv],
             "space": space.to_dict(),
             "budget": budget,
             "cluster": cluster,

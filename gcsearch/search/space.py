@@ -23,12 +23,13 @@ import itertools
 import json
 import math
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gcsearch.errors import UserError
+from gcsearch.errors import InputWarning, UserError
 from gcsearch.spec import (
     AXES,
     METRICS,
@@ -46,6 +47,12 @@ from gcsearch.spec import (
 from gcsearch.tasks import BUDGET_CHOICES, DEFAULT_TASK, Budget
 
 SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
+#: Longest space name in UTF-8 bytes: it names the run directory (a file-name component holds
+#: 255 bytes) and the study; bytes, not characters, are what file systems and Ray's socket
+#: paths count.
+MAX_NAME_BYTES = 128
+#: Largest space file read: shipped ones are a few kB; /dev/zero or a data file is a mistake.
+MAX_FILE_BYTES = 1024**2
 ALL_SUBSETS = "all-subsets"
 
 #: Per-axis defaults (the GC block at the spec's default placement) and allowed values, both
@@ -599,6 +606,12 @@ def parse_space(text: str, file: str = "<space>") -> Space:
     if not kw["name"] or any(c in kw["name"] for c in "/\\\0") or kw["name"] in (".", ".."):
         raise r.fail("name", f"{kw['name']!r} cannot name a run directory",
                      "a non-empty name without slashes")
+    size = len(kw["name"].encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES or not kw["name"].isprintable():
+        raise r.fail("name", f"{kw['name'][:40]!r}... is {size} bytes in UTF-8"
+                     if size > MAX_NAME_BYTES else f"{kw['name']!r} holds control characters",
+                     f"a printable name of at most {MAX_NAME_BYTES} bytes in UTF-8, e.g. "
+                     f"{MAX_NAME_BYTES} ASCII or {MAX_NAME_BYTES // 2} two-byte letters")
     kw["description"] = r.string(data.get("description", ""), "description")
     if "objectives" in data:
         kw["objectives"] = _read_objectives(r, data["objectives"])
@@ -622,6 +635,10 @@ def parse_space(text: str, file: str = "<space>") -> Space:
     space = Space(path=file, **kw)
     _check_stages(r, space)
     _check_widths(r, space)
+    if space.search.seeds == 2:
+        warnings.warn(f"{file}: search.seeds = 2: intervals at n = 2 are not informative (a 95 % "
+                      "t interval is +-12.7 standard errors); use 3 or more seeds, or 1 for a "
+                      "quick look", InputWarning, stacklevel=2)
     return space
 
 
@@ -630,8 +647,17 @@ def load_space(path: str | Path) -> Space:
     from gcsearch.spaces import resolve_space
 
     p = resolve_space(path)  # a file, or a shipped space by name ("quick")
+    if p.exists() and not p.is_file():  # /dev/zero, a FIFO, a folder: never read to the end
+        raise UserError(f"{path}: not a regular file (allowed: a .toml space file, or a "
+                        "shipped space by name, e.g. quick)")
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1024**2} MiB, not a space "
+                            f"file (allowed: a .toml space file of at most "
+                            f"{MAX_FILE_BYTES // 1024**2} MiB)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (try --space quick)") from None
     except (OSError, UnicodeDecodeError) as exc:

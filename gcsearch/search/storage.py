@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from gcsearch.errors import UserError
+from gcsearch.errors import UserError, mask_secrets
 from gcsearch.search.liveness import pid_alive
 from gcsearch.search.space import Space
 
@@ -34,7 +34,8 @@ RUN_STORAGE_FILES = (STORAGE_FILE, "study.sqlite", "study.sqlite3", "study.journ
 def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     """The Optuna storage and a printable name: SQLite in the run dir by default, an RDB
     URL (``postgresql://...``, ``sqlite:///...``), a journal file (``*.log``/``*.journal``) or
-    ``memory`` (no file; cannot resume)."""
+    ``memory`` (no file; cannot resume). The name has any password masked (``mask_secrets``):
+    it goes into the progress header, ``run.json`` and error lines."""
     if storage is None:
         path = (run_dir / STORAGE_FILE).resolve()
         url = f"sqlite:///{path}"
@@ -45,7 +46,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
     elif storage.endswith((".log", ".journal")):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(Path(storage), storage)
         if Path(storage).is_file():  # an existing file must be a journal: say so in one line
             from gcsearch.search.storage_file import check_journal_file
 
@@ -66,7 +67,7 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
         )
     sqlite = url.startswith("sqlite:///")
     if sqlite:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(Path(url.removeprefix("sqlite:///")), storage or str(run_dir))
     kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
     for attempt in range(3):
         try:
@@ -78,13 +79,23 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
             if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise UserError(
+            raise UserError(mask_secrets(
                 f"--storage: cannot open {url} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:200]})"
-            ) from None
+            )) from None
     if sqlite:
         _fast_sqlite(rdb)
-    return rdb, url
+    return rdb, mask_secrets(url)
+
+
+def _make_parent(path: Path, given: str) -> None:
+    """Create the folder a storage file goes in, or say in one line why it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--storage {given}: cannot create {path.parent} "
+                        f"({exc.strerror or type(exc).__name__}; allowed: a path in a folder "
+                        "you can write in)") from None
 
 
 def _with_driver(url: str) -> str:
@@ -127,7 +138,7 @@ def _reader_storage(target: str | os.PathLike[str]) -> tuple[Any, str]:
             db = Path(text.removeprefix("sqlite:///"))
             if not db.is_file():
                 raise UserError(f"storage not found: {db} (from {text})")
-        return _rdb_readonly(text, text), text
+        return _rdb_readonly(text, mask_secrets(text)), mask_secrets(text)
     path = Path(text)
     if path.is_dir():
         found = [path / name for name in RUN_STORAGE_FILES if (path / name).is_file()]
@@ -198,6 +209,15 @@ def space_fingerprint(space: Space, budget: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _abandoned(storage: Any, name: str) -> bool:
+    """A study a start that was killed (SIGKILL, a lost machine) left behind: no trial and no
+    live driver. Starting again in its place loses nothing; refusing would demand --resume."""
+    from gcsearch.search.liveness import live_drivers, liveness_settings
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    return not study.get_trials(deepcopy=False) and not live_drivers(study, liveness_settings()[1])
+
+
 def open_study(
     space: Space,
     storage: Any,
@@ -210,6 +230,9 @@ def open_study(
     """Create the study, or reopen it for ``--resume`` after checking it is the same search."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.study.get_all_study_names(storage)
+    if name in names and not resume and _abandoned(storage, name):
+        optuna.delete_study(study_name=name, storage=storage)  # a killed start's: holds nothing
+        names.remove(name)
     if name in names and not resume:
         raise UserError(
             f"study {name!r} already exists in {where} (continue it with --resume, "

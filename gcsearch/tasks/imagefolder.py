@@ -62,9 +62,17 @@ def decode(paths: tuple[str, ...], size: int) -> torch.Tensor:
                 left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
                 img = img.crop((left, top, left + size, top + size))
                 out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+        except Image.DecompressionBombError as exc:  # over PIL's pixel limit: refused, not read
+            raise UserError(f"imagefolder: image {path} is too large to decode "
+                            f"({_first_line(exc)}; allowed: images up to "
+                            f"{Image.MAX_IMAGE_PIXELS:,} pixels)") from None
         except OSError as exc:
             raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
     return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 @dataclass
@@ -92,7 +100,13 @@ class ImageFolderTask(ArrayTask):
     def __post_init__(self) -> None:
         self.root = None if self.data is None else data_dir(self.data, "", self.name, HOW)
         if self.root is not None:
-            self.num_classes = len(scan(_split_dirs(self.root)[0])[0])
+            folder = _split_dirs(self.root)[0]
+            classes = scan(folder)[0]
+            if len(classes) < 2:  # one class: top-1 is 100 % and the loss nan, by construction
+                raise UserError(f"imagefolder: {folder} holds {len(classes)} class folder"
+                                f"{'' if len(classes) == 1 else 's'} ({', '.join(classes)}); "
+                                "allowed: 2 or more class subfolders")
+            self.num_classes = len(classes)
 
     def _samples(self, test: bool) -> tuple[tuple[str, ...], torch.Tensor]:
         if self.root is None:

@@ -180,7 +180,14 @@ def train(
            "deterministic": deterministic or dev.type == "cpu"}
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
     with _torch_settings(threads, dev, deterministic):
-        train_data, eval_data = task.loaders(seed, budget)
+        try:
+            train_data, eval_data = task.loaders(seed, budget)
+        except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
+            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+                raise
+            raise UserError(f"budget: {budget.train_images} train + {budget.val_images} val "
+                            f"images of {task.name} do not fit in memory (allowed: fewer "
+                            "train_images / val_images, or a smaller image_size)") from None
         cost = count_cost(
             candidate,
             backbone,
@@ -358,6 +365,47 @@ def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
     return task.budget.replace(**{k: getattr(args, k, None) for k in keys})
 
 
+def data_bytes(task: Task, budget: Budget) -> int:
+    """About the memory a budget's images take: train and eval images as float32, twice
+    (generated or decoded, then normalised), at the budget's image size."""
+    c, h, w = task.input_shape
+    if budget.image_size:
+        h = w = budget.image_size
+    return 2 * 4 * c * h * w * (budget.train_images + budget.val_images)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def check_memory(task: Task, budget: Budget, available: int | None = None) -> None:
+    """A one-line ``UserError`` when the budget's images cannot fit in memory (before the
+    machine starts swapping or the OOM killer ends the run without a word)."""
+    available = available_memory() if available is None else available
+    need = data_bytes(task, budget)
+    if available is None or need <= available:
+        return
+    per_image = need // (budget.train_images + budget.val_images)
+    most = max(0, available // per_image - budget.val_images)
+    raise UserError(
+        f"--train-images {budget.train_images}: the images need about {_size(need)} of memory, "
+        f"{_size(available)} is available (allowed: up to about "
+        f"{most:,} train images with {budget.val_images} val images at this image size)"
+    )
+
+
 def _line(r: TrialResult) -> str:
     top1 = "-" if r.top1 is None else f"{r.top1:6.2f}"
     extra = f"  ({r.reason})" if r.reason else ""
@@ -369,8 +417,11 @@ def _line(r: TrialResult) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """``gcsearch train``: train one candidate under one or more seeds and print the result."""
+    if args.threads < 1:
+        raise UserError(f"--threads: {args.threads} is out of range (allowed: integers >= 1)")
     task = get_task(args.task, args.data)
     budget = budget_from_args(task, args)
+    check_memory(task, budget)
     backbone = args.backbone or task.backbone
     candidate = read_candidate(args.candidate, backbone)
     try:
@@ -389,26 +440,28 @@ def run_train(args: argparse.Namespace) -> int:
     best: TrialResult | None = None
     for seed in seeds:
         tmp = save.with_name(f".{save.name}.seed{seed}.tmp") if save else None
-        r = train(
-            candidate,
-            task,
-            budget,
-            seed,
-            device,
-            backbone=backbone,
-            threads=args.threads,
-            min_hidden=args.min_hidden,
-            amp=not args.no_amp,
-            save=tmp,
-            deterministic=bool(getattr(args, "deterministic", False)),
-        )
-        results.append(r)
-        if tmp is not None and tmp.is_file():  # keep the best seed's weights (as the search)
-            if best is None or (r.top1 or 0.0) > (best.top1 or 0.0):
+        try:
+            r = train(
+                candidate,
+                task,
+                budget,
+                seed,
+                device,
+                backbone=backbone,
+                threads=args.threads,
+                min_hidden=args.min_hidden,
+                amp=not args.no_amp,
+                save=tmp,
+                deterministic=bool(getattr(args, "deterministic", False)),
+            )
+            results.append(r)
+            better = best is None or (r.top1 or 0.0) > (best.top1 or 0.0)
+            if tmp is not None and tmp.is_file() and better:  # the best seed's (as the search)
                 tmp.replace(save)
                 best = r
-            else:
-                tmp.unlink()
+        finally:  # whatever happened (an error, Ctrl-C), no temporary file stays behind
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         if not args.json:
             print(_line(r), flush=True)
     if save is not None and not args.json:
