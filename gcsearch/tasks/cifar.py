@@ -42,8 +42,8 @@ def _how(variant: str) -> str:
     cls = "CIFAR10" if variant == "cifar10" else "CIFAR100"
     return (
         f'download it once with python -c "import torchvision; '
-        f"torchvision.datasets.{cls}('data', download=True)\", or pass --data DIR holding "
-        f"{LAYOUTS[variant][0]}/"
+        f"torchvision.datasets.{cls}('data', download=True)\", or give a folder holding "
+        f"{LAYOUTS[variant][0]}/ as [task] data = \"DIR\" in the space file or --data DIR"
     )
 
 

@@ -374,7 +374,7 @@ def run_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if not args.json:
         print(
-            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "
+            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.shape_at(budget)))}, "
             f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
             f"{budget.epochs} epochs, eval on {budget.eval_split}"
         )
