@@ -33,14 +33,15 @@ FORMAT = 1
 def resolve_budget(
     space: Space, smoke: bool = False
 ) -> tuple[dict[str, Any], tuple[int, ...], int]:
-    """Full budget dict, input shape and number of classes of the space's task."""
+    """Full budget dict, input shape (at the budget's ``image_size``: the shape every cost is
+    counted at) and number of classes of the space's task, once it can read its data."""
+    from gcsearch.search.space import space_task
     from gcsearch.search.trial import SMOKE_BUDGET, make_budget
-    from gcsearch.tasks import get_task
 
-    task = get_task(space.task, space.data) if space.data else get_task(space.task)
+    task = space_task(space)
     overrides = {**space.budget, **(SMOKE_BUDGET if smoke else {})}
-    budget = dataclasses.asdict(make_budget(task, overrides))
-    return budget, tuple(task.input_shape), int(task.num_classes)
+    budget = make_budget(task, overrides)
+    return dataclasses.asdict(budget), tuple(task.shape_at(budget)), int(task.num_classes)
 
 
 def networks(space: Space) -> dict[str, list[str]]:

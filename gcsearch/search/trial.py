@@ -107,11 +107,12 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         budget = make_budget(task, job.budget)
         if job.fault == "nan":  # test hook: a learning rate that overflows the weights
             budget = dataclasses.replace(budget, lr=1e30)
-        # the rungs rank on cost at the task's nominal input; the stored cost is train's own
+        shape = tuple(task.shape_at(budget))  # the study's image_size, as its cost table
+        # the rungs rank on this cost; the stored cost is train's own (the same shape)
         cost = count_cost(
             cand,
             job.backbone,
-            tuple(task.input_shape),
+            shape,
             num_classes=task.num_classes,
             min_hidden=job.min_hidden,
         )
@@ -120,7 +121,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
 
-            latency = candidate_latency(cand, job.backbone, tuple(task.input_shape),
+            latency = candidate_latency(cand, job.backbone, shape,
                                         num_classes=task.num_classes, min_hidden=job.min_hidden,
                                         device=device, batch=budget.batch_size)
             costs["latency"] = latency.ms
@@ -150,9 +151,10 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
                 backbone=job.backbone,
                 min_hidden=job.min_hidden,
                 num_classes=task.num_classes,
-                input_shape=tuple(task.input_shape),
+                input_shape=shape,
                 meta={
                     "seed": job.seed,
+                    "image_size": budget.image_size or 0,
                     "top1": float(res.top1 or math.nan),
                     "task": job.task,
                     "epochs": res.epochs,
