@@ -664,8 +664,7 @@ def run_space(args: Any) -> int:
     """``gcsearch space count|show|validate FILE``; validate also checks the task can read
     its data."""
     space = load_space(args.file)
-    if args.action == "validate":
-        space_task(space)
+    task = space_task(space) if args.action == "validate" else None
     cands, refs = space.candidates(), space.references()
     if args.action == "count":
         print(f"{len(cands)} candidates + {len(refs)} reference rows "
@@ -673,7 +672,8 @@ def run_space(args: Any) -> int:
     elif args.action == "validate":
         print(f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
               f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
-              f"sampler {space.search.sampler})")
+              f"sampler {space.search.sampler}"
+              + (f"; data: {task.summary()})" if space.task in FILE_TASKS and task else ")"))
     else:
         print(space.to_toml())
         print("# candidates")
