@@ -208,7 +208,7 @@ def analyze(
             data,
             images,
             int(ckpt.meta.get("data_seed", 0)),
-            (int(size) if isinstance(size, int | float) else tuple(size)) if size else None,
+            size or None,  # S or [H, W]; Budget checks it
         )
         for row in block_stats(model, batches, images):
             rows.append(

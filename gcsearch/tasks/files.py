@@ -49,6 +49,7 @@ class ArrayTask:
         raise NotImplementedError
 
     def shape_at(self, budget: Budget) -> tuple[int, int, int]:
+        """The native shape resized as ``budget.image_size`` asks (``loaders`` resizes so)."""
         return sized(self.input_shape, budget.image_size)
 
     def counts(self) -> tuple[int, int | None]:
