@@ -125,12 +125,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="write the trained weights (best seed) for export / analyze nl")
     b = p.add_argument_group("budget overrides (default: the task's budget)")
     for flag, kind in (("--train-images", int), ("--val-images", int), ("--epochs", int),
-                       ("--batch-size", int), ("--lr", float), ("--image-size", int),
+                       ("--batch-size", int), ("--lr", float), ("--image-size", image_size),
                        ("--warmup-epochs", float), ("--data-seed", int)):
         b.add_argument(flag, type=kind, default=None)
     b.add_argument("--augment", choices=("none", "flip", "flip-crop"), default=None)
     b.add_argument("--eval", dest="eval_split", choices=("val", "test"), default=None,
                    help="evaluate on the held-out val images or the official test split")
+
+
+def image_size(text: str) -> int | tuple[int, int]:
+    """``--image-size``: S (S x S) or HxW, e.g. 16x64 (``budget.image_size`` checks the sides)."""
+    try:
+        sides = tuple(int(t) for t in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not S or HxW (e.g. 48 or 16x64)")
+    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
@@ -143,6 +154,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="quick",
                    help="a space file, or a shipped space by name: quick, gcnet-paper, full, "
                         "bench-small (default: %(default)s)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="the data folder of a task that reads files (imagefolder, cifar10, ...); "
+                        "replaces the space file's [task] data")
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<space name>)")
     p.add_argument("--study-name", default=None, help="study name (default: the space name)")
     p.add_argument("--storage", default=None,
@@ -396,6 +410,7 @@ def _warning_lines(command: str, show: Callable[..., None]) -> Callable[..., Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. the resume hint repeats it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", InputWarning)

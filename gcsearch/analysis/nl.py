@@ -168,7 +168,11 @@ def resolve_weights(target: str | Path) -> list[Path]:
 
 
 def held_out_images(
-    task_name: str, data: str | None, n: int, data_seed: int = 0, image_size: int | None = None
+    task_name: str,
+    data: str | None,
+    n: int,
+    data_seed: int = 0,
+    image_size: int | tuple[int, int] | None = None,
 ) -> list[torch.Tensor]:
     """``n`` validation images of the task (held out from its training images), in batches."""
     from gcsearch.tasks import get_task
@@ -222,7 +226,7 @@ def analyze(
             data,
             images,
             int(ckpt.meta.get("data_seed", 0)),
-            int(size) if size else None,
+            size or None,  # S or [H, W]; Budget checks it
         )
         for row in block_stats(model, batches, images):
             rows.append(

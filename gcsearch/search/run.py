@@ -20,12 +20,13 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from gcsearch.errors import UserError, mask_secrets
 from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
-from gcsearch.search.record import count_line, counts
+from gcsearch.search.record import TrialRecord, count_line, counts
 from gcsearch.search.space import Space, load_space
 from gcsearch.search.storage import (
     STORAGE_FILE,
@@ -223,13 +224,16 @@ def search(
     weights: bool = True,
     network_costs: Any = None,
     deterministic: bool = False,
+    command: Sequence[str] | None = None,
 ) -> Outcome:
     """Run (or resume) the search a space describes; see the module docstring.
 
-    ``executor`` replaces the Ray executor (``gcsearch.search.local``); ``faults`` maps
-    candidate ids to a test fault (``nan``, ``kill-once:<marker>``); ``GCSEARCH_FAULTS`` (JSON)
-    does the same from the environment. ``network_costs`` (network key -> cost dict) skips
-    counting the space's costs (benchmark replays pass the table's).
+    ``command`` is the CLI arguments the run was started with (``search --space ...``): an
+    interrupted run's resume hint repeats them. ``executor`` replaces the Ray executor
+    (``gcsearch.search.local``); ``faults`` maps candidate ids to a test fault (``nan``,
+    ``kill-once:<marker>``); ``GCSEARCH_FAULTS`` (JSON) does the same from the environment.
+    ``network_costs`` (network key -> cost dict) skips counting the space's costs (benchmark
+    replays pass the table's).
     """
     from gcsearch.search.strategy import hv_box, make_strategy, searched_networks, space_costs
 
@@ -381,8 +385,8 @@ def search(
                     driver.abandon("interrupted")
                     write_results(study, run_dir)
                     display.console.print(
-                        f"interrupted: resume with `gcsearch search --space {space.path} "
-                        f"--run-dir {run_dir} --resume`"
+                        f"interrupted: resume with `{resume_command(command, space, run_dir)}`",
+                        highlight=False, soft_wrap=True,
                     )
                     raise
                 loop_s = time.perf_counter() - loop_start
@@ -439,6 +443,31 @@ def search(
     return outcome
 
 
+def resume_command(command: Sequence[str] | None, space: Space, run_dir: Path) -> str:
+    """The command that continues a run: ``gcsearch`` and the arguments it was started with
+    (they set the space, budget, seeds, storage and study a resume must match), with
+    ``--run-dir`` and ``--resume`` added where missing."""
+    args = [a for a in command or ("search", "--space", space.path) if a != "--resume"]
+    if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in args):
+        args += ["--run-dir", str(run_dir)]
+    return shlex.join(["gcsearch", *args, "--resume"])
+
+
+class TrialsFailed(UserError):
+    """Every trial of a search failed: nothing to rank (exit code 1, as ``gcsearch train``)."""
+
+    exit_code = 1
+
+
+def first_failure(study: optuna.Study) -> tuple[int, str, str] | None:
+    """(trial number, candidate id, reason) of the study's first failed trained trial."""
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        rec = TrialRecord.read(trial)
+        if rec.status == "failed" and rec.trained:
+            return trial.number, rec.candidate_id, rec.reason or "no reason recorded"
+    return None
+
+
 # ------------------------------------------------------------------------------ CLI
 def _check_flags(args: Any) -> None:
     """Flag values a user can get wrong -> one-line UserError naming the allowed values."""
@@ -489,6 +518,8 @@ def _space_from_args(args: Any) -> Space:
         overrides["enabled"] = False
     if getattr(args, "fidelity", False):
         overrides["enabled"] = True
+    if getattr(args, "data", None) is not None:
+        overrides["data"] = args.data
     return space.with_overrides(**overrides) if overrides else space
 
 
@@ -508,7 +539,16 @@ def run_search(args: Any) -> int:
         max_retries=args.max_retries,
         parallel=args.parallel,
         deterministic=bool(getattr(args, "deterministic", False)),
+        command=getattr(args, "argv", None),
     )
+    c = outcome.counts
+    if c["failed"] and not c["complete"] and not c["pruned"]:  # nothing to rank: say why
+        first = first_failure(outcome.study)
+        number, cand, reason = first or (-1, "?", "no reason recorded")
+        raise TrialsFailed(
+            f"every trial failed ({c['failed']} failed, none complete; run directory "
+            f"{run_dir}); the first, trial {number} ({cand}): {' '.join(reason.split())}"
+        )
     from rich.console import Console
 
     from gcsearch import report
@@ -533,4 +573,7 @@ def run_search(args: Any) -> int:
     return 0
 
 
-__all__ = ["Outcome", "export_best", "run_search", "search", "write_results"]
+__all__ = [
+    "Outcome", "TrialsFailed", "export_best", "first_failure", "resume_command", "run_search",
+    "search", "write_results",
+]

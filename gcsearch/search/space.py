@@ -44,7 +44,15 @@ from gcsearch.spec import (
     paper_placement,
     stage_sets,
 )
-from gcsearch.tasks import BUDGET_CHOICES, DEFAULT_TASK, Budget
+from gcsearch.tasks import (
+    BUDGET_CHOICES,
+    DEFAULT_TASK,
+    IMAGE_SIZE_ALLOWED,
+    Budget,
+    Task,
+    file_tasks,
+    open_task,
+)
 
 SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
 #: Longest space name in UTF-8 bytes: it names the run directory (a file-name component holds
@@ -210,11 +218,18 @@ class Space:
         return [Objective.parse(o).metric for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> Space:
-        """A copy with some ``search`` / ``fidelity`` / budget settings replaced (CLI flags)."""
+        """A copy with some ``search`` / ``fidelity`` / budget settings or the task's ``data``
+        folder replaced (CLI flags)."""
         search = {k: changes.pop(k) for k in list(changes) if k in SearchSettings.__annotations__}
         fid = {k: changes.pop(k) for k in ("eta", "min_epochs", "enabled") if k in changes}
         budget = changes.pop("budget", None)
         out = self
+        if "data" in changes:
+            data = changes.pop("data")
+            if data is not None and self.task not in file_tasks():
+                raise UserError(f"--data: task {self.task!r} of {self.path} reads no files "
+                                f"(allowed for {_join(file_tasks())})")
+            out = _replace(out, data=data)
         if search:
             out = _replace(out, search=_replace(out.search, **search))
         if fid:
@@ -504,7 +519,12 @@ def _read_budget(r: _Reader, data: Any) -> dict[str, Any]:
     for k, v in table.items():
         default = known[k]
         key = f"budget.{k}"
-        if isinstance(default, bool):
+        if k == "image_size":
+            try:
+                v = Budget(image_size=v).image_size
+            except UserError:
+                raise r.fail(key, f"{v!r} is not allowed", IMAGE_SIZE_ALLOWED) from None
+        elif isinstance(default, bool):
             if not isinstance(v, bool):
                 raise r.fail(key, f"expected a boolean, got {_kind(v)}", "true, false")
         elif isinstance(default, int):  # a seed may be 0 (the default); counts start at 1
@@ -665,10 +685,22 @@ def load_space(path: str | Path) -> Space:
     return parse_space(text, str(path))
 
 
+def space_task(space: Space) -> Task:
+    """The space's task, checked to read its data before any work: a file task without
+    ``[task] data`` (where it has no default), a missing path or unreadable files raise one
+    line, ``<file>: task.data: <problem> (allowed: ...)``."""
+    try:
+        return open_task(space.task, space.data)
+    except UserError as exc:
+        raise UserError(f"{space.path}: task.data: {exc}") from None
+
+
 # ------------------------------------------------------------------------------------- CLI
 def run_space(args: Any) -> int:
-    """``gcsearch space count|show|validate FILE``."""
+    """``gcsearch space count|show|validate FILE``; validate also checks the task can read
+    its data."""
     space = load_space(args.file)
+    task = space_task(space) if args.action == "validate" else None
     cands, refs = space.candidates(), space.references()
     if args.action == "count":
         print(f"{len(cands)} candidates + {len(refs)} reference rows "
@@ -676,7 +708,8 @@ def run_space(args: Any) -> int:
     elif args.action == "validate":
         print(f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
               f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
-              f"sampler {space.search.sampler})")
+              f"sampler {space.search.sampler}"
+              + (f"; data: {task.summary()})" if space.task in file_tasks() and task else ")"))
     else:
         print(space.to_toml())
         print("# candidates")
@@ -688,4 +721,4 @@ def run_space(args: Any) -> int:
 
 
 __all__ = ["Axes", "Fidelity", "SearchSettings", "Space", "load_space", "parse_space",
-           "run_space"]
+           "run_space", "space_task"]

@@ -111,11 +111,12 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         budget = make_budget(task, job.budget)
         if job.fault == "nan":  # test hook: a learning rate that overflows the weights
             budget = dataclasses.replace(budget, lr=1e30)
-        # the rungs rank on cost at the task's nominal input; the stored cost is train's own
+        shape = tuple(task.shape_at(budget))  # the study's image_size, as its cost table
+        # the rungs rank on this cost; the stored cost is train's own (the same shape)
         cost = count_cost(
             cand,
             job.backbone,
-            tuple(task.input_shape),
+            shape,
             num_classes=task.num_classes,
             min_hidden=job.min_hidden,
         )
@@ -124,7 +125,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
 
-            latency = candidate_latency(cand, job.backbone, tuple(task.input_shape),
+            latency = candidate_latency(cand, job.backbone, shape,
                                         num_classes=task.num_classes, min_hidden=job.min_hidden,
                                         device=device, batch=budget.batch_size)
             costs["latency"] = latency.ms
@@ -154,9 +155,10 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
                 backbone=job.backbone,
                 min_hidden=job.min_hidden,
                 num_classes=task.num_classes,
-                input_shape=tuple(task.input_shape),
+                input_shape=shape,
                 meta={
                     "seed": job.seed,
+                    "image_size": budget.image_size or 0,
                     "top1": float(res.top1 or math.nan),
                     "task": job.task,
                     "epochs": res.epochs,
@@ -205,13 +207,14 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
 def resolve_budget(
     space: Space, smoke: bool = False
 ) -> tuple[dict[str, Any], tuple[int, ...], int]:
-    """Full budget dict, input shape and number of classes of the space's task."""
-    from gcsearch.tasks import get_task
+    """Full budget dict, input shape (at the budget's ``image_size``: the shape every cost is
+    counted at) and number of classes of the space's task, once it can read its data."""
+    from gcsearch.search.space import space_task
 
-    task = get_task(space.task, space.data) if space.data else get_task(space.task)
+    task = space_task(space)
     overrides = {**space.budget, **(SMOKE_BUDGET if smoke else {})}
-    budget = dataclasses.asdict(make_budget(task, overrides))
-    return budget, tuple(task.input_shape), int(task.num_classes)
+    budget = make_budget(task, overrides)
+    return dataclasses.asdict(budget), tuple(task.shape_at(budget)), int(task.num_classes)
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Proxy tasks behind one small interface, and the budget a trial trains under.
 
-A task has a ``name``, an ``input_shape`` (C, H, W), ``num_classes``, the ``backbone`` its
+A task has a ``name``, an ``input_shape`` (C, H, W) at its native size (``shape_at(budget)``
+is the shape under a budget's ``image_size``), ``num_classes``, the ``backbone`` its
 default ``budget`` was measured with, and ``loaders(seed, budget)``: deterministic train and
 evaluation batches held in memory (the proxies are small, so no ``DataLoader`` workers). The
 training data depends on ``budget.data_seed`` only, so every candidate and every trial seed
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUGMENTS", "BUDGET_CHOICES", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget",
-    "Task", "TaskEntry", "file_tasks", "get_task", "run_tasks",
+    "Task", "TaskEntry", "data_problem", "file_tasks", "get_task", "open_task", "run_tasks",
+    "sized",
 ]
 
 AUGMENTS = ("none", "flip", "flip-crop")
@@ -42,12 +44,36 @@ BUDGET_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: what ``budget.image_size`` may be (the space parser and ``Budget`` say the same)
+IMAGE_SIZE_ALLOWED = "an integer >= 4 for S x S, or [H, W] of integers >= 4"
+
+
+def _image_size_ok(size: Any) -> bool:
+    pair = isinstance(size, tuple | list)
+    sides = tuple(size) if pair else (size,)
+    return (not pair or len(sides) == 2) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 4 for s in sides
+    )
+
+
+def sized(shape: tuple[int, int, int], image_size: int | tuple[int, int] | None
+          ) -> tuple[int, int, int]:
+    """(C, H, W) of images of native ``shape`` under a budget's ``image_size``: None keeps
+    ``shape``, S gives S x S, (H, W) gives H x W (the rule of every task that resizes)."""
+    if image_size is None:
+        return shape
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return shape[0], int(h), int(w)
+
+
 @dataclass(frozen=True)
 class Budget:
     """How much training one trial gets; each task's ``budget`` is its measured default.
 
-    ``image_size`` None keeps the task's native size (for the synthetic task it is the strip's
-    width). ``eval_split`` 'val' holds out ``val_images`` from the training split (what a search
+    ``image_size`` None keeps the task's native size; an integer S asks for S x S (for the
+    synthetic task, a strip S wide); a pair [H, W] for H x W (non-square images keep their
+    aspect). ``shape_at`` turns it into the (C, H, W) every cost is counted at.
+    ``eval_split`` 'val' holds out ``val_images`` from the training split (what a search
     ranks on); 'test' evaluates on the task's official test split (the final measure).
     ``warmup_epochs`` ramps the learning rate linearly before the cosine decay to zero.
     ``optimizer``: 'sgd' (Nesterov momentum ``momentum``, L2 ``weight_decay``) or 'adamw'
@@ -59,7 +85,7 @@ class Budget:
     epochs: int = 6
     batch_size: int = 64
     lr: float = 0.1
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     weight_decay: float = 5e-4
     momentum: float = 0.9
     label_smoothing: float = 0.1
@@ -74,12 +100,13 @@ class Budget:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"budget.{name}: {value!r} is not a positive integer")
-        if self.image_size is not None and (
-            isinstance(self.image_size, bool)
-            or not isinstance(self.image_size, int)
-            or self.image_size < 4
-        ):
-            raise UserError(f"budget.image_size: {self.image_size!r} is not an integer >= 4")
+        if isinstance(self.image_size, list | tuple):  # [H, W] from TOML or JSON
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        if self.image_size is not None and not _image_size_ok(self.image_size):
+            raise UserError(
+                f"budget.image_size: {self.image_size!r} is not allowed "
+                f"(allowed: {IMAGE_SIZE_ALLOWED})"
+            )
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "warmup_epochs"):
             if not isinstance(getattr(self, name), int | float) or getattr(self, name) < 0:
                 raise UserError(f"budget.{name}: {getattr(self, name)!r} is not a number >= 0")
@@ -117,6 +144,11 @@ class Task(Protocol):
     num_classes: int
     backbone: str
     budget: Budget
+
+    def shape_at(self, budget: Budget) -> tuple[int, int, int]:
+        """(C, H, W) of the images ``loaders`` yields under ``budget``: the one shape every
+        cost (cost table, hypervolume box, trial, checkpoint, headers) is counted at."""
+        ...
 
     def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
         """Train batches (shuffled by ``seed``) and evaluation batches (``budget.eval_split``)."""
@@ -183,6 +215,29 @@ def get_task(name: str, data: str | None = None) -> Task:
     return factory(data=data) if entry.reads_files else factory()
 
 
+def data_problem(task: Task) -> str | None:
+    """Why ``task`` cannot read its data, in one line, or None when it can (or reads no
+    files): every file task answers ``counts()`` or raises a ``UserError`` saying what is
+    missing and what is allowed."""
+    counts = getattr(task, "counts", None)
+    try:
+        if callable(counts):
+            counts()
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def open_task(name: str, data: str | None = None) -> Task:
+    """``get_task``, then a one-line ``UserError`` unless the task can read its data (a file
+    task without data, a path that is missing, files it cannot read): before any work."""
+    task = get_task(name, data)
+    problem = data_problem(task)
+    if problem:
+        raise UserError(problem)
+    return task
+
+
 def measured(name: str) -> dict[str, Any] | None:
     """The figures ``gcsearch bench proxy --task NAME --record`` measured (None if never)."""
     path = MEASURED_DIR / f"{name}.json"
@@ -247,9 +302,14 @@ def run_tasks(args: argparse.Namespace) -> int:
     header = ("task", "input", "classes", "backbone", "budget (images x epochs)", "data")
     rows = [header]
     extra: list[tuple[str, str]] = []
+    data = getattr(args, "data", None)
     for name in TASKS:
-        data = getattr(args, "data", None) if TASKS[name].reads_files else None
-        task = get_task(name, data)
+        given = data if TASKS[name].reads_files else None
+        try:  # with --data, each file task says whether it can read DIR (none fails the list)
+            task = get_task(name, given)
+            problem = data_problem(task) if given else None
+        except UserError as exc:
+            task, problem = get_task(name), str(exc)
         b = task.budget
         shape = "x".join(map(str, task.input_shape))
         rows.append(
@@ -259,7 +319,7 @@ def run_tasks(args: argparse.Namespace) -> int:
                 str(task.num_classes or "-"),
                 task.backbone,
                 f"{b.train_images} x {b.epochs}",
-                task.summary(),
+                f"CANNOT READ {given}: {problem}" if problem else task.summary(),
             )
         )
         extra.append((task.description, spread_text(task)))

@@ -124,15 +124,16 @@ def balanced_indices(
     return tuple(out)
 
 
-def normalise(x: torch.Tensor, reference: torch.Tensor, size: int | None = None) -> torch.Tensor:
+def normalise(
+    x: torch.Tensor, reference: torch.Tensor, size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
     """Scale uint8 images to zero mean and unit variance per channel (statistics of
-    ``reference``, the training images), resized to ``size`` x ``size`` when given."""
+    ``reference``, the training images), resized to ``size`` (S x S, or (H, W)) when given."""
     ref = reference.float() / 255
     mean = ref.mean(dim=(0, 2, 3), keepdim=True)
     std = ref.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
     out = (x.float() / 255 - mean) / std
-    if size is not None and tuple(out.shape[-2:]) != (size, size):
-        out = F.interpolate(
-            out, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
+    hw = (size, size) if isinstance(size, int) else None if size is None else tuple(size)
+    if hw is not None and tuple(out.shape[-2:]) != hw:
+        out = F.interpolate(out, size=hw, mode="bilinear", antialias=True, align_corners=False)
     return out

@@ -41,9 +41,9 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, int]] = {
 def _how(variant: str) -> str:
     cls = "CIFAR10" if variant == "cifar10" else "CIFAR100"
     return (
-        f'download it once with python -c "import torchvision; '
-        f"torchvision.datasets.{cls}('data', download=True)\", or pass --data DIR holding "
-        f"{LAYOUTS[variant][0]}/"
+        f"allowed: a folder holding {LAYOUTS[variant][0]}/, given as [task] data = \"DIR\" in "
+        f"the space file or --data DIR (default ./{DEFAULT_ROOT}); python -c \"import "
+        f"torchvision; torchvision.datasets.{cls}('{DEFAULT_ROOT}', download=True)\" writes it"
     )
 
 

@@ -30,8 +30,9 @@ FILES = (
     "t10k-labels-idx1-ubyte",
 )
 HOW = (
-    "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
-    " or pass --data DIR holding the four IDX files"
+    "allowed: a folder holding the four IDX files, given as [task] data = \"DIR\" in the space "
+    "file or --data DIR, or the Debian package dataset-fashion-mnist (apt-get install "
+    "dataset-fashion-mnist)"
 )
 
 

@@ -133,9 +133,17 @@ class FashionPairs:
     def __post_init__(self) -> None:
         self.folder = data_dir(self.data, DEFAULT_DIR, self.name, HOW)
 
+    def shape_at(self, budget: Budget) -> tuple[int, int, int]:
+        """Always the fixed canvas: ``image_size`` may only name it."""
+        if budget.image_size not in (None, WIDTH, (HEIGHT, WIDTH)):
+            raise UserError(
+                f"budget.image_size: {budget.image_size!r} is not allowed (fashion-pairs has a "
+                f"fixed {HEIGHT}x{WIDTH} canvas: leave it out, or give {WIDTH})"
+            )
+        return self.input_shape
+
     def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
-        if budget.image_size not in (None, WIDTH):
-            raise UserError(f"budget.image_size: fashion-pairs has a fixed width of {WIDTH}")
+        self.shape_at(budget)
         tr_x, tr_y, te_x, te_y = load(self.folder)
         pools = balanced_indices(tr_y, (POOL_TRAIN, POOL_VAL), budget.data_seed)
         g_train, y_train = shrink(tr_x[pools[0]]), tr_y[pools[0]]
@@ -165,11 +173,15 @@ class FashionPairs:
             TensorBatches(normalise(xe, x), ye, max(budget.batch_size, 256)),
         )
 
-    def summary(self) -> str:
+    def counts(self) -> tuple[int, int | None]:
+        """Fashion-MNIST garments in the training and test splits (from the IDX headers)."""
         from gcsearch.tasks.fashion_mnist import FashionMNIST
 
+        return FashionMNIST(data=self.data).counts()
+
+    def summary(self) -> str:
         try:
-            n_train, n_test = FashionMNIST(data=self.data).counts()
+            n_train, n_test = self.counts()
         except UserError as exc:
             return f"MISSING: {exc}"
         return (

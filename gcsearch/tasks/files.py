@@ -5,7 +5,7 @@ training split and, where the data set has one, the official test split. ``Array
 them into a budget's loaders: class-balanced training and validation subsets of the training
 split drawn with ``budget.data_seed`` (disjoint, so validation images are never trained on),
 normalised with the training subset's per-channel statistics, resized when
-``budget.image_size`` asks for another side.
+``budget.image_size`` asks for another size (``shape_at``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from gcsearch.errors import UserError
-from gcsearch.tasks import Budget
+from gcsearch.tasks import Budget, sized
 from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
 
 #: (train images, train labels, test images or None, test labels or None)
@@ -29,7 +29,7 @@ def data_dir(data: str | None, default: str | Path, name: str, how: str) -> Path
         return Path(default).expanduser()
     path = Path(data).expanduser()
     if not path.is_dir():
-        raise UserError(f"{name}: --data {data} is not a directory ({how})")
+        raise UserError(f"{name}: data folder {data} is not a directory ({how})")
     return path
 
 
@@ -47,6 +47,10 @@ class ArrayTask:
     def arrays(self) -> Arrays:
         """Read the data set (cached per process by the subclass)."""
         raise NotImplementedError
+
+    def shape_at(self, budget: Budget) -> tuple[int, int, int]:
+        """The native shape resized as ``budget.image_size`` asks (``loaders`` resizes so)."""
+        return sized(self.input_shape, budget.image_size)
 
     def counts(self) -> tuple[int, int | None]:
         """Images in the training and test splits (subclasses may answer without loading)."""
@@ -78,7 +82,7 @@ class ArrayTask:
             raise UserError(f"eval_split: {self.name} has no test split (use val)")
         else:
             x_eval, y_eval = te_x, te_y
-        size = budget.image_size
+        size = self.shape_at(budget)[1:]
         return (
             TensorBatches(
                 normalise(x_train, x_train, size),

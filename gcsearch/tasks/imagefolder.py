@@ -2,8 +2,10 @@
 
 ``--data DIR`` is either a folder of class subfolders (the training split; no test split), or
 holds ``train/`` and ``val/`` (or ``test/``) folders of class subfolders, the second being the
-test split. Only the images a budget picks are decoded: resized on the shorter side to
-``budget.image_size`` (default 32), centre-cropped square, kept in memory as uint8.
+test split. Only the images a budget picks are decoded, to ``budget.image_size`` (S x S, or
+[H, W]; default 32 x 32) without ever cropping: each image is scaled to fit with its aspect
+kept and centred on black padding (letterboxed), so a wide image keeps both its ends. Decoded
+images are kept in memory as uint8.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
 from gcsearch.tasks.files import ArrayTask, data_dir
 
 DEFAULT_SIZE = 32
-HOW = "give --data DIR: a folder of class subfolders, or one holding train/ and val/ of them"
+HOW = (
+    "allowed: a folder of class subfolders, or one holding train/ and val/ of them, given as "
+    "[task] data = \"DIR\" in the space file or --data DIR"
+)
 TEST_NAMES = ("val", "test")
 
 
@@ -44,24 +49,25 @@ def scan(folder: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
 
 
 @functools.lru_cache(maxsize=16)
-def decode(paths: tuple[str, ...], size: int) -> torch.Tensor:
-    """Images (N, 3, size, size) uint8: shorter side resized to ``size``, centre crop."""
+def decode(paths: tuple[str, ...], size: tuple[int, int]) -> torch.Tensor:
+    """Images (N, 3, H, W) uint8 for ``size`` (H, W): each scaled to fit inside it with its
+    aspect kept, centred on zero padding; never cropped, so every part of an image survives."""
     import numpy as np
     from PIL import Image
 
-    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    h, w = size
+    out = torch.zeros(len(paths), 3, h, w, dtype=torch.uint8)
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as img:
                 img = img.convert("RGB")
-                w, h = img.size
-                s = size / min(w, h)
-                img = img.resize(
-                    (max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR
-                )
-                left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
-                img = img.crop((left, top, left + size, top + size))
-                out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+                scale = min(w / img.size[0], h / img.size[1])
+                fit = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+                if fit != img.size:
+                    img = img.resize(fit, Image.Resampling.BILINEAR)
+                top, left = (h - fit[1]) // 2, (w - fit[0]) // 2
+                pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+                out[i, :, top : top + fit[1], left : left + fit[0]] = pixels
         except Image.DecompressionBombError as exc:  # over PIL's pixel limit: refused, not read
             raise UserError(f"imagefolder: image {path} is too large to decode "
                             f"({_first_line(exc)}; allowed: images up to "
@@ -120,16 +126,25 @@ class ImageFolderTask(ArrayTask):
             raise UserError(f"imagefolder: classes of {folder} differ from those of {train_dir}")
         return tuple(p for p, _ in samples), torch.tensor([t for _, t in samples])
 
+    def counts(self) -> tuple[int, int | None]:
+        """Images in the training split and in val/ (or test/), None without one."""
+        if self.root is None:
+            raise UserError(f"imagefolder: no data folder ({HOW})")
+        has_test = _split_dirs(self.root)[1] is not None
+        return len(self._samples(False)[0]), len(self._samples(True)[0]) if has_test else None
+
     def summary(self) -> str:
         if self.root is None:
             return f"needs --data DIR ({HOW})"
-        paths, _ = self._samples(False)
-        test = _split_dirs(self.root)[1]
-        tail = f" / {len(self._samples(True)[0])} test" if test else " (no test split)"
-        return f"{len(paths)} train in {self.num_classes} classes{tail}"
+        try:
+            n_train, n_test = self.counts()
+        except UserError as exc:
+            return f"MISSING: {exc}"
+        tail = f" / {n_test} test" if n_test is not None else " (no test split)"
+        return f"{n_train} train in {self.num_classes} classes{tail}"
 
     def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
-        size = budget.image_size or DEFAULT_SIZE
+        size = self.shape_at(budget)[1:]
         paths, labels = self._samples(False)
         n_val = budget.val_images if budget.eval_split == "val" else 0
         try:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
 from gcsearch.tasks.batches import TensorBatches
 
@@ -172,8 +173,20 @@ class LongRangeMatch:
     def input_shape(self) -> tuple[int, int, int]:
         return strip_shape(self.width)
 
+    def shape_at(self, budget: Budget) -> tuple[int, int, int]:
+        """A strip ``image_size`` wide (its height follows); [H, W] must be such a strip."""
+        size = budget.image_size
+        shape = strip_shape(self.width if size is None else size if isinstance(size, int)
+                            else size[1])
+        if isinstance(size, tuple) and size[0] != shape[1]:
+            raise UserError(
+                f"budget.image_size: {list(size)} is not a strip (allowed: an integer W, or "
+                f"[{shape[1]}, {size[1]}]: a strip {size[1]} wide is {shape[1]} high)"
+            )
+        return shape
+
     def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
-        width = budget.image_size or self.width
+        width = self.shape_at(budget)[2]
         base = 1_000_003 * budget.data_seed
         x, y = make_strips(
             budget.train_images, width, base + _STREAMS["train"],

@@ -368,9 +368,7 @@ def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
 def data_bytes(task: Task, budget: Budget) -> int:
     """About the memory a budget's images take: train and eval images as float32, twice
     (generated or decoded, then normalised), at the budget's image size."""
-    c, h, w = task.input_shape
-    if budget.image_size:
-        h = w = budget.image_size
+    c, h, w = task.shape_at(budget)
     return 2 * 4 * c * h * w * (budget.train_images + budget.val_images)
 
 
@@ -431,7 +429,7 @@ def run_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if not args.json:
         print(
-            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.input_shape))}, "
+            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.shape_at(budget)))}, "
             f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
             f"{budget.epochs} epochs, eval on {budget.eval_split}"
         )

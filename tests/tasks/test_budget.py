@@ -23,6 +23,8 @@ def test_budget_round_trip_and_replace() -> None:
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"lr": -1.0}, "lr"),
         ({"image_size": 2}, "image_size"),
+        ({"image_size": [16, 64, 3]}, "image_size"),
+        ({"image_size": [16, 2]}, "image_size"),
         ({"optimizer": "adam"}, "sgd, adamw"),
     ],
 )
@@ -58,3 +60,16 @@ def test_task_contract(name: str) -> None:
     assert len(task.input_shape) == 3 and task.num_classes >= 2
     assert isinstance(task.budget, Budget)
     assert task.summary()
+
+
+def test_image_size_pair_sets_the_shape_of_every_resizing_task() -> None:
+    """[H, W] (a list from TOML or JSON) is kept as a pair; each task's ``shape_at`` is the
+    shape its loaders yield and its costs are counted at."""
+    b = Budget.from_dict({**Budget().to_dict(), "image_size": [16, 64]})
+    assert b.image_size == (16, 64) and Budget.from_dict(b.to_dict()) == b
+    assert get_task("cifar10").shape_at(b) == (3, 16, 64)
+    assert get_task("imagefolder").shape_at(Budget(image_size=48)) == (3, 48, 48)
+    assert get_task("synthetic").shape_at(Budget(image_size=96)) == (3, 16, 96)
+    assert get_task("digits").shape_at(Budget()) == (1, 8, 8)
+    with pytest.raises(UserError, match="not a strip"):
+        get_task("synthetic").shape_at(b)
