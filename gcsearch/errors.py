@@ -23,7 +23,8 @@ class IOFault(UserError):
 
 
 def io_line(exc: BaseException, doing: str = "writing", path: object = None) -> str:
-    """What failed and where, on one line: ``no space left on device writing runs/x/a.pt``.
+    """What failed and where, on one line: ``no space left on device writing runs/x/a.pt``
+    (``doing=""``: ``permission denied: data/a.png``, for a read or write unknown here).
 
     ``path`` (else the error's own file name) is shown relative to the working directory when
     it lies under it; an error with no ``strerror`` (SQLAlchemy's, say) gives its type and
@@ -46,4 +47,4 @@ def io_line(exc: BaseException, doing: str = "writing", path: object = None) -> 
     if Path(shown).is_absolute():  # a file path; a URL or a phrase is shown as given
         with contextlib.suppress(ValueError, OSError):
             shown = str(Path(shown).resolve().relative_to(Path.cwd().resolve()))
-    return f"{what} {doing} {shown}"
+    return f"{what} {doing} {shown}" if doing else f"{what}: {shown}"

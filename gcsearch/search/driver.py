@@ -871,7 +871,8 @@ class Driver:
         from gcsearch.search.liveness import drivers, owner
 
         own = self.liveness.driver_id
-        if self._idle_since is None:
+        fresh = self._idle_since is None
+        if fresh:
             self._idle_since = time.time()
         beats = drivers(self.study)
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -879,6 +880,12 @@ class Driver:
             if who is None or who == own:
                 continue
             if float(beats.get(who, {}).get("beat", 0)) < self._idle_since + self.grace:
+                if fresh and self.display.enabled:
+                    self.display.console.print(
+                        f"waiting for trial {t.number} of driver {who} (and any others): "
+                        f"retried here if its driver stays silent for {self.grace:.0f}s",
+                        highlight=False,
+                    )
                 return True
         return False
 

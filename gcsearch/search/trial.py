@@ -190,7 +190,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
         reason = f"{type(exc).__name__}: {exc}".strip()[:400] + where
         if isinstance(exc, OSError):  # a file, not the candidate: retried on --resume
-            reason = f"{IO_ERROR}: {io_line(exc, 'at')}{where}"
+            reason = f"{IO_ERROR}: {io_line(exc, '')}{where}"
         elif "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
         out = TrialResult(**base, status="failed", reason=reason).to_dict()

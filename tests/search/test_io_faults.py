@@ -249,3 +249,28 @@ def test_outputs_that_cannot_be_written_are_named_and_resume_writes_them(
     assert set(trained_per_candidate(_study(run))) == _everything(space)
     (run / "driver.lock").unlink()  # read-only, it outlived its driver (whose pid is ours)
     _resume_trains_the_rest(space, run, missing=0)  # and writes results.csv and run.json
+
+
+def test_a_file_a_trial_cannot_read_stops_the_search_and_resume_retries_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An image that cannot be decoded (PIL's error is an OSError) says nothing about the
+    candidate: the search stops in one line, and once the file is fixed, --resume retries."""
+    from PIL import UnidentifiedImageError
+
+    from gcsearch.tasks import train as train_module
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise UnidentifiedImageError("cannot identify image file 'data/cat/1.png'")
+
+    space = _space(tmp_path)
+    run = tmp_path / "run"
+    monkeypatch.setattr(train_module, "train", unreadable)
+    with pytest.raises(IOFault, match=r"^UnidentifiedImageError: cannot identify image file "
+                                      r"'data/cat/1\.png' at test_io_faults\.py:\d+; the search "
+                                      r"stopped \(1 trials"):
+        search(space, run, executor=InlineExecutor(), **KW)
+    monkeypatch.undo()
+    rec = TrialRecord.read(_study(run).trials[0])
+    assert rec.retryable and rec.reason.startswith("I/O error: UnidentifiedImageError")
+    _resume_trains_the_rest(space, run, missing=6)
