@@ -395,6 +395,13 @@ def search(
         prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
         cluster = executor.describe()
         fault: IOFault | None = None
+        resume_command = (  # the flags the study's fingerprint needs again (not the URL)
+            f"gcsearch search --space {space.path} --run-dir {run_dir}"
+            + (" --smoke" if smoke else "")
+            + (f" --study-name {study_name}" if study_name else "")
+            + (" --storage ..." if storage else "")
+            + " --resume"
+        )
         try:
             with _sigterm_as_interrupt(), display:
                 loop_start = time.perf_counter()
@@ -404,10 +411,7 @@ def search(
                     driver.abandon("interrupted")
                     with contextlib.suppress(OSError):  # the study has every result
                         write_results(study, run_dir)
-                    display.console.print(
-                        f"interrupted: resume with `gcsearch search --space {space.path} "
-                        f"--run-dir {run_dir} --resume`"
-                    )
+                    display.console.print(f"interrupted: resume with `{resume_command}`")
                     raise
                 except IOFault as exc:  # disk full, read-only: what finished is in the study
                     fault = exc
@@ -484,8 +488,7 @@ def search(
             kept = "; ".join([count_line(outcome.counts) + f" in {where}", *unwritten])
             raise IOFault(
                 f"{what}; the search {'stopped' if fault else 'finished'} ({kept}); once "
-                f"fixed, resume with `gcsearch search --space {space.path} --run-dir {run_dir} "
-                "--resume`"
+                f"fixed, resume with `{resume_command}`"
             ) from fault
     return outcome
 

@@ -93,7 +93,7 @@ def test_a_full_disk_keeps_the_trained_result_and_resume_trains_the_rest(
         search(space, run, executor=InlineExecutor(), **KW)
     line = str(err.value)
     assert line.startswith(f"no space left on device writing run/weights/seed0/{target.name};")
-    assert "\n" not in line and "--resume" in line and err.value.exit_code == 1
+    assert "\n" not in line and line.endswith("--smoke --resume`") and err.value.exit_code == 1
     study = _study(run)
     row = next(t for t in study.trials if TrialRecord.read(t).candidate_id == victim.id)
     rec = TrialRecord.read(row)
