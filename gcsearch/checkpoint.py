@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from errno import EIO
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +101,13 @@ def save_checkpoint(
     input_shape: tuple[int, int, int],
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``model``'s weights (on CPU, contiguous) with its build settings to ``path``."""
+    """Write ``model``'s weights (on CPU, contiguous) with its build settings to ``path``.
+
+    A failed write (disk full, read-only folder) raises ``OSError`` naming ``path`` and leaves
+    no partial file: torch's own path writer would report a full disk only as "unexpected pos
+    704 vs 598", so the payload goes through a Python file object, whose errors keep errno.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -113,8 +120,18 @@ def save_checkpoint(
         "state_dict": state,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as file:
+            torch.save(payload, file)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file
+            code = exc.errno or next((a for a in exc.args[:1] if isinstance(a, int)), EIO)
+            raise OSError(code, os.strerror(code), str(path)) from exc
+        raise
     return path
 
 

@@ -47,6 +47,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.errors import IOFault, io_line
 from gcsearch.pareto import pareto_front
 from gcsearch.search.display import Display
 from gcsearch.search.fidelity import rank_rung, rung_vector
@@ -60,11 +61,13 @@ from gcsearch.search.sampling import (
     suggest_candidate,
 )
 from gcsearch.search.space import Space, objective
-from gcsearch.search.trial import Job
+from gcsearch.search.trial import IO_ERROR, Job
 from gcsearch.spec import METRICS, Candidate
 
 #: Failure reasons that say nothing about the candidate: asked again on resume.
-RETRYABLE = ("interrupted", "driver died", "worker lost", "stale")
+RETRYABLE = ("interrupted", "driver died", "worker lost", "stale", IO_ERROR)
+#: What a failed write to the study raises (a journal file: OSError; an RDB: Optuna's wrapper).
+STUDY_WRITE_ERRORS = (OSError, optuna.exceptions.StorageInternalError)
 MAX_DUPLICATE_STREAK = 10
 _STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
@@ -214,6 +217,7 @@ class Driver:
         liveness: Any = None,
         grace: float = 60.0,
         deterministic: bool = False,
+        where: str = "the study",
     ) -> None:
         self.space, self.study, self.executor = space, study, executor
         self.budget, self.device, self.rungs = dict(budget), device, tuple(rungs)
@@ -253,6 +257,10 @@ class Driver:
             if space.search.sampler in OPTUNA_SAMPLERS
             else None
         )
+        self._idle_since: float | None = None  # when this driver ran out of work
+        # an I/O fault (disk full, read-only run dir, unreadable file) stops the search
+        self.fault: str | None = None
+        self.where = where
         for t in study.get_trials(deepcopy=False):
             self._learn(t)
             rec = TrialRecord.read(t)
@@ -703,6 +711,16 @@ class Driver:
             status, reason = "failed", "no finite objective values"
         epochs = max((int(r.get("epochs") or 0) for r in results), default=0)
         rec = run.record
+        io = next((str(r["io_error"]) for r in results if r.get("io_error")), None)
+        if status == "complete" and io is None and self.keep_weights is not None:
+            try:
+                rec.weights = self.keep_weights(run.key, results)
+            except OSError as exc:
+                io = io_line(exc)
+        if status == "complete" and io is not None:  # trained, but its weights are not kept
+            status, reason = "failed", f"{IO_ERROR}: {io} (trained; trained again on --resume)"
+        if reason.startswith(IO_ERROR) and self.fault is None:
+            self.fault = io or reason.removeprefix(f"{IO_ERROR}: ")
         rec.results, rec.status, rec.reason, rec.cost = results, status, reason, cost
         rec.fidelity = {
             "epochs": epochs,
@@ -711,8 +729,6 @@ class Driver:
         }
         rec.env = (results[0].get("env") or {}) if results else {}
         rec.retryable = status == "failed" and reason.startswith(RETRYABLE)
-        if status == "complete" and self.keep_weights is not None:
-            rec.weights = self.keep_weights(run.key, results)
         trial = run.trial
         frozen = self._tell(trial, rec, values if status == "complete" else None, _STATE[status])
         if self.proposer is not None and run.role == "search":
@@ -825,35 +841,52 @@ class Driver:
                 self._finish(run, forced=reason)
             except (RuntimeError, ValueError):  # interrupted after its tell: already told
                 self.running.pop(run.trial.number, None)
+            except STUDY_WRITE_ERRORS:  # the study takes no writes: the trial stays running,
+                self.running.pop(run.trial.number, None)  # stale on --resume, and retried
         parked = [d for ds in self.waiting_dups.values() for d in ds]
         parked += [d for _, ds in self.foreign.values() for d in ds]
         for dup in parked:
-            with contextlib.suppress(RuntimeError, ValueError):
+            with contextlib.suppress(RuntimeError, ValueError, *STUDY_WRITE_ERRORS):
                 self._fail_retryable(dup, reason)
         self.waiting_dups.clear()
         self.foreign.clear()
 
     def run(self) -> None:
         """Fill the executor up to ``parallel`` jobs, collect results, until the budget is
-        spent and nothing is left in flight."""
+        spent and nothing is left in flight.
+
+        Raises ``IOFault`` (one line: what failed and where) when a file the search writes or
+        reads fails: the running trials become retryable rows and ``--resume`` goes on."""
+        try:
+            self._loop()
+        except STUDY_WRITE_ERRORS as exc:  # the study takes no writes (disk full, read-only)
+            self.fault = io_line(exc, path=getattr(exc, "filename", None) or self.where)
+        if self.fault is not None:
+            self.abandon(f"interrupted: the search stopped on {IO_ERROR} ({self.fault})")
+            raise IOFault(self.fault)
+
+    def _loop(self) -> None:
         self._update_front()
         parallel = max(1, int(self.executor.parallel))
-        while True:
+        while self.fault is None:
             tick = time.perf_counter()
             self.sync()
-            while self.jobs_in_flight() < parallel and self.can_ask():
+            while self.jobs_in_flight() < parallel and self.can_ask() and self.fault is None:
                 self.ask_next()
             if self.rungs:
                 self._decide_rungs()
             self.driver_s += time.perf_counter() - tick
             if not self.running:
-                if self.foreign:  # waiting only on other drivers' trials
+                # waiting only on other drivers' trials: those parked here, or any still
+                # running that may need retrying here (a hung driver)
+                if self.foreign or self._others_running():
                     time.sleep(0.5)
                     self.sync(every=1.0)
                     continue
                 if self.waiting_dups:  # cannot happen: dups wait only on running trials
                     self.abandon("stale duplicate")
                 break
+            self._idle_since = None
             if not self.jobs_in_flight():
                 raise RuntimeError(
                     "driver stuck: candidates wait at a rung with no job left "
@@ -865,6 +898,36 @@ class Driver:
                 self.collect(job, result)
             self.display.refresh()
             self.driver_s += time.perf_counter() - tick
+
+    def _others_running(self) -> bool:
+        """Out of work: whether another driver's running trial may still need this driver.
+
+        A trial is waited for until it finishes, turns stale (``sync`` then retries it here)
+        or its driver has beaten ``grace`` seconds after this one ran out of work (alive for
+        that long: it finishes its own). So a hung driver (SIGSTOP, a lost host) is caught
+        even when it beat just before or after, and a live one is not waited on for ever."""
+        if self.liveness is None:
+            return False
+        from gcsearch.search.liveness import drivers, owner
+
+        own = self.liveness.driver_id
+        fresh = self._idle_since is None
+        if fresh:
+            self._idle_since = time.time()
+        beats = drivers(self.study)
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            who = owner(t)
+            if who is None or who == own:
+                continue
+            if float(beats.get(who, {}).get("beat", 0)) < self._idle_since + self.grace:
+                if fresh and self.display.enabled:
+                    self.display.console.print(
+                        f"waiting for trial {t.number} of driver {who} (and any others): "
+                        f"retried here if its driver stays silent for {self.grace:.0f}s",
+                        highlight=False,
+                    )
+                return True
+        return False
 
 
 __all__ = [

@@ -33,7 +33,7 @@ from typing import Any
 
 import optuna
 
-from gcsearch.errors import UserError, mask_secrets
+from gcsearch.errors import IOFault, UserError, io_line, mask_secrets
 from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
@@ -63,6 +63,7 @@ class Outcome:
     loop_s: float = 0.0
     driver_s: float = 0.0
     files: dict[str, Path | str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each, printed after the run
 
 
 def _git_revision() -> str | None:
@@ -130,21 +131,58 @@ def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
     return drop
 
 
-def write_results(study: optuna.Study, run_dir: Path) -> Path | None:
-    """``results.csv``: one flat row per trial (the report's frame)."""
+def write_results(study: optuna.Study, run_dir: Path, frame: Any = None) -> Path:
+    """``results.csv``: one flat row per trial (the report's frame, or ``frame`` read
+    already)."""
     from gcsearch import report
 
-    frame = report.frame_from_study(study)
+    frame = report.frame_from_study(study) if frame is None else frame
     path = run_dir / "results.csv"
-    frame.to_csv(path, index=False)
+    path.write_text(frame.to_csv(index=False))
     return path
 
 
-def export_best(study: optuna.Study, run_dir: Path) -> Path | None:
-    """Export the most accurate front member with a block as ``best_block.py``."""
-    from gcsearch import export, report
+def _kept_weights(
+    study: optuna.Study, run_dir: Path, row: Any, cand: Candidate, meta: Mapping[str, Any]
+) -> tuple[Path | None, str | None]:
+    """The best block's kept weights and, when there are none to export, a one-line note.
 
-    frame = report.frame_from_study(study)
+    Looked for in this run directory, then in the run directory of the driver that trained
+    the network (its heartbeat record names it: drivers on one shared file system); weights
+    recorded on the trial but readable nowhere here are left out, and the note says so."""
+    from gcsearch import export
+    from gcsearch.search.liveness import drivers, owner
+
+    path = export.weights_path(run_dir, row, cand, meta)
+    if path is not None and path.is_file() and os.access(path, os.R_OK):
+        return path, None
+    recorded = row.get("artifact.weights")
+    if not isinstance(recorded, str) or not recorded:
+        return None, None  # the search kept no weights (``weights=False``)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trial = trials[int(row["trial"])]
+    trial = trials.get(TrialRecord.read(trial).duplicate_of, trial)  # the one that trained it
+    who = owner(trial)
+    theirs = drivers(study).get(who or "", {}).get("run_dir")
+    if theirs:
+        path = Path(theirs) / recorded
+        if path.is_file() and os.access(path, os.R_OK):
+            return path, None
+    where = f"driver {who}'s {path}" if theirs else f"{recorded} (in no run directory here)"
+    return None, (
+        f"best_block.py exported without weights: {cand.id} was trained by trial "
+        f"{trial.number}, whose weights ({where}) are not readable from this machine"
+    )
+
+
+def export_best(
+    study: optuna.Study, run_dir: Path, frame: Any = None, notes: list[str] | None = None
+) -> Path | None:
+    """Export the most accurate front member with a block as ``best_block.py``, with its
+    trained weights where they can be read (else ``notes`` gets one line saying why not)."""
+    from gcsearch import report
+
+    frame = report.frame_from_study(study) if frame is None else frame
     objectives = report.frame_objectives(frame)
     rows = report.candidate_rows(frame, objectives)
     if rows.empty:
@@ -172,7 +210,11 @@ def export_best(study: optuna.Study, run_dir: Path) -> Path | None:
         **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden") if k in attrs},
     }
     cand = Candidate.parse(str(row["spec.id"]))
-    weights = export.weights_path(run_dir, row, cand, meta)  # the best seed the search kept
+    weights, note = _kept_weights(study, run_dir, row, cand, meta)  # the best seed kept
+    if note is not None and notes is not None:
+        notes.append(note)
+    from gcsearch import export
+
     written = export.export_candidate(cand, run_dir / "best_block.py", meta=meta, weights=weights)
     return written["module"]
 
@@ -369,6 +411,7 @@ def search(
             liveness=heartbeat,
             grace=grace,
             deterministic=deterministic,
+            where=f"the study {where}",
         )
         ref_keys = {driver.key(c) for c in space.references()}
         networks = len({driver.key(c) for c in space.candidates()} - ref_keys)
@@ -376,6 +419,8 @@ def search(
         c0 = counts(study.get_trials(deepcopy=False))
         prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
         cluster = executor.describe()
+        fault: IOFault | None = None
+        resume_hint = resume_command(command, space, run_dir, smoke)
         try:
             with _sigterm_as_interrupt(), display:
                 loop_start = time.perf_counter()
@@ -383,12 +428,14 @@ def search(
                     driver.run()
                 except KeyboardInterrupt:
                     driver.abandon("interrupted")
-                    write_results(study, run_dir)
+                    with contextlib.suppress(OSError):  # the study has every result
+                        write_results(study, run_dir)
                     display.console.print(
-                        f"interrupted: resume with `{resume_command(command, space, run_dir)}`",
-                        highlight=False, soft_wrap=True,
+                        f"interrupted: resume with `{resume_hint}`", highlight=False, soft_wrap=True
                     )
                     raise
+                except IOFault as exc:  # disk full, read-only: what finished is in the study
+                    fault = exc
                 loop_s = time.perf_counter() - loop_start
         finally:
             ray_t0 = time.perf_counter()
@@ -398,24 +445,36 @@ def search(
         if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
+        from gcsearch import report
+
+        # one read of the study: results.csv, best_block.py and run.json say the same
+        frame = report.frame_from_study(study)
         files: dict[str, Path | str] = {"storage": where, "config": run_dir / "space.resolved.toml"}
-        csv = write_results(study, run_dir)
-        if csv:
-            files["results"] = csv
-        if export:
-            best = export_best(study, run_dir)
+        notes: list[str] = []
+        unwritten: list[str] = []
+        try:
+            files["results"] = write_results(study, run_dir, frame)
+        except OSError as exc:
+            unwritten.append(f"results.csv not written ({io_line(exc)})")
+        if export and fault is None:
+            try:
+                best = export_best(study, run_dir, frame, notes)
+            except OSError as exc:
+                best = None
+                unwritten.append(f"best_block.py not written ({io_line(exc)})")
             if best:
                 files["best_block"] = best
         outcome = Outcome(
             study,
             run_dir,
-            counts(study.get_trials(deepcopy=False)),
+            frame.attrs["counts"],
             time.time() - started,
             driver.job_seconds,
             driver.epochs_trained,
             loop_s,
             driver.driver_s,
             files,
+            notes,
         )
         record = {
             "command": [mask_secrets(a) for a in sys.argv],
@@ -437,20 +496,37 @@ def search(
             "hv_ideal": study.user_attrs.get("hv_ideal"),
             "storage": where,
             "study": name,
+            "notes": notes,
+            "fault": str(fault) if fault is not None else None,
         }
-        (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        files["record"] = run_dir / "run.json"
+        try:
+            (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+            files["record"] = run_dir / "run.json"
+        except OSError as exc:
+            unwritten.append(f"run.json not written ({io_line(exc)})")
+        if fault is not None or unwritten:
+            what = str(fault) if fault is not None else unwritten.pop(0)
+            kept = "; ".join([count_line(outcome.counts) + f" in {where}", *unwritten])
+            raise IOFault(
+                f"{what}; the search {'stopped' if fault else 'finished'} ({kept}); once "
+                f"fixed, resume with `{resume_hint}`"
+            ) from fault
     return outcome
 
 
-def resume_command(command: Sequence[str] | None, space: Space, run_dir: Path) -> str:
+def resume_command(
+    command: Sequence[str] | None, space: Space, run_dir: Path, smoke: bool = False
+) -> str:
     """The command that continues a run: ``gcsearch`` and the arguments it was started with
     (they set the space, budget, seeds, storage and study a resume must match), with
-    ``--run-dir`` and ``--resume`` added where missing."""
+    ``--run-dir``, ``--smoke`` (for a smoke run) and ``--resume`` added where missing; a storage
+    password is masked (``mask_secrets``)."""
     args = [a for a in command or ("search", "--space", space.path) if a != "--resume"]
     if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in args):
         args += ["--run-dir", str(run_dir)]
-    return shlex.join(["gcsearch", *args, "--resume"])
+    if smoke and "--smoke" not in args:
+        args.append("--smoke")
+    return mask_secrets(shlex.join(["gcsearch", *args, "--resume"]))
 
 
 class TrialsFailed(UserError):
@@ -527,20 +603,24 @@ def run_search(args: Any) -> int:
     """``gcsearch search``: run the study, then print the front and write the run directory."""
     space = _space_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / space.name
-    outcome = search(
-        space,
-        run_dir,
-        study_name=args.study_name,
-        storage=args.storage,
-        resume=args.resume,
-        address=args.address,
-        device=args.device,
-        smoke=args.smoke,
-        max_retries=args.max_retries,
-        parallel=args.parallel,
-        deterministic=bool(getattr(args, "deterministic", False)),
-        command=getattr(args, "argv", None),
-    )
+    try:
+        outcome = search(
+            space,
+            run_dir,
+            study_name=args.study_name,
+            storage=args.storage,
+            resume=args.resume,
+            address=args.address,
+            device=args.device,
+            smoke=args.smoke,
+            max_retries=args.max_retries,
+            parallel=args.parallel,
+            deterministic=bool(getattr(args, "deterministic", False)),
+            command=getattr(args, "argv", None),
+        )
+    except OSError as exc:  # a write outside the trials (run directory, lock): one line
+        raise IOFault(f"{io_line(exc)}; the search stopped (what finished is in its study)"
+                      ) from exc
     c = outcome.counts
     if c["failed"] and not c["complete"] and not c["pruned"]:  # nothing to rank: say why
         first = first_failure(outcome.study)
@@ -570,6 +650,8 @@ def run_search(args: Any) -> int:
         console.print(str(exc), highlight=False)
     for label, path in outcome.files.items():
         console.print(f"{label}: {path}", highlight=False)
+    for note in outcome.notes:
+        console.print(note, highlight=False)
     return 0
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcsearch.errors import io_line
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
 from gcsearch.tasks import DEFAULT_TASK
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 #: ``stop_check(epoch, metrics) -> stop?``; metrics hold top1, loss and the cost fields.
 StopCheck = Callable[[int, dict[str, float]], bool]
+
+#: Reason prefix of a trial that failed on a file (disk full, read-only, unreadable image):
+#: nothing about the candidate, so the driver stops the search and ``--resume`` retries it.
+IO_ERROR = "I/O error"
 
 #: Budget overrides of ``--smoke``: a handful of images for a couple of epochs (tests, CI).
 SMOKE_BUDGET = {"epochs": 2, "train_images": 256, "val_images": 128, "batch_size": 64}
@@ -144,26 +149,21 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             }
             return bool(stop_check(epoch, metrics))
 
+        io_errors: list[str] = []  # a failed weights write: the trained result is kept
+
         def save(model: Any, res: TrialResult) -> None:
             from gcsearch.checkpoint import save_checkpoint
 
             assert job.weights_dir is not None
-            save_checkpoint(
-                seed_weights_path(job.weights_dir, cand.id, job.seed),
-                model,
-                cand,
-                backbone=job.backbone,
-                min_hidden=job.min_hidden,
-                num_classes=task.num_classes,
-                input_shape=shape,
-                meta={
-                    "seed": job.seed,
-                    "image_size": budget.image_size or 0,
-                    "top1": float(res.top1 or math.nan),
-                    "task": job.task,
-                    "epochs": res.epochs,
-                },
-            )
+            path = seed_weights_path(job.weights_dir, cand.id, job.seed)
+            meta = {"seed": job.seed, "image_size": budget.image_size or 0,
+                    "top1": float(res.top1 or math.nan), "task": job.task, "epochs": res.epochs}
+            try:
+                save_checkpoint(path, model, cand, backbone=job.backbone,
+                                min_hidden=job.min_hidden, num_classes=task.num_classes,
+                                input_shape=shape, meta=meta)
+            except OSError as exc:
+                io_errors.append(io_line(exc, path=exc.filename or path))
 
         result = train(
             cand,
@@ -180,6 +180,8 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             validate_at=job.validate_at,
         )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
+        if io_errors:
+            out["io_error"] = io_errors[0]
         for k, v in cost.to_dict().items():
             if out.get(k) is None:
                 out[k] = v
@@ -193,7 +195,9 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
         reason = f"{type(exc).__name__}: {exc}".strip()[:400] + where
-        if "out of memory" in str(exc).lower():
+        if isinstance(exc, OSError):  # a file, not the candidate: retried on --resume
+            reason = f"{IO_ERROR}: {io_line(exc, '')}{where}"
+        elif "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
         out = TrialResult(**base, status="failed", reason=reason).to_dict()
         out["env"] = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
@@ -218,6 +222,7 @@ def resolve_budget(
 
 
 __all__ = [
+    "IO_ERROR",
     "SMOKE_BUDGET",
     "Job",
     "StopCheck",

@@ -197,7 +197,12 @@ def test_two_drivers_on_one_postgresql_study(tmp_path: Path, postgres_db: str) -
     _check_two_drivers(study, outcomes, {c.id for c in space.candidates() + space.references()})
 
 
-def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(tmp_path: Path) -> None:
+def test_a_dead_drivers_trials_are_retried_a_live_ones_left_alone(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    # out of work, a driver waits for a live one's trial until it has beaten for the grace
+    # period: a short one keeps the test short
+    monkeypatch.setenv("GCSEARCH_LIVENESS", "0.2,1.5")
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
     storage = str(tmp_path / "shared.log")
     kw = {
@@ -350,3 +355,112 @@ def test_a_result_is_kept_when_another_driver_failed_its_trial(tmp_path: Path) -
         assert back.candidate_id == cand.id and back.results[0]["top1"] == 70.0
         assert back.retries[-1]["retry_of"] == trial.number
         assert kept.system_attrs[liveness.OWNER] == beat.driver_id
+
+
+HUNG_DRIVER = """
+import time
+from pathlib import Path
+import optuna
+from gcsearch.search.liveness import Heartbeat, claim
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.storage import open_storage
+from gcsearch.spec import Candidate
+storage, _ = open_storage(Path({tmp!r}), {storage!r})
+study = optuna.load_study(study_name="tiny", storage=storage)
+beat = Heartbeat(study, interval=0.2, info={{"run_dir": {run!r}}}).start()
+trial = study.ask()
+claim(study, trial, beat.driver_id)
+TrialRecord(candidate=Candidate.parse({victim!r}), role="search", network={key!r}).write(
+    trial, only=["candidate", "role", "network"])
+print(trial.number, flush=True)
+time.sleep(600)  # "training": until SIGSTOP hangs it, heartbeat thread and all
+"""
+
+
+def test_a_hung_driver_is_waited_for_then_its_trial_retried(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Driver c holds a trial and beats while driver b trains the rest; c hangs (SIGSTOP) as b
+    runs out of work. b does not exit: it waits out c's grace period, retries c's trial and
+    only then exits, with results.csv and run.json agreeing on a study with nothing running."""
+    import json
+    import signal
+
+    import pandas as pd
+
+    monkeypatch.setenv("GCSEARCH_LIVENESS", "0.2,3")
+    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
+    storage = str(tmp_path / "shared.log")
+    kw: dict[str, Any] = {"smoke": True, "progress": False, "export": False, "weights": False,
+                          "storage": storage, "executor": InlineExecutor()}
+    search(space.with_overrides(n_trials=1), tmp_path / "a", **kw)
+    victim = space.candidates()[1]
+    code = HUNG_DRIVER.format(tmp=str(tmp_path), storage=storage, run=str(tmp_path / "c"),
+                              victim=victim.id,
+                              key=network_key(victim, space.backbone, space.min_hidden))
+    hung = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    stopped = threading.Event()
+    try:
+        held = int(hung.stdout.readline())  # type: ignore[union-attr]
+        reader, _ = open_storage(tmp_path, storage)
+        study = optuna.load_study(study_name="tiny", storage=reader)
+        rest = {c.id for c in space.candidates() + space.references()} - {victim.id}
+
+        def hang_once_the_rest_is_trained() -> None:
+            while not rest <= set(trained_per_candidate(study)):
+                time.sleep(0.05)
+            os.kill(hung.pid, signal.SIGSTOP)
+            stopped.set()
+
+        threading.Thread(target=hang_once_the_rest_is_trained, daemon=True).start()
+        out = search(space, tmp_path / "b", resume=True, **kw)
+    finally:
+        hung.kill()  # SIGKILL ends a stopped process too
+        hung.wait()
+    assert stopped.is_set()  # c was alive while b trained, and hung before b exited
+    study = optuna.load_study(study_name="tiny", storage=reader)
+    left = TrialRecord.read(study.trials[held])
+    assert study.trials[held].state == TrialState.FAIL and left.retryable
+    assert "no heartbeat" in left.reason
+    trained = trained_per_candidate(study)
+    assert set(trained) == rest | {victim.id} and set(trained.values()) == {1}
+    retry = next(
+        rec for t in study.trials
+        if (rec := TrialRecord.read(t)).candidate_id == victim.id and rec.trained
+    )
+    assert retry.retries[0]["retry_of"] == held
+    assert out.counts["running"] == 0
+    record = json.loads((tmp_path / "b" / "run.json").read_text())
+    rows = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert record["counts"] == out.counts and len(rows) == out.counts["trials"]
+    assert not (rows["state"] == "running").any()
+
+
+def test_the_best_block_is_exported_with_the_weights_another_driver_kept(
+    tmp_path: Path,
+) -> None:
+    """Driver a trains every network and keeps the weights in its run directory; drivers b and
+    c join the finished study from their own. b exports the best block with a's weights; c,
+    once a's weights are gone, exports it without them and says so in one line."""
+    import json
+
+    storage = str(tmp_path / "shared.log")
+    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
+    kw: dict[str, Any] = {"smoke": True, "progress": False, "storage": storage}
+    # the baseline fails (NaN), so a block leads the front whatever smoke training gives
+    a = search(space, tmp_path / "a", executor=InlineExecutor(), faults={"none": "nan"}, **kw)
+    assert (tmp_path / "a" / "best_block.pt").is_file()
+    b = search(space, tmp_path / "b", resume=True, executor=InlineExecutor(), **kw)
+    assert b.epochs_trained == 0 and not (tmp_path / "b" / "weights").exists()
+    assert b.files["best_block"] == tmp_path / "b" / "best_block.py" and not b.notes
+    assert (tmp_path / "b" / "best_block.pt").read_bytes() == (
+        tmp_path / "a" / "best_block.pt"
+    ).read_bytes()
+    (tmp_path / "a" / "weights").rename(tmp_path / "a" / "moved")
+    c = search(space, tmp_path / "c", resume=True, executor=InlineExecutor(), **kw)
+    assert (tmp_path / "c" / "best_block.py").is_file()
+    assert not (tmp_path / "c" / "best_block.pt").exists()
+    assert len(c.notes) == 1 and c.notes[0].startswith("best_block.py exported without weights")
+    assert str(tmp_path / "a" / "weights") in c.notes[0]
+    record = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert record["notes"] == c.notes and record["counts"] == a.counts == c.counts
