@@ -323,3 +323,29 @@ def test_a_constant_difference_is_not_certainty(tmp_path: Path) -> None:
     v = _by_id(vd.check(rep))["pooling"]
     assert v.verdict == vd.CANT_TELL and v.numbers["delta.ci95"] > 0.1
     assert "floored at the top-1 resolution 0.02 points" in v.evidence
+
+
+def test_report_reads_the_committed_analysis_json(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The NL JSON committed beside the reports (one model per instantiation, the earlier
+    distance) gives no NL verdict and says why; the report still renders."""
+    root = Path(__file__).resolve().parents[1] / "reports"
+    _run(tmp_path, {GC: GC_SEEDS, "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9]})
+    md = tmp_path / "r.md"
+    code = main(["report", str(tmp_path), "--verdicts", "--nl", str(root / "gcnet-paper-nl.json"),
+                 "--fidelity", str(root / "gcnet-paper-graded-fidelity.json"), "--md", str(md)])
+    text = md.read_text()
+    assert code == 0 and "earlier distance definition" in text and "Kendall τ 0.77" in text
+    assert "rerun gcsearch analyze nl" in text
+
+
+@pytest.mark.parametrize(("flag", "content"), [("--nl", '{"a": 1}'), ("--nl", '[{"x": 1}]'),
+                                               ("--fidelity", "[1, 2]")])
+def test_wrong_analysis_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         flag: str, content: str) -> None:
+    _run(tmp_path, {GC: GC_SEEDS})
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["report", str(tmp_path), "--verdicts", flag, str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag}: not the JSON of gcsearch analyze" in err

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gcsearch.errors import UserError
 from gcsearch.report.stats import mean_ci
 
 #: fewest trained models per instantiation for an interval and a verdict
@@ -85,6 +86,13 @@ def nl_evidence(
     if not rows:
         return NOT_IN_RUN, "no NL analysis given (gcsearch analyze nl RUN --json FILE)", {}, \
             math.nan, 0
+    need = ("candidate", "input", "output", "attention")
+    if not isinstance(rows, Sequence) or not all(
+        isinstance(r, Mapping) and all(k in r for k in need) for r in rows
+    ):
+        raise UserError(
+            f"--nl: not the JSON of gcsearch analyze nl (a list of rows with {', '.join(need)})"
+        )
     rows = list(rows)
     if any(r.get("definition") != DEFINITION for r in rows):
         return (f"{CANT_TELL} (earlier distance definition)",

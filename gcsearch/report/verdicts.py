@@ -331,8 +331,10 @@ def _si(v: float) -> str:
 
 def fidelity_text(fidelity: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """"proxy fidelity: Kendall τ 0.80 [0.60, 0.93] (...)" from ``analyze fidelity --json``."""
-    if not fidelity or "kendall_tau" not in fidelity:
+    if not fidelity:
         return "", {}
+    if not isinstance(fidelity, Mapping) or "kendall_tau" not in fidelity:
+        raise UserError("--fidelity: not the JSON of gcsearch analyze fidelity (no kendall_tau)")
     tau, ci = float(fidelity["kendall_tau"]), list(fidelity.get("kendall_tau_ci") or [])
     have = len(ci) == 2 and all(math.isfinite(float(x)) for x in ci)
     none = fidelity.get("no_interval") or "no interval"
