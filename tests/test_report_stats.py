@@ -126,6 +126,7 @@ def test_array_tests_match_scipy_and_the_scalar_tests() -> None:
         assert stats.one_sided_p(m, s, df, 0.3, above=True) == pytest.approx(ref.pvalue)
         assert stats.paired_test(row, np.zeros(4)).se == pytest.approx(s)
     assert stats.one_sided_p(1.0, 0.0, 2, 0.0, above=True) == 0.0  # no spread: the sign decides
+    assert math.isnan(stats.one_sided_p(1.0, math.nan, 2, 0.0, above=True))  # no interval
 
 
 def test_the_floor_bounds_the_sd_of_differences() -> None:

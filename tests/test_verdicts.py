@@ -349,3 +349,19 @@ def test_wrong_analysis_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["report", str(tmp_path), "--verdicts", flag, str(bad)]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{flag}: not the JSON of gcsearch analyze" in err
+
+
+def test_decide_intersection_union_and_bonferroni_by_hand() -> None:
+    """Against scipy's t: agree p = 2 × the largest one-sided p (every Δ > 0), disagree p =
+    2 × k × the smallest one-sided p (some Δ < 0); p is capped at 1."""
+    from scipy import stats as st
+
+    se, df = [0.5, 1.0, 0.8], [2, 2, 2]
+    p, direction = vd.decide("better", [2.0, 3.0, 1.5], se, df)
+    assert direction == 1
+    assert p == pytest.approx(2 * max(st.t.sf(m / s, 2) for m, s in
+                                      zip([2.0, 3.0, 1.5], se, strict=True)))
+    p, direction = vd.decide("better", [2.0, -3.0, 1.5], se, df)
+    assert direction == -1 and p == pytest.approx(min(1.0, 2 * 3 * st.t.cdf(-3.0, 2)))
+    p, _ = vd.decide("better", [[0.1]], [[math.nan]], [[2]])
+    assert math.isnan(p[0])  # no interval, no test

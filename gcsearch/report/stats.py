@@ -53,14 +53,15 @@ def resolution(val_images: int | None) -> float:
 
 def one_sided_p(mean: Any, se: Any, df: Any, bound: float, above: bool) -> np.ndarray:
     """One-sided t-test p-values (arrays broadcast) of the claim "the true difference lies
-    above ``bound``" (``above``) or below it; ``se`` 0 gives 0 or 1 (the sign decides)."""
+    above ``bound``" (``above``) or below it; ``se`` 0 gives 0 or 1 (the sign decides), a NaN
+    ``se`` (no interval) NaN."""
     from scipy.special import stdtr
 
     mean, se, df = (np.asarray(x, dtype=float) for x in (mean, se, df))
     gap = (mean - bound) if above else (bound - mean)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = stdtr(df, -gap / se)
-    return np.where(se > 0, p, np.where(gap > 0, 0.0, 1.0))
+    return np.where(se > 0, p, np.where(se == 0, np.where(gap > 0, 0.0, 1.0), np.nan))
 
 
 def paired_arrays(d: np.ndarray, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
