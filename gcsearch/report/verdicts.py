@@ -5,7 +5,7 @@ run (``spaces/gcnet-paper*.toml``) can test. ``CONCLUSIONS`` is a table of them:
 the run each compares, and how (``better``: a beats b, and with ``every_b`` a beats every
 alternative; ``equivalent``: a and b within ± ``margin`` points; ``non_inferior``: a loses at
 most ``margin`` points, optionally at a lower block cost; ``nl``: the NL analysis, see
-``gcsearch.analysis.nl.nl_verdict``). ``check`` turns a ``Report`` (and optionally the JSON of
+``gcsearch.report.nl_summary``). ``check`` turns a ``Report`` (and optionally the JSON of
 ``gcsearch analyze fidelity`` and ``gcsearch analyze nl``) into ``Verdict`` records: **agree**,
 **disagree** or **can't tell at this noise level**.
 
