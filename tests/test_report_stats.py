@@ -113,3 +113,29 @@ def test_rendered_cells_say_n_1_and_star_only_where_holm_says() -> None:
     assert _pm(5.0, math.nan, signed=True) == "+5.00 (no interval)"
     assert _pm(5.0, 1.0, signed=True, star=False) == "+5.00 ± 1.00"  # excludes 0, not Holm
     assert _pm(5.0, 1.0, signed=True, star=True) == "+5.00 ± 1.00 *"
+
+
+def test_array_tests_match_scipy_and_the_scalar_tests() -> None:
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.3, 1.0, (5, 4))
+    mean, se, df = stats.paired_arrays(d)
+    for row, m, s in zip(d, mean, se, strict=True):
+        ref = sps.ttest_1samp(row, 0.3, alternative="greater")
+        assert stats.one_sided_p(m, s, df, 0.3, above=True) == pytest.approx(ref.pvalue)
+        assert stats.paired_test(row, np.zeros(4)).se == pytest.approx(s)
+    assert stats.one_sided_p(1.0, 0.0, 2, 0.0, above=True) == 0.0  # no spread: the sign decides
+    assert math.isnan(stats.one_sided_p(1.0, math.nan, 2, 0.0, above=True))  # no interval
+
+
+def test_the_floor_bounds_the_sd_of_differences() -> None:
+    """A constant difference gives sd 0: p = 0 and a zero-width interval without a floor; with
+    the floor (the resolution of top-1) the test acts as if the sd were the floor."""
+    a, b = [80.04, 81.04, 79.04], [80.0, 81.0, 79.0]
+    assert stats.paired_test(a, b).p == 0.0
+    floored = stats.paired_test(a, b, floor=0.02)
+    ref = stats.paired_test([0.04, 0.06, 0.02], [0.0, 0.0, 0.0])  # sd exactly 0.02
+    assert floored.half == pytest.approx(ref.half) and floored.p == pytest.approx(ref.p)
+    assert stats.welch_test([1.0, 1.0], [0.0, 0.0], floor=0.1).p > 0
+    assert stats.resolution(5000) == pytest.approx(0.02) and math.isnan(stats.resolution(None))

@@ -12,6 +12,12 @@ simple sequentially rejective multiple test procedure"), which controls the fami
 rate at α without assuming independence. ``min_detectable_difference`` is the smallest true
 difference a two-sided paired t-test at α detects with the given power, from the standard
 deviation of paired differences (exact, with the noncentral t distribution).
+
+Top-1 is quantised (one image of 5,000 is 0.02 points), so a per-seed difference that happens to
+be constant has a zero sample sd, and a t-test on it would claim certainty (p = 0, a zero-width
+interval) from as few as two seeds. ``floor`` (the measurement resolution, ``resolution``) puts a
+lower bound on the sd of the differences (paired) or of each group (Welch) to prevent that.
+``one_sided_p`` and ``paired_arrays`` are the same tests on arrays, for simulations.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +43,34 @@ def _t_two_sided_p(t: float, df: float) -> float:
     from scipy.special import stdtr
 
     return float(2 * stdtr(df, -abs(t)))
+
+
+def resolution(val_images: int | None) -> float:
+    """The step of top-1 in points on ``val_images`` held-out images (100 / images); NaN when
+    the count is unknown."""
+    return 100.0 / val_images if val_images else math.nan
+
+
+def one_sided_p(mean: Any, se: Any, df: Any, bound: float, above: bool) -> np.ndarray:
+    """One-sided t-test p-values (arrays broadcast) of the claim "the true difference lies
+    above ``bound``" (``above``) or below it; ``se`` 0 gives 0 or 1 (the sign decides), a NaN
+    ``se`` (no interval) NaN."""
+    from scipy.special import stdtr
+
+    mean, se, df = (np.asarray(x, dtype=float) for x in (mean, se, df))
+    gap = (mean - bound) if above else (bound - mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = stdtr(df, -gap / se)
+    return np.where(se > 0, p, np.where(se == 0, np.where(gap > 0, 0.0, 1.0), np.nan))
+
+
+def paired_arrays(d: np.ndarray, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, standard error and degrees of freedom of paired differences ``d`` (..., n), the
+    sd floored at ``floor``: ``paired_test`` on many data sets at once."""
+    d = np.asarray(d, dtype=float)
+    n = d.shape[-1]
+    sd = np.maximum(d.std(axis=-1, ddof=1), floor)
+    return d.mean(axis=-1), sd / math.sqrt(n), n - 1
 
 
 def _finite(values: Sequence[float | None]) -> np.ndarray:
@@ -82,16 +117,14 @@ class Diff:
         one-sided tests of an equivalence claim (TOST) and a non-inferiority test are these."""
         if not (math.isfinite(self.se) and math.isfinite(self.df)):
             return math.nan
-        gap = (self.mean - bound) if above else (bound - self.mean)
-        if self.se == 0:
-            return 0.0 if gap > 0 else 1.0
-        from scipy.special import stdtr
-
-        return float(stdtr(self.df, -gap / self.se))
+        return float(one_sided_p(self.mean, self.se, self.df, bound, above))
 
 
-def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
-    """Welch's t-interval and test of ``mean(a) - mean(b)``."""
+def welch_test(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95, floor: float = 0.0
+) -> Diff:
+    """Welch's t-interval and test of ``mean(a) - mean(b)``; each group's sd is at least
+    ``floor``."""
     x, y = _finite(a), _finite(b)
     if len(x) == 0 or len(y) == 0:
         return Diff(math.nan, math.nan, 0, NO_INTERVAL, math.nan)
@@ -99,7 +132,8 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> D
     n = min(len(x), len(y))
     if n < 2:
         return Diff(diff, math.nan, n, NO_INTERVAL, math.nan)
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    vx = max(x.var(ddof=1), floor**2) / len(x)
+    vy = max(y.var(ddof=1), floor**2) / len(y)
     se2 = vx + vy
     if se2 == 0:
         return Diff(diff, 0.0, n, WELCH, 1.0 if diff == 0 else 0.0, 0.0, len(x) + len(y) - 2)
@@ -109,8 +143,11 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> D
     return Diff(diff, _t_quantile(df, level) * se, n, WELCH, p, se, df)
 
 
-def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Diff:
-    """The paired t-interval and test of ``mean(a - b)`` (``a[i]`` and ``b[i]`` share seed i)."""
+def paired_test(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95, floor: float = 0.0
+) -> Diff:
+    """The paired t-interval and test of ``mean(a - b)`` (``a[i]`` and ``b[i]`` share seed i);
+    the sd of the differences is at least ``floor``."""
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths ({len(a)} vs {len(b)})")
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
@@ -120,7 +157,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
         return Diff(math.nan, math.nan, 0, NO_INTERVAL, math.nan)
     if n == 1:
         return Diff(float(d[0]), math.nan, 1, NO_INTERVAL, math.nan)
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    mean, sd = float(d.mean()), max(float(d.std(ddof=1)), floor)
     if sd == 0:
         return Diff(mean, 0.0, n, PAIRED, 1.0 if mean == 0 else 0.0, 0.0, n - 1)
     se = sd / math.sqrt(n)
@@ -128,15 +165,17 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     return Diff(mean, _t_quantile(n - 1, level) * se, n, PAIRED, p, se, n - 1)
 
 
-def compare(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Diff:
+def compare(
+    a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95, floor: float = 0.0
+) -> Diff:
     """``a - b`` for per-seed results ``{seed: top1}``: paired when both hold the same seeds
-    (at least two), Welch otherwise."""
+    (at least two), Welch otherwise; ``floor``: the least sd (see the module's note)."""
     a = {s: v for s, v in a.items() if v is not None and math.isfinite(v)}
     b = {s: v for s, v in b.items() if v is not None and math.isfinite(v)}
     if len(a) >= 2 and set(a) == set(b):
         seeds = sorted(a)
-        return paired_test([a[s] for s in seeds], [b[s] for s in seeds], level)
-    return welch_test(list(a.values()), list(b.values()), level)
+        return paired_test([a[s] for s in seeds], [b[s] for s in seeds], level, floor)
+    return welch_test(list(a.values()), list(b.values()), level, floor)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

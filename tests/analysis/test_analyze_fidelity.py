@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -41,13 +43,49 @@ def test_reversed_order_gives_tau_minus_one() -> None:
     assert res["kendall_tau"] == pytest.approx(-1.0) and res["spearman_rho"] == pytest.approx(-1.0)
 
 
-def test_seed_noise_widens_the_bootstrap_interval() -> None:
-    """a and b swap places depending on the seed at the low budget: τ's interval opens up."""
+def test_seed_noise_widens_the_jackknife_interval() -> None:
+    """a and b swap places when seed 0 or seed 2 is left out at the low budget: the
+    leave-one-out τ are 2/3, 1, 2/3, so se = sqrt(2/3 · 6/81) = 2/9 and the interval is
+    1 ± t(0.975, 2) · 2/9, clipped at 1."""
     low = {"a": [85, 70, 86], "b": [75, 84, 74], "c": [60, 61, 62], "d": [50, 51, 52]}
     res = fidelity(table(low, HIGH), bootstrap=500)
     lo, hi = res["kendall_tau_ci"]
     assert res["kendall_tau"] == pytest.approx(1.0)  # on the means, a still beats b
-    assert lo == pytest.approx(2 / 3) and hi == pytest.approx(1.0)  # one swap in some draws
+    from scipy.stats import t as student_t
+
+    half = student_t.ppf(0.975, 2) * 2 / 9
+    assert lo == pytest.approx(1 - half, rel=1e-9) and hi == pytest.approx(1.0)
+    assert "jackknife over 3 seeds" in res["interval"]
+    assert "kendall_tau_bootstrap_ci" not in res  # under-covers at 3 seeds: not given
+
+
+def test_two_seeds_are_too_few_for_an_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    low = {k: [v - 20 for v in vs[:2]] for k, vs in HIGH.items()}
+    res = fidelity(table(low, {k: vs[:2] for k, vs in HIGH.items()}), bootstrap=50)
+    assert all(math.isnan(x) for x in res["kendall_tau_ci"])
+    assert res["no_interval"] == "too few seeds for an interval (< 3)"
+    from gcsearch.report.verdicts import fidelity_text
+
+    assert "(too few seeds for an interval (< 3))" in fidelity_text(res)[0]
+
+
+def test_tau_b_and_rho_match_scipy_with_ties() -> None:
+    from scipy.stats import kendalltau, spearmanr
+
+    from gcsearch.analysis.fidelity import kendall_tau_b, spearman_rho
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 4, (3, 9)).astype(float), rng.integers(0, 4, (3, 9)).astype(float)
+    for xi, yi, t, r in zip(x, y, kendall_tau_b(x, y), spearman_rho(x, y), strict=True):
+        assert t == pytest.approx(kendalltau(xi, yi).statistic)
+        assert r == pytest.approx(spearmanr(xi, yi).statistic)
+
+
+def test_bootstrap_for_comparison_from_six_seeds() -> None:
+    high = {k: [v + s for s in range(6)] for k, v in {"a": 90, "b": 80, "c": 70, "d": 60}.items()}
+    low = {k: [v - 20 for v in vs] for k, vs in high.items()}
+    res = fidelity(table(low, high), bootstrap=50)
+    assert res["kendall_tau_bootstrap_ci"] == pytest.approx([1.0, 1.0]) and res["bootstrap"] == 50
 
 
 def test_front_overlap_counts_high_front_members_kept() -> None:

@@ -14,6 +14,7 @@ from gcsearch.analysis.nl import (
     mean_pairwise_cosine_distance,
     mean_pairwise_jsd,
     nl_blocks,
+    zero_rows,
 )
 from gcsearch.blocks.nonlocal_ import NonLocal2d
 from gcsearch.cli import main
@@ -27,11 +28,42 @@ def test_identical_maps_are_at_distance_zero() -> None:
 
 
 def test_disjoint_one_hot_maps_reach_the_maximum() -> None:
-    """Query i attends only to position i: JSD = ln 2 nats (1 bit), cosine distance 1."""
+    """Query i attends only to position i: JSD ln 2 nats and cosine distance (1 - 0)/2 for
+    every pair i != j; the paper averages over all N² pairs, the N pairs i = j at 0."""
     attn = torch.eye(6).unsqueeze(0)
     assert jsd(attn[0, 0], attn[0, 1]).item() == pytest.approx(math.log(2))
-    assert mean_pairwise_jsd(attn).item() == pytest.approx(math.log(2))
-    assert mean_pairwise_cosine_distance(attn).item() == pytest.approx(1.0)
+    assert mean_pairwise_jsd(attn).item() == pytest.approx(5 / 6 * math.log(2))
+    assert mean_pairwise_cosine_distance(attn).item() == pytest.approx(5 / 6 * 0.5)
+
+
+def test_distances_match_scipy_over_all_pairs() -> None:
+    """avg_dist = (1/N²) Σ_i Σ_j d(v_i, v_j) with scipy's cosine distance / 2 and scipy's
+    Jensen-Shannon distance squared (natural log)."""
+    from scipy.spatial.distance import cdist, jensenshannon
+
+    v = torch.randn(2, 7, 5)
+    ref = [cdist(v[b].numpy(), v[b].numpy(), "cosine").mean() / 2 for b in range(2)]
+    assert mean_pairwise_cosine_distance(v).tolist() == pytest.approx(ref)
+    p = torch.softmax(torch.randn(1, 7, 7), -1)
+    js = [[jensenshannon(p[0, i].numpy(), p[0, j].numpy()) ** 2 for j in range(7)]
+          for i in range(7)]
+    assert mean_pairwise_jsd(p).item() == pytest.approx(float(torch.tensor(js).mean()))
+
+
+def test_all_zero_rows_are_left_out_and_counted() -> None:
+    """A query-independent map with half its rows all zero: the non-zero rows agree, so the
+    distance is 0 (it was 0.80 when a zero row counted as distance 1); the zero share is
+    reported by block_stats, and the JSD of such a map is n/a (a zero row is no
+    distribution)."""
+    row = torch.softmax(torch.randn(8), 0)
+    attn = row.expand(1, 8, 8).clone()
+    attn[0, ::2] = 0
+    assert zero_rows(attn).sum().item() == 4
+    assert mean_pairwise_cosine_distance(attn).item() == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(mean_pairwise_jsd(attn).item())
+    one = torch.zeros(1, 4, 3)
+    one[0, 0, 0] = 1.0  # one non-zero row: no pair, no distance
+    assert math.isnan(mean_pairwise_cosine_distance(one).item())
 
 
 def test_maps_with_negative_weights_have_no_jsd() -> None:
@@ -46,21 +78,8 @@ def test_maps_with_negative_weights_have_no_jsd() -> None:
 
 def test_sampled_pairs_above_the_exact_limit() -> None:
     n = 100  # above EXACT_UP_TO: random query pairs, still ln 2 for one-hot rows
-    assert mean_pairwise_jsd(torch.eye(n).unsqueeze(0)).item() == pytest.approx(math.log(2))
-
-
-def test_cosine_distance_matches_brute_force() -> None:
-    v = torch.randn(2, 7, 5)
-    brute = []
-    for b in range(2):
-        d = [
-            1 - torch.cosine_similarity(v[b, i], v[b, j], dim=0).item()
-            for i in range(7)
-            for j in range(7)
-            if i != j
-        ]
-        brute.append(sum(d) / len(d))
-    assert mean_pairwise_cosine_distance(v).tolist() == pytest.approx(brute)
+    expected = (n - 1) / n * math.log(2)
+    assert mean_pairwise_jsd(torch.eye(n).unsqueeze(0)).item() == pytest.approx(expected)
 
 
 def test_query_independent_block_scores_zero_on_attention_and_output() -> None:
@@ -74,10 +93,28 @@ def test_query_independent_block_scores_zero_on_attention_and_output() -> None:
     model = torch.nn.Sequential(block).eval()
     [row] = block_stats(model, [torch.randn(4, 8, 3, 5)])
     assert row["positions"] == 15 and row["images"] == 4
-    assert row["input"] > 0.5
+    assert row["input"] > 0.25  # (1 - cos)/2 of random vectors: ~0.5 minus the i = j pairs
     assert row["attention"] == pytest.approx(0.0, abs=1e-6)
     assert row["jsd"] == pytest.approx(0.0, abs=1e-9)
     assert row["output"] == pytest.approx(0.0, abs=1e-5)
+    assert not row["inert"] and row["definition"] == "gcnet-table1"
+
+
+def test_a_block_whose_output_ignores_its_input_is_inert() -> None:
+    """The last BatchNorm's scale at its zero init: the block adds its bias everywhere, so the
+    output distance is ~0 whatever the attention does. Reported as inert, not as evidence."""
+    torch.manual_seed(0)
+    block = NonLocal2d(8, "concat")
+    torch.nn.init.normal_(block.norm.bias)  # a constant, non-zero output
+    [row] = block_stats(torch.nn.Sequential(block).eval(), [torch.randn(4, 8, 3, 5)])
+    assert row["inert"] and row["output_spread"] < 1e-6
+    assert row["output"] == pytest.approx(0.0, abs=1e-9)
+    torch.nn.init.ones_(block.norm.weight)
+    for m in block.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight)  # far from the 0.01 init: a live block
+    [live] = block_stats(torch.nn.Sequential(block).eval(), [torch.randn(4, 8, 3, 5)])
+    assert not live["inert"] and live["output_spread"] > 1e-3
 
 
 def test_query_dependent_block_scores_above_zero() -> None:
@@ -118,7 +155,8 @@ def test_train_save_then_analyze_nl(tmp_path: Path, capsys: pytest.CaptureFixtur
     out_json = tmp_path / "nl.json"
     code = main(["analyze", "nl", str(tmp_path / "run"), "--images", "16", "--json", str(out_json)])
     out = capsys.readouterr().out
-    assert code == 0 and "cos input" in out and "nl-embedded" in out
+    assert code == 0 and "attn" in out and "nl-embedded" in out
+    assert "fewer than 3 models: no interval, no verdict" in out and "on this proxy" in out
     assert out_json.is_file()
 
 
@@ -146,3 +184,36 @@ def test_analyze_nl_without_nl_blocks_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no Non-local block" in err
     assert main(["analyze", "nl", str(tmp_path / "missing")]) == 2
+
+
+def test_three_models_per_instantiation_give_intervals_and_a_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three checkpoints of one NL candidate in seed sub-folders: analyze nl pools them into
+    means with intervals, and the report's verdict reads the JSON (on this proxy)."""
+    from gcsearch.backbones import build_model
+    from gcsearch.checkpoint import save_checkpoint
+    from gcsearch.report.nl_summary import nl_evidence
+    from gcsearch.spec import Candidate
+
+    cand = Candidate.parse("nl-embedded@after_1x1:c4")
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build_model(cand, "resnet8", num_classes=10, in_chans=1)
+        for m in model.modules():
+            if isinstance(m, NonLocal2d):
+                torch.nn.init.ones_(m.norm.weight)  # a live block
+        save_checkpoint(tmp_path / "nl" / f"seed{seed}" / "nl.pt", model, cand,
+                        backbone="resnet8", min_hidden=8, num_classes=10, input_shape=(1, 8, 8),
+                        meta={"task": "digits", "seed": seed})
+    out_json = tmp_path / "nl.json"
+    code = main(["analyze", "nl", str(tmp_path / "nl"), "--images", "16", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 live of 3 models" in out and "±" in out
+    import json
+
+    rows = json.loads(out_json.read_text())
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    verdict, text, nums, p, direction = nl_evidence(rows)
+    assert verdict == "" and nums["tested"] == 1 and math.isfinite(p) and direction in (1, -1)
+    assert "on this proxy (digits" in text
