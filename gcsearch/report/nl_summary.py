@@ -7,7 +7,7 @@ the models, i.e. over seeds, and tests the paper's reading of Table 1 without th
 attention maps of different queries, and the block's outputs, are *closer* than the block's
 inputs at different positions. Per model the differences ``input - attention`` and ``input -
 output`` are taken; over at least ``MIN_MODELS`` models a one-sided t-test asks whether they are
-above 0 (agree) or below 0 (disagree). Across instantiations ``verdicts.decide("better", ...)``
+above 0 (agree) or below 0 (disagree). Across instantiations ``stats.decide("better", ...)``
 is used: agree needs every tested difference above 0 (intersection-union), disagree any below 0
 (Bonferroni). An *inert* block (its output z - x does not depend on the input, so the distances
 say nothing about attention) is reported as such and left out of the evidence. The models were
@@ -81,7 +81,7 @@ def nl_evidence(
     """(verdict when untested, evidence, numbers, p, direction) for the query-independence
     conclusion. An empty first item means: the verdict is ``direction`` (+1 agree, -1
     disagree) if ``p`` (two-sided scale, Holm-adjusted by the caller) is below alpha."""
-    from gcsearch.report.verdicts import CANT_TELL, NOT_IN_RUN, decide
+    from gcsearch.report.stats import CANT_TELL, NOT_IN_RUN, decide
 
     if not rows:
         return NOT_IN_RUN, "no NL analysis given (gcsearch analyze nl RUN --json FILE)", {}, \

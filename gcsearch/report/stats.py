@@ -215,3 +215,53 @@ def min_detectable_difference(
         hi *= 2
     ncp = brentq(gap, 0.0, hi)
     return ncp * sd_diff / math.sqrt(n)
+
+
+#: The words of a verdict (``report.verdicts`` and the NL summary say them).
+AGREE, DISAGREE, CANT_TELL, NOT_IN_RUN = (
+    "agree",
+    "disagree",
+    "can't tell at this noise level",
+    "not in this run",
+)
+#: equivalence / non-inferiority margin, in top-1 points
+MARGIN = 1.0
+
+
+def decide(
+    kind: str, mean: Any, se: Any, df: Any, margin: float = MARGIN
+) -> tuple[np.ndarray, np.ndarray]:
+    """(p, direction) of the test that decides a verdict, on arrays: ``mean``, ``se`` and
+    ``df`` have shape (..., k) for k alternatives (k > 1 only for ``better``). ``direction`` is
+    +1 (the test would say agree) or -1 (disagree); ``p`` is on the two-sided scale (twice the
+    one-sided p, at most 1), so p < alpha is a one-sided test at alpha / 2. Holm adjusts it.
+
+    ``better``: agree needs every Δ > 0 (intersection-union: the largest one-sided p), disagree
+    some Δ < 0 (the smallest one-sided p times k). ``equivalent``: TOST within ± margin (the
+    larger one-sided p) when |Δ| < margin, else the one-sided test beyond it on Δ's side.
+    ``non_inferior``: Δ > -margin when the estimate is above it, else Δ < -margin.
+    """
+    mean, se, df = (np.asarray(x, dtype=float) for x in (mean, se, df))
+    k = mean.shape[-1]
+    if kind == "better":
+        ahead = (mean > 0).all(axis=-1)
+        p_agree = one_sided_p(mean, se, df, 0.0, above=True).max(axis=-1)
+        p_dis = k * one_sided_p(mean, se, df, 0.0, above=False).min(axis=-1)
+        p, direction = np.where(ahead, p_agree, p_dis), np.where(ahead, 1, -1)
+    elif kind == "equivalent":
+        mean, se, df = mean[..., 0], se[..., 0], df[..., 0]
+        inside = np.abs(mean) < margin
+        tost = np.maximum(one_sided_p(mean, se, df, -margin, True),
+                          one_sided_p(mean, se, df, margin, False))
+        beyond = np.where(mean > 0, one_sided_p(mean, se, df, margin, True),
+                          one_sided_p(mean, se, df, -margin, False))
+        p, direction = np.where(inside, tost, beyond), np.where(inside, 1, -1)
+    elif kind == "non_inferior":
+        mean, se, df = mean[..., 0], se[..., 0], df[..., 0]
+        above = mean > -margin
+        p = np.where(above, one_sided_p(mean, se, df, -margin, True),
+                     one_sided_p(mean, se, df, -margin, False))
+        direction = np.where(above, 1, -1)
+    else:
+        raise ValueError(f"no test for kind {kind!r}")
+    return np.minimum(1.0, 2 * p), direction
