@@ -12,7 +12,7 @@ LATEST := .venv-latest
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-all test-cluster test-latest lock lint bench reports reports-paper \
-	clean data test-deps
+	clean data test-deps docs
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(LATEST)/.installed: pyproject.toml
 	touch $@
 
 test-latest: $(LATEST)/.installed data test-deps
-	$(LATEST)/bin/ruff check gcsearch tests
+	$(LATEST)/bin/ruff check gcsearch tests docs/generate.py
 	$(LATEST)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # After `make test-latest` passes: the versions it ran on become the lock.
@@ -62,7 +62,7 @@ demo: $(STAMP)
 	@head -n 25 runs/demo/best_block.py
 
 test: $(STAMP) data test-deps
-	$(BIN)/ruff check gcsearch tests
+	$(BIN)/ruff check gcsearch tests docs/generate.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-all: $(STAMP) data test-deps
@@ -73,8 +73,8 @@ test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check gcsearch tests
-	$(BIN)/ruff format --check gcsearch tests
+	$(BIN)/ruff check gcsearch tests docs/generate.py
+	$(BIN)/ruff format --check gcsearch tests docs/generate.py
 
 # reports/: a fresh real run of the demo space (3 seeds, so the tables carry intervals), then its
 # Markdown report, plots and results frame, and how far its rung epoch ranks like the last epoch.
@@ -86,6 +86,14 @@ reports: $(STAMP)
 	$(BIN)/gcsearch search --space spaces/quick.toml --run-dir $(REPORT_RUN) --seeds $(REPORT_SEEDS)
 	$(BIN)/gcsearch report $(REPORT_RUN) --md reports/quick.md --csv reports/quick.csv
 	$(BIN)/gcsearch analyze fidelity $(REPORT_RUN) --json reports/quick-fidelity.json
+	$(BIN)/python docs/generate.py
+
+# README.md and docs/*.md: every figure between <!-- fig ... --> markers and every
+# <!-- table ... --> block filled from the committed records (gcsearch/tasks/measured/,
+# benchmarks/, reports/). `make test` fails when one differs (tests/test_docs.py runs --check);
+# `python docs/generate.py --count` counts the decimal figures still typed by hand.
+docs:
+	$(PYTHON) docs/generate.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache
@@ -109,3 +117,4 @@ reports-paper: $(STAMP) data
 		$(BIN)/gcsearch report runs/$$run --md reports/$$run.md --csv reports/$$run.csv \
 			--verdicts --fidelity reports/$$run-fidelity.json --nl reports/$$run-nl.json || exit 1; \
 	done
+	$(BIN)/python docs/generate.py

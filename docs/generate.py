@@ -1,0 +1,463 @@
+"""Fill every figure in README.md and docs/*.md from the committed records the tool wrote.
+
+A figure in a document is a marker pair around its text::
+
+    <!-- fig gcsearch/tasks/measured/synthetic.json candidates/none/std|.2f -->0.33<!-- /fig -->
+
+The first word is the committed file (repository-relative), the second what to read from it:
+
+* a JSON file: a ``/``-separated key path, then ``|`` and a format spec (``.2f``, ``,``);
+  a ``*`` in the path with ``[min]``, ``[max]``, ``[range]`` (``19–24``), ``[count]`` or
+  ``[count>=99.5]`` after it aggregates that key over every entry at the ``*``;
+* a report's Markdown (``reports/*.md``, written by ``gcsearch report``): ``SECTION/ROW/COLUMN``,
+  the cell of that table copied as the report prints it;
+* a JSON file, ``=NAME|format``: a figure computed from several of its values (``JSON_FIGURES``);
+* an exhaustive table (``benchmarks/tables/*.jsonl``): ``network/ID/top1``, ``cheapest/N/top1``,
+  ``spread/macs`` (see ``_table_figure``);
+* a report's CSV (``reports/*.csv``, the results frame): ``=span_min``, the minutes between the
+  first and the last trial's completion time (``env.time``, the report's "Trials ran from … to");
+  ``=trials``, its row count; ``row=CANDIDATE_ID/COLUMN|format``, one cell.
+
+A table regenerated whole sits between ``<!-- table NAME -->`` and ``<!-- /table -->``; NAME is a
+function of this file (``TABLES``).
+
+    python docs/generate.py            # rewrite the documents in place (make docs)
+    python docs/generate.py --check    # exit 1, naming every figure that differs (the test)
+    python docs/generate.py --count    # decimal figures per document: generated vs typed by hand
+
+The script lives outside the package: it reads the repository's committed records, which an
+installed gcsearch does not ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = ("README.md", "docs/*.md")
+
+FIG = re.compile(r"<!-- fig (\S+) (.+?) -->(.*?)<!-- /fig -->", re.S)
+TABLE = re.compile(r"(<!-- table (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)
+TESTED = re.compile(r"<!-- tested-versions.*?<!-- /tested-versions -->", re.S)
+COMMENT = re.compile(r"<!--.*?-->", re.S)
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
+
+
+class FigureError(ValueError):
+    """A marker names a file or a key the records do not hold."""
+
+
+# ------------------------------------------------------------------------------- sources
+@cache
+def _json(root: Path, rel: str) -> Any:
+    return json.loads((root / rel).read_text())
+
+
+@cache
+def _csv(root: Path, rel: str) -> tuple[dict[str, str], ...]:
+    with (root / rel).open(newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+@cache
+def _md_tables(root: Path, rel: str) -> dict[str, list[dict[str, str]]]:
+    """Every table of a report's Markdown, by the heading above it."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading, header = "", None
+    for line in (root / rel).read_text().splitlines():
+        if line.startswith("#"):
+            heading, header = line.lstrip("#").strip(), None
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            if header is None:
+                header = cells
+            elif not set(line) <= set("|- "):
+                tables.setdefault(heading, []).append(dict(zip(header, cells, strict=False)))
+        else:
+            header = None
+    return tables
+
+
+def _walk(data: Any, path: str, where: str) -> Any:
+    for key in path.split("/"):
+        if isinstance(data, list):
+            data = data[int(key)]
+        elif isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            raise FigureError(f"{where}: no key {key!r}")
+    return data
+
+
+def _format(value: Any, spec: str) -> str:
+    if spec == "":
+        return str(value)
+    return format(value, spec)
+
+
+def _aggregate(values: list[Any], agg: str, spec: str, where: str) -> str:
+    """min, max, range (``19–24``), count, or count>=X over the values at a ``*``."""
+    if agg == "range":
+        low, high = _format(min(values), spec), _format(max(values), spec)
+        return low if low == high else f"{low}–{high}"
+    if agg in ("min", "max"):
+        return _format(min(values) if agg == "min" else max(values), spec)
+    if agg == "count":
+        return str(len(values))
+    if agg.startswith("count>="):
+        return str(sum(1 for v in values if v >= float(agg[7:])))
+    raise FigureError(f"{where}: unknown aggregate [{agg}]")
+
+
+def _late_rungs(bench: dict[str, Any]) -> list[dict[str, Any]]:
+    """The successive-halving replays whose first rung is past epoch 1 (past chance)."""
+    return [f for f in bench["fidelity"] if f["rungs"][0] >= 2]
+
+
+#: Figures of benchmarks/bench-search.json that are a function of several of its values.
+JSON_FIGURES: dict[str, Callable[[Any], float]] = {
+    "late_rung_saving_max": lambda b: max(f["saving"] for f in _late_rungs(b)),
+    "late_rung_saving_if_resumed_max": lambda b: max(
+        f["saving_if_resumed"] for f in _late_rungs(b)
+    ),
+    "late_rung_hv_lost_max": lambda b: 1 - min(f["hv_fraction"] for f in _late_rungs(b)),
+}
+
+
+@cache
+def _networks(root: Path, rel: str, searched: bool = True) -> dict[str, dict[str, float]]:
+    """An exhaustive table (JSONL): each network's mean over seeds of top-1 and its costs; with
+    ``searched``, the reference rows' networks (``none``, GC) left out, as the benchmark scores."""
+    lines = [json.loads(line) for line in (root / rel).read_text().splitlines() if line]
+    header, results = lines[0], lines[1:]
+    references = {
+        net
+        for net, ids in header["networks"].items()
+        if any(i.split("@")[0] in header["references"] or i in header["references"] for i in ids)
+    }
+    by: dict[str, list[dict[str, Any]]] = {}
+    for line in results:
+        if not (searched and line["key"] in references):
+            by.setdefault(line["key"], []).append(line["result"])
+    return {
+        net: {k: statistics.fmean(r[k] for r in rs) for k in ("top1", "macs", "block_macs")}
+        for net, rs in by.items()
+    }
+
+
+def _table_figure(root: Path, source: str, selector: str, where: str) -> str:
+    """``network/ID/top1``, ``cheapest/N/top1`` (the best of the N networks with the fewest
+    block MACs), ``spread/macs`` (max − min over every network, % of the min)."""
+    path, _, spec = selector.partition("|")
+    kind, _, rest = path.partition("/")
+    nets = _networks(root, source)
+    if kind == "network":
+        net, _, key = rest.rpartition("/")
+        if net not in nets:
+            raise FigureError(f"{where}: no searched network {net!r}")
+        return _format(nets[net][key], spec)
+    if kind == "cheapest":
+        n, _, key = rest.partition("/")
+        cheapest = sorted(nets.values(), key=lambda v: v["block_macs"])[: int(n)]
+        return _format(max(v[key] for v in cheapest), spec)
+    if kind == "spread":  # over every network of the table, the reference rows' too
+        values = [v[rest] for v in _networks(root, source, searched=False).values()]
+        return _format((max(values) - min(values)) / min(values) * 100, spec)
+    raise FigureError(f"{where}: unknown table figure")
+
+
+def figure(root: Path, source: str, selector: str) -> str:
+    """The text of one figure, read from its committed source."""
+    where = f"{source} {selector}"
+    if not (root / source).is_file():
+        raise FigureError(f"{where}: no such committed file")
+    if source.endswith(".json") and selector.startswith("="):
+        name, _, spec = selector[1:].partition("|")
+        if name not in JSON_FIGURES:
+            raise FigureError(f"{where}: unknown figure (known: {', '.join(JSON_FIGURES)})")
+        return _format(JSON_FIGURES[name](_json(root, source)), spec)
+    if source.endswith(".json"):
+        path, _, spec = selector.partition("|")
+        if path.endswith("]"):  # candidates/*/std[max]: over every key at the "*"
+            path, _, agg = path[:-1].partition("[")
+            head, _, tail = path.partition("/*/")
+            found = _walk(_json(root, source), head.removesuffix("/*"), where)
+            found = list(found.values()) if isinstance(found, dict) else list(found)
+            values = [_walk(v, tail, where) for v in found] if tail else found
+            return _aggregate(values, agg, spec, where)
+        return _format(_walk(_json(root, source), path, where), spec)
+    if source.endswith(".jsonl"):
+        return _table_figure(root, source, selector, where)
+    if source.endswith(".csv"):
+        if selector == "=span_min":
+            times = [
+                datetime.fromisoformat(r["env.time"]) for r in _csv(root, source) if r["env.time"]
+            ]
+            return f"{(max(times) - min(times)).total_seconds() / 60:.1f}"
+        if selector == "=trials":
+            return str(len(_csv(root, source)))
+        if selector.startswith("row="):  # row=CANDIDATE_ID/COLUMN|format
+            path, _, spec = selector[4:].partition("|")
+            cid, _, column = path.rpartition("/")
+            for r in _csv(root, source):
+                if r["spec.id"] == cid and column in r:
+                    return _format(float(r[column]), spec)
+            raise FigureError(f"{where}: no row {cid!r} with a column {column!r}")
+        raise FigureError(f"{where}: unknown CSV figure")
+    if source.endswith(".md"):
+        section, row, column = selector.split("/", 2)
+        for heading, rows in _md_tables(root, source).items():
+            if heading.startswith(section):
+                for r in rows:
+                    if next(iter(r.values())) == row:
+                        if column not in r:
+                            raise FigureError(f"{where}: no column {column!r}")
+                        return r[column]
+        raise FigureError(f"{where}: no such row")
+    raise FigureError(f"{where}: unknown kind of source")
+
+
+# -------------------------------------------------------------------------------- tables
+PAPER_REPORTS = (
+    ("synthetic strip", "reports/gcnet-paper.md"),
+    ("fashion-pairs", "reports/gcnet-paper-pairs.md"),
+    ("synthetic-graded", "reports/gcnet-paper-graded.md"),
+)
+_DELTA = re.compile(r"Δ ([+-]?\d+\.\d+ ± \d+\.\d+)")
+
+
+def _verdict_cell(row: dict[str, str]) -> str:
+    verdict = row["verdict"].replace(" at this noise level", "")
+    if verdict in ("agree", "disagree"):
+        verdict = f"**{verdict}**"
+    delta = _DELTA.search(row["evidence"])
+    return f"{verdict} ({delta.group(1)})" if delta else verdict
+
+
+def gcnet_findings(root: Path) -> list[str]:
+    """One row per GCNet conclusion, one column per committed paper report."""
+    reports = [_md_tables(root, rel)["GCNet's findings, checked"] for _, rel in PAPER_REPORTS]
+    lines = [
+        "| conclusion | " + " | ".join(name for name, _ in PAPER_REPORTS) + " |",
+        "|---" * (len(PAPER_REPORTS) + 1) + "|",
+    ]
+    for i, row in enumerate(reports[0]):
+        claim = row["conclusion"].split(" — ")[0]
+        cells = [_verdict_cell(rep[i]) for rep in reports]
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return lines
+
+
+_STRATEGIES = (
+    ("**ehvi** (default)", "ehvi"),
+    ("tpe", "tpe"),
+    ("nsga2", "nsga2"),
+    ("random", "random"),
+    ("control: cheapest-first", "cheapest-first"),
+    ("control: random-networks", "random-networks"),
+)
+
+
+def _strategies(root: Path, table: str) -> list[str]:
+    data = _json(root, "benchmarks/bench-search.json")["strategies"][table]
+    lines = [
+        "| strategy | median HV fraction | IQR | P(HV ≥ 0.97) | s per replay |",
+        "|---|---|---|---|---|",
+    ]
+    for label, key in _STRATEGIES:
+        s = data["scores"][key]
+        sec = data["seconds_per_replay"].get(key)
+        lines.append(
+            f"| {label} | {s['median']:.3f} | {s['q1']:.3f}–{s['q3']:.3f} | {s['p_ge']:.2f} | "
+            + (f"{sec:.2f} |" if sec is not None else "– |")
+        )
+    return lines
+
+
+def search_fidelity(root: Path) -> list[str]:
+    """The successive-halving replays of benchmarks/bench-search.json."""
+    lines = [
+        "| rungs (epochs) | η | table | epochs saved (×) | if promotions resumed (×) "
+        "| HV fraction kept |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in _json(root, "benchmarks/bench-search.json")["fidelity"]:
+        lines.append(
+            f"| {f['rungs']} | {f['eta']} | {f['table']} | {f['saving']:.2f} | "
+            f"{f['saving_if_resumed']:.2f} | {f['hv_fraction']:.3f} |"
+        )
+    return lines
+
+
+_MEASURED = "gcsearch/tasks/measured"
+_PROXY_ROWS = (
+    ("`synthetic`", f"{_MEASURED}/synthetic.json"),
+    ("`synthetic-distinct`", f"{_MEASURED}/synthetic-distinct.json"),
+    ("`synthetic-graded` (AdamW), presets", f"{_MEASURED}/synthetic-graded.json"),
+    ("`synthetic-graded` (AdamW), quick space", "benchmarks/proxy/synthetic-graded.json"),
+    (
+        "`synthetic-graded` (AdamW) at 1,500 × 6",
+        "benchmarks/proxy/synthetic-graded-demo-budget.json",
+    ),
+    ("`synthetic-graded` with SGD", "benchmarks/proxy/synthetic-graded-sgd.json"),
+    ("`digits`", f"{_MEASURED}/digits.json"),
+    ("`fashion-mnist` (local control)", f"{_MEASURED}/fashion-mnist.json"),
+    ("`fashion-pairs`", f"{_MEASURED}/fashion-pairs.json"),
+    ("`fashion-pairs` with AdamW", "benchmarks/proxy/fashion-pairs-adamw.json"),
+    ("`fashion-pairs-distinct`", f"{_MEASURED}/fashion-pairs-distinct.json"),
+)
+
+
+def _short(candidate: str) -> str:
+    return candidate.removesuffix("@after_1x1:c3c4c5").removesuffix(":c3c4c5")
+
+
+_PRESETS = ("none", "se@after_1x1:c3c4c5", "snl@after_1x1:c3c4c5", "gc@after_1x1:c3c4c5")
+
+
+def proxy_table(root: Path) -> list[str]:
+    """Each proxy's recorded spread: one row per committed `gcsearch bench proxy` summary."""
+    lines = [
+        "| task | budget (images × epochs) | candidates × seeds | std: none · SE · SNL · GC "
+        "| largest std of the others | seeds at chance (not `none`) | at ≥ 99.5 % "
+        "| median MDD n = 3 | s / trial | split-seed τ (budget) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, rel in _PROXY_ROWS:
+        d = _json(root, rel)
+        b, cands = d["budget"], d["candidates"]
+        seeds = "/".join(str(n) for n in sorted({c["n"] for c in cands.values()}))
+        stds = " · ".join(f"{cands[k]['std']:.2f}" if k in cands else "–" for k in _PRESETS)
+        others = {k: c for k, c in cands.items() if k not in _PRESETS}
+        if others:
+            worst = max(others, key=lambda k: others[k]["std"])
+            modes = ", seeds split" if others[worst].get("modes") else ""
+            other = f"{others[worst]['std']:.2f} ({_short(worst)}{modes})"
+        else:
+            other = "–"
+        split = [_short(k) for k in _PRESETS if k in cands and cands[k].get("modes")]
+        if split:
+            stds += f" ({', '.join(split)}: seeds split)"
+        chance = sum(c.get("at_chance") or 0 for k, c in cands.items() if k != "none")
+        ceiling = sum(1 for c in cands.values() if c["mean"] >= 99.5)
+        mdd = statistics.median(
+            c["mdd_n3_median"] for c in cands.values() if c.get("mdd_n3_median")
+        )
+        secs = [c["seconds_per_trial"] for c in cands.values()]
+        tau = d.get("split_tau")
+        tau_text = (
+            f"{tau['kendall_tau']:.2f} ({tau['budget']['train_images']:,} × "
+            f"{tau['budget']['epochs']})"
+            if tau
+            else "–"
+        )
+        lines.append(
+            f"| {label} | {b['train_images']:,} × {b['epochs']} | {len(cands)} × {seeds} "
+            f"| {stds} | {other} | {chance} | {ceiling} of {len(cands)} "
+            f"| {mdd:.2f} | {min(secs):.0f}–{max(secs):.0f} | {tau_text} |"
+        )
+    return lines
+
+
+TABLES: dict[str, Callable[[Path], list[str]]] = {
+    "gcnet-findings": gcnet_findings,
+    "search-original": lambda root: _strategies(root, "original"),
+    "search-shuffled": lambda root: _strategies(root, "shuffled"),
+    "search-fidelity": search_fidelity,
+    "proxies": proxy_table,
+}
+
+
+# ------------------------------------------------------------------------------ documents
+def documents(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for pattern in DOCUMENTS:
+        found += sorted(root.glob(pattern))
+    return found
+
+
+def render(text: str, root: Path = ROOT) -> str:
+    """The document with every marked figure and table filled from its source."""
+
+    def fig(m: re.Match[str]) -> str:
+        return f"<!-- fig {m[1]} {m[2]} -->{figure(root, m[1], m[2])}<!-- /fig -->"
+
+    def table(m: re.Match[str]) -> str:
+        if m[2] not in TABLES:
+            raise FigureError(f"unknown table {m[2]!r} (known: {', '.join(TABLES)})")
+        return m[1] + "\n".join(TABLES[m[2]](root)) + "\n" + m[4]
+
+    return FIG.sub(fig, TABLE.sub(table, text))
+
+
+def differences(before: str, after: str) -> Iterable[str]:
+    """The figures and tables whose text differs from the record, one line each."""
+    for old, new in zip(FIG.finditer(before), FIG.finditer(after), strict=True):
+        if old[3] != new[3]:
+            yield f"{old[1]} {old[2]}: the document says {old[3]!r}, the record {new[3]!r}"
+    for old, new in zip(TABLE.finditer(before), TABLE.finditer(after), strict=True):
+        if old[3] != new[3]:
+            yield f"table {old[2]}: differs from the record (make docs rewrites it)"
+
+
+def count(text: str) -> tuple[int, int]:
+    """Decimal figures (e.g. 0.33, 28.5) outside generated markers, and inside them."""
+    text = TESTED.sub("", text)
+    inside = sum(len(DECIMAL.findall(m[3])) for m in FIG.finditer(text))
+    inside += sum(len(DECIMAL.findall(m[3])) for m in TABLE.finditer(text))
+    bare = TABLE.sub("", FIG.sub("", text))
+    return len(DECIMAL.findall(bare)), inside
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 on a difference"
+    )
+    parser.add_argument("--count", action="store_true", help="decimal figures per document")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    args = parser.parse_args(argv)
+    stale = 0
+    for path in documents(args.root):
+        rel = path.relative_to(args.root)
+        text = path.read_text()
+        if args.count:
+            typed, generated = count(text)
+            words = len(COMMENT.sub("", text).split())
+            print(
+                f"{rel}: {words} words (comments left out), {typed} decimal figures typed by hand, "
+                f"{generated} generated"
+            )
+            continue
+        try:
+            new = render(text, args.root)
+        except FigureError as err:
+            print(f"{rel}: {err}", file=sys.stderr)
+            return 2
+        if new == text:
+            continue
+        stale += 1
+        if args.check:
+            for line in differences(text, new):
+                print(f"{rel}: {line}")
+        else:
+            path.write_text(new)
+            print(f"{rel}: figures updated from the records")
+    if args.check and stale:
+        print("run `make docs` to fill them from the records", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
