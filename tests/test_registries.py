@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gcsearch import report, spec, tasks
+from gcsearch.errors import InputWarning
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import search
@@ -67,7 +68,8 @@ def test_a_toy_objective_and_task_each_added_in_one_place(
         spec.METRICS, "wall", spec.Metric("wall", "min", "trained", "obj.wall", "wall_s")
     )
     monkeypatch.setitem(tasks.TASKS, "toy-stripes", TaskEntry(f"{__name__}:ToyStripes"))
-    space = parse_space(SPACE, "toy.toml")
+    with pytest.warns(InputWarning, match="n = 2"):  # two seeds keep the test short
+        space = parse_space(SPACE, "toy.toml")
     out = search(space, tmp_path / "run", executor=InlineExecutor(parallel=2), progress=False,
                  export=False)
     study = out.study
