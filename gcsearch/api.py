@@ -124,7 +124,7 @@ def run(
     keyword arguments are ``gcsearch search``'s flags. ``executor="inline"`` trains in this
     process without Ray (one trial at a time), handy for debugging in a notebook.
     """
-    from gcsearch.search.run import search
+    from gcsearch.launch import search
     from gcsearch.search.space import load_space
 
     spec = load_space(space)

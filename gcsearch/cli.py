@@ -23,7 +23,7 @@ from gcsearch.tasks import DEFAULT_TASK
 #: by their WHAT), as "module:function": the one place a command is registered, imported only
 #: when it runs so ``gcsearch --help`` stays cheap. ``build_parser`` adds each one's flags.
 COMMANDS: dict[str, str] = {
-    "search": "gcsearch.search.run:run_search",
+    "search": "gcsearch.launch:run_search",
     "report": "gcsearch.report:run_report",
     "export": "gcsearch.export:run_export",
     "space": "gcsearch.search.space:run_space",

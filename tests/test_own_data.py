@@ -140,8 +140,8 @@ def test_study_counts_costs_at_its_image_size(
 
     from gcsearch import report
     from gcsearch.cost import count_cost
+    from gcsearch.launch import search
     from gcsearch.search.record import TrialRecord
-    from gcsearch.search.run import search
     from gcsearch.search.space import load_space
     from gcsearch.spec import Candidate
 

@@ -12,9 +12,9 @@ import torch
 
 from gcsearch import report, spec, tasks
 from gcsearch.errors import InputWarning
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import parse_space
 from gcsearch.tasks import Budget, TaskEntry
 from gcsearch.tasks.files import ArrayTask

@@ -199,7 +199,7 @@ def test_when_the_baseline_dominates_report_and_export_say_so(
         assert len(err.splitlines()) == 1 and "no block beats the baseline" in err
         assert "--id" in err
     assert not (tmp_path / "b.py").exists()
-    from gcsearch.search.run import export_best
+    from gcsearch.launch import export_best
 
     assert export_best(report.load_study(run), run) is None  # the search exports nothing
     assert not (run / "best_block.py").exists()

@@ -48,7 +48,7 @@ from optuna.trial import TrialState
 from gcsearch.bench.table import Table, TableExecutor, build_table, load_table
 from gcsearch.errors import UserError
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
+from gcsearch.search.run import SearchConfig, run_study
 from gcsearch.search.space import Space, load_space, objective, parse_space
 from gcsearch.search.strategy import hv_box
 from gcsearch.spaces import SPACES_DIR
@@ -199,16 +199,15 @@ def replay(
     ex = TableExecutor(table.by_candidate(), parallel=1, interrupt_after=interrupt_after)
     costs = table.costs()
     with tempfile.TemporaryDirectory() as tmp:
-        out = search(
-            sp,
-            Path(tmp),
+        config = SearchConfig(
+            run_dir=Path(tmp),
             storage="memory",
             executor=ex,
             progress=False,
-            export=False,
             weights=False,
             network_costs=costs,
         )
+        out = run_study(sp, config)  # the study is all a replay reads
     return out.study, ex
 
 
@@ -373,7 +372,7 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
 
             shutil.rmtree(run)
         t0 = time.perf_counter()
-        res = search(space.with_overrides(parallel=parallel), run, progress=False, export=False)
+        res = run_study(space.with_overrides(parallel=parallel), SearchConfig(run, progress=False))
         n = res.counts["complete"] + res.counts["pruned"] + res.counts["failed"]
         out[f"p{parallel}"] = {
             "trials": n,

@@ -18,11 +18,11 @@ _LAZY = {
     "Space": "gcsearch.search.space",
     "load_space": "gcsearch.search.space",
     "parse_space": "gcsearch.search.space",
-    "run_search": "gcsearch.search.run",
-    "search": "gcsearch.search.run",
+    "SearchConfig": "gcsearch.search.run",
+    "run_study": "gcsearch.search.run",
 }
 
-__all__ = ["Space", "load_space", "parse_space", "run_search", "search"]
+__all__ = ["SearchConfig", "Space", "load_space", "parse_space", "run_study"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,10 +1,11 @@
-"""A search run: set-up, provenance, the run directory and the command line.
+"""A search run: set-up, provenance and the loop, up to the study.
 
-``search`` opens (or resumes) the study through ``storage.py``, records what the run depends
+``run_study`` opens (or resumes) the study through ``storage.py``, records what the run depends
 on (resolved space, budget, versions, the fixed hypervolume box), starts the executor, hands
-the loop to ``driver.Driver`` and writes the outputs: ``results.csv`` (the report's frame),
-``run.json`` (command, counts, rung decisions, timing), ``weights/`` (the best seed of each
-complete candidate, ``gcsearch.checkpoint`` format) and ``best_block.py``.
+the loop to ``driver.Driver``, keeps ``weights/`` (the best seed of each complete candidate,
+``gcsearch.checkpoint`` format) and returns at the study. Its caller (``gcsearch.launch``)
+writes what reads the study: ``results.csv`` (the report's frame), ``best_block.py`` and
+``run.json`` (command, counts, rung decisions, timing).
 
 Example::
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shlex
@@ -33,12 +33,12 @@ from typing import Any
 
 import optuna
 
-from gcsearch.errors import IOFault, UserError, io_line, mask_secrets
+from gcsearch.errors import IOFault, UserError, mask_secrets
 from gcsearch.search.display import Display, Progress, starting
 from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
-from gcsearch.search.record import TrialRecord, count_line, counts
-from gcsearch.search.space import Space, load_space
+from gcsearch.search.record import counts
+from gcsearch.search.space import Space
 from gcsearch.search.storage import (
     STORAGE_FILE,
     driver_lock,
@@ -47,12 +47,11 @@ from gcsearch.search.storage import (
     space_fingerprint,
 )
 from gcsearch.search.trial import resolve_budget, seed_weights_path
-from gcsearch.spec import Candidate
 
 
 @dataclass
 class Outcome:
-    """What ``search`` hands back: the study, the run directory and what happened."""
+    """What ``run_study`` hands back: the study, the run directory and what happened."""
 
     study: optuna.Study
     run_dir: Path
@@ -64,6 +63,10 @@ class Outcome:
     driver_s: float = 0.0
     files: dict[str, Path | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one line each, printed after the run
+    fault: IOFault | None = None  # an I/O fault stopped the loop (what finished is stored)
+    resume_hint: str = ""  # the command that continues this run
+    where: str = ""  # the study storage, password masked
+    record: dict[str, Any] = field(default_factory=dict)  # run.json, less the outputs
 
 
 def _git_revision() -> str | None:
@@ -131,94 +134,6 @@ def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
     return drop
 
 
-def write_results(study: optuna.Study, run_dir: Path, frame: Any = None) -> Path:
-    """``results.csv``: one flat row per trial (the report's frame, or ``frame`` read
-    already)."""
-    from gcsearch import report
-
-    frame = report.frame_from_study(study) if frame is None else frame
-    path = run_dir / "results.csv"
-    path.write_text(frame.to_csv(index=False))
-    return path
-
-
-def _kept_weights(
-    study: optuna.Study, run_dir: Path, row: Any, cand: Candidate, meta: Mapping[str, Any]
-) -> tuple[Path | None, str | None]:
-    """The best block's kept weights and, when there are none to export, a one-line note.
-
-    Looked for in this run directory, then in the run directory of the driver that trained
-    the network (its heartbeat record names it: drivers on one shared file system); weights
-    recorded on the trial but readable nowhere here are left out, and the note says so."""
-    from gcsearch import export
-    from gcsearch.search.liveness import drivers, owner
-
-    path = export.weights_path(run_dir, row, cand, meta)
-    if path is not None and path.is_file() and os.access(path, os.R_OK):
-        return path, None
-    recorded = row.get("artifact.weights")
-    if not isinstance(recorded, str) or not recorded:
-        return None, None  # the search kept no weights (``weights=False``)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    trial = trials[int(row["trial"])]
-    trial = trials.get(TrialRecord.read(trial).duplicate_of, trial)  # the one that trained it
-    who = owner(trial)
-    theirs = drivers(study).get(who or "", {}).get("run_dir")
-    if theirs:
-        path = Path(theirs) / recorded
-        if path.is_file() and os.access(path, os.R_OK):
-            return path, None
-    where = f"driver {who}'s {path}" if theirs else f"{recorded} (in no run directory here)"
-    return None, (
-        f"best_block.py exported without weights: {cand.id} was trained by trial "
-        f"{trial.number}, whose weights ({where}) are not readable from this machine"
-    )
-
-
-def export_best(
-    study: optuna.Study, run_dir: Path, frame: Any = None, notes: list[str] | None = None
-) -> Path | None:
-    """Export the most accurate front member with a block as ``best_block.py``, with its
-    trained weights where they can be read (else ``notes`` gets one line saying why not)."""
-    from gcsearch import report
-
-    frame = report.frame_from_study(study) if frame is None else frame
-    objectives = report.frame_objectives(frame)
-    rows = report.candidate_rows(frame, objectives)
-    if rows.empty:
-        return None
-    front = report.front_table(rows, objectives)
-    front = front[front["spec.kind"] != "baseline"]
-    if front.empty:
-        return None
-    row = front.iloc[0]
-    mean, half, n = report.mean_ci(
-        [float(row[c]) for c in row.index if c.startswith("metric.top1.s") and row[c] == row[c]]
-    )
-    attrs = study.user_attrs
-    meta = {
-        "accuracy": {
-            "top1_mean": mean,
-            "top1_ci95": None if half != half else half,
-            "n": n,
-            "epochs": int(row["fidelity.epochs"]),
-        },
-        "cost": {
-            k: int(row[f"cost.{k}"]) for k in ("params", "macs", "block_params", "block_macs")
-        },
-        "source": {"run": str(run_dir), "study": study.study_name, "trial": int(row["trial"])},
-        **{k: attrs[k] for k in ("backbone", "task", "input_shape", "min_hidden") if k in attrs},
-    }
-    cand = Candidate.parse(str(row["spec.id"]))
-    weights, note = _kept_weights(study, run_dir, row, cand, meta)  # the best seed kept
-    if note is not None and notes is not None:
-        notes.append(note)
-    from gcsearch import export
-
-    written = export.export_candidate(cand, run_dir / "best_block.py", meta=meta, weights=weights)
-    return written["module"]
-
-
 def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
     """Keep the best seed's checkpoint of a complete candidate as
     ``weights/<checkpoint_name(network key)>``; the other seeds' files are removed. Returns
@@ -246,37 +161,61 @@ def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
     return keep
 
 
-def search(
-    space: Space,
-    run_dir: Path | str | None = None,
-    *,
-    study_name: str | None = None,
-    storage: str | None = None,
-    resume: bool = False,
-    address: str | None = None,
-    device: str = "auto",
-    smoke: bool = False,
-    executor: Any = None,
-    faults: Mapping[str, str] | None = None,
-    max_retries: int = 3,
-    parallel: int | None = None,
-    progress: bool = True,
-    export: bool = True,
-    console: Any = None,
-    weights: bool = True,
-    network_costs: Any = None,
-    deterministic: bool = False,
-    command: Sequence[str] | None = None,
-) -> Outcome:
-    """Run (or resume) the search a space describes; see the module docstring.
+@dataclass(frozen=True)
+class SearchConfig:
+    """How one search runs, beside what its space says: where (``run_dir``, ``storage``,
+    ``study_name``), on what (``address`` of a Ray cluster, ``device``, ``parallel`` slots,
+    ``max_retries`` of a lost worker; ``executor`` replaces Ray, as ``gcsearch.search.local``
+    and the benchmark's table executor do), and what it keeps (``weights``) or shows
+    (``progress``, ``console``). ``smoke``: the tiny budget the tests use. ``faults`` maps
+    candidate ids to a test fault (``nan``, ``kill-once:<marker>``; ``GCSEARCH_FAULTS``, JSON,
+    does the same from the environment); ``network_costs`` (network key -> cost dict) skips
+    counting the space's costs (benchmark replays pass their table's); ``command`` is the CLI
+    arguments the run was started with, repeated by the resume hint."""
 
-    ``command`` is the CLI arguments the run was started with (``search --space ...``): an
-    interrupted run's resume hint repeats them. ``executor`` replaces the Ray executor
-    (``gcsearch.search.local``); ``faults`` maps candidate ids to a test fault (``nan``,
-    ``kill-once:<marker>``); ``GCSEARCH_FAULTS`` (JSON) does the same from the environment.
-    ``network_costs`` (network key -> cost dict) skips counting the space's costs (benchmark
-    replays pass the table's).
+    run_dir: Path | str | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    address: str | None = None
+    device: str = "auto"
+    smoke: bool = False
+    executor: Any = None
+    faults: Mapping[str, str] | None = None
+    max_retries: int = 3
+    parallel: int | None = None
+    progress: bool = True
+    console: Any = None
+    weights: bool = True
+    network_costs: Any = None
+    deterministic: bool = False
+    command: Sequence[str] | None = None
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during the loop: the running trials became retryable rows of
+    ``study``; the caller writes what the run directory shows of it, then exits."""
+
+    def __init__(self, study: optuna.Study, run_dir: Path) -> None:
+        super().__init__("interrupted")
+        self.study, self.run_dir = study, run_dir
+
+
+def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
+    """Run (or resume) the search a space describes and stop at the study (see the module
+    docstring): the caller writes the run directory's outputs (``gcsearch.launch``).
+
+    Example::
+
+        outcome = run_study(load_space("quick"), SearchConfig(run_dir="runs/q", smoke=True))
+        outcome.study.best_trials
     """
+    c = config or SearchConfig()
+    run_dir, study_name, storage, resume = c.run_dir, c.study_name, c.storage, c.resume
+    address, device, smoke, executor = c.address, c.device, c.smoke, c.executor
+    faults, max_retries, parallel, progress = c.faults, c.max_retries, c.parallel, c.progress
+    console, weights, network_costs = c.console, c.weights, c.network_costs
+    deterministic, command = c.deterministic, c.command
     from gcsearch.search.strategy import hv_box, make_strategy, searched_networks, space_costs
 
     started = time.time()
@@ -426,14 +365,12 @@ def search(
                 loop_start = time.perf_counter()
                 try:
                     driver.run()
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as exc:
                     driver.abandon("interrupted")
-                    with contextlib.suppress(OSError):  # the study has every result
-                        write_results(study, run_dir)
                     display.console.print(
                         f"interrupted: resume with `{resume_hint}`", highlight=False, soft_wrap=True
                     )
-                    raise
+                    raise SearchInterrupted(study, run_dir) from exc
                 except IOFault as exc:  # disk full, read-only: what finished is in the study
                     fault = exc
                 loop_s = time.perf_counter() - loop_start
@@ -445,45 +382,26 @@ def search(
         if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
-        from gcsearch import report
-
-        # one read of the study: results.csv, best_block.py and run.json say the same
-        frame = report.frame_from_study(study)
-        files: dict[str, Path | str] = {"storage": where, "config": run_dir / "space.resolved.toml"}
-        notes: list[str] = []
-        unwritten: list[str] = []
-        try:
-            files["results"] = write_results(study, run_dir, frame)
-        except OSError as exc:
-            unwritten.append(f"results.csv not written ({io_line(exc)})")
-        if export and fault is None:
-            try:
-                best = export_best(study, run_dir, frame, notes)
-            except OSError as exc:
-                best = None
-                unwritten.append(f"best_block.py not written ({io_line(exc)})")
-            if best:
-                files["best_block"] = best
         outcome = Outcome(
             study,
             run_dir,
-            frame.attrs["counts"],
+            counts(study.get_trials(deepcopy=False)),
             time.time() - started,
             driver.job_seconds,
             driver.epochs_trained,
             loop_s,
             driver.driver_s,
-            files,
-            notes,
+            {"storage": where, "config": run_dir / "space.resolved.toml"},
+            fault=fault,
+            resume_hint=resume_hint,
+            where=where,
         )
-        record = {
+        outcome.record = {  # run.json, once the caller adds its outputs
             "command": [mask_secrets(a) for a in sys.argv],
             "space": space.to_dict(),
             "budget": budget,
             "cluster": cluster,
             "versions": versions,
-            "counts": outcome.counts,
-            "count_line": count_line(outcome.counts),
             "elapsed_s": outcome.elapsed_s,
             "job_seconds": outcome.job_seconds,
             "epochs_trained": outcome.epochs_trained,
@@ -496,21 +414,7 @@ def search(
             "hv_ideal": study.user_attrs.get("hv_ideal"),
             "storage": where,
             "study": name,
-            "notes": notes,
-            "fault": str(fault) if fault is not None else None,
         }
-        try:
-            (run_dir / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-            files["record"] = run_dir / "run.json"
-        except OSError as exc:
-            unwritten.append(f"run.json not written ({io_line(exc)})")
-        if fault is not None or unwritten:
-            what = str(fault) if fault is not None else unwritten.pop(0)
-            kept = "; ".join([count_line(outcome.counts) + f" in {where}", *unwritten])
-            raise IOFault(
-                f"{what}; the search {'stopped' if fault else 'finished'} ({kept}); once "
-                f"fixed, resume with `{resume_hint}`"
-            ) from fault
     return outcome
 
 
@@ -529,133 +433,10 @@ def resume_command(
     return mask_secrets(shlex.join(["gcsearch", *args, "--resume"]))
 
 
-class TrialsFailed(UserError):
-    """Every trial of a search failed: nothing to rank (exit code 1, as ``gcsearch train``)."""
-
-    exit_code = 1
-
-
-def first_failure(study: optuna.Study) -> tuple[int, str, str] | None:
-    """(trial number, candidate id, reason) of the study's first failed trained trial."""
-    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        rec = TrialRecord.read(trial)
-        if rec.status == "failed" and rec.trained:
-            return trial.number, rec.candidate_id, rec.reason or "no reason recorded"
-    return None
-
-
-# ------------------------------------------------------------------------------ CLI
-def _check_flags(args: Any) -> None:
-    """Flag values a user can get wrong -> one-line UserError naming the allowed values."""
-    n = getattr(args, "n_trials", None)
-    if n is not None and n != "all" and (not str(n).isdigit() or int(n) < 1):
-        raise UserError(f"--n-trials: {n!r} is not allowed (allowed: 'all' or integers >= 1)")
-    for flag, lo in (
-        ("seeds", 1),
-        ("parallel", 1),
-        ("eta", 2),
-        ("max_retries", 0),
-        ("min_epochs", 1),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None and value < lo:
-            raise UserError(
-                f"--{flag.replace('_', '-')}: {value} is out of range (allowed: integers >= {lo})"
-            )
-    for flag in ("cpus_per_trial", "gpus_per_trial"):
-        value = getattr(args, flag, None)
-        lo_ok = value is None or (value > 0 if flag == "cpus_per_trial" else value >= 0)
-        if not lo_ok or (value is not None and not math.isfinite(value)):
-            raise UserError(
-                f"--{flag.replace('_', '-')}: {value} is out of range (allowed: "
-                f"numbers {'> 0' if flag == 'cpus_per_trial' else '>= 0'})"
-            )
-
-
-def _space_from_args(args: Any) -> Space:
-    _check_flags(args)
-    space = load_space(args.space)
-    overrides: dict[str, Any] = {}
-    for flag, key in (
-        ("sampler", "sampler"),
-        ("seeds", "seeds"),
-        ("parallel", "parallel"),
-        ("min_epochs", "min_epochs"),
-        ("cpus_per_trial", "cpus_per_trial"),
-        ("gpus_per_trial", "gpus_per_trial"),
-        ("eta", "eta"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    if getattr(args, "n_trials", None) is not None:
-        overrides["n_trials"] = None if args.n_trials == "all" else int(args.n_trials)
-    if getattr(args, "no_fidelity", False):
-        overrides["enabled"] = False
-    if getattr(args, "fidelity", False):
-        overrides["enabled"] = True
-    if getattr(args, "data", None) is not None:
-        overrides["data"] = args.data
-    return space.with_overrides(**overrides) if overrides else space
-
-
-def run_search(args: Any) -> int:
-    """``gcsearch search``: run the study, then print the front and write the run directory."""
-    space = _space_from_args(args)
-    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / space.name
-    try:
-        outcome = search(
-            space,
-            run_dir,
-            study_name=args.study_name,
-            storage=args.storage,
-            resume=args.resume,
-            address=args.address,
-            device=args.device,
-            smoke=args.smoke,
-            max_retries=args.max_retries,
-            parallel=args.parallel,
-            deterministic=bool(getattr(args, "deterministic", False)),
-            command=getattr(args, "argv", None),
-        )
-    except OSError as exc:  # a write outside the trials (run directory, lock): one line
-        raise IOFault(f"{io_line(exc)}; the search stopped (what finished is in its study)"
-                      ) from exc
-    c = outcome.counts
-    if c["failed"] and not c["complete"] and not c["pruned"]:  # nothing to rank: say why
-        first = first_failure(outcome.study)
-        number, cand, reason = first or (-1, "?", "no reason recorded")
-        raise TrialsFailed(
-            f"every trial failed ({c['failed']} failed, none complete; run directory "
-            f"{run_dir}); the first, trial {number} ({cand}): {' '.join(reason.split())}"
-        )
-    from rich.console import Console
-
-    from gcsearch import report
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    console.print(
-        f"search finished in {outcome.elapsed_s:.0f}s: {count_line(outcome.counts)}; "
-        f"{outcome.epochs_trained} epochs trained",
-        highlight=False,
-    )
-    try:
-        rep = report.build_report(
-            run_dir, args.study_name, frame=report.frame_from_study(outcome.study)
-        )
-        report.render_terminal(rep, console)
-    except UserError as exc:
-        console.print(str(exc), highlight=False)
-    for label, path in outcome.files.items():
-        console.print(f"{label}: {path}", highlight=False)
-    for note in outcome.notes:
-        console.print(note, highlight=False)
-    return 0
-
-
 __all__ = [
-    "Outcome", "TrialsFailed", "export_best", "first_failure", "resume_command", "run_search",
-    "search", "write_results",
+    "Outcome",
+    "SearchConfig",
+    "SearchInterrupted",
+    "resume_command",
+    "run_study",
 ]

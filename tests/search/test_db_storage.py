@@ -8,8 +8,8 @@ import optuna
 import pytest
 from _search_helpers import tiny_space, trained_per_candidate
 
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
 

@@ -87,8 +87,8 @@ def test_search_prints_its_first_line_before_the_executor_runs(tmp_path: Path) -
     sys.path.insert(0, str(Path(__file__).parent))
     from _search_helpers import tiny_space
 
+    from gcsearch.launch import search
     from gcsearch.search.local import InlineExecutor
-    from gcsearch.search.run import search
     from gcsearch.search.space import load_space
 
     class Watched(InlineExecutor):

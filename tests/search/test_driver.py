@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from gcsearch.bench.search import BENCH_SPACE, found_networks, replay
 from gcsearch.bench.table import TableExecutor
+from gcsearch.launch import search
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 
 

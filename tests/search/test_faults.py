@@ -20,8 +20,8 @@ import pytest
 from _search_helpers import ROOT, tiny_space, trained_per_candidate
 from optuna.trial import TrialState
 
+from gcsearch.launch import search
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 
 pytestmark = pytest.mark.slow

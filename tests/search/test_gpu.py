@@ -14,8 +14,8 @@ import pytest
 import torch
 from _search_helpers import tiny_space, trained_per_candidate
 
+from gcsearch.launch import search
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 from gcsearch.tasks import get_task
 from gcsearch.tasks.train import train

@@ -21,11 +21,11 @@ import pytest
 from _search_helpers import tiny_space, trained_per_candidate
 from optuna.trial import TrialState
 
+from gcsearch import launch as run_module
 from gcsearch.errors import IOFault, io_line
-from gcsearch.search import run as run_module
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import Space, load_space
 from gcsearch.search.trial import seed_weights_path
 

@@ -15,11 +15,11 @@ import pytest
 from _search_helpers import tiny_space, trained_per_candidate
 from optuna.trial import TrialState
 
+from gcsearch.launch import search
 from gcsearch.search import liveness
 from gcsearch.search.liveness import Heartbeat, claim, claim_conflict, stale_trials
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.sampling import network_key
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage
@@ -249,7 +249,7 @@ from pathlib import Path
 sys.path.insert(0, {helpers!r})
 from _search_helpers import tiny_space
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.run import search
+from gcsearch.launch import search
 from gcsearch.search.sampling import network_key
 from gcsearch.search.space import load_space
 space = load_space(tiny_space(Path({tmp!r}), sampler="grid", fidelity=False))

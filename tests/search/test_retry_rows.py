@@ -11,9 +11,9 @@ from typing import Any
 from _search_helpers import tiny_space
 from rich.console import Console
 
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 from gcsearch.search.trial import Job
 

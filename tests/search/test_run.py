@@ -13,10 +13,10 @@ from optuna.trial import TrialState, create_trial
 
 from gcsearch.checkpoint import checkpoint_name, load_checkpoint
 from gcsearch.errors import UserError
+from gcsearch.launch import search
 from gcsearch.search.driver import objective_values
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
-from gcsearch.search.run import search
 from gcsearch.search.sampling import candidate_params, suggest_candidate
 from gcsearch.search.space import load_space
 from gcsearch.search.storage import open_storage

@@ -13,8 +13,8 @@ from rich.console import Console
 
 from gcsearch.cli import main
 from gcsearch.errors import mask_secrets
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 
 SECRET = "s3cr3t-pw"

@@ -18,8 +18,8 @@ import pytest
 from _search_helpers import ROOT, tiny_space
 
 from gcsearch.errors import UserError
+from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
-from gcsearch.search.run import search
 from gcsearch.search.space import load_space
 
 #: A hang guard for the subprocesses below (the bug was a 20-minute hang), not a speed check.

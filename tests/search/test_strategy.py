@@ -115,9 +115,9 @@ def test_every_objective_set_works_with_every_strategy(
     from _bench_helpers import fake_table
 
     from gcsearch.bench.table import TableExecutor
+    from gcsearch.launch import search
     from gcsearch.search import strategy as strat
     from gcsearch.search.record import TrialRecord
-    from gcsearch.search.run import search
 
     fits: list[int] = []
     real_gp = strat._GP
