@@ -60,6 +60,8 @@ class Job:
     fault: str | None = None  # test hook: "nan" or "kill-once:<marker file>"
     stop_at: int | None = None  # a rung run: stop after this epoch (same schedule as full)
     validate_at: tuple[int, ...] | None = None  # epochs to validate at; None: every epoch
+    keep_state: str | None = None  # a rung run keeps its training state here when it stops
+    resume_state: str | None = None  # a promotion continues the run kept here
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
 
     @property
@@ -178,6 +180,8 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             deterministic=job.deterministic,
             on_trained=save if job.weights_dir else None,
             validate_at=job.validate_at,
+            keep_state=job.keep_state,
+            resume_state=job.resume_state,
         )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         if io_errors:

@@ -41,6 +41,14 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self._gen = torch.Generator().manual_seed(seed)
 
+    def rng_state(self) -> torch.Tensor:
+        """The shuffling generator's state: where the next pass's order comes from."""
+        return self._gen.get_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        """Continue the pass orders of a run that stopped (``rng_state`` of that run)."""
+        self._gen.set_state(state)
+
     def to(self, device: torch.device | str) -> TensorBatches:
         """Move the tensors (once) to ``device``, images in channels_last."""
         self.x = self.x.to(device).contiguous(memory_format=torch.channels_last)

@@ -157,6 +157,8 @@ def train(
     on_trained: Callable[[nn.Module, TrialResult], None] | None = None,
     save: str | Path | None = None,
     validate_at: Collection[int] | None = None,
+    keep_state: str | Path | None = None,
+    resume_state: str | Path | None = None,
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
@@ -164,7 +166,12 @@ def train(
     ``on_trained(model, result)`` is called with the trained network when training completes
     (the search keeps the best seed's weights there); with ``save``, a complete run's weights
     go to that path (``gcsearch.checkpoint`` format). ``validate_at``: the epochs to validate
-    after (the last always is; None: every epoch); training is the same either way."""
+    after (the last always is; None: every epoch); training is the same either way.
+
+    ``keep_state``: when the callback stops the run, its whole training state (weights,
+    optimizer, schedule, scaler, the data order's and torch's random states, history) goes to
+    that path; ``resume_state`` continues such a run from its next epoch, so a rung run and its
+    promotion together train exactly what one uninterrupted run of the seed trains."""
     from gcsearch.backbones import build_model
     from gcsearch.cost import count_cost
 
@@ -208,8 +215,13 @@ def train(
         model = model.to(dev, memory_format=torch.channels_last)
         train_data.to(dev)
         eval_data.to(dev)
+        state = None
+        if resume_state is not None:
+            state = torch.load(resume_state, map_location=dev, weights_only=True)
+            model.load_state_dict(state["model"])
         try:
-            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback, validate_at)
+            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback, validate_at,
+                 state, keep_state)
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
         if on_trained is not None and result.status == "complete":
@@ -265,6 +277,8 @@ def _fit(
     result: TrialResult,
     callback: Callback | None,
     validate_at: Collection[int] | None = None,
+    state: dict[str, Any] | None = None,
+    keep_state: str | Path | None = None,
 ) -> None:
     """The epochs; fills ``result`` in place (history, top1, loss, status, timing). An epoch
     not in ``validate_at`` (the last always is) records its training loss and time only."""
@@ -279,8 +293,20 @@ def _fit(
     )
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
     check_every = 1 if dev.type == "cpu" else 25  # a CUDA sync per step would cost throughput
-    images = 0
-    for epoch in range(1, budget.epochs + 1):
+    images, first = 0, 1
+    if state is not None:  # continue a stopped run where it stopped
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        train_data.set_rng_state(state["data_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        result.history = [dict(h) for h in state["history"]]
+        result.train_s, images = float(state["train_s"]), int(state["images"])
+        result.epochs, first = int(state["epoch"]), int(state["epoch"]) + 1
+        last = next((h for h in reversed(result.history) if "val_top1" in h), None)
+        if last is not None:
+            result.top1, result.loss = last["val_top1"], last["val_loss"]
+    for epoch in range(first, budget.epochs + 1):
         model.train()
         tick = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
@@ -321,7 +347,40 @@ def _fit(
             return
         if callback is not None and callback(dict(record)) and epoch < budget.epochs:
             result.status, result.reason = "pruned", f"stopped by the callback after epoch {epoch}"
+            if keep_state is not None:
+                _keep_state(keep_state, model, opt, sched, scaler, train_data, result, images)
             return
+
+
+def _keep_state(
+    path: str | Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    train_data: TensorBatches,
+    result: TrialResult,
+    images: int,
+) -> None:
+    """Everything ``resume_state`` needs to continue this run at its next epoch (written to a
+    temporary name first, so a kill never leaves half a state behind)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "schedule": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "data_rng": train_data.rng_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": [dict(h) for h in result.history],
+        "epoch": result.epochs,
+        "train_s": result.train_s,
+        "images": images,
+    }
+    tmp = target.with_name(target.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(target)
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,3 +127,25 @@ def test_a_search_validates_at_its_rungs_and_last_epoch() -> None:
     every3 = parse_space("[search]\nvalidate_every = 3\n").search
     assert every3.validate_at(10, ()) == (3, 6, 9, 10)
     assert parse_space("[search]\nvalidate_every = 1\n").search.validate_at(3, ()) == (1, 2, 3)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_stopped_run_resumed_equals_one_uninterrupted_run(
+    optimizer: str, tmp_path: Path
+) -> None:
+    """A rung run stopped after epoch 2 with its state kept, then resumed to epoch 4, trains
+    exactly what one run of the seed trains: same final top-1 and loss to the last digit and
+    the same per-epoch history (CPU; the schedule, optimizer moments, data order and torch's
+    random state all continue), with flip-crop augmentation drawing from the data generator."""
+    budget = TINY.replace(epochs=4, optimizer=optimizer, augment="flip-crop")
+    whole = train("gc@after_1x1:c4c5", "digits", budget, seed=3)
+    state = tmp_path / "state.pt"
+    first = train("gc@after_1x1:c4c5", "digits", budget, seed=3,
+                  callback=lambda rec: rec["epoch"] >= 2, keep_state=state)
+    assert first.status == "pruned" and first.epochs == 2 and state.is_file()
+    rest = train("gc@after_1x1:c4c5", "digits", budget, seed=3, resume_state=state)
+    assert rest.status == "complete" and rest.epochs == 4
+    assert (rest.top1, rest.loss) == (whole.top1, whole.loss)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.history]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in rest.history] == strip
+    assert not list(tmp_path.glob("*.tmp"))
