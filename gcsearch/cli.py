@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "bench proxy": "gcsearch.bench.proxy:run_bench_proxy",
     "bench flops": "gcsearch.bench.flops:run_bench_flops",
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
+    "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }

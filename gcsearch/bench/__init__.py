@@ -6,7 +6,9 @@ asserting timings).
   the tables, their builder and the executor that replays them);
 * ``proxy`` (``proxy.py``): a proxy task's seed spread, modes and split-seed rank agreement;
 * ``flops`` (``flops.py``): the ``gcsearch flops`` table against one baseline trace;
-* ``storage`` (``storage.py``): trials/s of the study storages under concurrent drivers.
+* ``storage`` (``storage.py``): trials/s of the study storages under concurrent drivers;
+* ``overhead`` (``overhead.py``): a search's slot-time split into its parts, against the same
+  trainings in a plain loop.
 
 The engine (``gcsearch.search``) never imports this package; ``gcsearch.cli.COMMANDS`` maps
 each ``WHAT`` to its ``run_bench_*`` function.

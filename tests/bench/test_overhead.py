@@ -1,0 +1,40 @@
+"""``gcsearch bench overhead``: the slot-time split adds up, and the command runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _search_helpers import tiny_space
+
+from gcsearch.bench.overhead import split
+
+
+def test_the_parts_add_up_to_the_slot_time() -> None:
+    results = [
+        {"train_s": 2.0, "wall_s": 3.5, "history": [{"seconds": 1.4}, {"seconds": 1.6}],
+         "env": {"job_wall_s": 5.0}},
+        {"train_s": 1.0, "wall_s": 2.0, "history": [{"seconds": 1.5}], "env": {"job_wall_s": 2.5}},
+    ]
+    record = {"loop_s": 6.0, "ray_start_s": 1.0, "ray_shutdown_s": 0.5}
+    parts = split(results, record, wall_s=10.0, slots=2)
+    assert parts["training steps"] == 3.0
+    assert parts["validation"] == pytest.approx(1.5)  # 4.5 s of epochs, 3 s of steps
+    assert parts["trial set-up in the worker (data, model, cost)"] == pytest.approx(1.0)
+    assert parts["worker beyond train() (imports, hand-off)"] == pytest.approx(2.0)
+    assert parts["slots idle during the loop (ask, tell, rungs, Ray)"] == pytest.approx(4.5)
+    assert parts["Ray start and stop"] == pytest.approx(3.0)
+    assert sum(parts.values()) == pytest.approx(20.0)
+
+
+@pytest.mark.slow
+def test_bench_overhead_runs_a_real_search_and_its_plain_loop(tmp_path: Path) -> None:
+    from gcsearch.cli import main
+
+    space = tiny_space(tmp_path, sampler="grid", n_trials="1", fidelity=False)
+    out = tmp_path / "o.json"
+    assert main(["bench", "overhead", "--smoke", "--space", str(space), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["trainings"] >= 3 and 0 < figures["outside_share"] < 1
+    assert figures["plain_loop"]["train_s"] > 0
