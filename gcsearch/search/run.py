@@ -201,6 +201,120 @@ class SearchInterrupted(KeyboardInterrupt):
         self.study, self.run_dir = study, run_dir
 
 
+def _check_start(space: Space, c: SearchConfig, run_dir: Path) -> None:
+    """What a user can get wrong before anything starts: one line each."""
+    if c.resume and c.storage is None and not (run_dir / STORAGE_FILE).is_file():
+        raise UserError(
+            f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
+            "to start, or point --run-dir/--storage at the search to continue)"
+        )
+    if c.executor is None and c.device == "cuda" and space.search.gpus_per_trial <= 0:
+        raise UserError(
+            "--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
+            "e.g. 1 or 0.25, or --device auto/cpu)"
+        )
+    if c.address and c.executor is None:  # nothing listening there: say so before any study
+        from gcsearch.search.executor import probe_address
+
+        probe_address(c.address)
+
+
+def _provenance(
+    space: Space, budget: Mapping[str, Any], shape: Sequence[int], classes: int,
+    rungs: Sequence[int], versions: Mapping[str, Any], smoke: bool,
+) -> dict[str, Any]:
+    """What the study records of the run it is (its resume must match the fingerprint)."""
+    return {
+        "objectives": list(space.objectives),
+        "space": space.to_dict(),
+        "backbone": space.backbone,
+        "task": space.task,
+        "input_shape": list(shape),
+        "num_classes": classes,
+        "min_hidden": space.min_hidden,
+        "budget": dict(budget),
+        "seeds": space.search.seeds,
+        "sampler": space.search.sampler,
+        "fidelity": {**space.fidelity.to_dict(), "rungs": list(rungs)},
+        "gcsearch_version": versions["gcsearch"],
+        "versions": dict(versions),
+        "fingerprint": space_fingerprint(space, budget),
+        "smoke": smoke,
+    }
+
+
+def _costs_and_box(
+    study: optuna.Study, space: Space, c: SearchConfig, shape: Sequence[int], classes: int
+) -> dict[str, Any]:
+    """Every network's exact cost and the hypervolume box, counted and fixed once per study
+    (the strategy and the report read them from there)."""
+    from gcsearch.search.strategy import hv_box, searched_networks, space_costs
+
+    costs = c.network_costs or study.user_attrs.get("network_costs")
+    if not costs:
+        if c.progress:
+            print(f"counting the exact cost of every network of {space.name} (fvcore, "
+                  "once per study) ...", flush=True)
+        costs = space_costs(space, shape, classes)
+    if "hv_reference" not in study.user_attrs:
+        reference, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
+        study.set_user_attr("network_costs", costs)
+        study.set_user_attr("hv_reference", reference)
+        study.set_user_attr("hv_ideal", ideal)
+    return dict(costs)
+
+
+def _start_executor(
+    space: Space, c: SearchConfig, run_dir: Path, console: Any, stack: contextlib.ExitStack
+) -> tuple[Any, float]:
+    """The executor (Ray unless the config brings one) and its start-up seconds; a Ray
+    executor is shut down however the run ends."""
+    if c.progress:  # the first line, before Ray's start-up (seconds) begins
+        where = ("custom executor" if c.executor is not None else
+                 f"joining Ray at {c.address}" if c.address else "starting Ray (local)")
+        starting(console, f"{space.name}: {space.n_trials()} trials x {space.search.seeds} "
+                          f"seed(s), task {space.task}, {space.backbone}; {where}")
+    if c.executor is not None:
+        return c.executor, 0.0
+    from gcsearch.search.executor import RayExecutor
+
+    t0 = time.perf_counter()
+    executor = RayExecutor(
+        run_dir,
+        address=c.address,
+        parallel=c.parallel or (None if c.address else space.search.parallel),
+        cpus_per_trial=space.search.cpus_per_trial,
+        gpus_per_trial=space.search.gpus_per_trial,
+        max_retries=c.max_retries,
+    )
+    stack.callback(executor.shutdown)  # also when stopped before the loop (idempotent)
+    ray_start_s = time.perf_counter() - t0
+    if c.progress:
+        console.print(f"Ray ready in {ray_start_s:.1f}s", highlight=False)
+    return executor, ray_start_s
+
+
+def _display(
+    space: Space, c: SearchConfig, study: optuna.Study, driver: Driver, where: str,
+    console: Any, marked: int,
+) -> Display:
+    """The live progress, counting what a resumed study already holds."""
+    n_trials = space.n_trials()
+    ref_keys = {driver.key(x) for x in space.references()}
+    networks = len({driver.key(x) for x in space.candidates()} - ref_keys)
+    prog = driver.display.progress
+    prog.title = f"{space.name} ({where})"
+    prog.total = len(ref_keys) + min(n_trials, networks)  # a network trains once
+    c0 = counts(study.get_trials(deepcopy=False))
+    prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
+    if c.progress and marked:
+        driver.display.console.print(
+            f"resume: {marked} trial(s) of dead driver(s) marked failed; "
+            "their candidates will be asked again"
+        )
+    return driver.display
+
+
 def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
     """Run (or resume) the search a space describes and stop at the study (see the module
     docstring): the caller writes the run directory's outputs (``gcsearch.launch``).
@@ -210,156 +324,75 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         outcome = run_study(load_space("quick"), SearchConfig(run_dir="runs/q", smoke=True))
         outcome.study.best_trials
     """
-    c = config or SearchConfig()
-    run_dir, study_name, storage, resume = c.run_dir, c.study_name, c.storage, c.resume
-    address, device, smoke, executor = c.address, c.device, c.smoke, c.executor
-    faults, max_retries, parallel, progress = c.faults, c.max_retries, c.parallel, c.progress
-    console, weights, network_costs = c.console, c.weights, c.network_costs
-    deterministic, command = c.deterministic, c.command
-    from gcsearch.search.strategy import hv_box, make_strategy, searched_networks, space_costs
+    from gcsearch.search.strategy import make_strategy
 
+    c = config or SearchConfig()
     started = time.time()
-    run_dir = Path(run_dir or Path("runs") / space.name)
-    if resume and storage is None and not (run_dir / STORAGE_FILE).is_file():
-        raise UserError(
-            f"--resume: {run_dir} holds no {STORAGE_FILE} (run without --resume "
-            "to start, or point --run-dir/--storage at the search to continue)"
-        )
-    if executor is None and device == "cuda" and space.search.gpus_per_trial <= 0:
-        raise UserError(
-            "--device cuda: trials hold no GPU (allowed: --gpus-per-trial > 0, "
-            "e.g. 1 or 0.25, or --device auto/cpu)"
-        )
+    run_dir = Path(c.run_dir or Path("runs") / space.name)
+    _check_start(space, c, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    name = study_name or space.name
-    faults = dict(faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
-    budget, input_shape, num_classes = resolve_budget(space, smoke)
+    name = c.study_name or space.name
+    faults = dict(c.faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
+    budget, input_shape, num_classes = resolve_budget(space, c.smoke)
     max_epochs = int(budget["epochs"])
     rungs = space.fidelity.rungs(max_epochs)
-    n_trials = space.n_trials()
     versions = _versions()
-    attrs = {
-        "objectives": list(space.objectives),
-        "space": space.to_dict(),
-        "backbone": space.backbone,
-        "task": space.task,
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
-        "min_hidden": space.min_hidden,
-        "budget": budget,
-        "seeds": space.search.seeds,
-        "sampler": space.search.sampler,
-        "fidelity": {**space.fidelity.to_dict(), "rungs": list(rungs)},
-        "gcsearch_version": versions["gcsearch"],
-        "versions": versions,
-        "fingerprint": space_fingerprint(space, budget),
-        "smoke": smoke,
-    }
-    if address and executor is None:  # nothing listening there: say so before any study exists
-        from gcsearch.search.executor import probe_address
+    attrs = _provenance(space, budget, input_shape, num_classes, rungs, versions, c.smoke)
+    store, where = open_storage(run_dir, c.storage)
+    console = c.console
+    if c.progress and console is None:
+        from rich.console import Console
 
-        probe_address(address)
-    store, where = open_storage(run_dir, storage)
+        console = Console()
     with driver_lock(run_dir), contextlib.ExitStack() as stack:
         # never consulted: every trial is enqueued with its candidate's parameters, and the
         # proposals come from the driver's own sampler study (sampling.SamplerStudy)
         idle = optuna.samplers.RandomSampler(seed=space.search.sampler_seed)
-        study = open_study(space, store, where, name, resume, idle, attrs)
-        if not resume:  # a start that fails (or is stopped) before any trial leaves no study
+        study = open_study(space, store, where, name, c.resume, idle, attrs)
+        if not c.resume:  # a start that fails (or is stopped) before any trial leaves no study
             stack.push(_drop_if_empty(study, store, name))
         stack.enter_context(_sigterm_as_interrupt())  # Ray's start-up included
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
-        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if resume else 0
-        costs = network_costs or study.user_attrs.get("network_costs")
-        if not costs:  # once per study: the strategy and the hypervolume box need them
-            if progress:
-                print(
-                    f"counting the exact cost of every network of {space.name} (fvcore, "
-                    "once per study) ...",
-                    flush=True,
-                )
-            costs = space_costs(space, input_shape, num_classes)
-        if "hv_reference" not in study.user_attrs:
-            reference, ideal = hv_box(
-                space.objectives, costs, num_classes, searched_networks(space)
-            )
-            study.set_user_attr("network_costs", costs)
-            study.set_user_attr("hv_reference", reference)
-            study.set_user_attr("hv_ideal", ideal)
+        marked = (len(recover_stale_trials(study, grace, own=heartbeat.driver_id))
+                  if c.resume else 0)
+        costs = _costs_and_box(study, space, c, input_shape, num_classes)
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
-        threads = max(1, int(space.search.cpus_per_trial))
-        own_executor = executor is None
-        if progress:  # the first line, before Ray's start-up (seconds) begins
-            from rich.console import Console
-
-            console = console or Console()
-            starting(console, f"{space.name}: {n_trials} trials x {space.search.seeds} seed(s), "
-                              f"task {space.task}, {space.backbone}; " + (
-                                  "custom executor" if not own_executor
-                                  else f"joining Ray at {address}" if address
-                                  else "starting Ray (local)"))
-        ray_t0 = time.perf_counter()
-        if executor is None:
-            from gcsearch.search.executor import RayExecutor
-
-            executor = RayExecutor(
-                run_dir,
-                address=address,
-                parallel=parallel or (None if address else space.search.parallel),
-                cpus_per_trial=space.search.cpus_per_trial,
-                gpus_per_trial=space.search.gpus_per_trial,
-                max_retries=max_retries,
-            )
-            stack.callback(executor.shutdown)  # also when stopped before the loop (idempotent)
-        ray_start_s = time.perf_counter() - ray_t0
-        if progress and own_executor:
-            console.print(f"Ray ready in {ray_start_s:.1f}s", highlight=False)
-        refs = len(space.references())
+        executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)
         prog = Progress(
             title=f"{space.name} ({where})",
-            total=n_trials + refs,
+            total=space.n_trials() + len(space.references()),
             parallel=int(executor.parallel),
             objectives=list(space.objectives),
             seeds=space.search.seeds,
             max_epochs=max_epochs,
             rungs=tuple(rungs),
         )
-        display = Display(prog, console=console, enabled=progress)
-        if progress and marked:
-            display.console.print(
-                f"resume: {marked} trial(s) of dead driver(s) marked failed; "
-                "their candidates will be asked again"
-            )
         weights_dir = run_dir / "weights"
         driver = Driver(
             space,
             study,
             executor,
             budget=budget,
-            device=device,
+            device=c.device,
             rungs=rungs,
             faults=faults,
-            display=display,
-            n_trials=n_trials,
-            threads=threads,
+            display=Display(prog, console=console, enabled=c.progress),
+            n_trials=space.n_trials(),
+            threads=max(1, int(space.search.cpus_per_trial)),
             strategy=make_strategy(space, costs, study.user_attrs),
-            weights_dir=str(weights_dir.resolve()) if weights else None,
-            keep_weights=_weights_keeper(run_dir, weights_dir) if weights else None,
+            weights_dir=str(weights_dir.resolve()) if c.weights else None,
+            keep_weights=_weights_keeper(run_dir, weights_dir) if c.weights else None,
             liveness=heartbeat,
             grace=grace,
-            deterministic=deterministic,
+            deterministic=c.deterministic,
             where=f"the study {where}",
         )
-        ref_keys = {driver.key(c) for c in space.references()}
-        networks = len({driver.key(c) for c in space.candidates()} - ref_keys)
-        prog.total = len(ref_keys) + min(n_trials, networks)  # a network trains once
-        c0 = counts(study.get_trials(deepcopy=False))
-        prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
+        display = _display(space, c, study, driver, where, console, marked)
         cluster = executor.describe()
         fault: IOFault | None = None
-        resume_hint = resume_command(command, space, run_dir, smoke)
+        resume_hint = resume_command(c.command, space, run_dir, c.smoke)
         try:
             with _sigterm_as_interrupt(), display:
                 loop_start = time.perf_counter()
@@ -376,10 +409,10 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
                 loop_s = time.perf_counter() - loop_start
         finally:
             ray_t0 = time.perf_counter()
-            if own_executor:
+            if c.executor is None:
                 executor.shutdown()
             ray_stop_s = time.perf_counter() - ray_t0
-        if weights and weights_dir.is_dir():  # seed files of candidates that did not complete
+        if c.weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
         outcome = Outcome(
