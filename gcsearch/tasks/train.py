@@ -24,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,7 @@ def train(
     validate_at: Collection[int] | None = None,
     keep_state: str | Path | None = None,
     resume_state: str | Path | None = None,
+    cost: Mapping[str, int] | None = None,
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
@@ -171,7 +172,9 @@ def train(
     ``keep_state``: when the callback stops the run, its whole training state (weights,
     optimizer, schedule, scaler, the data order's and torch's random states, history) goes to
     that path; ``resume_state`` continues such a run from its next epoch, so a rung run and its
-    promotion together train exactly what one uninterrupted run of the seed trains."""
+    promotion together train exactly what one uninterrupted run of the seed trains. ``cost``
+    (params, macs, block_params, block_macs) is what the search counted for this network
+    before training, recorded as given instead of counted again here."""
     from gcsearch.backbones import build_model
     from gcsearch.cost import count_cost
 
@@ -195,15 +198,16 @@ def train(
             raise UserError(f"budget: {budget.train_images} train + {budget.val_images} val "
                             f"images of {task.name} do not fit in memory (allowed: fewer "
                             "train_images / val_images, or a smaller image_size)") from None
-        cost = count_cost(
+        counted = dict(cost) if cost else count_cost(
             candidate,
             backbone,
             train_data.shape,
             num_classes=task.num_classes,
             min_hidden=min_hidden,
-        )
-        result.params, result.macs = cost.params, cost.macs
-        result.block_params, result.block_macs = cost.block_params, cost.block_macs
+        ).to_dict()
+        result.params, result.macs = int(counted["params"]), int(counted["macs"])
+        result.block_params = int(counted["block_params"])
+        result.block_macs = int(counted["block_macs"])
         torch.manual_seed(seed)
         model = build_model(
             candidate,

@@ -149,3 +149,21 @@ def test_a_stopped_run_resumed_equals_one_uninterrupted_run(
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.history]
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in rest.history] == strip
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_cost_the_search_counted_is_recorded_not_counted_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The driver's cost table travels with the job: no fvcore trace in the worker."""
+    import gcsearch.cost as cost_module
+
+    counted = train("gc@after_1x1:c4c5", "digits", TINY.replace(epochs=1), seed=0)
+    given = {k: getattr(counted, k) for k in ("params", "macs", "block_params", "block_macs")}
+
+    def no_count(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counted again")
+
+    monkeypatch.setattr(cost_module, "count_cost", no_count)
+    again = train("gc@after_1x1:c4c5", "digits", TINY.replace(epochs=1), seed=0, cost=given)
+    assert {k: getattr(again, k) for k in given} == given
+    assert again.top1 == counted.top1
