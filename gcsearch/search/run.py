@@ -3,8 +3,9 @@
 ``search`` opens (or resumes) the study through ``storage.py``, records what the run depends
 on (resolved space, budget, versions, the fixed hypervolume box), starts the executor, hands
 the loop to ``driver.Driver`` and writes the outputs: ``results.csv`` (the report's frame),
-``run.json`` (command, counts, rung decisions, timing), ``weights/`` (the best seed of each
-complete candidate, ``gcsearch.checkpoint`` format) and ``best_block.py``.
+``run.json`` (command, counts, the machines the trials ran on, rung decisions, timing),
+``weights/`` (the best seed of each complete candidate, ``gcsearch.checkpoint`` format) and
+``best_block.py``.
 
 Example::
 
@@ -482,6 +483,8 @@ def search(
             "budget": budget,
             "cluster": cluster,
             "versions": versions,
+            # the CPU / GPU each trial ran on: the same seed reproduces on one machine only
+            "machines": report.machines(frame),
             "counts": outcome.counts,
             "count_line": count_line(outcome.counts),
             "elapsed_s": outcome.elapsed_s,
