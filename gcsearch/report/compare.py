@@ -83,6 +83,8 @@ class Comparison:
     only_committed: list[str] = field(default_factory=list)
     only_rerun: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: why the two are not comparable (other epochs, another task): part of ``summary``
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def agree(self) -> int:
@@ -106,7 +108,7 @@ class Comparison:
         same = int((t["same_seeds"] == True).sum()) if n else 0  # noqa: E712
         if same:
             line += f"; per-seed values identical for {same} of {n}"
-        return line
+        return "; ".join([line, *(f"but {w}" for w in self.warnings)])
 
 
 def _trained_budget(frame: pd.DataFrame) -> set[int]:
@@ -168,14 +170,15 @@ def compare(rerun: pd.DataFrame, committed: pd.DataFrame, source: str) -> Compar
         notes.append("no candidate is complete in both (is the committed file from this space?)")
     ran_c, ran_r = _labels(committed), _labels(rerun)
     notes.append(f"committed on: {ran_c}; rerun on: {ran_r}")
+    warnings = []
     epochs_c, epochs_r = _trained_budget(committed), _trained_budget(rerun)
     if epochs_c and epochs_r and epochs_c != epochs_r:
-        notes.append(f"the committed run trained {sorted(epochs_c)} epochs, the rerun "
+        warnings.append(f"the committed run trained {sorted(epochs_c)} epochs, the rerun "
                      f"{sorted(epochs_r)}: their means are not comparable")
     tasks = [sorted(map(str, f["env.task"].dropna().unique())) if "env.task" in f else []
              for f in (committed, rerun)]
     if all(tasks) and tasks[0] != tasks[1]:
-        notes.append(f"the committed run is on task {', '.join(tasks[0])}, the rerun on "
+        warnings.append(f"the committed run is on task {', '.join(tasks[0])}, the rerun on "
                      f"{', '.join(tasks[1])}: their means are not comparable")
     return Comparison(
         source=source,
@@ -183,6 +186,7 @@ def compare(rerun: pd.DataFrame, committed: pd.DataFrame, source: str) -> Compar
         only_committed=[i for i in rows_c.index if i not in rows_r.index],
         only_rerun=[i for i in rows_r.index if i not in rows_c.index],
         notes=notes,
+        warnings=warnings,
     )
 
 

@@ -92,6 +92,7 @@ def test_compare_a_rerun_with_its_own_csv_and_a_perturbed_copy(
     out = " ".join(capsys.readouterr().out.split())
     assert "6 of 6 candidates agree within their intervals" in out
     assert "per-seed values identical for 6 of 6" in out
+    assert "machines (a seed reproduces on the same one only):" in out  # the summary names them
     text = md.read_text()
     assert f"## Rerun vs `{a / 'results.csv'}`" in text and "6 of 6 candidates agree" in text
 
