@@ -215,6 +215,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="the JSON of `gcsearch analyze fidelity --json`, quoted in the verdicts")
     p.add_argument("--nl", default=None, metavar="JSON",
                    help="the JSON of `gcsearch analyze nl --json`, for the NL verdict")
+    p.add_argument("--compare", default=None, metavar="CSV",
+                   help="a committed results CSV (`report --csv`, a run's results.csv): does "
+                   "each candidate's mean agree with this run's within its 95%% interval?")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:

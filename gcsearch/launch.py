@@ -74,6 +74,8 @@ def write_outputs(outcome: Outcome, export: bool = True) -> Outcome:
             outcome.files["best_block"] = best
     record = {
         **outcome.record,
+        # the CPU / GPU each trial ran on: the same seed reproduces on one machine only
+        "machines": report.machines(frame),
         "counts": outcome.counts,
         "count_line": count_line(outcome.counts),
         "notes": outcome.notes,

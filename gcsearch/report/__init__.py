@@ -9,7 +9,8 @@ rich, Markdown and HTML only render it.
 
 Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch intervals),
 ``pareto`` (front, hypervolume, reference point), ``tables`` (front ranking, ablations,
-presets, ``build_report``), ``curves`` (per-epoch learning curves as a long table),
+presets, ``build_report``), ``compare`` (a rerun's means against a committed results CSV),
+``curves`` (per-epoch learning curves as a long table),
 ``verdict`` (whether any block beats the baseline), ``verdicts`` (GCNet's findings,
 checked), ``storage_file`` (opening a storage file
 or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
@@ -19,6 +20,7 @@ Example::
 
     gcsearch report runs/quick --md reports/quick.md
     gcsearch report runs/quick --html quick.html --curves quick-curves.csv
+    gcsearch report runs/quick --compare reports/quick.csv   # a rerun vs committed means
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from gcsearch.report.frame import (
     frame_from_study,
     frame_objectives,
     load_study,
+    machine_label,
+    machines,
     results_frame,
     study_objectives,
 )
@@ -77,6 +81,8 @@ __all__ = [
     "front_table",
     "hypervolume",
     "load_study",
+    "machine_label",
+    "machines",
     "mean_ci",
     "no_block_verdict",
     "pareto_front",
@@ -120,6 +126,11 @@ def _add_verdicts(report: Report, args: argparse.Namespace) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """``gcsearch report``: print the tables, write the frame, the learning curves and the
     Markdown / self-contained HTML report."""
+    committed = None
+    if getattr(args, "compare", None):  # a bad file is one line before the study is read
+        from gcsearch.report.compare import read_results_csv
+
+        committed = read_results_csv(args.compare)
     study = load_study(args.run, getattr(args, "study", None))
     frame = frame_from_study(study)
     curves = curve_frame(study)
@@ -132,6 +143,10 @@ def run_report(args: argparse.Namespace) -> int:
         written.append(write_frame(curves, args.curves))
     report = build_report(args.run, reference=getattr(args, "reference", None) or "gc", frame=frame)
     _add_verdicts(report, args)
+    if committed is not None:
+        from gcsearch.report.compare import compare
+
+        report.comparison = compare(frame, committed, str(args.compare))
     render_terminal(report)
     plots: dict[tuple[Path, str], dict[str, Path]] = {}
     for option, render in (("md", render_markdown), ("html", render_html)):

@@ -30,6 +30,10 @@ _SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 #: Objective name -> frame column, from the objective registry (``spec.METRICS``); a name the
 #: registry does not know (a plain Optuna study's) is read from the trial's values (``obj.<name>``).
 OBJECTIVE_COLUMNS: dict[str, str] = {name: m.column for name, m in METRICS.items()}
+#: The ``env.*`` fields that name the machine a trial ran on (``gcsearch.tasks.machine``): the
+#: same seed reproduces only where all of them, and torch, are the same.
+MACHINE_KEYS = ("cpu", "cpu_id", "cpu_isa", "cpu_capability", "gpu", "gpu_capability", "cuda",
+                "cudnn")
 _STATE_STATUS = {
     "COMPLETE": "complete",
     "PRUNED": "pruned",
@@ -133,7 +137,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[st
     env = dict(rec.env or first.get("env") or {})
     when = trial.datetime_complete or trial.datetime_start
     env.setdefault("time", when.isoformat(timespec="seconds") if when else None)
-    for key in ("node", "device", "torch"):
+    for key in ("node", "device", "torch", *MACHINE_KEYS):  # older rows: the columns, empty
         env.setdefault(key, None)
     row.update({f"env.{k}": v for k, v in env.items() if not isinstance(v, dict | list)})
     row["artifact.weights"] = rec.weights
@@ -153,6 +157,43 @@ _INT_COLUMNS = (
     "fidelity.max_epochs",
     "fidelity.rung",
 )
+
+
+def machines(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The distinct machines (host, torch and ``MACHINE_KEYS``) the frame's trained rows ran
+    on, with how many rows each: what ``run.json`` and a ``--compare`` note record."""
+    keys = [f"env.{k}" for k in ("host", "torch", *MACHINE_KEYS) if f"env.{k}" in frame]
+    rows = frame
+    if "status" in frame:
+        rows = frame[frame["status"].isin(["complete", "pruned", "failed"])]
+    if not keys or rows.empty:
+        return []
+    groups = rows[keys].astype(object).where(rows[keys].notna(), None)
+    out = []
+    for values, n in groups.value_counts(dropna=False, sort=True).items():
+        entry = {k.removeprefix("env."): v for k, v in zip(keys, values, strict=True)}
+        out.append({**{k: _plain(v) for k, v in entry.items()}, "trials": int(n)})
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready scalar (numpy numbers as Python's, NaN as None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def machine_label(entry: Mapping[str, Any]) -> str:
+    """One machine of ``machines`` in a few words: CPU (capability), GPU, torch."""
+    cpu = entry.get("cpu") or "unknown CPU"
+    if entry.get("cpu_capability"):
+        cpu += f" ({entry['cpu_capability']})"
+    parts = [cpu]
+    if entry.get("gpu"):
+        parts.append(f"{entry['gpu']} (CUDA {entry.get('cuda')}, cuDNN {entry.get('cudnn')})")
+    if entry.get("torch"):
+        parts.append(f"torch {entry['torch']}")
+    return ", ".join(str(p) for p in parts)
 
 
 def frame_from_study(study: optuna.Study) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gcsearch.report.curves import curve_table, validated_epochs
+from gcsearch.report.frame import machine_label, machines
 from gcsearch.report.tables import Report, with_stats
 from gcsearch.report.verdict import no_block_verdict
 from gcsearch.search.record import DUPLICATE_OF, count_line
@@ -237,9 +238,15 @@ def _summary_lines(report: Report) -> list[str]:
     for col, label in (("env.device", "devices"), ("env.torch", "torch"), ("env.node", "nodes")):
         if col in envs and envs[col].notna().any():
             lines.append(f"{label}: {', '.join(sorted(map(str, envs[col].dropna().unique())))}")
+    ran_on = [machine_label(m) for m in machines(frame) if m.get("cpu") or m.get("gpu")]
+    if ran_on:
+        lines.append("machines (a seed reproduces on the same one only): "
+                     + "; ".join(dict.fromkeys(ran_on)))
     verdict = no_block_verdict(report.rows, report.front)
     if verdict:
         lines.append(verdict[0].upper() + verdict[1:])
+    if report.comparison is not None:
+        lines.append(f"Compared with `{report.comparison.source}`: {report.comparison.summary}")
     return lines + report.notes
 
 
@@ -289,6 +296,11 @@ def render_terminal(report: Report, console: Any = None) -> None:
     problems = _display_problems(report)
     if len(problems):
         show("Failed, pruned and unfinished candidates (one row each, all their trials)", problems)
+    if report.comparison is not None:
+        from gcsearch.report.compare import comparison_note, comparison_table
+
+        show(f"Rerun vs {report.comparison.source}", comparison_table(report.comparison))
+        console.print(comparison_note(report.comparison).replace("`", ""), highlight=False)
 
 
 def _md_table(table: pd.DataFrame, index: bool = False) -> str:
@@ -358,6 +370,11 @@ def _sections(
     if len(problems):
         out.append(("Failed, pruned and unfinished candidates", "", problems,
                     "One row per candidate, with every trial and seed it had."))
+    if report.comparison is not None:
+        from gcsearch.report.compare import comparison_note, comparison_table
+
+        out.append((f"Rerun vs `{report.comparison.source}`", "",
+                    comparison_table(report.comparison), comparison_note(report.comparison)))
     return out
 
 

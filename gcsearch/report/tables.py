@@ -305,6 +305,8 @@ class Report:
     interval_note: str = ""
     #: GCNet's findings, checked (``gcsearch.report.verdicts.check``); empty: no such section
     verdicts: list[Any] = field(default_factory=list)
+    #: a rerun against committed results (``gcsearch.report.compare``); None: no such section
+    comparison: Any = None
 
 
 def build_report(

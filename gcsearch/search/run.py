@@ -5,7 +5,7 @@ on (resolved space, budget, versions, the fixed hypervolume box), starts the exe
 the loop to ``driver.Driver``, keeps ``weights/`` (the best seed of each complete candidate,
 ``gcsearch.checkpoint`` format) and returns at the study. Its caller (``gcsearch.launch``)
 writes what reads the study: ``results.csv`` (the report's frame), ``best_block.py`` and
-``run.json`` (command, counts, rung decisions, timing).
+``run.json`` (command, counts, the machines the trials ran on, rung decisions, timing).
 
 Example::
 

@@ -60,21 +60,23 @@ def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
 
 
 def environment(device: torch.device, threads: int) -> dict[str, Any]:
-    """Where and with what a trial ran."""
+    """Where and with what a trial ran: host, versions, and the machine (CPU model and
+    instruction set, GPU, CUDA, cuDNN; ``gcsearch.tasks.machine``), since the same seed
+    reproduces on one machine only."""
     from gcsearch import __version__
+    from gcsearch.tasks.machine import machine
 
     env: dict[str, Any] = {
         "host": platform.node(),
         "device": str(device),
         "threads": threads,
         "torch": torch.__version__,
-        "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "gcsearch": __version__,
+        # every row names its CPU and GPU (None on CPU); under Ray, CUDA_VISIBLE_DEVICES holds
+        # only the GPU(s) the trial was given, so "cuda" is that GPU and the index is Ray's
+        **machine(device),
     }
-    # every row names its GPU (None on CPU); under Ray, CUDA_VISIBLE_DEVICES holds only the
-    # GPU(s) the trial was given, so "cuda" is that GPU and the index is Ray's
-    env["gpu"] = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     if device.type == "cuda":
         env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     return env
