@@ -1,13 +1,15 @@
 """Ray execution of trials: a local Ray by default, ``--address`` to join a cluster.
 
-The only module of gcsearch that imports ``ray``. Each job is a Ray task holding exactly the
-resources of one trial (``num_cpus=cpus_per_trial``, ``num_gpus=gpus_per_trial``, fractions
-allowed), so Ray's scheduler decides how many run at once on each node. A worker that dies
-(SIGKILL, OOM killer, lost node) has its task retried by Ray (``max_retries``); an exception
-inside a trial is not retried (``retry_exceptions=False``): ``run_job`` turns it into a failed
-row. A small Ray actor counts each job's attempts, so a Ray retry is recorded on the trial's
-row (``env.attempt``). Rung decisions are the driver's (``driver.py``): a rung run is a job
-with ``stop_at``.
+The only module of gcsearch that imports ``ray``. Each slot is a long-lived Ray actor
+(``TrialWorker``) holding exactly the resources of one trial (``num_cpus=cpus_per_trial``,
+``num_gpus=gpus_per_trial``, fractions allowed) for the whole search, and training job after
+job: imports, the CUDA context of the GPU it was given, cuDNN autotuning and per-process data
+caches are paid once per slot, not once per trial. Ray's scheduler places the slots on the
+cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by a new one
+and its job is run again, up to ``max_retries`` times; the attempt is recorded on the trial's
+row (``env.attempt``). An exception inside a trial is never retried: ``run_job`` turns it into
+a failed row. Rung decisions are the driver's (``driver.py``): a rung run is a job with
+``stop_at``.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short
 enough for Unix socket names (Ray's socket paths must stay under ~107 bytes), else under a
@@ -26,12 +28,13 @@ import shutil
 import signal
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
+from ray.exceptions import GetTimeoutError, RayTaskError
 
 from gcsearch.errors import UserError
 from gcsearch.search.trial import Job, run_job
@@ -142,48 +145,31 @@ def _enable_auth_token() -> bool:
     return bool(maybe_enable_token_auth_if_token_available(warn_if_disabled=False))
 
 
-class AttemptCounter:
-    """How many times each job has started (a retried task starts again)."""
+class TrialWorker:
+    """One slot of the search: a process that keeps its resources and trains job after job."""
 
-    def __init__(self) -> None:
-        self.starts: dict[str, int] = {}
-
-    def start(self, key: str) -> int:
-        self.starts[key] = self.starts.get(key, 0) + 1
-        return self.starts[key]
-
-
-def _trial_task(job: Job, counter: Any) -> dict[str, Any]:
-    """Body of the Ray task: ``run_job`` with Ray's view of the node and the attempt number."""
-    ctx = ray.get_runtime_context()
-    attempt = int(ray.get(counter.start.remote(f"{job.trial}#s{job.seed}"))) if counter else 1
-    gpu_ids = ray.get_gpu_ids()
-    job = dataclasses.replace(job, device=trial_device(job.device, gpu_ids,
-                                                       os.environ.get("CUDA_VISIBLE_DEVICES")))
-    out = run_job(job)
-    env = out.setdefault("env", {})
-    env["node"] = ctx.get_node_id()[:12]
-    env["ip"] = ray.util.get_node_ip_address()
-    env["ray_worker"] = ctx.get_worker_id()[:12]
-    env["attempt"] = attempt
-    if gpu_ids:
-        env["ray_gpus"] = [str(g) for g in gpu_ids]
-    return out
+    def run(self, job: Job, attempt: int) -> dict[str, Any]:
+        """``run_job`` on the device Ray gave this worker, with Ray's view of where it ran."""
+        ctx = ray.get_runtime_context()
+        gpu_ids = ray.get_gpu_ids()
+        device = trial_device(job.device, gpu_ids, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        out = run_job(dataclasses.replace(job, device=device))
+        env = out.setdefault("env", {})
+        env["node"] = ctx.get_node_id()[:12]
+        env["ip"] = ray.util.get_node_ip_address()
+        env["ray_worker"] = ctx.get_worker_id()[:12]
+        env["attempt"] = attempt
+        if gpu_ids:
+            env["ray_gpus"] = [str(g) for g in gpu_ids]
+        return out
 
 
-def task_options(cpus: float, gpus: float, max_retries: int) -> dict[str, Any]:
-    """Ray options of one trial task: exactly its resources (fractions share a GPU: 0.25
-    packs four trials on one), retried only when its worker dies.
-
-    A GPU task's worker is not reused (``max_calls=1``, Ray's own default for GPU tasks, which
-    ``.options()`` would drop): torch keeps the CUDA context of the GPU a worker first ran on,
-    so a reused worker could train the next trial on the previous trial's GPU.
-    """
-    opts: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": max_retries,
-                            "retry_exceptions": False}
-    if gpus > 0:
-        opts["max_calls"] = 1
-    return opts
+def worker_options(cpus: float, gpus: float) -> dict[str, Any]:
+    """Ray options of one slot's worker: exactly one trial's resources, held for its life (a
+    0.25 GPU packs four slots on one GPU); a dead worker is replaced by the executor, which
+    records the retry, rather than restarted by Ray."""
+    return {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0, "max_task_retries": 0,
+            "max_concurrency": 1}
 
 
 def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str:
@@ -210,7 +196,8 @@ def _failed(job: Job, reason: str) -> dict[str, Any]:
 
 
 class RayExecutor:
-    """Runs ``Job``s as Ray tasks; the driver submits, waits and cancels through it.
+    """Runs ``Job``s on ``parallel`` long-lived Ray workers (one per slot); the driver
+    submits, waits and cancels through it, and a job waits in a queue for a free slot.
 
     Example::
 
@@ -257,21 +244,31 @@ class RayExecutor:
             if gpus_per_trial:
                 parallel = min(parallel, int(res.get("GPU", 0) // gpus_per_trial))
         self.parallel = max(1, parallel)
-        self._remote = ray.remote(**task_options(cpus_per_trial, gpus_per_trial,
-                                                 max_retries))(_trial_task)
-        self.counter = ray.remote(AttemptCounter).options(num_cpus=0, max_restarts=-1,
-                                                           max_task_retries=-1).remote()
-        self._refs: dict[Any, tuple[Job, float]] = {}
+        self.max_retries = max_retries
+        self._worker = ray.remote(TrialWorker).options(
+            **worker_options(cpus_per_trial, gpus_per_trial)
+        )
+        self._idle = [self._worker.remote() for _ in range(self.parallel)]
+        self._queue: deque[tuple[Job, int]] = deque()  # (job, attempt) waiting for a slot
+        self._refs: dict[Any, tuple[Job, Any, int]] = {}  # running: (job, worker, attempt)
 
     # -------------------------------------------------------------------- work
     def submit(self, job: Job) -> None:
-        self._refs[self._remote.remote(job, self.counter)] = (job, time.time())
+        self._queue.append((job, 1))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            worker = self._idle.pop()
+            job, attempt = self._queue.popleft()
+            self._refs[worker.run.remote(job, attempt)] = (job, worker, attempt)
 
     def in_flight(self) -> list[Job]:
-        return [job for job, _ in self._refs.values()]
+        return [job for job, _, _ in self._refs.values()] + [job for job, _ in self._queue]
 
     def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
         """Results of the jobs that finished within ``timeout`` seconds (maybe none)."""
+        self._dispatch()
         if not self._refs:
             time.sleep(min(timeout, 0.05))
             return []
@@ -280,23 +277,34 @@ class RayExecutor:
             ready, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
         out = []
         for ref in ready:
-            job, _ = self._refs.pop(ref)
+            job, worker, attempt = self._refs.pop(ref)
             try:
                 result = ray.get(ref)
-            except TaskCancelledError:
-                result = _failed(job, "interrupted")
             except RayTaskError as exc:  # an error outside run_job's own guard
                 result = _failed(job, f"{type(exc.cause).__name__}: {str(exc.cause)[:300]}")
-            except (GetTimeoutError, ray.exceptions.RayError) as exc:
+            except (GetTimeoutError, ray.exceptions.RayError) as exc:  # the worker died
+                self._replace(worker)
+                if attempt <= self.max_retries:
+                    self._queue.appendleft((job, attempt + 1))  # run again, first
+                    continue
                 result = _failed(job, f"worker lost: {type(exc).__name__} (after retries)")
+            else:
+                self._idle.append(worker)
             out.append((job, result))
+        self._dispatch()
         return out
 
+    def _replace(self, worker: Any) -> None:
+        """A new slot for one whose process is gone (or is being stopped)."""
+        with contextlib.suppress(Exception):
+            ray.kill(worker)
+        self._idle.append(self._worker.remote())
+
     def cancel_all(self) -> None:
-        """Stop every job in flight (force-kills their workers)."""
-        for ref in list(self._refs):
-            with contextlib.suppress(Exception):  # already finished or gone
-                ray.cancel(ref, force=True)
+        """Stop every job in flight (their workers are killed and replaced)."""
+        self._queue.clear()
+        for _, worker, _ in list(self._refs.values()):
+            self._replace(worker)
         self._refs.clear()
 
     def describe(self) -> dict[str, Any]:
@@ -308,11 +316,11 @@ class RayExecutor:
                 "ray": ray.__version__}
 
     def shutdown(self) -> None:
-        self.cancel_all()
-        if self.counter is not None:
+        self._queue.clear()
+        for worker in [*self._idle, *(w for _, w, _ in self._refs.values())]:
             with contextlib.suppress(Exception):
-                ray.kill(self.counter)
-            self.counter = None
+                ray.kill(worker)
+        self._idle, self._refs = [], {}
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
@@ -323,5 +331,5 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["AttemptCounter", "RayExecutor", "probe_address", "short_temp_dir", "task_options",
-           "trial_device"]
+__all__ = ["RayExecutor", "TrialWorker", "probe_address", "short_temp_dir", "trial_device",
+           "worker_options"]

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 
 import pytest
 import ray
 
-from gcsearch.search.executor import task_options, trial_device
+from gcsearch.search.executor import trial_device, worker_options
 
 
 @pytest.mark.parametrize(
@@ -31,18 +30,19 @@ def test_trial_device(asked: str, gpu_ids: list, visible: str | None, device: st
     assert trial_device(asked, gpu_ids, visible) == device
 
 
-def test_task_options_keep_gpu_workers_from_being_reused() -> None:
-    assert "max_calls" not in task_options(1, 0, 3)
-    assert task_options(2, 0.25, 3) == {
+def test_a_slot_holds_one_trials_resources_for_life() -> None:
+    assert worker_options(2, 0.25) == {
         "num_cpus": 2,
         "num_gpus": 0.25,
-        "max_retries": 3,
-        "retry_exceptions": False,
-        "max_calls": 1,
+        "max_restarts": 0,  # a dead worker is replaced (and the retry recorded) by the executor
+        "max_task_retries": 0,
+        "max_concurrency": 1,
     }
 
 
-def test_quarter_gpus_pack_four_trials_on_one_gpu() -> None:
+def test_quarter_gpu_slots_pack_four_workers_on_one_gpu() -> None:
+    """Four 0.25-GPU slots share the one GPU, each seeing only it; a fifth waits for a free
+    quarter; a slot keeps its process (and so its CUDA context) from job to job."""
     temp = tempfile.mkdtemp(prefix="gcs-gp-", dir="/tmp")  # short: Ray's socket path limit
     ray.init(
         num_cpus=5,
@@ -54,31 +54,30 @@ def test_quarter_gpus_pack_four_trials_on_one_gpu() -> None:
         object_store_memory=100 * 1024**2,
     )
 
-    def probe_task(hold: float) -> dict:  # defined here: Ray ships it by value
-        from gcsearch.search.executor import trial_device as device_of
+    class Probe:  # defined here: Ray ships it by value
+        def where(self) -> dict:
+            from gcsearch.search.executor import trial_device as device_of
 
-        start = time.time()
-        time.sleep(hold)
-        return {
-            "start": start,
-            "end": time.time(),
-            "pid": os.getpid(),
-            "gpus": [str(g) for g in ray.get_gpu_ids()],
-            "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "device": device_of("auto", ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")),
-        }
+            gpus = ray.get_gpu_ids()
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            return {"pid": os.getpid(), "gpus": [str(g) for g in gpus], "visible": visible,
+                    "device": device_of("auto", gpus, visible)}
 
     try:
-        probe = ray.remote(**task_options(1, 0.25, 0))(probe_task)
-        out = ray.get([probe.remote(3.0) for _ in range(5)])
+        slot = ray.remote(Probe).options(**worker_options(1, 0.25))
+        workers = [slot.remote() for _ in range(5)]
+        refs = [w.where.remote() for w in workers]
+        ready, waiting = ray.wait(refs, num_returns=5, timeout=20)
+        assert len(ready) == 4 and len(waiting) == 1  # the fifth has no quarter left
+        out = ray.get(ready)
         assert all(o["gpus"] == ["0"] and o["visible"] == "0" for o in out), out
         assert {o["device"] for o in out} == {"cuda"}
-        # four ran at once on the one GPU; the fifth waited for a free quarter
-        out.sort(key=lambda o: o["start"])
-        first_end = min(o["end"] for o in out[:4])
-        assert max(o["start"] for o in out[:4]) < first_end
-        assert out[4]["start"] >= first_end - 0.05
-        assert len({o["pid"] for o in out}) == 5  # no worker ran two GPU trials
+        assert len({o["pid"] for o in out}) == 4
+        first = refs.index(ready[0])
+        again = ray.get(workers[first].where.remote())
+        assert again["pid"] == out[0]["pid"]  # the same process ran its next job
+        ray.kill(workers[first])
+        assert ray.get(waiting[0], timeout=30)["gpus"] == ["0"]  # a freed quarter is taken
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)

@@ -12,9 +12,9 @@ import pytest
 from _search_helpers import tiny_space
 
 from gcsearch.cli import main
+from gcsearch.launch import search
 from gcsearch.report import candidate_rows, results_frame
 from gcsearch.search.local import InlineExecutor
-from gcsearch.launch import search
 from gcsearch.search.space import load_space
 from gcsearch.search.trial import SMOKE_BUDGET, Job, run_job
 from gcsearch.spec import Candidate

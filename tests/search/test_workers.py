@@ -1,0 +1,61 @@
+"""Long-lived workers: one slot trains job after job in the same process, and each result
+equals the same job trained afresh; a worker killed mid-trial is replaced and the job retried."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gcsearch.search.executor import RayExecutor
+from gcsearch.search.trial import SMOKE_BUDGET, Job, run_job
+from gcsearch.spec import Candidate
+
+
+def _job(trial: int, cand: str, seed: int, fault: str | None = None) -> Job:
+    return Job(trial=trial, candidate=Candidate.parse(cand).to_dict(), seed=seed, task="digits",
+               budget=dict(SMOKE_BUDGET), backbone="resnet8", device="cpu", fault=fault)
+
+
+def _drain(ex: RayExecutor, n: int) -> list[dict]:
+    out: list[dict] = []
+    while len(out) < n:
+        out += [r for _, r in ex.wait(5.0)]
+    return out
+
+
+def _same(a: dict, b: dict) -> bool:
+    keys = ("status", "top1", "loss", "epochs", "params", "macs")
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in a["history"]]
+    return all(a[k] == b[k] for k in keys) and strip == [
+        {k: v for k, v in h.items() if k != "seconds"} for h in b["history"]
+    ]
+
+
+def test_one_worker_trains_two_jobs_each_equal_to_a_fresh_run(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    ex = RayExecutor(tmp_path / "run", parallel=1)
+    try:
+        jobs = [_job(0, "gc@after_1x1:c4c5", 0), _job(1, "se@after_1x1:c4c5", 1)]
+        for job in jobs:
+            ex.submit(job)  # the second waits in the queue for the one slot
+        assert len(ex.in_flight()) == 2
+        results = _drain(ex, 2)
+    finally:
+        ex.shutdown()
+    by_id = {r["candidate_id"]: r for r in results}
+    pids = {r["env"]["pid"] for r in results}
+    assert len(pids) == 1  # one process trained both
+    for job in jobs:
+        assert _same(by_id[job.candidate_id], run_job(job)), job.candidate_id
+
+
+def test_a_worker_killed_mid_trial_is_replaced_and_its_job_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "killed.pid"
+    (tmp_path / "run").mkdir()
+    ex = RayExecutor(tmp_path / "run", parallel=1, max_retries=2)
+    try:
+        ex.submit(_job(0, "gc@after_1x1:c4c5", 0, fault=f"kill-once:{marker}"))
+        (result,) = _drain(ex, 1)
+    finally:
+        ex.shutdown()
+    assert marker.is_file() and result["status"] == "complete"
+    assert result["env"]["attempt"] == 2 and result["env"]["pid"] != int(marker.read_text())
