@@ -8,7 +8,7 @@ import random
 import pytest
 
 from gcsearch.pareto import crowding_distances, dominates, nondominated_ranks, nsga_order
-from gcsearch.search.fidelity import rank_rung, rung_vector
+from gcsearch.search.rungs import rank_rung, rung_vector
 from gcsearch.search.space import Fidelity
 
 
