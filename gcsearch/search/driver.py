@@ -5,6 +5,7 @@ Each concern lives in a module of its own; the driver composes them:
 * ``ledger``: what the driver knows of each network (trained, training here, parked);
   a network is trained once, and a candidate proposed again is answered from its trial.
 * ``proposal``: which candidate to ask next (reference rows, retries, the strategy).
+* ``dispatch``: where an asked trial goes: answered, parked, or trained here, a job per seed.
 * ``claims``: several drivers on one study (claims, liveness, stale trials retried).
 * ``rungs``: the rung policy (synchronous successive halving), ``RungPolicy.decide``.
 * ``telling``: a run's record, values and state; duplicates; retryable failures; I/O faults.
@@ -18,18 +19,17 @@ report, or waits at its rung).
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
 
 from gcsearch.errors import IOFault, io_line
-from gcsearch.search.claims import Claims, network_of, recover_stale_trials
+from gcsearch.search.claims import Claims, recover_stale_trials
+from gcsearch.search.dispatch import Dispatch
 from gcsearch.search.display import Display
-from gcsearch.search.ledger import Ledger, Running, trained
+from gcsearch.search.ledger import Ledger, Running
 from gcsearch.search.proposal import Proposal
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.rungs import RungPolicy, result_cost, rung_metrics
@@ -69,25 +69,9 @@ class Driver:
         deterministic: bool = False,
         where: str = "the study",
     ) -> None:
-        self.space, self.executor, self.display, self.where = space, executor, display, where
-        self.faults, self.weights_dir = faults, weights_dir
+        self.executor, self.display, self.where = executor, display, where
         self.policy = RungPolicy(rungs, space.fidelity.eta, space.objectives)
         max_epochs = int(budget.get("epochs", 0))
-        # every seed run of the search, but which candidate, seed and segment
-        self.job = functools.partial(
-            Job,
-            task=space.task,
-            data=space.data,
-            budget=dict(budget),
-            backbone=space.backbone,
-            min_hidden=space.min_hidden,
-            device=device,
-            threads=threads,
-            objectives=tuple(space.objectives),
-            # validation where it is read: the rungs, the last epoch, and the space's cadence
-            validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
-            deterministic=deterministic,
-        )
         trials = study.get_trials(deepcopy=False)
         self.ledger = Ledger(space, trials)
         self.claims = Claims(study, self.ledger, liveness, grace, lambda t: self.proposal.learn(t))
@@ -99,6 +83,13 @@ class Driver:
             study, self.ledger, display, self.proposal.told,
             objectives=space.objectives, rungs=self.policy.rungs, max_epochs=max_epochs,
             keep_weights=keep_weights, owner=self.claims.own,
+        )  # fmt: skip
+        self.dispatch = Dispatch(
+            executor, self.ledger, self.claims, self.teller, display, self.policy.first,
+            space=space, faults=faults, weights_dir=weights_dir,
+            budget=dict(budget), device=device, threads=threads, deterministic=deterministic,
+            # validation where it is read: the rungs, the last epoch, and the space's cadence
+            validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
         )  # fmt: skip
         self.job_seconds = 0.0  # wall time of the seed runs collected
         self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
@@ -169,85 +160,21 @@ class Driver:
 
     # asking -------------------------------------------------------------------------
     def ask_next(self) -> None:
-        """Ask one trial and launch, answer or park it."""
+        """Ask one trial and launch, answer or park it (``Dispatch``)."""
         trial, cand, role = self.proposal.ask()
         key = self.key(cand)
         record = TrialRecord(candidate=cand, role=role, network=key)
         record.write(trial, only=["network"])
-        placed = self._place([trial], key, cand)
+        placed = self.dispatch.place([trial], key, cand)
         self.proposal.placed(trial, trains=not placed)
         if not placed:
-            self._launch(trial, record, key)
+            self.dispatch.launch(trial, record, key)
 
-    def _place(self, trials: list[optuna.Trial], key: str, cand: Candidate | None = None) -> bool:
-        """Answer ``trials`` (all of network ``key``) from the trial that trained it, or park
-        them on the run training it here or in another live driver; False: train it here."""
-        ledger = self.ledger
-        if key not in ledger.finished and key not in ledger.by_key:
-            other = self.claims.conflict(trials[0].number, key)
-            if other is not None and other.state.is_finished():
-                ledger.finished[key] = other
-            elif other is not None:  # another live driver trains this network now
-                ledger.foreign.setdefault(other.number, (other, []))[1].extend(trials)
-                return True
-        if key in ledger.finished:
-            for trial in trials:
-                self.teller.duplicate(trial, ledger.finished[key], cand)
-            return True
-        if key in ledger.by_key:
-            ledger.waiting_dups.setdefault(key, []).extend(trials)
-            return True
-        return False
-
-    def _launch(self, trial: optuna.Trial, record: TrialRecord, key: str) -> None:
-        run = Running(trial, record, key)
-        self.ledger.start(run)
-        self._submit(run, self.policy.first(record.role))
-
-    def _submit(self, run: Running, stop_at: int | None) -> None:
-        """One job per seed, training to ``stop_at`` (a rung) or the full budget."""
-        run.stop_at, run.waiting, run.results = stop_at, False, []
-        run.jobs_left = self.space.search.seeds
-        for seed in range(run.jobs_left):
-            self.executor.submit(
-                self.job(
-                    trial=run.trial.number,
-                    candidate=run.cand.to_dict(),
-                    seed=seed,
-                    protected=run.role == "reference",
-                    fault=self.faults.get(run.cand.id),
-                    stop_at=stop_at,
-                    weights_dir=self.weights_dir if stop_at is None else None,
-                )
-            )
-        self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
-
-    # other drivers ------------------------------------------------------------------
     def _sync(self, every: float = 2.0) -> None:
-        """Read what other drivers did (``Claims.sync``), then settle the trials parked on
-        their runs: answered from a trained one; placed again, or trained here, otherwise."""
-        if not self.claims.sync(every):
-            return
-        for theirs, mine in self.claims.settled():
-            if trained(theirs):
-                self.ledger.finished[network_of(theirs) or ""] = theirs
-                self.proposal.learn(theirs)
-                for trial in mine:
-                    self.teller.duplicate(trial, theirs)
-                continue
-            # their run failed retryably (interrupted, its driver died): claim it again, as
-            # other drivers parked on the same trial do; the lowest live trial trains it
-            first, rest = mine[0], mine[1:]
-            rec = TrialRecord.read(first)
-            assert rec.candidate is not None
-            key = self.key(rec.candidate)
-            if self._place(mine, key):
-                continue
-            reason = TrialRecord.read(theirs).reason or "failed"
-            self.ledger.note_retry(rec.candidate, theirs.number, reason)
-            again = TrialRecord(candidate=rec.candidate, role=rec.role, network=key)
-            self._launch(first, again, key)
-            self.ledger.waiting_dups.setdefault(key, []).extend(rest)
+        """Read what other drivers did (``Claims.sync``) and settle the trials parked on
+        their runs."""
+        if self.claims.sync(every):
+            self.dispatch.settle(self.proposal.learn)
 
     # collecting and telling ---------------------------------------------------------
     def collect(self, job: Job, result: dict[str, Any]) -> None:
@@ -255,18 +182,8 @@ class Driver:
         run = self.ledger.running.get(job.trial)
         if run is None:  # cancelled meanwhile
             return
-        run.results.append(result)
-        run.jobs_left -= 1
-        env = result.get("env") or {}
-        if int(env.get("attempt") or 1) > 1:
-            run.record.retries.append(
-                {
-                    "seed": job.seed,
-                    "attempts": int(env["attempt"]),
-                    "reason": "worker died; Ray ran the task again",
-                }
-            )
-        wall = float(env.get("job_wall_s") or result.get("wall_s") or 0)
+        run.add(job.seed, result)
+        wall = float((result.get("env") or {}).get("job_wall_s") or result.get("wall_s") or 0)
         self.job_seconds += wall
         self.epochs_trained += int(result.get("epochs") or 0)
         self.display.progress.job_seconds.append(wall)
@@ -284,10 +201,9 @@ class Driver:
         else:
             self._finish(run)
 
-    def _finish(self, run: Running, forced: str | None = None) -> FrozenTrial:
-        told = self.teller.finish(run, forced)
-        self._decide_rungs()
-        return told
+    def _finish(self, run: Running, forced: str | None = None) -> None:
+        self.teller.finish(run, forced)
+        self._decide_rungs()  # its end may complete a rung
 
     def _decide_rungs(self) -> None:
         """Decide a rung once no candidate can still join it and every searched candidate has
@@ -319,7 +235,7 @@ class Driver:
                         res.update(status="pruned", reason=d.reason)
                     self._finish(r)
                 else:
-                    self._submit(r, d.next_at)
+                    self.dispatch.submit(r, d.next_at)
         finally:
             self._deciding = False
 

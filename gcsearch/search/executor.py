@@ -6,7 +6,7 @@ allowed), so Ray's scheduler decides how many run at once on each node. A worker
 (SIGKILL, OOM killer, lost node) has its task retried by Ray (``max_retries``); an exception
 inside a trial is not retried (``retry_exceptions=False``): ``run_job`` turns it into a failed
 row. A small Ray actor counts each job's attempts, so a Ray retry is recorded on the trial's
-row (``env.attempt``). Rung decisions are the driver's (``driver.py``): a rung run is a job
+row (``env.attempt``). Rung decisions are the driver's (``rungs.py``): a rung run is a job
 with ``stop_at``.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short

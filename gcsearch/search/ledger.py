@@ -46,6 +46,15 @@ class Running:
     def role(self) -> str:
         return self.record.role
 
+    def add(self, seed: int, result: dict[str, Any]) -> None:
+        """One seed's result; a seed Ray ran again (its worker died) is noted on the record."""
+        self.results.append(result)
+        self.jobs_left -= 1
+        attempt = int((result.get("env") or {}).get("attempt") or 1)
+        if attempt > 1:
+            reason = "worker died; Ray ran the task again"
+            self.record.retries.append({"seed": seed, "attempts": attempt, "reason": reason})
+
 
 def trained(t: FrozenTrial) -> bool:
     """A finished trial that trained its network (not a duplicate, not to be retried)."""
