@@ -74,23 +74,24 @@ class Driver:
         max_epochs = int(budget.get("epochs", 0))
         trials = study.get_trials(deepcopy=False)
         self.ledger = Ledger(space, trials)
+        # what other drivers trained, the sampler's study learns too
         self.claims = Claims(study, self.ledger, liveness, grace, lambda t: self.proposal.learn(t))
         self.proposal = Proposal(
             space, study, self.ledger, self.claims.ask,
             n_trials=n_trials, strategy=strategy, trials=trials,
-        )  # fmt: skip
+        )
         self.teller = Teller(
             study, self.ledger, display, self.proposal.told,
             objectives=space.objectives, rungs=self.policy.rungs, max_epochs=max_epochs,
             keep_weights=keep_weights, owner=self.claims.own,
-        )  # fmt: skip
+        )
         self.dispatch = Dispatch(
             executor, self.ledger, self.claims, self.teller, display, self.policy.first,
             space=space, faults=faults, weights_dir=weights_dir,
             budget=dict(budget), device=device, threads=threads, deterministic=deterministic,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
-        )  # fmt: skip
+        )
         self.job_seconds = 0.0  # wall time of the seed runs collected
         self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
         self.epochs_trained = 0
