@@ -5,10 +5,11 @@ Uses (grep ``\\._`` on study/trial/storage objects in gcsearch):
 - ``search/sampling.py`` uses public API only: Optuna's samplers propose from a study of their
   own (``SamplerStudy``: ``ask``/``enqueue_trial``/``tell``); NSGA-II's public
   ``get_trial_generation`` gives an enqueued trial its generation (checked below).
-- ``search/driver.py`` and ``search/liveness.py``: ``Study._storage``, ``Study._study_id`` and
-  ``Trial._trial_id``/``FrozenTrial._trial_id`` to mark a dead driver's trials failed, to keep
-  per-driver heartbeats in the study's system attributes and to store a result whose trial
-  another driver already failed (a study has no public way to change another process's trial).
+- ``search/claims.py``, ``search/telling.py`` and ``search/liveness.py``: ``Study._storage``,
+  ``Study._study_id`` and ``Trial._trial_id``/``FrozenTrial._trial_id`` to mark a dead
+  driver's trials failed, to keep per-driver heartbeats in the study's system attributes and
+  to store a result whose trial another driver already failed (a study has no public way to
+  change another process's trial).
 """
 
 from __future__ import annotations

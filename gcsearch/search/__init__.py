@@ -1,10 +1,11 @@
 """The search: space files (``space``), the trial record (``record``), the study storage
-(``storage``), the driver (``driver``: ask, dedupe, tell, rung decisions), the run around it
-(``run``: set-up, provenance, outputs, CLI), candidates <-> Optuna parameters and samplers
-(``sampling``), the default strategy (``strategy``: expected hypervolume improvement), Ray
-execution (``executor``, the only module that imports ray), one trial (``trial``),
-successive-halving ranking (``fidelity``), the live display (``display``) and an executor
-without Ray (``local``). The engine only: benchmarks live in ``gcsearch.bench``.
+(``storage``), the driver (``driver``: the loop, composing ``ledger``, ``proposal``,
+``dispatch``, ``claims``, ``rungs`` and ``telling``), the run around it (``run``: set-up,
+provenance, outputs, CLI), candidates <-> Optuna parameters and samplers (``sampling``), the
+default strategy (``strategy``: expected hypervolume improvement), Ray execution
+(``executor``, the only module that imports ray), one trial (``trial``), the live display
+(``display``), drivers' heartbeats (``liveness``) and an executor without Ray (``local``).
+The engine only: benchmarks live in ``gcsearch.bench``.
 
 Submodules load lazily so ``import gcsearch.search`` stays cheap.
 """

@@ -27,6 +27,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from gcsearch.pareto import pareto_front
+from gcsearch.search.space import objective
 from gcsearch.units import si
 
 #: Piped output: a status line at least this often (seconds) while trials run.
@@ -77,6 +79,20 @@ class Progress:
     @property
     def jobs_done(self) -> int:
         return min(self.jobs_total, self.jobs_before + len(self.job_seconds))
+
+    def set_front(self, rows: Sequence[tuple[str, Sequence[float]]]) -> None:
+        """The current Pareto front of ``(candidate id, objective values)`` rows, best first
+        on the first objective (unchanged when there are none)."""
+        if not rows:
+            return
+        senses = [objective(o)[1] for o in self.objectives]
+        names = list(self.objectives)
+        table = [
+            {"id": rows[i][0], **dict(zip(names, rows[i][1], strict=True))}
+            for i in pareto_front([list(vals) for _, vals in rows], senses)
+        ]
+        first, sense = names[0], senses[0]
+        self.front = sorted(table, key=lambda r: -r[first] if sense == "max" else r[first])
 
     def _ages(self, now: float) -> list[float]:
         """Seconds each running trial has been running (first seen by the display)."""

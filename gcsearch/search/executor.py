@@ -8,7 +8,7 @@ caches are paid once per slot, not once per trial. Ray's scheduler places the sl
 cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by a new one
 and its job is run again, up to ``max_retries`` times; the attempt is recorded on the trial's
 row (``env.attempt``). An exception inside a trial is never retried: ``run_job`` turns it into
-a failed row. Rung decisions are the driver's (``driver.py``): a rung run is a job with
+a failed row. Rung decisions are the driver's (``rungs.py``): a rung run is a job with
 ``stop_at``.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short

@@ -318,7 +318,8 @@ class EHVIStrategy:
         return normalise(out, self.objectives, ref, ideal)
 
     def propose(self, driver: Any) -> Candidate:
-        """The next candidate: an untrained network, chosen as the module docstring says."""
+        """The next candidate: an untrained network, chosen as the module docstring says.
+        ``driver`` is what the driver knows of the study's networks (``ledger.Ledger``)."""
         pool: dict[str, Candidate] = {}
         for cand in driver.unseen():
             if not driver.known(cand):

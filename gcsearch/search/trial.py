@@ -3,8 +3,8 @@
 A ``Job`` is plain data (picklable, no torch), so Ray can ship and retry it; ``run_job`` is the
 pure function ``(candidate, task, budget, seed, device) -> TrialResult`` plus what the search
 needs around it: the candidate's cost (counted before training, for the rungs), the fixed
-number of torch threads, the device, and where it ran. It knows nothing of Optuna or Ray: the
-executor passes ``stop_check``, the bridge to the successive-halving rungs.
+number of torch threads, the device, and where it ran. It knows nothing of Optuna or Ray, nor
+of the rungs: a rung run is a job with ``stop_at``, decided by the driver (``rungs.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import platform
 import signal
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +28,6 @@ from gcsearch.tasks import DEFAULT_TASK
 
 if TYPE_CHECKING:
     from gcsearch.search.space import Space
-
-#: ``stop_check(epoch, metrics) -> stop?``; metrics hold top1, loss and the cost fields.
-StopCheck = Callable[[int, dict[str, float]], bool]
 
 #: Reason prefix of a trial that failed on a file (disk full, read-only, unreadable image):
 #: nothing about the candidate, so the driver stops the search and ``--resume`` retries it.
@@ -99,7 +96,7 @@ def seed_weights_path(weights_dir: str | Path, candidate_id: str, seed: int) -> 
     return Path(weights_dir) / f"seed{seed}" / checkpoint_name(candidate_id)
 
 
-def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
+def run_job(job: Job) -> dict[str, Any]:
     """Train ``job``'s candidate; always returns a ``TrialResult`` dict (failures included)."""
     start = time.perf_counter()
     cand = Candidate.from_dict(job.candidate)
@@ -119,7 +116,7 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
         if job.fault == "nan":  # test hook: a learning rate that overflows the weights
             budget = dataclasses.replace(budget, lr=1e30)
         shape = tuple(task.shape_at(budget))  # the study's image_size, as its cost table
-        # the rungs rank on this cost; the stored cost is train's own (the same shape)
+        # fills in the cost fields train leaves empty (counted at the same shape)
         cost = count_cost(
             cand,
             job.backbone,
@@ -127,7 +124,6 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             num_classes=task.num_classes,
             min_hidden=job.min_hidden,
         )
-        costs = {k: float(v) for k, v in cost.to_dict().items()}
         latency = None
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
@@ -135,21 +131,12 @@ def run_job(job: Job, stop_check: StopCheck | None = None) -> dict[str, Any]:
             latency = candidate_latency(cand, job.backbone, shape,
                                         num_classes=task.num_classes, min_hidden=job.min_hidden,
                                         device=device, batch=budget.batch_size)
-            costs["latency"] = latency.ms
 
         def callback(record: dict[str, Any]) -> bool:
+            """After each epoch: stop once a rung run reaches its rung."""
             epoch = int(record["epoch"])
             _inject(job, epoch)
-            if job.stop_at is not None and epoch >= job.stop_at:
-                return True
-            if stop_check is None:
-                return False
-            metrics = {
-                **costs,
-                "top1": float(record.get("val_top1", math.nan)),
-                "loss": float(record.get("val_loss", math.nan)),
-            }
-            return bool(stop_check(epoch, metrics))
+            return job.stop_at is not None and epoch >= job.stop_at
 
         io_errors: list[str] = []  # a failed weights write: the trained result is kept
 
@@ -229,7 +216,6 @@ __all__ = [
     "IO_ERROR",
     "SMOKE_BUDGET",
     "Job",
-    "StopCheck",
     "make_budget",
     "resolve_budget",
     "run_job",

@@ -338,7 +338,7 @@ def test_a_result_is_kept_when_another_driver_failed_its_trial(tmp_path: Path) -
             threads=1,
             liveness=beat,
         )
-        trial = driver._ask()
+        trial = driver.claims.ask()
         cand = space.candidates()[0]
         rec = TrialRecord(
             candidate=cand,
@@ -348,7 +348,7 @@ def test_a_result_is_kept_when_another_driver_failed_its_trial(tmp_path: Path) -
             results=[{"seed": 0, "top1": 70.0}],
         )
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        kept = driver._tell(trial, rec, [70.0, 1.0, 2.0], TrialState.COMPLETE)
+        kept = driver.teller.tell(trial, rec, [70.0, 1.0, 2.0], TrialState.COMPLETE)
         assert kept.number != trial.number and kept.state == TrialState.COMPLETE
         assert kept.values == [70.0, 1.0, 2.0]
         back = TrialRecord.read(kept)

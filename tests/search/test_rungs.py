@@ -8,7 +8,7 @@ import random
 import pytest
 
 from gcsearch.pareto import crowding_distances, dominates, nondominated_ranks, nsga_order
-from gcsearch.search.fidelity import rank_rung, rung_vector
+from gcsearch.search.rungs import RungPolicy, rank_rung, rung_vector
 from gcsearch.search.space import Fidelity
 
 
@@ -75,3 +75,34 @@ def test_references_anchor_but_take_no_slot() -> None:
 def test_non_finite_member_is_left_out() -> None:
     ranked, keep = rank_rung({"n": (math.nan, 1.0), "a": (-1.0, 1.0)}, {}, eta=2)
     assert ranked == ["a"] and keep == 1
+
+
+def _seeds(top1: float, macs: int, epoch: int = 2) -> list[dict[str, object]]:
+    """Two seeds' results that validated at ``epoch`` with a mean top-1 of ``top1``."""
+    return [
+        {"history": [{"epoch": epoch, "val_top1": top1 + d}], "params": 10, "macs": macs}
+        for d in (-1.0, 1.0)
+    ]
+
+
+def test_policy_decides_the_lowest_rung_once_every_candidate_reached_it() -> None:
+    policy = RungPolicy((2, 6), eta=3, objectives=("top1:max", "macs:min"))
+    assert policy.first("search") == 2 and policy.first("reference") is None
+    assert policy.due([(2, True), (2, True), (6, False)]) == 2
+    assert policy.due([(2, True), (2, False)]) is None  # a candidate still trains to it
+    assert policy.due([(6, True), (None, False)]) == 6
+    assert not RungPolicy((), eta=3, objectives=("top1:max",))
+
+
+def test_policy_continues_the_top_third_to_the_next_rung_and_stops_the_rest() -> None:
+    policy = RungPolicy((2, 6), eta=3, objectives=("top1:max", "macs:min"))
+    members = {"a": _seeds(90.0, 100), "b": _seeds(60.0, 100), "c": _seeds(50.0, 100)}
+    members["none"] = [{"history": [], "params": 10, "macs": 100}]  # no figures at the rung
+    decided = policy.decide(2, members, {"ref": _seeds(95.0, 50)})
+    assert [cid for cid, d in decided.items() if not d.stop] == ["a"]  # max(1, 3 // 3)
+    assert decided["a"].next_at == 6 and decided["a"].record["top1_mean"] == 90.0
+    assert decided["a"].record["top1_seeds"] == [89.0, 91.0]
+    assert decided["none"].stop and decided["none"].record["anchors"] == ["ref"]
+    assert decided["c"].reason == "stopped at rung epoch 2 (candidate ranked 3 of 3, kept 1)"
+    last = policy.decide(6, {"a": _seeds(90.0, 100, epoch=6)}, {})
+    assert not last["a"].stop and last["a"].next_at is None  # on to the full budget

@@ -1,0 +1,133 @@
+"""Where an asked trial goes: answered, parked, or trained here one job per seed.
+
+A network (``sampling.network_key``) is trained once. A trial whose network is trained is
+answered from that trial (``Teller.duplicate``); one whose network trains here waits for that
+run (``Ledger.waiting_dups``), one whose network another live driver trains waits for that
+driver's run (``Ledger.foreign``, ``Claims.conflict``); otherwise it trains here: one job per
+seed on the executor, to its first rung or the full budget (a promoted candidate trains again
+from scratch under the same schedule: a rung run is the prefix of the full run).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from gcsearch.search.claims import Claims, network_of
+from gcsearch.search.display import Display
+from gcsearch.search.ledger import Ledger, Running, trained
+from gcsearch.search.record import TrialRecord
+from gcsearch.search.space import Space
+from gcsearch.search.telling import Teller
+from gcsearch.search.trial import Job
+from gcsearch.spec import Candidate
+
+
+class Dispatch:
+    """Answers, parks or trains the trials this driver asks."""
+
+    def __init__(
+        self,
+        executor: Any,
+        ledger: Ledger,
+        claims: Claims,
+        teller: Teller,
+        display: Display,
+        first: Callable[[str], int | None],
+        *,
+        space: Space,
+        faults: Mapping[str, str],
+        weights_dir: str | None,
+        **job: Any,
+    ) -> None:
+        """``first(role)``: the epoch a new run trains to (None: the full budget); ``job``:
+        the ``Job`` fields every seed run of the search shares (budget, device, ...)."""
+        self.executor, self.ledger, self.claims, self.teller = executor, ledger, claims, teller
+        self.display, self.first = display, first
+        self.seeds, self.faults, self.weights_dir = space.search.seeds, faults, weights_dir
+        self.job = functools.partial(
+            Job,
+            task=space.task,
+            data=space.data,
+            backbone=space.backbone,
+            min_hidden=space.min_hidden,
+            objectives=tuple(space.objectives),
+            **job,
+        )
+
+    def place(self, trials: list[optuna.Trial], key: str, cand: Candidate | None = None) -> bool:
+        """Answer ``trials`` (all of network ``key``; ``cand``, their candidate if known) from
+        the trial that trained it, or park them on the run training it here or in another live
+        driver; False: it trains here."""
+        ledger = self.ledger
+        if key not in ledger.finished and key not in ledger.by_key:
+            other = self.claims.conflict(trials[0].number, key)
+            if other is not None and other.state.is_finished():
+                ledger.finished[key] = other
+            elif other is not None:  # another live driver trains this network now
+                ledger.foreign.setdefault(other.number, (other, []))[1].extend(trials)
+                return True
+        if key in ledger.finished:
+            for trial in trials:
+                self.teller.duplicate(trial, ledger.finished[key], cand)
+            return True
+        if key in ledger.by_key:
+            ledger.waiting_dups.setdefault(key, []).extend(trials)
+            return True
+        return False
+
+    def launch(self, trial: optuna.Trial, record: TrialRecord, key: str) -> None:
+        """Train ``trial``'s candidate here, from its first segment."""
+        run = Running(trial, record, key)
+        self.ledger.start(run)
+        self.submit(run, self.first(record.role))
+
+    def submit(self, run: Running, stop_at: int | None) -> None:
+        """One job per seed, training to ``stop_at`` (a rung) or the full budget."""
+        run.stop_at, run.waiting, run.results = stop_at, False, []
+        run.jobs_left = self.seeds
+        for seed in range(self.seeds):
+            self.executor.submit(
+                self.job(
+                    trial=run.trial.number,
+                    candidate=run.cand.to_dict(),
+                    seed=seed,
+                    protected=run.role == "reference",
+                    fault=self.faults.get(run.cand.id),
+                    stop_at=stop_at,
+                    weights_dir=self.weights_dir if stop_at is None else None,
+                )
+            )
+        self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
+
+    def settle(self, learn: Callable[[FrozenTrial], None]) -> None:
+        """Trials parked on another driver's run that ended (``Claims.settled``): answered
+        from it when it trained (``learn`` shows it to the sampler), else placed again, and
+        trained here when no one else has the network."""
+        for theirs, mine in self.claims.settled():
+            if trained(theirs):
+                self.ledger.finished[network_of(theirs) or ""] = theirs
+                learn(theirs)
+                for trial in mine:
+                    self.teller.duplicate(trial, theirs)
+                continue
+            # their run failed retryably (interrupted, its driver died): claim it again, as
+            # other drivers parked on the same trial do; the lowest live trial trains it
+            first, rest = mine[0], mine[1:]
+            rec = TrialRecord.read(first)
+            assert rec.candidate is not None
+            key = self.ledger.key(rec.candidate)
+            if self.place(mine, key):
+                continue
+            reason = TrialRecord.read(theirs).reason or "failed"
+            self.ledger.note_retry(rec.candidate, theirs.number, reason)
+            again = TrialRecord(candidate=rec.candidate, role=rec.role, network=key)
+            self.launch(first, again, key)
+            self.ledger.waiting_dups.setdefault(key, []).extend(rest)
+
+
+__all__ = ["Dispatch"]
