@@ -194,6 +194,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true",
                    help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
                         "cuDNN autotuning). CPU trials are deterministic anyway")
+    p.add_argument("--keep-states", action="store_true",
+                   help="keep the training states rung runs leave in RUN/states/ (a promotion "
+                        "continues from them; removed after the search by default)")
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

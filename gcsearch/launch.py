@@ -271,6 +271,7 @@ def run_search(args: Any) -> int:
             max_retries=args.max_retries,
             parallel=args.parallel,
             deterministic=bool(getattr(args, "deterministic", False)),
+            keep_states=bool(getattr(args, "keep_states", False)),
             command=getattr(args, "argv", None),
         )
     except OSError as exc:  # a write outside the trials (run directory, lock): one line

@@ -311,8 +311,8 @@ def bench_fidelity(
                 eta=eta,
             )
             full_epochs = epochs * len(t.seeds) * len(t.networks)
-            # what promotions resuming from a checkpoint would charge: each trained seed's
-            # furthest epoch, once (the driver retrains a promoted candidate from scratch)
+            # each trained seed's furthest epoch, once: what promotions that resume from their
+            # rung charge (the driver's and the replay's own ``saving`` since they resume)
             furthest = sum(
                 int(r.get("epochs") or 0)
                 for tr in study.trials

@@ -344,8 +344,12 @@ Answers jobs from recorded full-budget results (``{candidate_id: {seed: result}}
             )
         full["history"] = history
         full["candidate_id"] = job.candidate_id
-        self.epochs_trained += len(history)
-        self.seconds_trained += sum(float(r.get("seconds") or 0.0) for r in history)
+        # a promotion resumed from its rung (as the driver runs it) is charged the epochs after
+        charged = [h for h in history if not job.resume_state or int(h["epoch"]) > job.start_epoch]
+        if job.resume_state:
+            full.setdefault("env", {})["resumed"] = job.start_epoch
+        self.epochs_trained += len(charged)
+        self.seconds_trained += sum(float(r.get("seconds") or 0.0) for r in charged)
         self.answered += 1
         return [(job, full)]
 

@@ -4,14 +4,16 @@ A network (``sampling.network_key``) is trained once. A trial whose network is t
 answered from that trial (``Teller.duplicate``); one whose network trains here waits for that
 run (``Ledger.waiting_dups``), one whose network another live driver trains waits for that
 driver's run (``Ledger.foreign``, ``Claims.conflict``); otherwise it trains here: one job per
-seed on the executor, to its first rung or the full budget (a promoted candidate trains again
-from scratch under the same schedule: a rung run is the prefix of the full run).
+seed on the executor, to its first rung or the full budget; a promoted candidate continues the
+training state its rung run kept (``Job.resume_state``), so rung run and promotion together
+train exactly the full run, and charge each epoch once.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -42,13 +44,19 @@ class Dispatch:
         space: Space,
         faults: Mapping[str, str],
         weights_dir: str | None,
+        states_dir: str | None = None,
+        costs: Mapping[str, Mapping[str, int]] | None = None,
         **job: Any,
     ) -> None:
         """``first(role)``: the epoch a new run trains to (None: the full budget); ``job``:
-        the ``Job`` fields every seed run of the search shares (budget, device, ...)."""
+        the ``Job`` fields every seed run of the search shares (budget, device, ...).
+        ``states_dir``: where a rung run keeps its training state, so a promotion continues
+        it instead of training again from scratch; ``costs``: the driver's cost table (network
+        key -> cost), sent with each job so no worker counts it again."""
         self.executor, self.ledger, self.claims, self.teller = executor, ledger, claims, teller
         self.display, self.first = display, first
         self.seeds, self.faults, self.weights_dir = space.search.seeds, faults, weights_dir
+        self.states_dir, self.costs = states_dir, dict(costs or {})
         self.job = functools.partial(
             Job,
             task=space.task,
@@ -87,10 +95,13 @@ class Dispatch:
         self.submit(run, self.first(record.role))
 
     def submit(self, run: Running, stop_at: int | None) -> None:
-        """One job per seed, training to ``stop_at`` (a rung) or the full budget."""
+        """One job per seed, training to ``stop_at`` (a rung) or the full budget; a promoted
+        run continues from the state its rung run kept (same schedule, same result)."""
+        before = run.stop_at if run.results else None  # the rung this run stopped at, if any
         run.stop_at, run.waiting, run.results = stop_at, False, []
         run.jobs_left = self.seeds
         for seed in range(self.seeds):
+            state = self._state(run, seed)
             self.executor.submit(
                 self.job(
                     trial=run.trial.number,
@@ -100,9 +111,21 @@ class Dispatch:
                     fault=self.faults.get(run.cand.id),
                     stop_at=stop_at,
                     weights_dir=self.weights_dir if stop_at is None else None,
+                    keep_state=state if stop_at is not None else None,
+                    resume_state=state if before is not None else None,
+                    start_epoch=before or 0,
+                    cost=self.costs.get(run.key),
                 )
             )
         self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
+
+    def _state(self, run: Running, seed: int) -> str | None:
+        """Where one seed of ``run`` keeps its training state between rungs."""
+        if self.states_dir is None:
+            return None
+        from gcsearch.checkpoint import checkpoint_name
+
+        return str(Path(self.states_dir) / f"seed{seed}" / checkpoint_name(run.cand.id))
 
     def settle(self, learn: Callable[[FrozenTrial], None]) -> None:
         """Trials parked on another driver's run that ended (``Claims.settled``): answered

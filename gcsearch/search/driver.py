@@ -63,6 +63,8 @@ class Driver:
         threads: int,
         strategy: Any = None,
         weights_dir: str | None = None,
+        states_dir: str | None = None,
+        costs: Mapping[str, Mapping[str, int]] | None = None,
         keep_weights: Callable[[str, list[dict[str, Any]]], str | None] | None = None,
         liveness: Any = None,
         grace: float = 60.0,
@@ -87,7 +89,8 @@ class Driver:
         )
         self.dispatch = Dispatch(
             executor, self.ledger, self.claims, self.teller, display, self.policy.first,
-            space=space, faults=faults, weights_dir=weights_dir,
+            space=space, faults=faults, weights_dir=weights_dir, states_dir=states_dir,
+            costs=costs,
             budget=dict(budget), device=device, threads=threads, deterministic=deterministic,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
@@ -186,7 +189,9 @@ class Driver:
         run.add(job.seed, result)
         wall = float((result.get("env") or {}).get("job_wall_s") or result.get("wall_s") or 0)
         self.job_seconds += wall
-        self.epochs_trained += int(result.get("epochs") or 0)
+        # a promotion resumed from its rung trains only the epochs after it
+        resumed = int((result.get("env") or {}).get("resumed") or 0)
+        self.epochs_trained += max(0, int(result.get("epochs") or 0) - resumed)
         self.display.progress.job_seconds.append(wall)
         if run.jobs_left:
             return

@@ -171,7 +171,9 @@ class SearchConfig:
     candidate ids to a test fault (``nan``, ``kill-once:<marker>``; ``GCSEARCH_FAULTS``, JSON,
     does the same from the environment); ``network_costs`` (network key -> cost dict) skips
     counting the space's costs (benchmark replays pass their table's); ``command`` is the CLI
-    arguments the run was started with, repeated by the resume hint."""
+    arguments the run was started with, repeated by the resume hint. A rung run keeps its
+    training state under ``states/`` so a promotion continues it; ``keep_states`` keeps them
+    after the search (removed otherwise)."""
 
     run_dir: Path | str | None = None
     study_name: str | None = None
@@ -190,6 +192,7 @@ class SearchConfig:
     network_costs: Any = None
     deterministic: bool = False
     command: Sequence[str] | None = None
+    keep_states: bool = False  # keep the rung runs' training states after the search
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -369,7 +372,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             max_epochs=max_epochs,
             rungs=tuple(rungs),
         )
-        weights_dir = run_dir / "weights"
+        weights_dir, states_dir = run_dir / "weights", run_dir / "states"
         driver = Driver(
             space,
             study,
@@ -383,6 +386,8 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             threads=max(1, int(space.search.cpus_per_trial)),
             strategy=make_strategy(space, costs, study.user_attrs),
             weights_dir=str(weights_dir.resolve()) if c.weights else None,
+            states_dir=str(states_dir.resolve()) if space.fidelity.enabled else None,
+            costs=costs,
             keep_weights=_weights_keeper(run_dir, weights_dir) if c.weights else None,
             liveness=heartbeat,
             grace=grace,
@@ -415,6 +420,8 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         if c.weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             for sub in weights_dir.glob("seed*"):
                 shutil.rmtree(sub, ignore_errors=True)
+        if not c.keep_states and fault is None:  # a stopped run's states serve its --resume
+            shutil.rmtree(states_dir, ignore_errors=True)
         outcome = Outcome(
             study,
             run_dir,

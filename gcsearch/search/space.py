@@ -152,9 +152,9 @@ class SearchSettings:
 class Fidelity:
     """Successive-halving rungs by epochs: rungs at min_epochs * eta**k below the full budget.
 
-    Off by default: a promoted candidate trains again from scratch (no checkpoint), so on the
-    proxy budgets here (6 epochs, candidates at chance until epoch 2) it saves at most 1.5x
-    where its first rung is past chance (``gcsearch bench search``, docs/search-benchmark.md).
+    Off by default: on the proxy budgets here (6 epochs, candidates at chance until epoch 2)
+    it saves little where its first rung is past chance (``gcsearch bench search``,
+    docs/search-benchmark.md); a promoted candidate continues its rung run's training state.
     """
 
     enabled: bool = False

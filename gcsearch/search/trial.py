@@ -58,7 +58,9 @@ class Job:
     stop_at: int | None = None  # a rung run: stop after this epoch (same schedule as full)
     validate_at: tuple[int, ...] | None = None  # epochs to validate at; None: every epoch
     keep_state: str | None = None  # a rung run keeps its training state here when it stops
-    resume_state: str | None = None  # a promotion continues the run kept here
+    resume_state: str | None = None  # a promotion continues the run kept here ...
+    start_epoch: int = 0  # ... which stopped after this epoch (0: trains from scratch)
+    cost: Mapping[str, int] | None = None  # the network's cost the driver counted (no recount)
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
 
     @property
@@ -104,7 +106,6 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         import torch
 
-        from gcsearch.cost import count_cost
         from gcsearch.tasks import get_task
         from gcsearch.tasks.train import environment, resolve_device, train
 
@@ -116,14 +117,9 @@ def run_job(job: Job) -> dict[str, Any]:
         if job.fault == "nan":  # test hook: a learning rate that overflows the weights
             budget = dataclasses.replace(budget, lr=1e30)
         shape = tuple(task.shape_at(budget))  # the study's image_size, as its cost table
-        # fills in the cost fields train leaves empty (counted at the same shape)
-        cost = count_cost(
-            cand,
-            job.backbone,
-            shape,
-            num_classes=task.num_classes,
-            min_hidden=job.min_hidden,
-        )
+        # a promotion continues its rung run's state; where that state cannot be read here (a
+        # node without the run directory) it trains again from scratch, as the same prefix
+        resume = job.resume_state if job.resume_state and Path(job.resume_state).is_file() else None
         latency = None
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
@@ -168,18 +164,18 @@ def run_job(job: Job) -> dict[str, Any]:
             on_trained=save if job.weights_dir else None,
             validate_at=job.validate_at,
             keep_state=job.keep_state,
-            resume_state=job.resume_state,
+            resume_state=resume,
+            cost=job.cost,
         )
         out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
         if io_errors:
             out["io_error"] = io_errors[0]
-        for k, v in cost.to_dict().items():
-            if out.get(k) is None:
-                out[k] = v
         if latency is not None:
             out["latency"] = latency.to_dict()
         out["env"] = {**environment(device, threads), **(out.get("env") or {}),
                       "pid": os.getpid()}
+        if resume is not None:
+            out["env"]["resumed"] = job.start_epoch  # the epochs this job did not train
         if device.type == "cuda":
             out["env"]["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     except Exception as exc:  # a failure is a row, not a crash of the search

@@ -303,3 +303,45 @@ def test_every_strategy_runs_a_real_search_and_resumes(tmp_path: Path, strategy:
         rec = TrialRecord.read(t)
         if rec.role == "search" and rec.candidate is not None:
             assert t.params == candidate_params(space, rec.candidate)
+
+
+def test_promotions_resume_from_their_rung_and_equal_an_uninterrupted_run(
+    tmp_path: Path,
+) -> None:
+    """Successive halving with a rung at epoch 2 of 4: each promoted candidate continues the
+    state its rung run kept, so its seeds end exactly where a search without rungs ends them,
+    the search charges each seed's furthest epoch once, and the states are removed after."""
+    budget = "\n[budget]\ntrain_images = 256\nval_images = 128\nepochs = 4\nbatch_size = 64\n"
+    path = tiny_space(tmp_path, sampler="grid", fidelity=True, extra=budget)
+    text = path.read_text().replace("eta = 2", "eta = 2\nmin_epochs = 2")
+    path.write_text(text)
+    space = load_space(path)
+    assert space.fidelity.rungs(4) == (2,)
+    kwargs = {"progress": False, "export": False, "executor": InlineExecutor(parallel=2)}
+    rung = search(space, tmp_path / "rung", **kwargs)
+    whole = search(space.with_overrides(enabled=False), tmp_path / "whole",
+                   **{**kwargs, "executor": InlineExecutor(parallel=2)})
+
+    def finals(study: optuna.Study) -> dict[str, list[float]]:
+        out = {}
+        for t in study.trials:
+            rec = TrialRecord.read(t)
+            if rec.trained and rec.status == "complete":
+                out[rec.candidate_id] = [r["top1"] for r in rec.results]
+        return out
+
+    promoted, full = finals(rung.study), finals(whole.study)
+    searched = {c.id for c in space.candidates()}
+    assert set(promoted) & searched  # some candidates went on past the rung
+    for cid, tops in promoted.items():
+        assert tops == full[cid], cid  # resumed = uninterrupted, seed by seed
+    resumed = [r["env"].get("resumed") for t in rung.study.trials
+               if (rec := TrialRecord.read(t)).trained and rec.status == "complete"
+               and rec.candidate_id in searched for r in rec.results]
+    assert resumed and set(resumed) == {2}  # every promoted seed continued from epoch 2
+    furthest = sum(
+        int(r["epochs"]) for t in rung.study.trials
+        if (rec := TrialRecord.read(t)).trained for r in rec.results
+    )
+    assert rung.epochs_trained == furthest < whole.epochs_trained
+    assert not (tmp_path / "rung" / "states").exists()
