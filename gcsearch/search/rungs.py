@@ -8,8 +8,9 @@ the driver asks ``RungPolicy.decide``, which ranks them on the mean over each ca
 as NSGA-II ranks a population (Deb et al. 2002): non-dominated front first, then crowding
 distance, then accuracy, then candidate id; the top ``max(1, n // eta)`` go on to the next
 rung, continuing the training state their rung run kept (a rung run is the prefix of the full
-run under the same schedule, so the promotion ends where the full run ends). Costs are known before training, so the rung vector is the objective vector with the
-rung's mean validation accuracy in it.
+run under the same schedule, so the promotion ends where the full run ends). Costs are known
+before training, so the rung vector is the objective vector with the rung's mean validation
+accuracy in it.
 
 The interface is Ray Tune's ``on_trial_result -> CONTINUE/STOP`` taken a rung at a time:
 ``decide(epoch, members, anchors)`` answers continue or stop for each candidate of the rung,
