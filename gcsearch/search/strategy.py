@@ -45,6 +45,14 @@ SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
+#: Pool rows predicted at once (memory: CHUNK x told floats per array).
+CHUNK = 4096
+#: Pools larger than this are screened: an upper bound of every candidate's expected
+#: improvement (vectorised), the exact expectation only where the bound can still win. Smaller
+#: pools are evaluated exactly, candidate by candidate.
+SCREEN_ABOVE = 512
+SCREEN_TOL = 1e-10
+SCREEN_BATCH = 32
 
 
 def space_costs(
@@ -249,17 +257,53 @@ class _GP:
                 alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
                 lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
                 if best is None or lml > best[0]:
-                    best = (lml, ell, chol, alpha)
+                    best = (lml, ell, noise, chol, alpha)
         assert best is not None
-        _, self.ell, self.chol, self.alpha = best
+        _, self.ell, self.noise, self.chol, self.alpha = best
+        self._xx = (x**2).sum(1)
+
+    def _kernel(self, xs: np.ndarray) -> np.ndarray:
+        # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
+        # and pool x told x 1 in memory instead of pool x told x features
+        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * (xs @ self.x.T)
+        return np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
 
     def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d2 = ((xs[:, None, :] - self.x[None, :, :]) ** 2).sum(-1)
-        ks = np.exp(-d2 / (2 * self.ell**2))
-        mu = ks @ self.alpha
-        v = np.linalg.solve(self.chol, ks.T)
+        """Posterior mean and standard deviation at the rows of ``xs`` (in chunks)."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mu = ks @ self.alpha
+            v = np.linalg.solve(self.chol, ks.T)
+            var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
+            mus.append(self.mean + self.scale * mu)
+            sds.append(self.scale * np.sqrt(var))
+        return np.concatenate(mus), np.concatenate(sds)
+
+    def predict_fast(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` through the inverse Cholesky factor (computed once): the same figures
+        to rounding, for the few rows a screened ask evaluates exactly."""
+        if getattr(self, "_linv", None) is None:
+            from scipy.linalg import solve_triangular
+
+            self._linv = solve_triangular(self.chol, np.eye(len(self.chol)), lower=True)
+        ks = self._kernel(xs)
+        v = self._linv @ ks.T
         var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-        return self.mean + self.scale * mu, self.scale * np.sqrt(var)
+        return self.mean + self.scale * (ks @ self.alpha), self.scale * np.sqrt(var)
+
+    def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and an upper bound of the standard deviation (the variance given
+        the nearest told network alone: more data never raises a GP's variance), at
+        pool x told cost instead of the exact variance's pool x told^2."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mus.append(self.mean + self.scale * (ks @ self.alpha))
+            kmax = ks.max(1) if ks.shape[1] else np.zeros(len(ks))
+            var = np.clip(1.0 - kmax**2 / (1.0 + self.noise), 1e-9, None)
+            sds.append(self.scale * np.sqrt(var) * (1 + 1e-6) + 1e-9)
+        return np.concatenate(mus), np.concatenate(sds)
 
 
 def _hv(points: np.ndarray) -> float:
@@ -302,6 +346,17 @@ class EHVIStrategy:
         else:  # a product rule over the modelled objectives, smaller per axis
             x, w = np.polynomial.hermite_e.hermegauss(5 if len(self.trained) == 2 else 3)
             self.nodes = [(float(a), float(b)) for a, b in zip(x, w / w.sum(), strict=True)]
+        # caches across asks: told records by key, features and costs of pool networks by key
+        self._cost_names = [
+            METRICS[objective(o)[0]].name
+            for o in self.objectives
+            if METRICS[objective(o)[0]].source != "trained"
+        ]
+        self._told_cache: dict[str, tuple[Any, Any]] = {}
+        self._row: dict[str, tuple[Any, int]] = {}
+        self._feat: np.ndarray | None = None
+        self._cost: np.ndarray | None = None
+        self._n_rows = 0
 
     def _vector(
         self, key: str, measured: Mapping[str, float], ref: Mapping[str, float],
@@ -317,29 +372,75 @@ class EHVIStrategy:
             )
         return normalise(out, self.objectives, ref, ideal)
 
+    # ------------------------------------------------------------------ caches across asks
+    def encode(self, cand: Any) -> list[float]:
+        """The model's features of a candidate: one-hot over every axis's values."""
+        return _features(cand, self.choices)
+
+    def _record(self, trial: Any) -> TrialRecord:
+        return TrialRecord.read(trial)
+
+    def _told(self, driver: Any) -> list[tuple[str, Any, dict[str, float]]]:
+        """(key, candidate, modelled values) of the searched networks finished so far; a
+        finished trial is read once (cached by key and trial number)."""
+        seen = []
+        for key, t in driver.answered().items():
+            number = getattr(t, "number", None)
+            hit = self._told_cache.get(key)
+            if hit is None or hit[0] != number or number is None:
+                rec = self._record(t)
+                entry = None
+                if rec.role == "search" and rec.status == "complete" and rec.candidate is not None:
+                    values = {m.name: m.over(rec.results) for m in self.trained}
+                    if all(math.isfinite(v) for v in values.values()):
+                        entry = (rec.candidate, values)
+                hit = (number, entry)
+                self._told_cache[key] = hit
+            if hit[1] is not None:
+                seen.append((key, hit[1][0], hit[1][1]))
+        return seen
+
+    def _rows_of(self, keys: Sequence[str], cands: Sequence[Any]) -> np.ndarray:
+        """Row numbers (features and costs, cached) of the pool's networks."""
+        rows = np.empty(len(keys), dtype=np.int64)
+        new_f: list[list[float]] = []
+        new_c: list[list[float]] = []
+        for i, (key, cand) in enumerate(zip(keys, cands, strict=True)):
+            hit = self._row.get(key)
+            if hit is None or hit[0] is not cand:
+                feat = self.encode(cand)
+                hit = (cand, self._n_rows + len(new_f))
+                new_f.append(feat)
+                new_c.append([float(self.costs[key][n]) for n in self._cost_names])
+                self._row[key] = hit
+            rows[i] = hit[1]
+        if new_f:
+            f = np.asarray(new_f, dtype=np.uint8)
+            c = np.asarray(new_c, dtype=float).reshape(len(new_c), len(self._cost_names))
+            self._feat = f if self._feat is None else np.vstack([self._feat, f])
+            self._cost = c if self._cost is None else np.vstack([self._cost, c])
+            self._n_rows += len(new_f)
+        return rows
+
+    # ------------------------------------------------------------------ asking
     def propose(self, driver: Any) -> Candidate:
         """The next candidate: an untrained network, chosen as the module docstring says."""
-        pool: dict[str, Candidate] = {}
+        taken = set(driver.answered()) | set(driver.in_flight_keys())  # == driver.known
+        pool: dict[str, Any] = {}
         for cand in driver.unseen():
-            if not driver.known(cand):
-                pool.setdefault(driver.key(cand), cand)
+            k = driver.key(cand)
+            if k not in taken:
+                pool.setdefault(k, cand)
         if not pool:
             raise RuntimeError("ehvi: no untrained network left to propose")
         keys = sorted(pool)
-        seen: list[tuple[str, Candidate, dict[str, float]]] = []
-        for key, t in driver.answered().items():
-            rec = TrialRecord.read(t)
-            if rec.role != "search" or rec.status != "complete" or rec.candidate is None:
-                continue
-            values = {m.name: m.over(rec.results) for m in self.trained}
-            if all(math.isfinite(v) for v in values.values()):
-                seen.append((key, rec.candidate, values))
+        seen = self._told(driver)
         rng = random.Random(f"{self.seed}:{len(seen)}:{len(driver.in_flight_keys())}")
         if self.trained and len(seen) < STARTS:
             return pool[rng.choice(keys)]
         measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
         ref, ideal = open_box(self.reference, self.ideal, measured)
-        x = np.array([_features(c, self.choices) for _, c, _ in seen])
+        x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
         front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
         running = [
             (k, r.cand)
@@ -351,7 +452,7 @@ class EHVIStrategy:
             y = np.array([v[m.name] for *_, v in seen])
             models[m.name] = _GP(x, y)
         if running and self.trained:  # kriging believer: in-flight networks at their mean
-            xr = np.array([_features(c, self.choices) for _, c in running])
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
@@ -364,27 +465,182 @@ class EHVIStrategy:
         elif running:
             front += [self._vector(k, {}, ref, ideal) for k, _ in running]
         pts = np.clip(np.array(front).reshape(len(front), len(self.objectives)), None, 1.0)
-        base = _hv(pts)
-        xs = np.array([_features(pool[k], self.choices) for k in keys])
-        predicted = {n: gp.predict(xs) for n, gp in models.items()}
-        grid = list(itertools.product(self.nodes, repeat=len(self.trained)))
+        rows = self._rows_of(keys, [pool[k] for k in keys])
+        gains = _Gains(self, pts, ref, ideal, models)
+        if len(keys) <= SCREEN_ABOVE:  # every candidate's expectation, exactly
+            xs = self._feat[rows].astype(float)
+            predicted = {n: gp.predict(xs) for n, gp in models.items()}
+            values = [
+                gains.exact(key, {n: (p[0][i], p[1][i]) for n, p in predicted.items()})
+                for i, key in enumerate(keys)
+            ]
+        else:
+            values = gains.screened(keys, rows)
         best, best_key = -1.0, keys[0]
-        for i, key in enumerate(keys):
-            gain = 0.0
-            for combo in grid:
-                weight = math.prod(w for _, w in combo)
-                measured = {
-                    m.name: float(predicted[m.name][0][i]
-                                  + SD_SCALE * predicted[m.name][1][i] * node)
-                    for m, (node, _) in zip(self.trained, combo, strict=True)
-                }
-                v = np.array(self._vector(key, measured, ref, ideal))
-                if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
-                    continue  # outside the box or dominated: no improvement
-                gain += weight * (_hv(np.vstack([pts, v])) - base)
+        for key, gain in zip(keys, values, strict=True):
             if gain > best + 1e-12:
                 best, best_key = gain, key
         return pool[best_key]
+
+
+class _Gains:
+    """Expected hypervolume improvements of one ask: exact (the model's normal integrated by
+    quadrature, each node's improvement by ``pareto.hypervolume``) or screened: an upper
+    bound for every candidate first, exact only where the bound can still win."""
+
+    def __init__(
+        self,
+        strategy: EHVIStrategy,
+        pts: np.ndarray,
+        ref: Mapping[str, float],
+        ideal: Mapping[str, float],
+        models: Mapping[str, _GP],
+    ) -> None:
+        from gcsearch.pareto import pareto_front
+
+        self.s, self.ref, self.ideal, self.models = strategy, ref, ideal, models
+        self.pts = pts
+        inside = pts[(pts < 1.0).all(axis=1)] if len(pts) else pts
+        # hypervolume() keeps the front of what it is given: the front alone gives the same
+        self.front = inside[pareto_front(inside, ["min"] * pts.shape[1])] if len(inside) else inside
+        self.base = _hv(self.front)
+        self.grid = list(itertools.product(strategy.nodes, repeat=len(strategy.trained)))
+        self.evaluated = 0
+
+    def exact(self, key: str, pred: Mapping[str, tuple[float, float]]) -> float:
+        """One candidate's expected improvement (``pred``: mean and sd per modelled metric)."""
+        self.evaluated += 1
+        gain = 0.0
+        pts = self.front
+        for combo in self.grid:
+            weight = math.prod(w for _, w in combo)
+            measured = {
+                m.name: float(pred[m.name][0] + SD_SCALE * pred[m.name][1] * node)
+                for m, (node, _) in zip(self.s.trained, combo, strict=True)
+            }
+            v = np.array(self.s._vector(key, measured, self.ref, self.ideal))
+            if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
+                continue  # outside the box or dominated: no improvement
+            gain += weight * (_hv(np.vstack([pts, v])) - self.base)
+        return gain
+
+    def _bounds(self, rows: np.ndarray) -> np.ndarray:
+        """Upper bounds of the expected improvement at pool rows: the model's sd replaced by
+        an upper bound (the improvement is convex in each modelled value, so its symmetric
+        quadrature grows with the sd) and each node's improvement by its box's volume less
+        the largest part of it one front point dominates."""
+        s = self.s
+        names = [objective(o)[0] for o in s.objectives]
+        cost_at = {n: j for j, n in enumerate(s._cost_names)}
+        out = np.zeros(len(rows))
+        front = self.front
+        for lo in range(0, len(rows), CHUNK):
+            r = rows[lo : lo + CHUNK]
+            xs = s._feat[r].astype(float)
+            screened = {n: gp.screen(xs) for n, gp in self.models.items()}
+            # cost axes: fixed per candidate; their share of each front point's box
+            share = np.ones((len(r), len(front)))
+            cost_box = np.ones(len(r))
+            modelled = []
+            for j, name in enumerate(names):
+                lo_, hi_ = self.ideal[name], self.ref[name]
+                if name in cost_at:
+                    c = (s._cost[r, cost_at[name]] - lo_) / (hi_ - lo_)
+                    cost_box *= np.clip(1.0 - c, 0.0, None)
+                    if len(front):
+                        share *= np.clip(1.0 - np.maximum(front[None, :, j], c[:, None]), 0, None)
+                else:
+                    modelled.append((j, name))
+            total = np.zeros(len(r))
+            for combo in self.grid:
+                weight = math.prod(w for _, w in combo)
+                box = cost_box.copy()
+                part = share.copy()
+                for (j, name), (node, _) in zip(modelled, combo, strict=True):
+                    mu, sd = screened[name]
+                    val = mu + SD_SCALE * sd * node
+                    v = (val - self.ideal[name]) / (self.ref[name] - self.ideal[name])
+                    box *= np.clip(1.0 - v, 0.0, None)
+                    if len(front):
+                        part *= np.clip(1.0 - np.maximum(front[None, :, j], v[:, None]), 0, None)
+                best_part = part.max(axis=1) if len(front) else 0.0
+                total += weight * np.clip(box - best_part, 0.0, None)
+            out[lo : lo + len(r)] = total
+        return out
+
+    def _sliced(self, rows: np.ndarray, pred: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Exact expected improvements of many candidates at once, for one modelled objective
+        and at most two costs: sliced along the modelled axis, the region a candidate adds
+        is, between two front points' levels, its cost box less the front's staircase there
+        (``pareto.hypervolume``'s figures to rounding)."""
+        s = self.s
+        names = [objective(o)[0] for o in s.objectives]
+        cost_at = {n: j for j, n in enumerate(s._cost_names)}
+        (jm,) = [j for j, n in enumerate(names) if n not in cost_at]
+        jc = [j for j, n in enumerate(names) if n in cost_at]
+        b = len(rows)
+        c = np.zeros((b, 2))
+        for col, j in enumerate(jc):
+            lo, hi = self.ideal[names[j]], self.ref[names[j]]
+            c[:, col] = (s._cost[rows, cost_at[names[j]]] - lo) / (hi - lo)
+        f = self.front
+        m = len(f)
+        p = np.zeros((m, 2))
+        for col, j in enumerate(jc):
+            p[:, col] = f[:, j]
+        levels = np.sort(f[:, jm]) if m else np.zeros(0)
+        # staircase of the front points at or below each level, sorted by the first cost
+        by_x = np.argsort(p[:, 0], kind="stable")
+        x = np.append(p[by_x, 0], 1.0)
+        inc = f[by_x, jm][None, :] <= levels[:, None]  # level k x point i
+        ymin = np.minimum.accumulate(np.where(inc, p[by_x, 1][None, :], 1.0), axis=1)
+        box = np.prod(np.clip(1.0 - c, 0.0, None), axis=1)  # (b,)
+        xc = np.maximum(x[None, :], c[:, :1])  # (b, m + 1)
+        width = xc[:, 1:] - xc[:, :-1]  # (b, m)
+        height = 1.0 - np.maximum(ymin[None, :, :], c[:, None, 1:2])  # (b, levels, m)
+        area = np.einsum("bi,bki->bk", width, height) if m else np.zeros((b, 0))
+        free = np.concatenate([box[:, None], box[:, None] - area], axis=1)  # (b, levels + 1)
+        free = np.clip(free, 0.0, None)
+        lower = np.concatenate([[-np.inf], levels])
+        upper = np.append(levels, 1.0)
+        name = names[jm]
+        mu, sd = pred
+        out = np.zeros(b)
+        for node, w in s.nodes:
+            a = (mu + SD_SCALE * sd * node - self.ideal[name]) / (self.ref[name] - self.ideal[name])
+            span = np.clip(upper[None, :] - np.maximum(lower[None, :], a[:, None]), 0.0, None)
+            out += w * (free * span).sum(axis=1)
+        return out
+
+    def screened(self, keys: Sequence[str], rows: np.ndarray) -> list[float]:
+        """Gains in key order: exact where a candidate's bound reaches the best exact gain
+        found (less ``SCREEN_TOL``), its bound elsewhere (it cannot be chosen)."""
+        bound = self._bounds(rows)
+        values = np.clip(bound, 0.0, None)
+        values[bound <= SCREEN_TOL] = 0.0  # no improvement to speak of
+        order = np.argsort(-bound, kind="stable")
+        sliced = len(self.s.trained) == 1 and len(self.s._cost_names) <= 2
+        batch_size = CHUNK if sliced else SCREEN_BATCH
+        best = 0.0
+        for lo in range(0, len(order), batch_size):
+            batch = order[lo : lo + batch_size]
+            batch = batch[(bound[batch] >= best - SCREEN_TOL) & (bound[batch] > SCREEN_TOL)]
+            if not len(batch):
+                break
+            xs = self.s._feat[rows[batch]].astype(float)
+            predicted = {n: gp.predict_fast(xs) for n, gp in self.models.items()}
+            if sliced:
+                (pred,) = predicted.values()
+                g = self._sliced(rows[batch], pred)
+                self.evaluated += len(batch)
+                values[batch] = g
+                best = max(best, float(g.max()))
+                continue
+            for j, i in enumerate(batch.tolist()):
+                g1 = self.exact(keys[i], {n: (p[0][j], p[1][j]) for n, p in predicted.items()})
+                values[i] = g1
+                best = max(best, g1)
+        return values.tolist()
 
 
 def make_strategy(
