@@ -285,6 +285,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--first-seed", type=int, default=0,
                    help="sampler seed (and shuffle) of the first replay (default 0; tune a "
                    "strategy on other seeds than the ones you report)")
+    g.add_argument("--in-flight", default="0",
+                   help="candidates unanswered at each proposal, as parallel slots run them; "
+                   "several (0,1,8) give one section each (default 0; the shipped parallel = 2 "
+                   "seed jobs is 1)")
+    g.add_argument("--ehvi-batch", default=None,
+                   help="how ehvi treats networks in flight (tuning; default: the shipped "
+                   "rule, gcsearch.search.strategy.BATCH_RULE)")
     g.add_argument("--budget-fraction", type=float, default=0.25,
                    help="trials as a fraction of the candidates (default 0.25)")
     g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",

@@ -53,6 +53,14 @@ CHUNK = 4096
 SCREEN_ABOVE = 512
 SCREEN_TOL = 1e-10
 SCREEN_BATCH = 32
+#: How networks in flight join the model: "kb" (kriging believer: at the predicted mean, the
+#: model refitted), "kb-fixed" (at the mean, hyperparameters kept), "cl" (a constant liar at
+#: the worst value measured, hyperparameters kept); "+fill": starts made while others are in
+#: flight go as far from them as the space allows instead of uniformly; "+prior": such starts
+#: maximise the expected improvement under a prior over the box (mean mid-box, sd a quarter of
+#: it), the networks in flight at its mean.
+BATCH_RULES = tuple(f"{r}{s}" for r in ("kb", "kb-fixed", "cl") for s in ("", "+fill", "+prior"))
+BATCH_RULE = "kb"
 
 
 def space_costs(
@@ -261,6 +269,33 @@ class _GP:
         assert best is not None
         _, self.ell, self.noise, self.chol, self.alpha = best
         self._xx = (x**2).sum(1)
+        self._z = z
+
+    @classmethod
+    def prior(cls, x: np.ndarray, mean: float, scale: float) -> _GP:
+        """A GP with no measurement yet: ``mean`` everywhere, its variance lowered only near
+        ``x`` (networks in flight believed at the mean); length scale 1.5, noise 1e-2."""
+        gp = object.__new__(cls)
+        gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
+        gp.x = x
+        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
+        gp._z = gp.alpha = np.zeros(len(x))
+        gp._xx = (x**2).sum(1)
+        return gp
+
+    def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> _GP:
+        """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
+        gp = object.__new__(_GP)
+        gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
+        gp.x = np.vstack([self.x, xr])
+        z = np.concatenate([self._z, (yr - self.mean) / self.scale])
+        d2 = ((gp.x[:, None, :] - gp.x[None, :, :]) ** 2).sum(-1)
+        k = np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(gp.x))
+        gp.chol = np.linalg.cholesky(k)
+        gp.alpha = np.linalg.solve(gp.chol.T, np.linalg.solve(gp.chol, z))
+        gp._z, gp._xx = z, (gp.x**2).sum(1)
+        return gp
 
     def _kernel(self, xs: np.ndarray) -> np.ndarray:
         # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
@@ -422,6 +457,18 @@ class EHVIStrategy:
             self._n_rows += len(new_f)
         return rows
 
+    def _sense(self, name: str) -> str:
+        return next(objective(o)[1] for o in self.objectives if objective(o)[0] == name)
+
+    def _far(self, keys: Sequence[str], pool: Mapping[str, Any], near: Sequence[Any],
+             rng: random.Random) -> str:
+        """A start as far (one-hot distance) from the told and in-flight networks as any."""
+        xs = np.array([self.encode(pool[k]) for k in keys], dtype=float)
+        xn = np.array([self.encode(c) for c in near], dtype=float)
+        d = ((xs[:, None, :] - xn[None, :, :]) ** 2).sum(-1).min(axis=1)
+        far = [k for k, di in zip(keys, d, strict=True) if di == d.max()]
+        return rng.choice(far)
+
     # ------------------------------------------------------------------ asking
     def propose(self, driver: Any) -> Candidate:
         """The next candidate: an untrained network, chosen as the module docstring says."""
@@ -436,22 +483,43 @@ class EHVIStrategy:
         keys = sorted(pool)
         seen = self._told(driver)
         rng = random.Random(f"{self.seed}:{len(seen)}:{len(driver.in_flight_keys())}")
-        if self.trained and len(seen) < STARTS:
-            return pool[rng.choice(keys)]
-        measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
-        ref, ideal = open_box(self.reference, self.ideal, measured)
-        x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
-        front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
         running = [
             (k, r.cand)
             for k, n in driver.by_key.items()
             if (r := driver.running.get(n)) is not None and r.role == "search"
         ]
-        models = {}
+        rule, _, start = BATCH_RULE.partition("+")
+        prior = (
+            start == "prior" and bool(running) and len(seen) < STARTS
+            and all(n in self.reference for n in (m.name for m in self.trained))
+        )
+        if self.trained and len(seen) < STARTS and not prior:
+            if start == "fill" and running:
+                near = [c for _, c, _ in seen] + [c for _, c in running]
+                return pool[self._far(keys, pool, near, rng)]
+            return pool[rng.choice(keys)]
+        measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
+        ref, ideal = open_box(self.reference, self.ideal, measured)
+        x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
+        front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
+        models: dict[str, _GP] = {}
+        if prior:  # no model yet: a prior over the box, in-flight networks at its mean
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
+            xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
+            for m in self.trained:
+                lo, hi = self.ideal[m.name], self.reference[m.name]
+                models[m.name] = _GP.prior(xn, (lo + hi) / 2, abs(hi - lo) / 4)
+            front += [
+                self._vector(k, {n: gp.mean for n, gp in models.items()}, ref, ideal)
+                for k, _ in running
+            ]
+            running = []
         for m in self.trained:
+            if prior:
+                break
             y = np.array([v[m.name] for *_, v in seen])
             models[m.name] = _GP(x, y)
-        if running and self.trained:  # kriging believer: in-flight networks at their mean
+        if running and self.trained and rule == "kb":  # kriging believer, refitted
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
@@ -460,6 +528,21 @@ class EHVIStrategy:
                 models[m.name] = _GP(xa, np.concatenate([y, believed[m.name]]))
             front += [
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
+                for i, (k, _) in enumerate(running)
+            ]
+        elif running and self.trained:  # the model's hyperparameters kept; a lie conditioned on
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
+            lies = {}
+            for m in self.trained:
+                gp = models[m.name]
+                if rule == "kb-fixed":
+                    lies[m.name] = gp.predict(xr)[0]
+                else:  # "cl": the worst value measured so far (a pessimistic constant liar)
+                    worse = min if self._sense(m.name) == "max" else max
+                    lies[m.name] = np.full(len(xr), worse(measured[m.name]))
+                models[m.name] = gp.conditioned(xr, lies[m.name])
+            front += [
+                self._vector(k, {n: float(b[i]) for n, b in lies.items()}, ref, ideal)
                 for i, (k, _) in enumerate(running)
             ]
         elif running:
