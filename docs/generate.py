@@ -369,11 +369,85 @@ def proxy_table(root: Path) -> list[str]:
     return lines
 
 
+def search_asks(root: Path) -> list[str]:
+    """One ehvi ask's CPU time and memory by pool size (benchmarks/bench-asks.json)."""
+    data = _json(root, "benchmarks/bench-asks.json")["sizes"]
+    lines = [
+        "| candidates | told | ask, CPU s (median / max) | first ask, CPU s | peak traced MiB "
+        "| unscreened ask, CPU s | same proposal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n, r in data.items():
+        exact = f"{r['exact_ask_s']:.2f}" if "exact_ask_s" in r else "–"
+        same = {True: "yes", False: "no"}.get(r.get("same_as_exact"), "–")
+        lines.append(
+            f"| {int(n):,} | {r['told']} | {r['ask_s_median']:.3f} / {r['ask_s_max']:.3f} | "
+            f"{r['first_ask_s']:.2f} | {r['peak_mib']:.0f} | {exact} | {same} |"
+        )
+    return lines
+
+
+def _flight_rows(data: dict[str, Any], label: str, seeds: str) -> list[str]:
+    lines = []
+    for k, sec in data.items():
+        for table in ("original", "shuffled"):
+            s = sec[table]["scores"]["ehvi"]
+            lines.append(
+                f"| {label} | {seeds} | {k} | {table} | {s['median']:.3f} | "
+                f"{s['q1']:.3f}–{s['q3']:.3f} | {s['p_ge']:.2f} | {s['n']} |"
+            )
+    return lines
+
+
+_FLIGHT_HEAD = [
+    "| batch rule | seeds | in flight | table | median HV fraction | IQR | P(HV ≥ 0.97) "
+    "| replays |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _seeds(command: str | list[str], replays: int) -> str:
+    text = command if isinstance(command, str) else command[0]
+    m = re.search(r"--first-seed (\d+)", text)
+    first = int(m[1]) if m else 0
+    return f"{first}–{first + replays - 1}"
+
+
+def _flights(root: Path, rel: str) -> list[str]:
+    data = _json(root, rel)
+    runs = data["in_flight"]
+    n = next(iter(runs.values()))["original"]["scores"]["ehvi"]["n"]
+    return _flight_rows(
+        runs, f"`{data['ehvi_batch']}`", _seeds(data.get("command") or data["commands"], n)
+    )
+
+
+def search_inflight(root: Path) -> list[str]:
+    """ehvi with candidates in flight on the held-out seeds: the rule shipped before
+    (benchmarks/bench-inflight-kb.json) and now (benchmarks/bench-inflight.json)."""
+    return (
+        _FLIGHT_HEAD
+        + _flights(root, "benchmarks/bench-inflight-kb.json")
+        + _flights(root, "benchmarks/bench-inflight.json")
+    )
+
+
+def search_inflight_tuning(root: Path) -> list[str]:
+    """The batch rules on the tuning seeds (benchmarks/tuning/inflight-*.json)."""
+    lines = list(_FLIGHT_HEAD)
+    for path in sorted((root / "benchmarks" / "tuning").glob("inflight-*.json")):
+        lines += _flights(root, str(path.relative_to(root)))
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
     "search-shuffled": lambda root: _strategies(root, "shuffled"),
     "search-fidelity": search_fidelity,
+    "search-asks": search_asks,
+    "search-inflight": search_inflight,
+    "search-inflight-tuning": search_inflight_tuning,
     "proxies": proxy_table,
 }
 

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "bench flops": "gcsearch.bench.flops:run_bench_flops",
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
+    "bench asks": "gcsearch.bench.asks:run_bench_asks",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -291,6 +292,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--first-seed", type=int, default=0,
                    help="sampler seed (and shuffle) of the first replay (default 0; tune a "
                    "strategy on other seeds than the ones you report)")
+    g.add_argument("--in-flight", default="0",
+                   help="candidates unanswered at each proposal, as parallel slots run them; "
+                   "several (0,1,8) give one section each (default 0; the shipped parallel = 2 "
+                   "seed jobs is 1)")
+    g.add_argument("--ehvi-batch", default=None,
+                   help="how ehvi treats networks in flight (tuning; default: the shipped "
+                   "rule, gcsearch.search.strategy.BATCH_RULE)")
     g.add_argument("--budget-fraction", type=float, default=0.25,
                    help="trials as a fraction of the candidates (default 0.25)")
     g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",
@@ -299,6 +307,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--only", choices=("search", "fidelity", "scaling"), default=None,
                    help="one section (default: search and fidelity)")
     g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
+    k = p.add_argument_group("bench asks: one ehvi ask's CPU time and memory on generated "
+                             "spaces of 10^3-10^5 candidates")
+    k.add_argument("--sizes", default=None, help="pool sizes (default: 1000,10000,100000)")
+    k.add_argument("--told", type=int, default=200, help="results told first (default 200)")
+    k.add_argument("--asks", type=int, default=5, help="timed asks per size (default 5)")
+    k.add_argument("--axes", type=int, default=5, help="generated axes (default 5)")
+    k.add_argument("--values", type=int, default=10, help="values per axis (default 10)")
+    k.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    k.add_argument("--exact-up-to", type=int, default=0,
+                   help="also time the unscreened ask up to this size and check it proposes "
+                   "the same (default 0: never)")
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")

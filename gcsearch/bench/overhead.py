@@ -65,19 +65,22 @@ def _trainings(study: Any) -> list[dict[str, Any]]:
 
 def split(results: list[dict[str, Any]], record: dict[str, Any], wall_s: float,
           slots: int) -> dict[str, float]:
-    """The parts of ``slots x wall_s`` (seconds), from the seeds' results and ``run.json``."""
+    """The parts of ``slots x wall_s`` (seconds), from the seeds' final results and
+    ``run.json``. A promoted seed's final result holds its rung run's epochs too (it continued
+    that run's state), so the jobs' wall time is the driver's count over every job it ran
+    (``job_seconds``), not a sum over final results."""
     steps = sum(float(r.get("train_s") or 0) for r in results)
     epochs = sum(float(h.get("seconds") or 0) for r in results for h in r.get("history") or [])
-    train_wall = sum(float(r.get("wall_s") or 0) for r in results)
-    job_wall = sum(float((r.get("env") or {}).get("job_wall_s") or 0) for r in results)
+    jobs = float(record.get("job_seconds") or 0) or sum(
+        float((r.get("env") or {}).get("job_wall_s") or 0) for r in results
+    )
     loop = float(record.get("loop_s") or 0)
     ray = float(record.get("ray_start_s") or 0) + float(record.get("ray_shutdown_s") or 0)
     parts = {
         "training steps": steps,
         "validation": max(0.0, epochs - steps),
-        "trial set-up in the worker (data, model, cost)": max(0.0, train_wall - epochs),
-        "worker beyond train() (imports, hand-off)": max(0.0, job_wall - train_wall),
-        "slots idle during the loop (ask, tell, rungs, Ray)": max(0.0, slots * loop - job_wall),
+        "worker outside epochs (data, model, imports, hand-off)": max(0.0, jobs - epochs),
+        "slots idle during the loop (ask, tell, rungs, Ray)": max(0.0, slots * loop - jobs),
         "Ray start and stop": slots * ray,
     }
     parts["driver process (imports, cost table, outputs, exit)"] = max(
@@ -132,7 +135,8 @@ def run_bench_overhead(args: argparse.Namespace) -> int:
     figures = {"space": space.name, "smoke": smoke, "slots": slots, "trainings": len(results),
                "search_wall_s": wall, "parts_slot_s": parts, "outside_share": outside,
                "plain_loop": loop, "run_json": {k: record.get(k) for k in (
-                   "elapsed_s", "loop_s", "ray_start_s", "ray_shutdown_s", "driver_s")},
+                   "elapsed_s", "loop_s", "job_seconds", "ray_start_s", "ray_shutdown_s",
+                   "driver_s")},
                "versions": record.get("versions"), "command": " ".join(sys.argv)}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

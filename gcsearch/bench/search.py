@@ -181,14 +181,21 @@ def replay(
     eta: int | None = None,
     interrupt_after: int | None = None,
     resume_from: Any = None,
+    in_flight: int = 0,
 ) -> tuple[Any, TableExecutor]:
-    """One search answered from ``table`` through the real driver (in-memory, no Ray)."""
+    """One search answered from ``table`` through the real driver (in-memory, no Ray).
+
+    ``in_flight``: candidates unanswered when each new one is proposed, as a search with
+    parallel slots runs (``parallel = 2`` seed jobs: 1). The executor takes ``in_flight x
+    seeds + 1`` jobs and answers them oldest first, so the driver asks again as soon as the
+    oldest candidate's last seed is answered, with ``in_flight`` others still running."""
+    slots = in_flight * len(table.seeds) + 1
     over: dict[str, Any] = {
         "sampler": sampler,
         "n_trials": n_trials,
         "sampler_seed": seed,
         "enabled": fidelity,
-        "parallel": 1,
+        "parallel": slots,
         "seeds": len(table.seeds),
     }
     if min_epochs is not None:
@@ -196,7 +203,7 @@ def replay(
     if eta is not None:
         over["eta"] = eta
     sp = space.with_overrides(**over)
-    ex = TableExecutor(table.by_candidate(), parallel=1, interrupt_after=interrupt_after)
+    ex = TableExecutor(table.by_candidate(), parallel=slots, interrupt_after=interrupt_after)
     costs = table.costs()
     with tempfile.TemporaryDirectory() as tmp:
         config = SearchConfig(
@@ -244,12 +251,18 @@ def bench_strategies(
     strategies: Sequence[str],
     shuffle: bool,
     first_seed: int = 0,
+    in_flight: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables.
-    Replay ``i`` uses sampler seed and shuffle ``first_seed + i``."""
+    Replay ``i`` uses sampler seed and shuffle ``first_seed + i``; ``in_flight`` as
+    ``replay``."""
     n = max(1, round(fraction * len(space.candidates())))
-    out: dict[str, Any] = {"budget_trials": n, "candidates": len(space.candidates())}
+    out: dict[str, Any] = {
+        "budget_trials": n,
+        "candidates": len(space.candidates()),
+        "in_flight": in_flight,
+    }
     scores: dict[str, list[float]] = {s: [] for s in (*strategies, *CONTROLS)}
     seconds: dict[str, float] = dict.fromkeys(strategies, 0.0)
     cheapest_once: float | None = None
@@ -273,7 +286,7 @@ def bench_strategies(
         scores["random-networks"].append(scorer.hv({k: truth[k] for k in pick}) / full)
         for s in strategies:
             tick = time.perf_counter()
-            study, _ = replay(space, t, sampler=s, n_trials=n, seed=i)
+            study, _ = replay(space, t, sampler=s, n_trials=n, seed=i, in_flight=in_flight)
             seconds[s] += time.perf_counter() - tick
             scores[s].append(scorer.hv(found_networks(study)) / full)
         if (i + 1 - first_seed) % 10 == 0 or i + 1 - first_seed == replays:
@@ -392,6 +405,16 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- CLI
 def _check(args: argparse.Namespace) -> None:
+    from gcsearch.search.strategy import BATCH_RULES
+
+    if args.ehvi_batch is not None and args.ehvi_batch not in BATCH_RULES:
+        raise UserError(f"--ehvi-batch: {args.ehvi_batch} (allowed: {', '.join(BATCH_RULES)})")
+    try:
+        flights = _in_flight(args.in_flight)
+    except ValueError:
+        flights = [-1]
+    if not flights or min(flights) < 0:
+        raise UserError(f"--in-flight: {args.in_flight} (allowed: integers >= 0, e.g. 0,1,8)")
     if args.replays < 1:
         raise UserError(f"--replays: {args.replays} (allowed: integers >= 1)")
     if args.table_seeds < 3 and not args.smoke:
@@ -406,17 +429,22 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--strategies: {', '.join(bad)} (allowed: {', '.join(STRATEGIES)})")
 
 
+def _in_flight(text: str | int) -> list[int]:
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
 def _print(figures: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
     console = Console(width=140)
-    for name in ("original", "shuffled"):
-        sec = figures.get("strategies", {}).get(name)
+    sections = [figures.get("strategies", {}), *figures.get("in_flight", {}).values()]
+    for name, sec in ((n, s.get(n)) for s in sections for n in ("original", "shuffled")):
         if not sec:
             continue
         t = RichTable(
             title=f"strategies at {sec['budget_trials']}/{sec['candidates']} trials, "
+            f"{sec.get('in_flight', 0)} in flight, "
             f"{name} tables (HV fraction of the exhaustive searched front)",
             title_justify="left",
         )
@@ -467,7 +495,11 @@ def _print(figures: Mapping[str, Any]) -> None:
 
 def run_bench_search(args: argparse.Namespace) -> int:
     """Entry point for ``gcsearch bench search``."""
+    from gcsearch.search import strategy
+
     _check(args)
+    if args.ehvi_batch is not None:  # the rule ehvi replays with (tuning; default: shipped)
+        strategy.BATCH_RULE = args.ehvi_batch
     space = load_space(args.space or BENCH_SPACE)
     path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
     seeds = list(range(args.table_seeds))
@@ -476,6 +508,7 @@ def run_bench_search(args: argparse.Namespace) -> int:
         "command": "gcsearch " + shlex.join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "load_average": os.getloadavg(),
+        "ehvi_batch": strategy.BATCH_RULE,
     }
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
@@ -492,19 +525,28 @@ def run_bench_search(args: argparse.Namespace) -> int:
         }
         strategies = [s for s in args.strategies.split(",") if s]
         replays = min(args.replays, 3) if args.smoke else args.replays
+        flights = _in_flight(args.in_flight)
         if args.only in (None, "search"):
-            figures["strategies"] = {
-                name: bench_strategies(
-                    space,
-                    table,
-                    replays=replays,
-                    fraction=args.budget_fraction,
-                    strategies=strategies,
-                    shuffle=name == "shuffled",
-                    first_seed=args.first_seed,
-                )
-                for name in ("original", "shuffled")
+            runs = {
+                k: {
+                    name: bench_strategies(
+                        space,
+                        table,
+                        replays=replays,
+                        fraction=args.budget_fraction,
+                        strategies=strategies,
+                        shuffle=name == "shuffled",
+                        first_seed=args.first_seed,
+                        in_flight=k,
+                    )
+                    for name in ("original", "shuffled")
+                }
+                for k in flights
             }
+            if len(flights) == 1:
+                figures["strategies"] = runs[flights[0]]
+            else:  # one section per number in flight
+                figures["in_flight"] = {str(k): v for k, v in runs.items()}
         if args.only in (None, "fidelity"):
             figures["spearman"] = rank_spearman(table, space)
             settings = [(1, 2), (2, 3)] if args.smoke else [(1, 2), (1, 3), (2, 2), (2, 3), (3, 2)]

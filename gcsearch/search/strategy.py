@@ -9,11 +9,16 @@ its mean over seeds for the networks trained so far. It proposes the untrained n
 largest expected increase of the searched front's hypervolume (exact costs, the modelled
 objectives integrated over their normals by Gauss-Hermite quadrature, a product rule when
 several are modelled), after ``STARTS`` uniform random networks; with costs alone it needs no
-model. Parallel trials: networks in flight join the models at their predicted means (the
-"kriging believer" batch rule), so the next proposal looks elsewhere. A network already
-answered or in flight is never proposed. Hypervolume is taken in the study's fixed box
-(``hv_box``), the same one the report and ``gcsearch bench search`` score in; an objective
-with no bound before training (latency) is bounded by the values measured (``open_box``).
+model. Parallel trials (``BATCH_RULE``): networks in flight join the models at their predicted
+means, the hyperparameters fitted to real results kept (the "kriging believer" batch rule), so
+the next proposal looks elsewhere; a proposal made before two results are back while others
+are in flight maximises the same expectation under a prior over the box instead of drawing
+uniformly. A network already answered or in flight is never proposed. Above ``SCREEN_ABOVE``
+untrained networks an ask is screened (an upper bound for all, the exact expectation where
+it can win), so it stays under a second at 10^5 candidates (``gcsearch bench asks``).
+Hypervolume is taken in the study's fixed box (``hv_box``), the same one the report and
+``gcsearch bench search`` score in; an objective with no bound before training (latency) is
+bounded by the values measured (``open_box``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,26 @@ SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
+#: Pool rows predicted at once (memory: CHUNK x told floats per array).
+CHUNK = 4096
+#: Pools larger than this are screened: an upper bound of every candidate's expected
+#: improvement (vectorised), the exact expectation only where the bound can still win. Smaller
+#: pools are evaluated exactly, candidate by candidate.
+SCREEN_ABOVE = 512
+SCREEN_TOL = 1e-10
+SCREEN_BATCH = 32
+#: How networks in flight join the model: "kb" (kriging believer: at the predicted mean, the
+#: model refitted), "kb-fixed" (at the mean, hyperparameters kept), "cl" (a constant liar at
+#: the worst value measured, hyperparameters kept); "+fill": starts made while others are in
+#: flight go as far from them as the space allows instead of uniformly; "+prior": such starts
+#: maximise the expected improvement under a prior over the box (mean mid-box, sd a quarter of
+#: it), the networks in flight at its mean. "kb-fixed+prior" was chosen on replays with sampler
+#: seeds 500-599 of the bench-small table at 1 and 8 in flight (``gcsearch bench search --only
+#: search --strategies ehvi --in-flight 1,8 --first-seed 500 --ehvi-batch RULE``, records in
+#: benchmarks/tuning/); the held-out figures (seeds 0-99) are benchmarks/bench-inflight.json.
+#: With nothing in flight every rule proposes the same.
+BATCH_RULES = tuple(f"{r}{s}" for r in ("kb", "kb-fixed", "cl") for s in ("", "+fill", "+prior"))
+BATCH_RULE = "kb-fixed+prior"
 
 
 def space_costs(
@@ -249,17 +274,80 @@ class _GP:
                 alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
                 lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
                 if best is None or lml > best[0]:
-                    best = (lml, ell, chol, alpha)
+                    best = (lml, ell, noise, chol, alpha)
         assert best is not None
-        _, self.ell, self.chol, self.alpha = best
+        _, self.ell, self.noise, self.chol, self.alpha = best
+        self._xx = (x**2).sum(1)
+        self._z = z
+
+    @classmethod
+    def prior(cls, x: np.ndarray, mean: float, scale: float) -> _GP:
+        """A GP with no measurement yet: ``mean`` everywhere, its variance lowered only near
+        ``x`` (networks in flight believed at the mean); length scale 1.5, noise 1e-2."""
+        gp = object.__new__(cls)
+        gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
+        gp.x = x
+        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
+        gp._z = gp.alpha = np.zeros(len(x))
+        gp._xx = (x**2).sum(1)
+        return gp
+
+    def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> _GP:
+        """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
+        gp = object.__new__(_GP)
+        gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
+        gp.x = np.vstack([self.x, xr])
+        z = np.concatenate([self._z, (yr - self.mean) / self.scale])
+        d2 = ((gp.x[:, None, :] - gp.x[None, :, :]) ** 2).sum(-1)
+        k = np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(gp.x))
+        gp.chol = np.linalg.cholesky(k)
+        gp.alpha = np.linalg.solve(gp.chol.T, np.linalg.solve(gp.chol, z))
+        gp._z, gp._xx = z, (gp.x**2).sum(1)
+        return gp
+
+    def _kernel(self, xs: np.ndarray) -> np.ndarray:
+        # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
+        # and pool x told x 1 in memory instead of pool x told x features
+        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * (xs @ self.x.T)
+        return np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
 
     def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d2 = ((xs[:, None, :] - self.x[None, :, :]) ** 2).sum(-1)
-        ks = np.exp(-d2 / (2 * self.ell**2))
-        mu = ks @ self.alpha
-        v = np.linalg.solve(self.chol, ks.T)
+        """Posterior mean and standard deviation at the rows of ``xs`` (in chunks)."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mu = ks @ self.alpha
+            v = np.linalg.solve(self.chol, ks.T)
+            var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
+            mus.append(self.mean + self.scale * mu)
+            sds.append(self.scale * np.sqrt(var))
+        return np.concatenate(mus), np.concatenate(sds)
+
+    def predict_fast(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` through the inverse Cholesky factor (computed once): the same figures
+        to rounding, for the few rows a screened ask evaluates exactly."""
+        if getattr(self, "_linv", None) is None:
+            from scipy.linalg import solve_triangular
+
+            self._linv = solve_triangular(self.chol, np.eye(len(self.chol)), lower=True)
+        ks = self._kernel(xs)
+        v = self._linv @ ks.T
         var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-        return self.mean + self.scale * mu, self.scale * np.sqrt(var)
+        return self.mean + self.scale * (ks @ self.alpha), self.scale * np.sqrt(var)
+
+    def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and an upper bound of the standard deviation (the variance given
+        the nearest told network alone: more data never raises a GP's variance), at
+        pool x told cost instead of the exact variance's pool x told^2."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mus.append(self.mean + self.scale * (ks @ self.alpha))
+            kmax = ks.max(1) if ks.shape[1] else np.zeros(len(ks))
+            var = np.clip(1.0 - kmax**2 / (1.0 + self.noise), 1e-9, None)
+            sds.append(self.scale * np.sqrt(var) * (1 + 1e-6) + 1e-9)
+        return np.concatenate(mus), np.concatenate(sds)
 
 
 def _hv(points: np.ndarray) -> float:
@@ -302,6 +390,17 @@ class EHVIStrategy:
         else:  # a product rule over the modelled objectives, smaller per axis
             x, w = np.polynomial.hermite_e.hermegauss(5 if len(self.trained) == 2 else 3)
             self.nodes = [(float(a), float(b)) for a, b in zip(x, w / w.sum(), strict=True)]
+        # caches across asks: told records by key, features and costs of pool networks by key
+        self._cost_names = [
+            METRICS[objective(o)[0]].name
+            for o in self.objectives
+            if METRICS[objective(o)[0]].source != "trained"
+        ]
+        self._told_cache: dict[str, tuple[Any, Any]] = {}
+        self._row: dict[str, tuple[Any, int]] = {}
+        self._feat: np.ndarray | None = None
+        self._cost: np.ndarray | None = None
+        self._n_rows = 0
 
     def _vector(
         self, key: str, measured: Mapping[str, float], ref: Mapping[str, float],
@@ -317,42 +416,121 @@ class EHVIStrategy:
             )
         return normalise(out, self.objectives, ref, ideal)
 
+    # ------------------------------------------------------------------ caches across asks
+    def encode(self, cand: Any) -> list[float]:
+        """The model's features of a candidate: one-hot over every axis's values."""
+        return _features(cand, self.choices)
+
+    def _record(self, trial: Any) -> TrialRecord:
+        return TrialRecord.read(trial)
+
+    def _told(self, driver: Any) -> list[tuple[str, Any, dict[str, float]]]:
+        """(key, candidate, modelled values) of the searched networks finished so far; a
+        finished trial is read once (cached by key and trial number)."""
+        seen = []
+        for key, t in driver.answered().items():
+            number = getattr(t, "number", None)
+            hit = self._told_cache.get(key)
+            if hit is None or hit[0] != number or number is None:
+                rec = self._record(t)
+                entry = None
+                if rec.role == "search" and rec.status == "complete" and rec.candidate is not None:
+                    values = {m.name: m.over(rec.results) for m in self.trained}
+                    if all(math.isfinite(v) for v in values.values()):
+                        entry = (rec.candidate, values)
+                hit = (number, entry)
+                self._told_cache[key] = hit
+            if hit[1] is not None:
+                seen.append((key, hit[1][0], hit[1][1]))
+        return seen
+
+    def _rows_of(self, keys: Sequence[str], cands: Sequence[Any]) -> np.ndarray:
+        """Row numbers (features and costs, cached) of the pool's networks."""
+        rows = np.empty(len(keys), dtype=np.int64)
+        new_f: list[list[float]] = []
+        new_c: list[list[float]] = []
+        for i, (key, cand) in enumerate(zip(keys, cands, strict=True)):
+            hit = self._row.get(key)
+            if hit is None or hit[0] is not cand:
+                feat = self.encode(cand)
+                hit = (cand, self._n_rows + len(new_f))
+                new_f.append(feat)
+                new_c.append([float(self.costs[key][n]) for n in self._cost_names])
+                self._row[key] = hit
+            rows[i] = hit[1]
+        if new_f:
+            f = np.asarray(new_f, dtype=np.uint8)
+            c = np.asarray(new_c, dtype=float).reshape(len(new_c), len(self._cost_names))
+            self._feat = f if self._feat is None else np.vstack([self._feat, f])
+            self._cost = c if self._cost is None else np.vstack([self._cost, c])
+            self._n_rows += len(new_f)
+        return rows
+
+    def _sense(self, name: str) -> str:
+        return next(objective(o)[1] for o in self.objectives if objective(o)[0] == name)
+
+    def _far(self, keys: Sequence[str], pool: Mapping[str, Any], near: Sequence[Any],
+             rng: random.Random) -> str:
+        """A start as far (one-hot distance) from the told and in-flight networks as any."""
+        xs = np.array([self.encode(pool[k]) for k in keys], dtype=float)
+        xn = np.array([self.encode(c) for c in near], dtype=float)
+        d = ((xs[:, None, :] - xn[None, :, :]) ** 2).sum(-1).min(axis=1)
+        far = [k for k, di in zip(keys, d, strict=True) if di == d.max()]
+        return rng.choice(far)
+
+    # ------------------------------------------------------------------ asking
     def propose(self, driver: Any) -> Candidate:
         """The next candidate: an untrained network, chosen as the module docstring says.
         ``driver`` is what the driver knows of the study's networks (``ledger.Ledger``)."""
-        pool: dict[str, Candidate] = {}
+        taken = set(driver.answered()) | set(driver.in_flight_keys())  # == driver.known
+        pool: dict[str, Any] = {}
         for cand in driver.unseen():
-            if not driver.known(cand):
-                pool.setdefault(driver.key(cand), cand)
+            k = driver.key(cand)
+            if k not in taken:
+                pool.setdefault(k, cand)
         if not pool:
             raise RuntimeError("ehvi: no untrained network left to propose")
         keys = sorted(pool)
-        seen: list[tuple[str, Candidate, dict[str, float]]] = []
-        for key, t in driver.answered().items():
-            rec = TrialRecord.read(t)
-            if rec.role != "search" or rec.status != "complete" or rec.candidate is None:
-                continue
-            values = {m.name: m.over(rec.results) for m in self.trained}
-            if all(math.isfinite(v) for v in values.values()):
-                seen.append((key, rec.candidate, values))
+        seen = self._told(driver)
         rng = random.Random(f"{self.seed}:{len(seen)}:{len(driver.in_flight_keys())}")
-        if self.trained and len(seen) < STARTS:
-            return pool[rng.choice(keys)]
-        measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
-        ref, ideal = open_box(self.reference, self.ideal, measured)
-        x = np.array([_features(c, self.choices) for _, c, _ in seen])
-        front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
         running = [
             (k, r.cand)
             for k, n in driver.by_key.items()
             if (r := driver.running.get(n)) is not None and r.role == "search"
         ]
-        models = {}
+        rule, _, start = BATCH_RULE.partition("+")
+        prior = (
+            start == "prior" and bool(running) and len(seen) < STARTS
+            and all(n in self.reference for n in (m.name for m in self.trained))
+        )
+        if self.trained and len(seen) < STARTS and not prior:
+            if start == "fill" and running:
+                near = [c for _, c, _ in seen] + [c for _, c in running]
+                return pool[self._far(keys, pool, near, rng)]
+            return pool[rng.choice(keys)]
+        measured = {m.name: [v[m.name] for *_, v in seen] for m in self.trained}
+        ref, ideal = open_box(self.reference, self.ideal, measured)
+        x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
+        front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
+        models: dict[str, _GP] = {}
+        if prior:  # no model yet: a prior over the box, in-flight networks at its mean
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
+            xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
+            for m in self.trained:
+                lo, hi = self.ideal[m.name], self.reference[m.name]
+                models[m.name] = _GP.prior(xn, (lo + hi) / 2, abs(hi - lo) / 4)
+            front += [
+                self._vector(k, {n: gp.mean for n, gp in models.items()}, ref, ideal)
+                for k, _ in running
+            ]
+            running = []
         for m in self.trained:
+            if prior:
+                break
             y = np.array([v[m.name] for *_, v in seen])
             models[m.name] = _GP(x, y)
-        if running and self.trained:  # kriging believer: in-flight networks at their mean
-            xr = np.array([_features(c, self.choices) for _, c in running])
+        if running and self.trained and rule == "kb":  # kriging believer, refitted
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
@@ -362,30 +540,200 @@ class EHVIStrategy:
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
                 for i, (k, _) in enumerate(running)
             ]
+        elif running and self.trained:  # the model's hyperparameters kept; a lie conditioned on
+            xr = np.array([self.encode(c) for _, c in running], dtype=float)
+            lies = {}
+            for m in self.trained:
+                gp = models[m.name]
+                if rule == "kb-fixed":
+                    lies[m.name] = gp.predict(xr)[0]
+                else:  # "cl": the worst value measured so far (a pessimistic constant liar)
+                    worse = min if self._sense(m.name) == "max" else max
+                    lies[m.name] = np.full(len(xr), worse(measured[m.name]))
+                models[m.name] = gp.conditioned(xr, lies[m.name])
+            front += [
+                self._vector(k, {n: float(b[i]) for n, b in lies.items()}, ref, ideal)
+                for i, (k, _) in enumerate(running)
+            ]
         elif running:
             front += [self._vector(k, {}, ref, ideal) for k, _ in running]
         pts = np.clip(np.array(front).reshape(len(front), len(self.objectives)), None, 1.0)
-        base = _hv(pts)
-        xs = np.array([_features(pool[k], self.choices) for k in keys])
-        predicted = {n: gp.predict(xs) for n, gp in models.items()}
-        grid = list(itertools.product(self.nodes, repeat=len(self.trained)))
+        rows = self._rows_of(keys, [pool[k] for k in keys])
+        gains = _Gains(self, pts, ref, ideal, models)
+        if len(keys) <= SCREEN_ABOVE:  # every candidate's expectation, exactly
+            xs = self._feat[rows].astype(float)
+            predicted = {n: gp.predict(xs) for n, gp in models.items()}
+            values = [
+                gains.exact(key, {n: (p[0][i], p[1][i]) for n, p in predicted.items()})
+                for i, key in enumerate(keys)
+            ]
+        else:
+            values = gains.screened(keys, rows)
         best, best_key = -1.0, keys[0]
-        for i, key in enumerate(keys):
-            gain = 0.0
-            for combo in grid:
-                weight = math.prod(w for _, w in combo)
-                measured = {
-                    m.name: float(predicted[m.name][0][i]
-                                  + SD_SCALE * predicted[m.name][1][i] * node)
-                    for m, (node, _) in zip(self.trained, combo, strict=True)
-                }
-                v = np.array(self._vector(key, measured, ref, ideal))
-                if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
-                    continue  # outside the box or dominated: no improvement
-                gain += weight * (_hv(np.vstack([pts, v])) - base)
+        for key, gain in zip(keys, values, strict=True):
             if gain > best + 1e-12:
                 best, best_key = gain, key
         return pool[best_key]
+
+
+class _Gains:
+    """Expected hypervolume improvements of one ask: exact (the model's normal integrated by
+    quadrature, each node's improvement by ``pareto.hypervolume``) or screened: an upper
+    bound for every candidate first, exact only where the bound can still win."""
+
+    def __init__(
+        self,
+        strategy: EHVIStrategy,
+        pts: np.ndarray,
+        ref: Mapping[str, float],
+        ideal: Mapping[str, float],
+        models: Mapping[str, _GP],
+    ) -> None:
+        from gcsearch.pareto import pareto_front
+
+        self.s, self.ref, self.ideal, self.models = strategy, ref, ideal, models
+        self.pts = pts
+        inside = pts[(pts < 1.0).all(axis=1)] if len(pts) else pts
+        # hypervolume() keeps the front of what it is given: the front alone gives the same
+        self.front = inside[pareto_front(inside, ["min"] * pts.shape[1])] if len(inside) else inside
+        self.base = _hv(self.front)
+        self.grid = list(itertools.product(strategy.nodes, repeat=len(strategy.trained)))
+        self.evaluated = 0
+
+    def exact(self, key: str, pred: Mapping[str, tuple[float, float]]) -> float:
+        """One candidate's expected improvement (``pred``: mean and sd per modelled metric)."""
+        self.evaluated += 1
+        gain = 0.0
+        pts = self.front
+        for combo in self.grid:
+            weight = math.prod(w for _, w in combo)
+            measured = {
+                m.name: float(pred[m.name][0] + SD_SCALE * pred[m.name][1] * node)
+                for m, (node, _) in zip(self.s.trained, combo, strict=True)
+            }
+            v = np.array(self.s._vector(key, measured, self.ref, self.ideal))
+            if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
+                continue  # outside the box or dominated: no improvement
+            gain += weight * (_hv(np.vstack([pts, v])) - self.base)
+        return gain
+
+    def _bounds(self, rows: np.ndarray) -> np.ndarray:
+        """Upper bounds of the expected improvement at pool rows: the model's sd replaced by
+        an upper bound (the improvement is convex in each modelled value, so its symmetric
+        quadrature grows with the sd) and each node's improvement by its box's volume less
+        the largest part of it one front point dominates."""
+        s = self.s
+        names = [objective(o)[0] for o in s.objectives]
+        cost_at = {n: j for j, n in enumerate(s._cost_names)}
+        out = np.zeros(len(rows))
+        front = self.front
+        for lo in range(0, len(rows), CHUNK):
+            r = rows[lo : lo + CHUNK]
+            xs = s._feat[r].astype(float)
+            screened = {n: gp.screen(xs) for n, gp in self.models.items()}
+            # cost axes: fixed per candidate; their share of each front point's box
+            share = np.ones((len(r), len(front)))
+            cost_box = np.ones(len(r))
+            modelled = []
+            for j, name in enumerate(names):
+                lo_, hi_ = self.ideal[name], self.ref[name]
+                if name in cost_at:
+                    c = (s._cost[r, cost_at[name]] - lo_) / (hi_ - lo_)
+                    cost_box *= np.clip(1.0 - c, 0.0, None)
+                    if len(front):
+                        share *= np.clip(1.0 - np.maximum(front[None, :, j], c[:, None]), 0, None)
+                else:
+                    modelled.append((j, name))
+            total = np.zeros(len(r))
+            for combo in self.grid:
+                weight = math.prod(w for _, w in combo)
+                box = cost_box.copy()
+                part = share.copy()
+                for (j, name), (node, _) in zip(modelled, combo, strict=True):
+                    mu, sd = screened[name]
+                    val = mu + SD_SCALE * sd * node
+                    v = (val - self.ideal[name]) / (self.ref[name] - self.ideal[name])
+                    box *= np.clip(1.0 - v, 0.0, None)
+                    if len(front):
+                        part *= np.clip(1.0 - np.maximum(front[None, :, j], v[:, None]), 0, None)
+                best_part = part.max(axis=1) if len(front) else 0.0
+                total += weight * np.clip(box - best_part, 0.0, None)
+            out[lo : lo + len(r)] = total
+        return out
+
+    def _sliced(self, rows: np.ndarray, pred: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Exact expected improvements of many candidates at once, for one modelled objective
+        and at most two costs: sliced along the modelled axis, the region a candidate adds
+        is, between two front points' levels, its cost box less the front's staircase there
+        (``pareto.hypervolume``'s figures to rounding)."""
+        s = self.s
+        names = [objective(o)[0] for o in s.objectives]
+        cost_at = {n: j for j, n in enumerate(s._cost_names)}
+        (jm,) = [j for j, n in enumerate(names) if n not in cost_at]
+        jc = [j for j, n in enumerate(names) if n in cost_at]
+        b = len(rows)
+        c = np.zeros((b, 2))
+        for col, j in enumerate(jc):
+            lo, hi = self.ideal[names[j]], self.ref[names[j]]
+            c[:, col] = (s._cost[rows, cost_at[names[j]]] - lo) / (hi - lo)
+        f = self.front
+        m = len(f)
+        p = np.zeros((m, 2))
+        for col, j in enumerate(jc):
+            p[:, col] = f[:, j]
+        levels = np.sort(f[:, jm]) if m else np.zeros(0)
+        # staircase of the front points at or below each level, sorted by the first cost
+        by_x = np.argsort(p[:, 0], kind="stable")
+        x = np.append(p[by_x, 0], 1.0)
+        inc = f[by_x, jm][None, :] <= levels[:, None]  # level k x point i
+        ymin = np.minimum.accumulate(np.where(inc, p[by_x, 1][None, :], 1.0), axis=1)
+        box = np.prod(np.clip(1.0 - c, 0.0, None), axis=1)  # (b,)
+        xc = np.maximum(x[None, :], c[:, :1])  # (b, m + 1)
+        width = xc[:, 1:] - xc[:, :-1]  # (b, m)
+        height = 1.0 - np.maximum(ymin[None, :, :], c[:, None, 1:2])  # (b, levels, m)
+        area = np.einsum("bi,bki->bk", width, height) if m else np.zeros((b, 0))
+        free = np.concatenate([box[:, None], box[:, None] - area], axis=1)  # (b, levels + 1)
+        free = np.clip(free, 0.0, None)
+        lower = np.concatenate([[-np.inf], levels])
+        upper = np.append(levels, 1.0)
+        name = names[jm]
+        mu, sd = pred
+        out = np.zeros(b)
+        for node, w in s.nodes:
+            a = (mu + SD_SCALE * sd * node - self.ideal[name]) / (self.ref[name] - self.ideal[name])
+            span = np.clip(upper[None, :] - np.maximum(lower[None, :], a[:, None]), 0.0, None)
+            out += w * (free * span).sum(axis=1)
+        return out
+
+    def screened(self, keys: Sequence[str], rows: np.ndarray) -> list[float]:
+        """Gains in key order: exact where a candidate's bound reaches the best exact gain
+        found (less ``SCREEN_TOL``), its bound elsewhere (it cannot be chosen)."""
+        bound = self._bounds(rows)
+        values = np.clip(bound, 0.0, None)
+        values[bound <= SCREEN_TOL] = 0.0  # no improvement to speak of
+        order = np.argsort(-bound, kind="stable")
+        sliced = len(self.s.trained) == 1 and len(self.s._cost_names) <= 2
+        batch_size = CHUNK if sliced else SCREEN_BATCH
+        best = 0.0
+        for lo in range(0, len(order), batch_size):
+            batch = order[lo : lo + batch_size]
+            batch = batch[(bound[batch] >= best - SCREEN_TOL) & (bound[batch] > SCREEN_TOL)]
+            if not len(batch):
+                break
+            xs = self.s._feat[rows[batch]].astype(float)
+            predicted = {n: gp.predict_fast(xs) for n, gp in self.models.items()}
+            if sliced:
+                (pred,) = predicted.values()
+                g = self._sliced(rows[batch], pred)
+                self.evaluated += len(batch)
+                values[batch] = g
+                best = max(best, float(g.max()))
+                continue
+            for j, i in enumerate(batch.tolist()):
+                g1 = self.exact(keys[i], {n: (p[0][j], p[1][j]) for n, p in predicted.items()})
+                values[i] = g1
+                best = max(best, g1)
+        return values.tolist()
 
 
 def make_strategy(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _bench_helpers import fake_table
@@ -147,3 +148,40 @@ def test_cli_smoke_writes_figures(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "search", "--no-such-flag"])
     assert main(["bench", "search", "--replays", "0", "--table", str(path)]) == 2
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_replay_proposes_with_the_given_number_in_flight(
+    in_flight: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsearch.search import strategy
+
+    counts: list[int] = []
+    propose = strategy.EHVIStrategy.propose
+
+    def spy(self: strategy.EHVIStrategy, driver: Any) -> Any:
+        counts.append(sum(1 for r in driver.running.values() if r.role == "search"))
+        return propose(self, driver)
+
+    monkeypatch.setattr(strategy.EHVIStrategy, "propose", spy)
+    space = load_space(BENCH_SPACE)
+    study, _ = replay(space, fake_table(space), sampler="ehvi", n_trials=14, seed=0,
+                      in_flight=in_flight)
+    assert max(counts) == in_flight and counts.count(in_flight) >= 14 - 2 * in_flight
+    trained = [r for t in study.trials if (r := TrialRecord.read(t)).trained and r.role == "search"]
+    assert len({r.network for r in trained}) == 14
+
+
+@pytest.mark.parametrize("rule", ["kb", "kb-fixed", "cl", "kb+fill", "cl+prior"])
+def test_every_batch_rule_trains_the_budget_in_distinct_networks(
+    rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsearch.search import strategy
+
+    monkeypatch.setattr(strategy, "BATCH_RULE", rule)
+    space = load_space(BENCH_SPACE)
+    study, _ = replay(space, fake_table(space), sampler="ehvi", n_trials=14, seed=1, in_flight=3)
+    recs = [TrialRecord.read(t) for t in study.trials]
+    trained = [r for r in recs if r.trained and r.role == "search"]
+    assert len(trained) == 14 and len({r.network for r in trained}) == 14
+    assert not any(r.is_duplicate for r in recs)

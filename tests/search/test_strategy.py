@@ -165,3 +165,20 @@ def test_every_objective_set_works_with_every_strategy(
         assert fits and len(fits) % len(measured) == 0
     else:
         assert not fits
+
+
+def test_prior_and_conditioned_models_behave_as_the_batch_rules_need() -> None:
+    import numpy as np
+
+    from gcsearch.search.strategy import _GP
+
+    eye = np.eye(4)
+    prior = _GP.prior(eye[:1], 75.0, 12.5)
+    mu, sd = prior.predict(eye)
+    assert np.allclose(mu, 75.0)
+    assert sd[0] < 0.2 * 12.5 and np.allclose(sd[1:], sd[1]) and sd[1] > sd[0]
+    gp = _GP(eye[:3], np.array([60.0, 70.0, 80.0]))
+    lied = gp.conditioned(eye[3:], np.array([50.0]))
+    assert (lied.ell, lied.noise, lied.mean, lied.scale) == (gp.ell, gp.noise, gp.mean, gp.scale)
+    mu2, sd2 = lied.predict(eye[3:])
+    assert mu2[0] < gp.predict(eye[3:])[0][0] and sd2[0] < gp.predict(eye[3:])[1][0]
