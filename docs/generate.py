@@ -285,13 +285,13 @@ def _strategies(root: Path, table: str) -> list[str]:
 
 
 def search_fidelity(root: Path) -> list[str]:
-    """The successive-halving replays of benchmarks/bench-search.json."""
+    """The successive-halving replays of benchmarks/bench-fidelity.json (resumed promotions)."""
     lines = [
-        "| rungs (epochs) | η | table | epochs saved (×) | if promotions resumed (×) "
+        "| rungs (epochs) | η | table | epochs saved (×) | each seed's furthest epoch (×) "
         "| HV fraction kept |",
         "|---|---|---|---|---|---|",
     ]
-    for f in _json(root, "benchmarks/bench-search.json")["fidelity"]:
+    for f in _json(root, "benchmarks/bench-fidelity.json")["fidelity"]:
         lines.append(
             f"| {f['rungs']} | {f['eta']} | {f['table']} | {f['saving']:.2f} | "
             f"{f['saving_if_resumed']:.2f} | {f['hv_fraction']:.3f} |"
