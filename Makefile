@@ -31,6 +31,7 @@ $(LATEST)/.installed: pyproject.toml
 
 test-latest: $(LATEST)/.installed data test-deps
 	$(LATEST)/bin/ruff check gcsearch tests docs/generate.py
+	$(LATEST)/bin/ruff format --check gcsearch tests docs/generate.py
 	$(LATEST)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # After `make test-latest` passes: the versions it ran on become the lock.
@@ -63,6 +64,7 @@ demo: $(STAMP)
 
 test: $(STAMP) data test-deps
 	$(BIN)/ruff check gcsearch tests docs/generate.py
+	$(BIN)/ruff format --check gcsearch tests docs/generate.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-all: $(STAMP) data test-deps

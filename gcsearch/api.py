@@ -77,16 +77,28 @@ class SearchRun:
         return curve_frame(self.study)
 
     def export(
-        self, path: str | os.PathLike[str] = "best_block.py", *, rank: int = 1,
-        id: str | None = None, channels: int = 256, size: int = 14,
+        self,
+        path: str | os.PathLike[str] = "best_block.py",
+        *,
+        rank: int = 1,
+        id: str | None = None,
+        channels: int = 256,
+        size: int = 14,
     ) -> Path:
         """Write the ``rank``-th front member (or the candidate ``id``) as a standalone module,
         exactly as ``gcsearch export`` does; returns the module's path."""
         from gcsearch.export import run_export
 
         args = argparse.Namespace(
-            run=self.where, rank=rank, id=id, output=str(path),
-            study=self.study.study_name, class_name=None, channels=channels, size=size)
+            run=self.where,
+            rank=rank,
+            id=id,
+            output=str(path),
+            study=self.study.study_name,
+            class_name=None,
+            channels=channels,
+            size=size,
+        )
         run_export(args)
         return Path(path)
 
@@ -94,11 +106,23 @@ class SearchRun:
         """Jupyter: the summary line and the ranked front."""
         import html
 
-        cols = [c for c in ("rank", "spec.id", "metric.top1_mean", "metric.top1_n", "cost.macs",
-                            "cost.params") if c in self.front]
+        cols = [
+            c
+            for c in (
+                "rank",
+                "spec.id",
+                "metric.top1_mean",
+                "metric.top1_n",
+                "cost.macs",
+                "cost.params",
+            )
+            if c in self.front
+        ]
         n = len(self.candidates)
-        head = html.escape(f"gcsearch run {self.study.study_name} in {self.run_dir}: "
-                           f"{n} complete candidates, {len(self.front)} on the front")
+        head = html.escape(
+            f"gcsearch run {self.study.study_name} in {self.run_dir}: "
+            f"{n} complete candidates, {len(self.front)} on the front"
+        )
         return f"<p>{head}</p>" + self.front[cols].to_html(index=False)
 
 
@@ -149,9 +173,18 @@ def run(
         from gcsearch.search.local import InlineExecutor
 
         executor = InlineExecutor(parallel=1)
-    outcome = search(spec, folder, storage=storage, resume=resume, address=address,
-                     device=device, smoke=smoke, executor=executor, parallel=parallel,
-                     progress=progress)
+    outcome = search(
+        spec,
+        folder,
+        storage=storage,
+        resume=resume,
+        address=address,
+        device=device,
+        smoke=smoke,
+        executor=executor,
+        parallel=parallel,
+        progress=progress,
+    )
     where = storage if storage and storage != "memory" else str(folder)
     return SearchRun(run_dir=folder, study=outcome.study, where=where, space=spec)
 

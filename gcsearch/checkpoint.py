@@ -61,8 +61,10 @@ class Checkpoint:
                 min_hidden=self.min_hidden,
             )
         except (UserError, KeyError, ValueError) as exc:
-            raise UserError(f"{self.source}: cannot build {self.candidate.id} on "
-                            f"{self.backbone} ({_first_line(exc)})") from None
+            raise UserError(
+                f"{self.source}: cannot build {self.candidate.id} on "
+                f"{self.backbone} ({_first_line(exc)})"
+            ) from None
         try:
             model.load_state_dict(dict(self.state_dict), strict=True)
         except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, keys, non-tensors
@@ -148,41 +150,45 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"{path}: no such weights file (the search writes them in <run>/weights/)"
-        )
+        raise UserError(f"{path}: no such weights file (the search writes them in <run>/weights/)")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file, not a gcsearch weights file ({_ALLOWED})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise UserError(f"{path}: not a gcsearch weights file, truncated or corrupt "
-                        f"({type(exc).__name__}; {_ALLOWED})") from None
+        raise UserError(
+            f"{path}: not a gcsearch weights file, truncated or corrupt "
+            f"({type(exc).__name__}; {_ALLOWED})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a gcsearch weights file of format {FORMAT} ({_ALLOWED})")
     missing = [k for k in _KEYS if k not in data]
     if missing:
-        raise UserError(f"{path}: gcsearch weights without {', '.join(map(repr, missing))} "
-                        f"({_ALLOWED})")
+        raise UserError(
+            f"{path}: gcsearch weights without {', '.join(map(repr, missing))} ({_ALLOWED})"
+        )
     try:
         candidate = Candidate.from_json(data["candidate"])
     except Exception as exc:  # SpecError, JSON or type errors: the stored spec is unreadable
-        raise UserError(f"{path}: its 'candidate' is not a candidate spec "
-                        f"({_first_line(exc)}; {_ALLOWED})") from None
+        raise UserError(
+            f"{path}: its 'candidate' is not a candidate spec ({_first_line(exc)}; {_ALLOWED})"
+        ) from None
     try:
         shape = tuple(int(d) for d in data["input_shape"])
         num_classes, min_hidden = int(data["num_classes"]), int(data["min_hidden"])
         meta = dict(data.get("meta") or {})
         if len(shape) != 3 or min(shape) < 1 or num_classes < 1 or min_hidden < 1:
-            raise ValueError(f"input_shape {list(shape)}, num_classes {num_classes}, "
-                             f"min_hidden {min_hidden}")
+            raise ValueError(
+                f"input_shape {list(shape)}, num_classes {num_classes}, min_hidden {min_hidden}"
+            )
         if not isinstance(data["state_dict"], Mapping) or not all(
             isinstance(v, torch.Tensor) for v in data["state_dict"].values()
         ):
             raise ValueError("state_dict is not a mapping of tensors")
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{path}: malformed gcsearch weights ({_first_line(exc)}; "
-                        f"{_ALLOWED})") from None
+        raise UserError(
+            f"{path}: malformed gcsearch weights ({_first_line(exc)}; {_ALLOWED})"
+        ) from None
     return Checkpoint(
         candidate=candidate,
         state_dict=data["state_dict"],

@@ -90,11 +90,15 @@ def _add_flops(sub: argparse._SubParsersAction) -> None:
         "candidates", nargs="*", help="candidate ids, block ids or presets (default: all presets)"
     )
     lat = p.add_argument_group("measured latency (timm benchmark.py conventions)")
-    lat.add_argument("--latency", action="store_true",
-                     help="also measure each row's latency (median of 40 passes after 10 warm-up)")
+    lat.add_argument(
+        "--latency",
+        action="store_true",
+        help="also measure each row's latency (median of 40 passes after 10 warm-up)",
+    )
     lat.add_argument("--batch", type=int, default=1, help="latency batch size (default: 1)")
-    lat.add_argument("--device", default="cpu", help="latency device: cpu, cuda, cuda:1 "
-                     "(default: %(default)s)")
+    lat.add_argument(
+        "--device", default="cpu", help="latency device: cpu, cuda, cuda:1 (default: %(default)s)"
+    )
     lat.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
 
 
@@ -105,12 +109,16 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one candidate on a proxy task and print the result",
-                       description="Train one candidate on a proxy task and print the result, "
-                       "e.g. gcsearch train gc@after_1x1:c3c4c5 --task synthetic --seeds 0,1,2")
+    p = sub.add_parser(
+        "train",
+        help="train one candidate on a proxy task and print the result",
+        description="Train one candidate on a proxy task and print the result, "
+        "e.g. gcsearch train gc@after_1x1:c3c4c5 --task synthetic --seeds 0,1,2",
+    )
     p.add_argument("candidate", help="a candidate id, a preset name, 'none', or a JSON spec file")
-    p.add_argument("--task", default=DEFAULT_TASK,
-                   help="see `gcsearch tasks` (default: %(default)s)")
+    p.add_argument(
+        "--task", default=DEFAULT_TASK, help="see `gcsearch tasks` (default: %(default)s)"
+    )
     p.add_argument("--data", default=None, help="data directory for tasks that read files")
     p.add_argument("--backbone", default=None, help="default: the task's (see `gcsearch tasks`)")
     p.add_argument("--seed", type=int, default=0)
@@ -119,20 +127,39 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--min-hidden", type=int, default=8, help="smallest bottleneck width")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--deterministic", action="store_true",
-                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
-                        "cuDNN autotuning). CPU runs are deterministic anyway")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+        "cuDNN autotuning). CPU runs are deterministic anyway",
+    )
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
-    p.add_argument("--save", default=None, metavar="FILE",
-                   help="write the trained weights (best seed) for export / analyze nl")
+    p.add_argument(
+        "--save",
+        default=None,
+        metavar="FILE",
+        help="write the trained weights (best seed) for export / analyze nl",
+    )
     b = p.add_argument_group("budget overrides (default: the task's budget)")
-    for flag, kind in (("--train-images", int), ("--val-images", int), ("--epochs", int),
-                       ("--batch-size", int), ("--lr", float), ("--image-size", image_size),
-                       ("--warmup-epochs", float), ("--data-seed", int)):
+    for flag, kind in (
+        ("--train-images", int),
+        ("--val-images", int),
+        ("--epochs", int),
+        ("--batch-size", int),
+        ("--lr", float),
+        ("--image-size", image_size),
+        ("--warmup-epochs", float),
+        ("--data-seed", int),
+    ):
         b.add_argument(flag, type=kind, default=None)
     b.add_argument("--augment", choices=("none", "flip", "flip-crop"), default=None)
-    b.add_argument("--eval", dest="eval_split", choices=("val", "test"), default=None,
-                   help="evaluate on the held-out val images or the official test split")
+    b.add_argument(
+        "--eval",
+        dest="eval_split",
+        choices=("val", "test"),
+        default=None,
+        help="evaluate on the held-out val images or the official test split",
+    )
 
 
 def image_size(text: str) -> int | tuple[int, int]:
@@ -148,97 +175,201 @@ def image_size(text: str) -> int | tuple[int, int]:
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "search", help="run a multi-objective search over a space file",
+        "search",
+        help="run a multi-objective search over a space file",
         description="Run (or --resume) an Optuna multi-objective study over a space file; "
-                    "trials run as Ray tasks, locally or on a cluster (--address). "
-                    "Flags override the space file's [search] and [fidelity] settings. "
-                    "Example: gcsearch search --space quick")
-    p.add_argument("--space", default="quick",
-                   help="a space file, or a shipped space by name: quick, gcnet-paper, full, "
-                        "bench-small (default: %(default)s)")
-    p.add_argument("--data", default=None, metavar="DIR",
-                   help="the data folder of a task that reads files (imagefolder, cifar10, ...); "
-                        "replaces the space file's [task] data")
+        "trials run as Ray tasks, locally or on a cluster (--address). "
+        "Flags override the space file's [search] and [fidelity] settings. "
+        "Example: gcsearch search --space quick",
+    )
+    p.add_argument(
+        "--space",
+        default="quick",
+        help="a space file, or a shipped space by name: quick, gcnet-paper, full, "
+        "bench-small (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="the data folder of a task that reads files (imagefolder, cifar10, ...); "
+        "replaces the space file's [task] data",
+    )
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<space name>)")
     p.add_argument("--study-name", default=None, help="study name (default: the space name)")
-    p.add_argument("--storage", default=None,
-                   help="Optuna storage: URL (postgresql://..., sqlite:///...), journal file "
-                        "(*.log) or 'memory' (default: <run dir>/study.db)")
-    p.add_argument("--sampler", choices=("ehvi", "nsga2", "tpe", "random", "grid"), default=None,
-                   help="search strategy (default: the space file's, else ehvi)")
-    p.add_argument("--n-trials", default=None,
-                   help="distinct candidates to train, or 'all' (default: the space file's)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage: URL (postgresql://..., sqlite:///...), journal file "
+        "(*.log) or 'memory' (default: <run dir>/study.db)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=("ehvi", "nsga2", "tpe", "random", "grid"),
+        default=None,
+        help="search strategy (default: the space file's, else ehvi)",
+    )
+    p.add_argument(
+        "--n-trials",
+        default=None,
+        help="distinct candidates to train, or 'all' (default: the space file's)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per candidate")
-    p.add_argument("--parallel", type=int, default=None,
-                   help="trials at once (default: space file; with --address, cluster size)")
-    p.add_argument("--cpus-per-trial", type=float, default=None,
-                   help="Ray CPUs (and torch threads, at least 1) per trial")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="Ray GPUs per trial; fractions share a GPU (e.g. 0.25)")
-    p.add_argument("--address", default=None,
-                   help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the study in --run-dir (finished trials are kept)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where trials train (auto: a GPU when the trial holds one)")
-    p.add_argument("--no-fidelity", action="store_true",
-                   help="train every candidate at the full budget (no successive halving)")
-    p.add_argument("--fidelity", action="store_true",
-                   help="successive halving over candidates (rungs at min-epochs x eta^k)")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="trials at once (default: space file; with --address, cluster size)",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="Ray CPUs (and torch threads, at least 1) per trial",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="Ray GPUs per trial; fractions share a GPU (e.g. 0.25)",
+    )
+    p.add_argument(
+        "--address", default=None, help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study in --run-dir (finished trials are kept)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where trials train (auto: a GPU when the trial holds one)",
+    )
+    p.add_argument(
+        "--no-fidelity",
+        action="store_true",
+        help="train every candidate at the full budget (no successive halving)",
+    )
+    p.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="successive halving over candidates (rungs at min-epochs x eta^k)",
+    )
     p.add_argument("--eta", type=int, default=None, help="successive-halving reduction factor")
-    p.add_argument("--min-epochs", type=int, default=None,
-                   help="first rung (epochs); put it where candidates are past chance")
-    p.add_argument("--max-retries", type=int, default=3,
-                   help="Ray retries of a trial whose worker died (default: %(default)s)")
-    p.add_argument("--smoke", action="store_true",
-                   help="a tiny budget (2 epochs, 256 images) to check a setup end to end")
-    p.add_argument("--deterministic", action="store_true",
-                   help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
-                        "cuDNN autotuning). CPU trials are deterministic anyway")
-    p.add_argument("--keep-states", action="store_true",
-                   help="keep the training states rung runs leave in RUN/states/ (a promotion "
-                        "continues from them; removed after the search by default)")
+    p.add_argument(
+        "--min-epochs",
+        type=int,
+        default=None,
+        help="first rung (epochs); put it where candidates are past chance",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="Ray retries of a trial whose worker died (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny budget (2 epochs, 256 images) to check a setup end to end",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
+        "cuDNN autotuning). CPU trials are deterministic anyway",
+    )
+    p.add_argument(
+        "--keep-states",
+        action="store_true",
+        help="keep the training states rung runs leave in RUN/states/ (a promotion "
+        "continues from them; removed after the search by default)",
+    )
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="Pareto front and ablation tables of a finished study")
     p.add_argument("run", help="a run directory, a storage file or an Optuna storage URL")
     p.add_argument("--study", default=None, help="study name (if the storage holds several)")
-    p.add_argument("--reference", default="gc",
-                   help="ablation reference: candidate id, block id or preset (default: gc)")
+    p.add_argument(
+        "--reference",
+        default="gc",
+        help="ablation reference: candidate id, block id or preset (default: gc)",
+    )
     p.add_argument("--md", default=None, metavar="FILE", help="write Markdown (+ PNG plots)")
-    p.add_argument("--html", default=None, metavar="FILE",
-                   help="write one self-contained HTML file (plots embedded, tables sortable)")
+    p.add_argument(
+        "--html",
+        default=None,
+        metavar="FILE",
+        help="write one self-contained HTML file (plots embedded, tables sortable)",
+    )
     p.add_argument("--csv", default=None, metavar="FILE", help="write the results frame (CSV)")
     p.add_argument("--parquet", default=None, metavar="FILE", help="write the frame (Parquet)")
-    p.add_argument("--curves", default=None, metavar="FILE",
-                   help="write the learning curves: one row per trial, seed and epoch (CSV)")
-    p.add_argument("--verdicts", action="store_true",
-                   help="add GCNet's findings, checked (always on for a gcnet-paper space)")
-    p.add_argument("--fidelity", default=None, metavar="JSON",
-                   help="the JSON of `gcsearch analyze fidelity --json`, quoted in the verdicts")
-    p.add_argument("--nl", default=None, metavar="JSON",
-                   help="the JSON of `gcsearch analyze nl --json`, for the NL verdict")
-    p.add_argument("--compare", default=None, metavar="CSV",
-                   help="a committed results CSV (`report --csv`, a run's results.csv): does "
-                   "each candidate's mean agree with this run's within its 95%% interval?")
+    p.add_argument(
+        "--curves",
+        default=None,
+        metavar="FILE",
+        help="write the learning curves: one row per trial, seed and epoch (CSV)",
+    )
+    p.add_argument(
+        "--verdicts",
+        action="store_true",
+        help="add GCNet's findings, checked (always on for a gcnet-paper space)",
+    )
+    p.add_argument(
+        "--fidelity",
+        default=None,
+        metavar="JSON",
+        help="the JSON of `gcsearch analyze fidelity --json`, quoted in the verdicts",
+    )
+    p.add_argument(
+        "--nl",
+        default=None,
+        metavar="JSON",
+        help="the JSON of `gcsearch analyze nl --json`, for the NL verdict",
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="CSV",
+        help="a committed results CSV (`report --csv`, a run's results.csv): does "
+        "each candidate's mean agree with this run's within its 95%% interval?",
+    )
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write the chosen block as a standalone PyTorch module")
-    p.add_argument("run", nargs="?", default=None,
-                   help="a run directory, storage file or URL (omit to export --id alone)")
+    p.add_argument(
+        "run",
+        nargs="?",
+        default=None,
+        help="a run directory, storage file or URL (omit to export --id alone)",
+    )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--rank", type=int, default=1,
-                       help="K-th Pareto-front member by top-1, best first (default: 1)")
+    which.add_argument(
+        "--rank",
+        type=int,
+        default=1,
+        help="K-th Pareto-front member by top-1, best first (default: 1)",
+    )
     which.add_argument("--id", default=None, help="a candidate id or preset, e.g. gc")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
     p.add_argument("--study", default=None, help="study name (if the storage holds several)")
     p.add_argument("--class-name", default=None, help="class name (default: from the spec)")
-    p.add_argument("--channels", type=int, default=256,
-                   help="C at which the docstring states one block's cost (default: 256)")
-    p.add_argument("--size", type=int, default=14,
-                   help="H = W at which the docstring states one block's cost (default: 14)")
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=256,
+        help="C at which the docstring states one block's cost (default: 256)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=14,
+        help="H = W at which the docstring states one block's cost (default: 14)",
+    )
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -247,108 +378,189 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     f = p.add_argument_group("bench flops: the default flops table vs one baseline trace")
     f.add_argument("--input", type=int, default=None, help="input side (default: the net's)")
     t = p.add_argument_group("bench train: train(...) vs a bare PyTorch loop, interleaved")
-    t.add_argument("--task", default=None,
-                   help=f"default: {DEFAULT_TASK}; proxy with --space: run the space's candidates "
-                   "and budget on this task instead of the space's")
+    t.add_argument(
+        "--task",
+        default=None,
+        help=f"default: {DEFAULT_TASK}; proxy with --space: run the space's candidates "
+        "and budget on this task instead of the space's",
+    )
     t.add_argument("--candidate", default="gc", help="default: %(default)s")
     t.add_argument("--backbone", default=None, help="default: the task's")
-    t.add_argument("--repeats", type=int, default=3,
-                   help="pairs of runs (train, flops; default: %(default)s)")
+    t.add_argument(
+        "--repeats", type=int, default=3, help="pairs of runs (train, flops; default: %(default)s)"
+    )
     t.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     t.add_argument("--epochs", type=int, default=None, help="default: the task's budget")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    t.add_argument("--smoke", action="store_true",
-                   help="a few seconds (tests): digits for train; 3 replays for search")
+    t.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds (tests): digits for train; 3 replays for search",
+    )
     c = p.add_argument_group("bench proxy and bench search")
-    c.add_argument("--space", default=None,
-                   help="proxy: take task, budget and candidates from a space; search: the space "
-                   "(default: bench-small)")
-    c.add_argument("--out", default=None,
-                   help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
-                   "<run-root>/bench-search.json; storage: runs/bench-storage.json)")
+    c.add_argument(
+        "--space",
+        default=None,
+        help="proxy: take task, budget and candidates from a space; search: the space "
+        "(default: bench-small)",
+    )
+    c.add_argument(
+        "--out",
+        default=None,
+        help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
+        "<run-root>/bench-search.json; storage: runs/bench-storage.json)",
+    )
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
-    x.add_argument("--candidates", default=None,
-                   help="comma-separated ids/presets (default: none,se,snl,gc + 2 searched)")
+    x.add_argument(
+        "--candidates",
+        default=None,
+        help="comma-separated ids/presets (default: none,se,snl,gc + 2 searched)",
+    )
     x.add_argument("--seeds", default="0,1,2,3,4", help="e.g. 0,1,2 or 0-5 (default: %(default)s)")
     x.add_argument("--jobs", type=int, default=1, help="parallel trials, processes (default: 1)")
     x.add_argument("--data", default=None, help="data directory for tasks that read files")
-    x.add_argument("--budget", default=None,
-                   help="budget overrides, e.g. train_images=4000,epochs=8 (default: the task's)")
-    x.add_argument("--split-tau", action="store_true",
-                   help="Kendall τ between rankings under the first and second half of the seeds")
-    x.add_argument("--record", action="store_true",
-                   help="also record the figures for `gcsearch tasks list` (package data)")
+    x.add_argument(
+        "--budget",
+        default=None,
+        help="budget overrides, e.g. train_images=4000,epochs=8 (default: the task's)",
+    )
+    x.add_argument(
+        "--split-tau",
+        action="store_true",
+        help="Kendall τ between rankings under the first and second half of the seeds",
+    )
+    x.add_argument(
+        "--record",
+        action="store_true",
+        help="also record the figures for `gcsearch tasks list` (package data)",
+    )
     x.add_argument("--quiet", action="store_true", help="no line per finished trial")
-    g = p.add_argument_group("bench search: strategies replayed on an exhaustive table "
-                             "(see docs/search-benchmark.md)")
-    g.add_argument("--table", default=None,
-                   help="exhaustive table (default: benchmarks/tables/<space name>.jsonl)")
-    g.add_argument("--build-table", action="store_true",
-                   help="train what the table is missing first (resumes a partial table)")
+    g = p.add_argument_group(
+        "bench search: strategies replayed on an exhaustive table (see docs/search-benchmark.md)"
+    )
+    g.add_argument(
+        "--table",
+        default=None,
+        help="exhaustive table (default: benchmarks/tables/<space name>.jsonl)",
+    )
+    g.add_argument(
+        "--build-table",
+        action="store_true",
+        help="train what the table is missing first (resumes a partial table)",
+    )
     g.add_argument("--table-seeds", type=int, default=3, help="seeds per network (default 3)")
-    g.add_argument("--table-parallel", type=int, default=1,
-                   help="trainings at once while building the table (default 1)")
+    g.add_argument(
+        "--table-parallel",
+        type=int,
+        default=1,
+        help="trainings at once while building the table (default 1)",
+    )
     g.add_argument("--replays", type=int, default=100, help="replays per strategy (default 100)")
-    g.add_argument("--first-seed", type=int, default=0,
-                   help="sampler seed (and shuffle) of the first replay (default 0; tune a "
-                   "strategy on other seeds than the ones you report)")
-    g.add_argument("--in-flight", default="0",
-                   help="candidates unanswered at each proposal, as parallel slots run them; "
-                   "several (0,1,8) give one section each (default 0; the shipped parallel = 2 "
-                   "seed jobs is 1)")
-    g.add_argument("--ehvi-batch", default=None,
-                   help="how ehvi treats networks in flight (tuning; default: the shipped "
-                   "rule, gcsearch.search.strategy.BATCH_RULE)")
-    g.add_argument("--budget-fraction", type=float, default=0.25,
-                   help="trials as a fraction of the candidates (default 0.25)")
-    g.add_argument("--strategies", default="ehvi,tpe,nsga2,random",
-                   help="comma-separated (default: %(default)s); the controls cheapest-first "
-                   "and random networks always run")
-    g.add_argument("--only", choices=("search", "fidelity", "scaling"), default=None,
-                   help="one section (default: search and fidelity)")
+    g.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="sampler seed (and shuffle) of the first replay (default 0; tune a "
+        "strategy on other seeds than the ones you report)",
+    )
+    g.add_argument(
+        "--in-flight",
+        default="0",
+        help="candidates unanswered at each proposal, as parallel slots run them; "
+        "several (0,1,8) give one section each (default 0; the shipped parallel = 2 "
+        "seed jobs is 1)",
+    )
+    g.add_argument(
+        "--ehvi-batch",
+        default=None,
+        help="how ehvi treats networks in flight (tuning; default: the shipped "
+        "rule, gcsearch.search.strategy.BATCH_RULE)",
+    )
+    g.add_argument(
+        "--budget-fraction",
+        type=float,
+        default=0.25,
+        help="trials as a fraction of the candidates (default 0.25)",
+    )
+    g.add_argument(
+        "--strategies",
+        default="ehvi,tpe,nsga2,random",
+        help="comma-separated (default: %(default)s); the controls cheapest-first "
+        "and random networks always run",
+    )
+    g.add_argument(
+        "--only",
+        choices=("search", "fidelity", "scaling"),
+        default=None,
+        help="one section (default: search and fidelity)",
+    )
     g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
-    k = p.add_argument_group("bench asks: one ehvi ask's CPU time and memory on generated "
-                             "spaces of 10^3-10^5 candidates")
+    k = p.add_argument_group(
+        "bench asks: one ehvi ask's CPU time and memory on generated spaces of 10^3-10^5 candidates"
+    )
     k.add_argument("--sizes", default=None, help="pool sizes (default: 1000,10000,100000)")
     k.add_argument("--told", type=int, default=200, help="results told first (default 200)")
     k.add_argument("--asks", type=int, default=5, help="timed asks per size (default 5)")
     k.add_argument("--axes", type=int, default=5, help="generated axes (default 5)")
     k.add_argument("--values", type=int, default=10, help="values per axis (default 10)")
     k.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    k.add_argument("--exact-up-to", type=int, default=0,
-                   help="also time the unscreened ask up to this size and check it proposes "
-                   "the same (default 0: never)")
+    k.add_argument(
+        "--exact-up-to",
+        type=int,
+        default=0,
+        help="also time the unscreened ask up to this size and check it proposes "
+        "the same (default 0: never)",
+    )
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
     s.add_argument("--storages", default=None, help="sqlite,journal,postgresql (default: all)")
-    s.add_argument("--postgres", default=None,
-                   help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
-                   "nofsync: the same without fsync)")
-    x.add_argument("--resume", action="store_true",
-                   help="keep the trials a stopped run logged beside --out (same budget)")
+    s.add_argument(
+        "--postgres",
+        default=None,
+        help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
+        "nofsync: the same without fsync)",
+    )
+    x.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the trials a stopped run logged beside --out (same budget)",
+    )
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="analyses of trained models and of the proxy's fidelity")
     a = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    n = a.add_parser("nl", help="GCNet Table 1: is trained NL attention query-independent?",
-                     description="Cosine distances between positions of a Non-local block's "
-                     "inputs, outputs (z - x) and attention maps, and the JSD between attention "
-                     "maps, over held-out images. Example: gcsearch analyze nl runs/paper")
+    n = a.add_parser(
+        "nl",
+        help="GCNet Table 1: is trained NL attention query-independent?",
+        description="Cosine distances between positions of a Non-local block's "
+        "inputs, outputs (z - x) and attention maps, and the JSD between attention "
+        "maps, over held-out images. Example: gcsearch analyze nl runs/paper",
+    )
     n.add_argument("target", help="a weights file (.pt) or a run directory (its weights/)")
     n.add_argument("--task", default=None, help="default: the task the weights were trained on")
     n.add_argument("--data", default=None, help="data directory for tasks that read files")
     n.add_argument("--images", type=int, default=256, help="held-out images (default: 256)")
     n.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
-    f = a.add_parser("fidelity", help="rank agreement of candidates between two budgets",
-                     description="Kendall τ and Spearman ρ (bootstrap over seeds) between the "
-                     "rankings at a low and a high budget, and the front overlap. "
-                     "Example: gcsearch analyze fidelity runs/quick --low-epoch 3")
-    f.add_argument("targets", nargs="*",
-                   help="one run (low = an early epoch, high = the last) or two runs (low high)")
-    f.add_argument("--low-epoch", type=int, default=None,
-                   help="one run: the low budget's epoch (default: first rung, else half)")
+    f = a.add_parser(
+        "fidelity",
+        help="rank agreement of candidates between two budgets",
+        description="Kendall τ and Spearman ρ (bootstrap over seeds) between the "
+        "rankings at a low and a high budget, and the front overlap. "
+        "Example: gcsearch analyze fidelity runs/quick --low-epoch 3",
+    )
+    f.add_argument(
+        "targets",
+        nargs="*",
+        help="one run (low = an early epoch, high = the last) or two runs (low high)",
+    )
+    f.add_argument(
+        "--low-epoch",
+        type=int,
+        default=None,
+        help="one run: the low budget's epoch (default: first rung, else half)",
+    )
     f.add_argument("--csv", default=None, help="a long table: candidate,seed,budget,top1[,macs]")
     f.add_argument("--study", default=None, help="study name (if the storage holds several)")
     f.add_argument("--bootstrap", type=int, default=2000, help="resamples (default: 2000)")
@@ -362,8 +574,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="gcsearch 0.1.0")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_search, _add_report, _add_export, _add_space, _add_flops, _add_tasks,
-                _add_train, _add_bench, _add_analyze):
+    for add in (
+        _add_search,
+        _add_report,
+        _add_export,
+        _add_space,
+        _add_flops,
+        _add_tasks,
+        _add_train,
+        _add_bench,
+        _add_analyze,
+    ):
         add(sub)
     return parser
 
@@ -375,17 +596,23 @@ def check_folder(folder: str | os.PathLike[str], flag: str) -> None:
     """
     path = Path(folder).absolute()
     if path.exists() and not path.is_dir():
-        raise UserError(f"{flag} {folder}: {path} is a file, not a folder (allowed: a folder "
-                        "path, new or existing)")
+        raise UserError(
+            f"{flag} {folder}: {path} is a file, not a folder (allowed: a folder "
+            "path, new or existing)"
+        )
     probe = path
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"{flag} {folder}: {probe} is a file, so no folder can be made under it "
-                        "(allowed: a path whose parents are folders)")
+        raise UserError(
+            f"{flag} {folder}: {probe} is a file, so no folder can be made under it "
+            "(allowed: a path whose parents are folders)"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {folder}: cannot write in {probe} (permission denied or a "
-                        "read-only file system; allowed: a folder you can write in)")
+        raise UserError(
+            f"{flag} {folder}: cannot write in {probe} (permission denied or a "
+            "read-only file system; allowed: a folder you can write in)"
+        )
 
 
 def _output_file(file: str, flag: str) -> None:
@@ -424,8 +651,7 @@ def _warning_lines(command: str, show: Callable[..., None]) -> Callable[..., Non
     """``warnings.showwarning`` that prints an ``InputWarning`` as one line (the run goes on);
     other warnings go to ``show`` as before."""
 
-    def showwarning(message: Warning | str, category: type[Warning], *rest: Any,
-                    **kw: Any) -> None:
+    def showwarning(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
         if issubclass(category, InputWarning):
             print(f"gcsearch {command}: warning: {_one_line(message)}", file=sys.stderr)
         else:

@@ -301,8 +301,9 @@ def _base_and_sites(
     A block sits after a residual block's last BN or after its add; both have the residual
     block's output shape, which is what the hooks record.
     """
-    model = build_model(Candidate.none(), backbone, num_classes=num_classes,
-                        in_chans=input_shape[0], layout=layout)
+    model = build_model(
+        Candidate.none(), backbone, num_classes=num_classes, in_chans=input_shape[0], layout=layout
+    )
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
     for name, module in model.named_modules():
@@ -322,15 +323,19 @@ def _base_and_sites(
 
 @functools.lru_cache(maxsize=256)
 def _sites(
-    placement: Placement, backbone: str, input_shape: tuple[int, ...], num_classes: int,
+    placement: Placement,
+    backbone: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
     layout: str,
 ) -> tuple[str, ...]:
     """Slot names a placement fills, read from a model with a GC block there built on the meta
     device (so ``build_model`` stays the one place that decides where blocks go)."""
     probe = Candidate(block=BlockSpec(), placement=placement)
     with _meta_build():
-        model = build_model(probe, backbone, num_classes=num_classes, in_chans=input_shape[0],
-                            layout=layout)
+        model = build_model(
+            probe, backbone, num_classes=num_classes, in_chans=input_shape[0], layout=layout
+        )
     return tuple(name for name, _ in context_blocks(model))
 
 
@@ -368,7 +373,10 @@ def _block_costs(keys: Sequence[tuple[Candidate, tuple[int, ...], int]]) -> None
         if missed:
             warnings.warn(
                 f"gcsearch.cost: no MAC handle for {', '.join(sorted(missed))} in "
-                f"{key[0].id}; its MACs are a lower bound", RuntimeWarning, stacklevel=3)
+                f"{key[0].id}; its MACs are a lower bound",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         _BLOCK_COSTS[key] = (_params(block), int(per_module.get(name, 0)))
 
 
@@ -464,9 +472,10 @@ def run_flops(args: argparse.Namespace) -> int:
             raise UserError(f"--batch {args.batch} / --threads {args.threads}: both must be >= 1")
         torch.set_num_threads(args.threads)
         with console.status("measuring latency (interleaved rounds)"):
-            models = {c.id: build_model(c, args.backbone, num_classes=num_classes,
-                                        layout=args.layout)
-                      for c in [Candidate.none(), *candidates]}
+            models = {
+                c.id: build_model(c, args.backbone, num_classes=num_classes, layout=args.layout)
+                for c in [Candidate.none(), *candidates]
+            }
             latencies = compare_latency(models, shape, batch=args.batch, device=args.device)
     unit, scale = ("G", 1e9) if base.base_macs >= 1e9 else ("M", 1e6)
     table = Table(
@@ -487,8 +496,15 @@ def run_flops(args: argparse.Namespace) -> int:
         extra = "" if cid == Candidate.none().id else _signed(100 * (ms / base_lat.ms - 1), ".1f")
         return [f"{ms:.3g}", extra]
 
-    table.add_row("baseline", f"{base.params:,}", "", f"{base.macs / scale:.3f}", "", "",
-                  *lat_cells(Candidate.none().id))
+    table.add_row(
+        "baseline",
+        f"{base.params:,}",
+        "",
+        f"{base.macs / scale:.3f}",
+        "",
+        "",
+        *lat_cells(Candidate.none().id),
+    )
     for cand, cost in zip(candidates, costs, strict=True):
         table.add_row(
             cand.id,

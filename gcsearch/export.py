@@ -295,9 +295,11 @@ def _facts(candidate: Candidate, meta: Mapping[str, Any]) -> str:
     if ms:
         dev = _safe(lat.get("device")) or "the trial's device"
         batch = _number(lat.get("batch"), ".0f")
-        lines.append(f"Latency in {where}: {ms} ms per forward pass"
-                     + (f" of a batch of {batch}" if batch else "")
-                     + f" on {dev} (median over seeds; timm benchmark.py conventions).")
+        lines.append(
+            f"Latency in {where}: {ms} ms per forward pass"
+            + (f" of a batch of {batch}" if batch else "")
+            + f" on {dev} (median over seeds; timm benchmark.py conventions)."
+        )
     acc = meta.get("accuracy") or {}
     mean = _number(acc.get("top1_mean"), ".2f")
     if mean:
@@ -377,9 +379,11 @@ def _block_weights(path: Path) -> tuple[dict[str, dict[str, Any]], Any]:
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # empty, truncated or foreign: one line, not a traceback
-        raise UserError(f"weights: {path} is not a weights file, empty, truncated or corrupt "
-                        f"({type(exc).__name__}; allowed: a gcsearch checkpoint or a "
-                        "state dict saved with torch.save)") from None
+        raise UserError(
+            f"weights: {path} is not a weights file, empty, truncated or corrupt "
+            f"({type(exc).__name__}; allowed: a gcsearch checkpoint or a "
+            "state dict saved with torch.save)"
+        ) from None
     if isinstance(state, Mapping) and "format" in state:  # a gcsearch checkpoint: checked whole
         ckpt = load_checkpoint(path)
         ckpt.build()  # weights that do not fit their own network: one line here, not later
@@ -387,8 +391,10 @@ def _block_weights(path: Path) -> tuple[dict[str, dict[str, Any]], Any]:
     elif isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):
-        raise UserError(f"weights: {path} holds a {type(state).__name__}, not a state dict "
-                        "(allowed: a gcsearch checkpoint or a state dict saved with torch.save)")
+        raise UserError(
+            f"weights: {path} holds a {type(state).__name__}, not a state dict "
+            "(allowed: a gcsearch checkpoint or a state dict saved with torch.save)"
+        )
     blocks: dict[str, dict[str, Any]] = {}
     for key, tensor in state.items():
         if not isinstance(key, str):
@@ -690,8 +696,11 @@ def _pick(args: argparse.Namespace) -> tuple[Candidate, dict[str, Any], Path | N
     settings = study_build_settings(args.run, study)
     meta.update(settings)
     if _plain(row.get("obj.latency")) is not None:  # the latency:min objective
-        meta["latency"] = {"ms": row["obj.latency"], "device": row.get("env.device"),
-                           "batch": (study.get("budget") or {}).get("batch_size")}
+        meta["latency"] = {
+            "ms": row["obj.latency"],
+            "device": row.get("env.device"),
+            "batch": (study.get("budget") or {}).get("batch_size"),
+        }
     return cand, _plain(meta), weights_path(args.run, row, cand, settings)
 
 

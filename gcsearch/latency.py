@@ -123,9 +123,16 @@ def compare_latency(
             lat = _timed(model, input_shape, batch, torch.device(device), per_round)
             times[name] += lat
     return {
-        name: Latency(ms=statistics.median(t), p10_ms=_quantile(t, 0.1),
-                      p90_ms=_quantile(t, 0.9), batch=batch, device=str(torch.device(device)),
-                      threads=torch.get_num_threads(), warmup=warmup, iters=len(t))
+        name: Latency(
+            ms=statistics.median(t),
+            p10_ms=_quantile(t, 0.1),
+            p90_ms=_quantile(t, 0.9),
+            batch=batch,
+            device=str(torch.device(device)),
+            threads=torch.get_num_threads(),
+            warmup=warmup,
+            iters=len(t),
+        )
         for name, t in times.items()
     }
 
@@ -164,10 +171,12 @@ def candidate_latency(
     from gcsearch.spec import Candidate
 
     cand = Candidate.parse(candidate) if isinstance(candidate, str) else candidate
-    model = build_model(cand, backbone, num_classes=num_classes, in_chans=int(input_shape[0]),
-                        min_hidden=min_hidden)
-    return measure_latency(model, input_shape, batch=batch, device=device, warmup=warmup,
-                           iters=iters)
+    model = build_model(
+        cand, backbone, num_classes=num_classes, in_chans=int(input_shape[0]), min_hidden=min_hidden
+    )
+    return measure_latency(
+        model, input_shape, batch=batch, device=device, warmup=warmup, iters=iters
+    )
 
 
 __all__ = [

@@ -275,8 +275,9 @@ def run_search(args: Any) -> int:
             command=getattr(args, "argv", None),
         )
     except OSError as exc:  # a write outside the trials (run directory, lock): one line
-        raise IOFault(f"{io_line(exc)}; the search stopped (what finished is in its study)"
-                      ) from exc
+        raise IOFault(
+            f"{io_line(exc)}; the search stopped (what finished is in its study)"
+        ) from exc
     c = outcome.counts
     if c["failed"] and not c["complete"] and not c["pruned"]:  # nothing to rank: say why
         first = first_failure(outcome.study)
@@ -309,8 +310,6 @@ def run_search(args: Any) -> int:
     for note in outcome.notes:
         console.print(note, highlight=False)
     return 0
-
-
 
 
 __all__ = [

@@ -82,6 +82,7 @@ def hidden_width(channels: int, ratio: int, min_hidden: int) -> int:
 
 # ----------------------------------------------------------------------------- objectives
 
+
 @dataclass(frozen=True)
 class Metric:
     """One metric a study can optimise, and every fact the search and report need of it.

@@ -40,13 +40,17 @@ def api_run(tmp_path_factory: pytest.TempPathFactory) -> gcsearch.SearchRun:
     tmp = tmp_path_factory.mktemp("api")
     space = tmp / "tiny.toml"
     space.write_text(TINY)
-    return gcsearch.run(space, seeds=2, smoke=True, run_dir=tmp / "run", executor="inline",
-                        progress=False)
+    return gcsearch.run(
+        space, seeds=2, smoke=True, run_dir=tmp / "run", executor="inline", progress=False
+    )
 
 
 def test_run_returns_frame_front_curves_and_study(api_run: gcsearch.SearchRun) -> None:
-    assert set(api_run.frame["spec.id"]) == {"none", "att-1x1-add@after_1x1:c4",
-                                             "avg-1x1-add@after_1x1:c4"}
+    assert set(api_run.frame["spec.id"]) == {
+        "none",
+        "att-1x1-add@after_1x1:c4",
+        "avg-1x1-add@after_1x1:c4",
+    }
     assert (api_run.frame["metric.top1_n"] == 2).all()  # seeds=2 reached every trial
     assert list(api_run.front["rank"]) == list(range(1, len(api_run.front) + 1))
     assert len(api_run.candidates) == 3
@@ -74,9 +78,17 @@ def test_bad_arguments_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_import_gcsearch_stays_light() -> None:
-    code = ("import sys, gcsearch; heavy = [m for m in ('torch', 'optuna', 'ray', 'pandas') "
-            "if m in sys.modules]; print(heavy); print(sorted(gcsearch.__all__))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.splitlines()
+    code = (
+        "import sys, gcsearch; heavy = [m for m in ('torch', 'optuna', 'ray', 'pandas') "
+        "if m in sys.modules]; print(heavy); print(sorted(gcsearch.__all__))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
     assert out[0] == "[]"
     assert {"run", "open_run", "SearchRun"} <= set(eval(out[1]))

@@ -21,8 +21,13 @@ def test_round_trip_rebuilds_the_same_network(tmp_path: Path) -> None:
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     path = save_checkpoint(
-        tmp_path / "w" / checkpoint_name(cand.id), model, cand,
-        backbone="resnet8", min_hidden=2, num_classes=2, input_shape=(3, 8, 48),
+        tmp_path / "w" / checkpoint_name(cand.id),
+        model,
+        cand,
+        backbone="resnet8",
+        min_hidden=2,
+        num_classes=2,
+        input_shape=(3, 8, 48),
         meta={"seed": 3, "top1": 91.5, "ignored": [1, 2]},
     )
     ckpt = load_checkpoint(path)

@@ -111,9 +111,12 @@ def test_random_text_as_storage_is_one_line(name: str, text: str) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lines=st.lists(
-        st.dictionaries(st.sampled_from(["op_code", "worker_id", "study_name", "x"]),
-                        st.one_of(st.integers(-3, 20), st.text(max_size=5), st.none())),
-        min_size=1, max_size=6,
+        st.dictionaries(
+            st.sampled_from(["op_code", "worker_id", "study_name", "x"]),
+            st.one_of(st.integers(-3, 20), st.text(max_size=5), st.none()),
+        ),
+        min_size=1,
+        max_size=6,
     )
 )
 def test_json_lines_that_are_no_journal_are_one_line(lines: list[dict]) -> None:
@@ -145,8 +148,16 @@ def test_search_on_a_corrupt_journal_storage_is_one_line(
 ) -> None:
     journal = tmp_path / "study.log"
     journal.write_bytes(data)
-    argv = ["search", "--space", "quick", "--smoke", "--run-dir", str(tmp_path / "run"),
-            "--storage", str(journal)]
+    argv = [
+        "search",
+        "--space",
+        "quick",
+        "--smoke",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--storage",
+        str(journal),
+    ]
     assert main(argv) == 2
     assert "not an Optuna journal file" in _one_line_error(capsys, "search")
     assert journal.read_bytes() == data

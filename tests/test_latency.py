@@ -58,12 +58,20 @@ def test_latency_is_an_objective_a_trial_measures() -> None:
     from gcsearch.search.trial import Job, run_job
     from gcsearch.spec import Candidate
 
-    space = parse_space('name = "lat"\nobjectives = ["top1:max", "latency:min"]\n'
-                        '[task]\nname = "digits"\nbackbone = "resnet8"\n')
+    space = parse_space(
+        'name = "lat"\nobjectives = ["top1:max", "latency:min"]\n'
+        '[task]\nname = "digits"\nbackbone = "resnet8"\n'
+    )
     assert space.objectives == ("top1:max", "latency:min")
-    job = Job(trial=0, candidate=Candidate.parse("gc@after_1x1:c4").to_dict(), seed=0,
-              task="digits", backbone="resnet8", objectives=space.objectives,
-              budget={"epochs": 1, "train_images": 64, "val_images": 32, "batch_size": 32})
+    job = Job(
+        trial=0,
+        candidate=Candidate.parse("gc@after_1x1:c4").to_dict(),
+        seed=0,
+        task="digits",
+        backbone="resnet8",
+        objectives=space.objectives,
+        budget={"epochs": 1, "train_images": 64, "val_images": 32, "batch_size": 32},
+    )
     out = run_job(job)
     assert out["status"] == "complete", out["reason"]
     lat = out["latency"]
@@ -93,21 +101,42 @@ def test_report_and_export_show_the_measured_latency(
     from gcsearch.spec import Candidate
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="lat", storage=f"sqlite:///{tmp_path}/study.db",
-                                directions=["maximize", "minimize"])
-    for key, value in (("objectives", ["top1:max", "latency:min"]), ("backbone", "resnet20"),
-                       ("task", "synthetic"), ("input_shape", [3, 32, 32]),
-                       ("budget", {"batch_size": 64})):
+    study = optuna.create_study(
+        study_name="lat",
+        storage=f"sqlite:///{tmp_path}/study.db",
+        directions=["maximize", "minimize"],
+    )
+    for key, value in (
+        ("objectives", ["top1:max", "latency:min"]),
+        ("backbone", "resnet20"),
+        ("task", "synthetic"),
+        ("input_shape", [3, 32, 32]),
+        ("budget", {"batch_size": 64}),
+    ):
         study.set_user_attr(key, value)
     for cid, top1, ms in (("none", 80.0, 1.5), ("gc@after_1x1:c4", 84.0, 2.25)):
         cand = Candidate.parse(cid)
-        res = {"seed": 0, "top1": top1, "status": "complete", "epochs": 2,
-               "latency": {"ms": ms, "batch": 64, "device": "cpu"}}
-        study.add_trial(create_trial(
-            state=TrialState.COMPLETE, values=[top1, ms],
-            user_attrs={"candidate": cand.to_dict(), "candidate_id": cand.id, "status": "complete",
-                        "results": [res], "env": {"device": "cpu"},
-                        "cost": {"params": 1, "macs": 2, "block_params": 0, "block_macs": 0}}))
+        res = {
+            "seed": 0,
+            "top1": top1,
+            "status": "complete",
+            "epochs": 2,
+            "latency": {"ms": ms, "batch": 64, "device": "cpu"},
+        }
+        study.add_trial(
+            create_trial(
+                state=TrialState.COMPLETE,
+                values=[top1, ms],
+                user_attrs={
+                    "candidate": cand.to_dict(),
+                    "candidate_id": cand.id,
+                    "status": "complete",
+                    "results": [res],
+                    "env": {"device": "cpu"},
+                    "cost": {"params": 1, "macs": 2, "block_params": 0, "block_macs": 0},
+                },
+            )
+        )
     table = _display_candidates(report.build_report(tmp_path))
     assert list(table["latency ms"]) == ["2.25", "1.5"]
     out = tmp_path / "b.py"

@@ -13,8 +13,16 @@ PACKAGE = ROOT / "gcsearch"
 
 #: lowest first; a module's layer is that of its longest listed prefix
 LAYERS: list[tuple[str, ...]] = [
-    ("gcsearch", "gcsearch.errors", "gcsearch.spec", "gcsearch.pareto", "gcsearch.result",
-     "gcsearch.units", "gcsearch.pool", "gcsearch.spaces"),
+    (
+        "gcsearch",
+        "gcsearch.errors",
+        "gcsearch.spec",
+        "gcsearch.pareto",
+        "gcsearch.result",
+        "gcsearch.units",
+        "gcsearch.pool",
+        "gcsearch.spaces",
+    ),
     ("gcsearch.blocks",),
     ("gcsearch.backbones",),
     ("gcsearch.checkpoint", "gcsearch.latency"),
@@ -58,8 +66,10 @@ def imports() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                    + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([base] if base else [])
+                    )
                 if not base.startswith("gcsearch"):
                     continue
                 for alias in node.names:
@@ -92,7 +102,7 @@ def test_no_circles() -> None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                circles.append([*stack[stack.index(nxt):], nxt])
+                circles.append([*stack[stack.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -51,8 +51,15 @@ def write_cifar(root: Path, n_train: int = 400, n_test: int = 40) -> Path:
     test_images = images[:n_test]
     (writer,) = [b for b in doc_blocks("python") if "cifar-10-batches-py" in b]
     code = writer.replace('"data/my-cifar', f'"{root}')
-    exec(code, {"images": images, "labels": labels, "test_images": test_images,
-                "test_labels": test_labels})
+    exec(
+        code,
+        {
+            "images": images,
+            "labels": labels,
+            "test_images": test_images,
+            "test_labels": test_labels,
+        },
+    )
     return root
 
 
@@ -97,7 +104,9 @@ def tiny_space(path: Path, data: Path | None, budget: str = "", name: str = "tin
 
 
 def test_documented_recipe_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_ray: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_ray: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """docs/own-data.md as written: its space files, `tasks list`, `space validate` and the
@@ -166,13 +175,37 @@ def test_study_counts_costs_at_its_image_size(
     console = Console(width=200, record=True)
     report.render_terminal(rep, console)
     assert "input [3, 48, 48]" in console.export_text()
-    assert main(["export", str(run), "--id", "att-1x1-add@after_1x1:c4",
-                 "-o", str(tmp_path / "b.py")]) == 0
+    assert (
+        main(["export", str(run), "--id", "att-1x1-add@after_1x1:c4", "-o", str(tmp_path / "b.py")])
+        == 0
+    )
     assert "at input 3x48x48" in (tmp_path / "b.py").read_text()
     capsys.readouterr()
-    assert main(["train", "none", "--task", "imagefolder", "--data", str(data), "--backbone",
-                 "resnet8", "--image-size", "16x64", "--epochs", "1", "--train-images", "8",
-                 "--val-images", "4", "--batch-size", "4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "none",
+                "--task",
+                "imagefolder",
+                "--data",
+                str(data),
+                "--backbone",
+                "resnet8",
+                "--image-size",
+                "16x64",
+                "--epochs",
+                "1",
+                "--train-images",
+                "8",
+                "--val-images",
+                "4",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     header = capsys.readouterr().out.splitlines()[0]
     assert "(3x16x64, resnet8" in header, header
 
@@ -188,8 +221,12 @@ def test_study_counts_costs_at_its_image_size(
     ],
 )
 def test_space_validate_rejects_missing_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    task: str, data: str | None, words: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    task: str,
+    data: str | None,
+    words: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
@@ -241,9 +278,11 @@ def test_search_where_every_trial_fails_exits_1_with_the_first_reason(
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1, err
     assert f"every trial failed (2 failed, none complete; run directory {tmp_path / 'run'})" in err
-    assert "the first, trial 0 (none): UserError: budget: 256 train + 128 val images do not fit " \
-           f"the 12 images of {data} (class 0 has 6 images, 128 needed for splits of (256, 128))" \
-           in err  # in full: the progress line cut it at 80 characters
+    assert (
+        "the first, trial 0 (none): UserError: budget: 256 train + 128 val images do not fit "
+        f"the 12 images of {data} (class 0 has 6 images, 128 needed for splits of (256, 128))"
+        in err
+    )  # in full: the progress line cut it at 80 characters
 
 
 def test_interrupted_search_prints_a_resume_command_with_its_flags(
@@ -257,8 +296,19 @@ def test_interrupted_search_prints_a_resume_command_with_its_flags(
     budget = "train_images = 8\nval_images = 4\nepochs = 1\nbatch_size = 4"
     space = tiny_space(tmp_path / "s.toml", None, budget)
     monkeypatch.setattr(executor, "RayExecutor", lambda *a, **k: _Interrupting())
-    argv = ["search", "--space", str(space), "--data", str(data), "--seeds", "2",
-            "--sampler", "random", "--run-dir", str(tmp_path / "run")]
+    argv = [
+        "search",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--seeds",
+        "2",
+        "--sampler",
+        "random",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 130
     out = " ".join(capsys.readouterr().out.split())
     hint = re.search(r"resume with `([^`]*)`", out)

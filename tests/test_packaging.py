@@ -66,7 +66,11 @@ def test_the_checkout_link_points_at_the_package_folder() -> None:
 def test_space_command_runs_from_a_folder_outside_the_checkout(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "gcsearch", "space", "validate", "quick"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "quick: ok" in out.stdout
@@ -75,9 +79,22 @@ def test_space_command_runs_from_a_folder_outside_the_checkout(tmp_path: Path) -
 @pytest.mark.slow
 def test_smoke_search_runs_from_a_folder_outside_the_checkout(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gcsearch", "search", "--space", "quick", "--smoke",
-         "--n-trials", "1"],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "gcsearch",
+            "search",
+            "--space",
+            "quick",
+            "--smoke",
+            "--n-trials",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "runs" / "quick" / "study.db").is_file()
@@ -105,9 +122,20 @@ def test_a_built_wheel_holds_the_spaces(tmp_path: Path) -> None:
     import zipfile
 
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = tmp_path.glob("gcsearch-*.whl")

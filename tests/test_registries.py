@@ -38,8 +38,11 @@ class ToyStripes(ArrayTask):
         y = torch.randint(0, 2, (200,), generator=g)
         phase = torch.randint(0, 2, (200,), generator=g)
         line = (torch.arange(8) + phase[:, None]) % 2  # (N, 8) stripes
-        img = torch.where(y[:, None, None] == 0, line[:, :, None].expand(-1, 8, 8),
-                          line[:, None, :].expand(-1, 8, 8))
+        img = torch.where(
+            y[:, None, None] == 0,
+            line[:, :, None].expand(-1, 8, 8),
+            line[:, None, :].expand(-1, 8, 8),
+        )
         x = (img * 200 + 20).to(torch.uint8).unsqueeze(1)
         return x[:160], y[:160], x[160:], y[160:]
 
@@ -70,8 +73,9 @@ def test_a_toy_objective_and_task_each_added_in_one_place(
     monkeypatch.setitem(tasks.TASKS, "toy-stripes", TaskEntry(f"{__name__}:ToyStripes"))
     with pytest.warns(InputWarning, match="n = 2"):  # two seeds keep the test short
         space = parse_space(SPACE, "toy.toml")
-    out = search(space, tmp_path / "run", executor=InlineExecutor(parallel=2), progress=False,
-                 export=False)
+    out = search(
+        space, tmp_path / "run", executor=InlineExecutor(parallel=2), progress=False, export=False
+    )
     study = out.study
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) >= 4  # the baseline and 3 searched networks

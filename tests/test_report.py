@@ -506,6 +506,8 @@ def test_preset_rows_name_their_deviations(demo_run: Path) -> None:
     shown = _display_presets(report.build_report(demo_run))
     row = shown[shown["preset"] == "nl-embedded"].iloc[0]
     assert row["deviations"] == "; ".join(PRESETS["nl-embedded"].deviations) != ""
+
+
 def test_normalised_hypervolume_is_a_fraction_of_the_recorded_box() -> None:
     from gcsearch.report.pareto import normalised_hypervolume
 

@@ -20,26 +20,41 @@ def _csv(path: Path, rows: list[tuple], epochs: int = 10, task: str = "synthetic
     records = []
     for trial, (cid, status, tops) in enumerate(rows):
         mean, half, n = mean_ci(tops)
-        rec = {"trial": trial, "status": status, "spec.id": cid, "duplicate_of": None,
-               "env.task": task, "env.cpu": "CPU A", "env.cpu_capability": "AVX2",
-               "env.torch": "2.x", "fidelity.epochs": epochs, "fidelity.max_epochs": epochs,
-               "metric.top1_mean": mean, "metric.top1_ci95": half, "metric.top1_n": n}
+        rec = {
+            "trial": trial,
+            "status": status,
+            "spec.id": cid,
+            "duplicate_of": None,
+            "env.task": task,
+            "env.cpu": "CPU A",
+            "env.cpu_capability": "AVX2",
+            "env.torch": "2.x",
+            "fidelity.epochs": epochs,
+            "fidelity.max_epochs": epochs,
+            "metric.top1_mean": mean,
+            "metric.top1_ci95": half,
+            "metric.top1_n": n,
+        }
         rec.update({f"metric.top1.s{s}": t for s, t in enumerate(tops)})
         records.append(rec)
     pd.DataFrame(records).to_csv(path, index=False)
     return path
 
 
-RERUN = [("gc", "complete", [90.0, 91.0, 92.0]),
-         ("se", "complete", [80.0, 82.0, 84.0]),
-         ("none", "complete", [50.0]),
-         ("snl", "complete", [70.0, 71.0]),
-         ("cbam", "pruned", [60.0, 61.0, 62.0])]
-COMMITTED = [("gc", "complete", [93.5, 94.0, 94.5]),   # outside the rerun's interval
-             ("se", "complete", [81.0, 83.0, 85.0]),   # inside
-             ("none", "complete", [50.2, 49.8]),       # rerun n = 1: no interval
-             ("danet", "complete", [60.0, 62.0]),      # only committed
-             ("cbam", "complete", [60.0, 61.0, 62.0])]  # pruned in the rerun: not compared
+RERUN = [
+    ("gc", "complete", [90.0, 91.0, 92.0]),
+    ("se", "complete", [80.0, 82.0, 84.0]),
+    ("none", "complete", [50.0]),
+    ("snl", "complete", [70.0, 71.0]),
+    ("cbam", "pruned", [60.0, 61.0, 62.0]),
+]
+COMMITTED = [
+    ("gc", "complete", [93.5, 94.0, 94.5]),  # outside the rerun's interval
+    ("se", "complete", [81.0, 83.0, 85.0]),  # inside
+    ("none", "complete", [50.2, 49.8]),  # rerun n = 1: no interval
+    ("danet", "complete", [60.0, 62.0]),  # only committed
+    ("cbam", "complete", [60.0, 61.0, 62.0]),
+]  # pruned in the rerun: not compared
 
 
 def _compare(tmp_path: Path, **committed: object):

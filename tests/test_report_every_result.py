@@ -24,24 +24,55 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 _STATE = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 
-def _trial(study: optuna.Study, cid: str, finals: list[float], status: str = "complete",
-           epochs: int = 6, block_macs: int = 0, block_params: int = 0) -> None:
+def _trial(
+    study: optuna.Study,
+    cid: str,
+    finals: list[float],
+    status: str = "complete",
+    epochs: int = 6,
+    block_macs: int = 0,
+    block_params: int = 0,
+) -> None:
     """One trial of a candidate over seeds 0..n-1 with a rising per-epoch history."""
     cand = Candidate.parse(cid)
     results = []
     for seed, final in enumerate(finals):
-        history = [{"epoch": e, "val_top1": final - 2.0 * (epochs - e), "val_loss": 1.0 / e,
-                    "train_loss": 1.2 / e, "seconds": 3.0} for e in range(1, epochs + 1)]
-        results.append({"candidate_id": cand.id, "seed": seed, "status": status,
-                        "reason": "loss is nan" if status == "failed" else "",
-                        "top1": final, "epochs": epochs, "history": history, "wall_s": 18.0 + seed,
-                        "env": {"device": "cpu", "node": "n1", "torch": "2.x"}})
+        history = [
+            {
+                "epoch": e,
+                "val_top1": final - 2.0 * (epochs - e),
+                "val_loss": 1.0 / e,
+                "train_loss": 1.2 / e,
+                "seconds": 3.0,
+            }
+            for e in range(1, epochs + 1)
+        ]
+        results.append(
+            {
+                "candidate_id": cand.id,
+                "seed": seed,
+                "status": status,
+                "reason": "loss is nan" if status == "failed" else "",
+                "top1": final,
+                "epochs": epochs,
+                "history": history,
+                "wall_s": 18.0 + seed,
+                "env": {"device": "cpu", "node": "n1", "torch": "2.x"},
+            }
+        )
     macs, params = 12_000_000 + block_macs, 170_000 + block_params
     attrs: dict[str, Any] = {
-        "candidate": cand.to_dict(), "candidate_id": cand.id, "results": results,
-        "status": status, "reason": "loss is nan" if status == "failed" else "",
-        "cost": {"params": params, "macs": macs, "block_params": block_params,
-                 "block_macs": block_macs},
+        "candidate": cand.to_dict(),
+        "candidate_id": cand.id,
+        "results": results,
+        "status": status,
+        "reason": "loss is nan" if status == "failed" else "",
+        "cost": {
+            "params": params,
+            "macs": macs,
+            "block_params": block_params,
+            "block_macs": block_macs,
+        },
         "fidelity": {"epochs": epochs, "max_epochs": 6, "rung": 0},
     }
     values = [float(np.mean(finals)), macs, params] if status == "complete" else None
@@ -49,12 +80,19 @@ def _trial(study: optuna.Study, cid: str, finals: list[float], status: str = "co
 
 
 def _study(path: Path) -> optuna.Study:
-    study = optuna.create_study(study_name="fmnist", storage=f"sqlite:///{path}",
-                                directions=["maximize", "minimize", "minimize"])
-    for key, value in (("objectives", ["top1:max", "macs:min", "params:min"]),
-                       ("task", "fashion-mnist"), ("backbone", "resnet8"),
-                       ("input_shape", [1, 28, 28]), ("seeds", 2),
-                       ("fidelity", {"enabled": True, "rungs": [3]})):
+    study = optuna.create_study(
+        study_name="fmnist",
+        storage=f"sqlite:///{path}",
+        directions=["maximize", "minimize", "minimize"],
+    )
+    for key, value in (
+        ("objectives", ["top1:max", "macs:min", "params:min"]),
+        ("task", "fashion-mnist"),
+        ("backbone", "resnet8"),
+        ("input_shape", [1, 28, 28]),
+        ("seeds", 2),
+        ("fidelity", {"enabled": True, "rungs": [3]}),
+    ):
         study.set_user_attr(key, value)
     return study
 
@@ -70,8 +108,12 @@ COMPLETE = [
     ("avgmax-r4-add@after_add:c3c4c5", [89.5, 89.9], 60_000, 20_000),
     ("att-r16ln-add@after_1x1:c3c4c5", [90.6, 90.9], 40_000, 9_000),
 ]
-PRUNED = ["avg-1x1-add@after_1x1:c4", "att-r4ln-mul@after_add:c4",
-          "avg-r4ln-add@after_1x1:c3c4c5", "avgmax-1x1-mul@after_1x1:c4"]
+PRUNED = [
+    "avg-1x1-add@after_1x1:c4",
+    "att-r4ln-mul@after_add:c4",
+    "avg-r4ln-add@after_1x1:c3c4c5",
+    "avgmax-1x1-mul@after_1x1:c4",
+]
 FAILED = ["att-r16-both@after_1x1:c3c4c5", "avg-r16-both@after_add:c4"]
 
 
@@ -82,10 +124,24 @@ def fmnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for cid, finals, macs, params in COMPLETE:
         _trial(study, cid, finals, block_macs=macs, block_params=params)
     for i, cid in enumerate(PRUNED):
-        _trial(study, cid, [70.0 + i, 71.0 + i], status="pruned", epochs=3,
-               block_macs=10_000 * (i + 1), block_params=3_000)
-    _trial(study, PRUNED[0], [72.0, 71.5], status="pruned", epochs=3, block_macs=10_000,
-           block_params=3_000)  # the same candidate stopped in a second trial
+        _trial(
+            study,
+            cid,
+            [70.0 + i, 71.0 + i],
+            status="pruned",
+            epochs=3,
+            block_macs=10_000 * (i + 1),
+            block_params=3_000,
+        )
+    _trial(
+        study,
+        PRUNED[0],
+        [72.0, 71.5],
+        status="pruned",
+        epochs=3,
+        block_macs=10_000,
+        block_params=3_000,
+    )  # the same candidate stopped in a second trial
     for cid in FAILED:
         _trial(study, cid, [float("nan"), float("nan")], status="failed", epochs=1)
     return run
@@ -101,8 +157,21 @@ def test_every_complete_candidate_is_in_every_rendering(
     fmnist_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     md, page = tmp_path / "r.md", tmp_path / "r.html"
-    assert main(["report", str(fmnist_run), "--md", str(md), "--html", str(page),
-                 "--curves", str(tmp_path / "curves.csv")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(fmnist_run),
+                "--md",
+                str(md),
+                "--html",
+                str(page),
+                "--curves",
+                str(tmp_path / "curves.csv"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     ids = [Candidate.parse(c).id for c, *_ in COMPLETE]
     table = _display_candidates(report.build_report(fmnist_run))

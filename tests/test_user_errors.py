@@ -14,8 +14,20 @@ import pytest
 
 from gcsearch.cli import main
 
-TINY_TRAIN = ["--task", "digits", "--epochs", "1", "--train-images", "64", "--val-images", "32",
-              "--batch-size", "32", "--device", "cpu"]
+TINY_TRAIN = [
+    "--task",
+    "digits",
+    "--epochs",
+    "1",
+    "--train-images",
+    "64",
+    "--val-images",
+    "32",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 def _one_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
@@ -42,13 +54,22 @@ def test_train_save_onto_a_folder_leaves_no_temp_file(
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (read-only there)")
-@pytest.mark.parametrize("storage", ["/proc/self/gcsearch-new/study.log",
-                                     "sqlite:////proc/self/gcsearch-new/study.db"])
+@pytest.mark.parametrize(
+    "storage", ["/proc/self/gcsearch-new/study.log", "sqlite:////proc/self/gcsearch-new/study.db"]
+)
 def test_storage_in_a_new_folder_on_a_read_only_file_system(
     storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["search", "--space", "quick", "--smoke", "--run-dir", str(tmp_path / "run"),
-            "--storage", storage]
+    argv = [
+        "search",
+        "--space",
+        "quick",
+        "--smoke",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--storage",
+        storage,
+    ]
     assert main(argv) == 2
     assert "--storage" in _one_line(capsys, "search")
 
@@ -67,8 +88,9 @@ def test_storage_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
 
 
 def _plain_study(path: Path, candidates: list[str]) -> None:
-    study = optuna.create_study(study_name="plain", storage=f"sqlite:///{path}",
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name="plain", storage=f"sqlite:///{path}", directions=["maximize", "minimize"]
+    )
     for i, cand in enumerate(candidates):
         trial = study.ask()
         trial.set_user_attr("candidate", cand)  # a string, not gcsearch's spec dict
@@ -170,11 +192,17 @@ def test_two_seeds_warn_that_intervals_are_not_informative(
     assert capsys.readouterr().err == ""
 
 
-def test_bench_proxy_empty_seed_range(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["bench", "proxy", "--task", "digits", "--seeds", "5-1", "--out",
-            str(tmp_path / "p.json")]
+def test_bench_proxy_empty_seed_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "bench",
+        "proxy",
+        "--task",
+        "digits",
+        "--seeds",
+        "5-1",
+        "--out",
+        str(tmp_path / "p.json"),
+    ]
     assert main(argv) == 2
     err = _one_line(capsys, "bench")
     assert "'5-1' is an empty range" in err and "1-5" in err

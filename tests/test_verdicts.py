@@ -18,8 +18,9 @@ GC = "att-r16ln-add@after_1x1:c3c4c5"
 GC_SEEDS = [84.0, 85.0, 86.0]
 
 
-def _run(tmp_path: Path, rows: dict[str, list[float]], name: str = "gcnet-paper",
-         **kw: dict) -> report.Report:
+def _run(
+    tmp_path: Path, rows: dict[str, list[float]], name: str = "gcnet-paper", **kw: dict
+) -> report.Report:
     study = new_study(tmp_path / "study.db", name)
     add_trial(study, "none", [80.0, 80.5, 81.0][: len(next(iter(rows.values())))])
     for cid, top1s in rows.items():
@@ -32,12 +33,15 @@ def _by_id(vs: list[vd.Verdict]) -> dict[str, vd.Verdict]:
 
 
 def test_clear_paired_differences_agree_or_disagree(tmp_path: Path) -> None:
-    rep = _run(tmp_path, {
-        GC: GC_SEEDS,
-        "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9],  # gc better by ~2: agree
-        "att-r16-add@after_1x1:c3c4c5": [86.0, 87.1, 87.9],  # no-LN better by ~2: disagree
-        "att-r16ln-mul@after_1x1:c3c4c5": [84.5, 84.2, 86.8],  # spans 0: can't tell
-    })
+    rep = _run(
+        tmp_path,
+        {
+            GC: GC_SEEDS,
+            "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9],  # gc better by ~2: agree
+            "att-r16-add@after_1x1:c3c4c5": [86.0, 87.1, 87.9],  # no-LN better by ~2: disagree
+            "att-r16ln-mul@after_1x1:c3c4c5": [84.5, 84.2, 86.8],  # spans 0: can't tell
+        },
+    )
     v = _by_id(vd.check(rep))
     assert v["pooling"].verdict == vd.AGREE
     assert v["pooling"].numbers["delta.method"] == PAIRED
@@ -92,8 +96,7 @@ def test_decisive_p_is_tost_or_one_sided_against_the_margin() -> None:
     se = 0.1 / 3**0.5
     tost = max(st.t.sf((0.1 + m) / se, 2), st.t.cdf((0.1 - m) / se, 2))
     assert vd.decisive_p(d, eq) == pytest.approx(2 * tost, rel=1e-9)
-    assert vd.decisive_p(d, ni) == pytest.approx(2 * st.t.sf((0.1 + ni.margin) / se, 2),
-                                                 rel=1e-9)
+    assert vd.decisive_p(d, ni) == pytest.approx(2 * st.t.sf((0.1 + ni.margin) / se, 2), rel=1e-9)
     far = paired_test([85.0, 86.0, 84.0], [80.0, 80.0, 80.0])  # Δ 5 ± 1 sd: beyond +margin
     se_far = 1.0 / 3**0.5
     assert vd.decisive_p(far, eq) == pytest.approx(2 * st.t.sf((5 - m) / se_far, 2), rel=1e-9)
@@ -117,7 +120,8 @@ def test_missing_and_pruned_rows(tmp_path: Path) -> None:
     v = _by_id(vd.check(rep))
     assert v["snl_vs_nl"].verdict == vd.NOT_IN_RUN
     assert "snl@after_block:c4:penultimate is not among the run's candidates" in (
-        v["snl_vs_nl"].evidence)
+        v["snl_vs_nl"].evidence
+    )
     assert v["ratio"].verdict.startswith("can't tell (")
     assert "pruned at epoch 2" in v["ratio"].verdict
     assert v["nl_query_independent"].verdict == vd.NOT_IN_RUN
@@ -132,8 +136,10 @@ def test_snl_vs_nl_states_the_cost_and_gc_vs_se_falls_back_to_the_block(tmp_path
             "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0],
             "se@after_1x1:c3c4c5": [83.0, 84.1, 84.9],
         },
-        **{"snl@after_add:c4:last": {"macs": 40_100_000},
-           "nl-embedded@after_add:c4:last": {"macs": 40_400_000}},
+        **{
+            "snl@after_add:c4:last": {"macs": 40_100_000},
+            "nl-embedded@after_add:c4:last": {"macs": 40_400_000},
+        },
     )
     v = _by_id(vd.check(rep))
     snl = v["snl_vs_nl"]
@@ -147,38 +153,60 @@ def test_snl_vs_nl_states_the_cost_and_gc_vs_se_falls_back_to_the_block(tmp_path
 def test_cost_claim_that_fails_disagrees(tmp_path: Path) -> None:
     rep = _run(
         tmp_path,
-        {"snl@after_add:c4:last": [84.0, 85.1, 85.9],
-         "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0]},
-        **{"snl@after_add:c4:last": {"macs": 40_500_000},
-           "nl-embedded@after_add:c4:last": {"macs": 40_400_000}},
+        {
+            "snl@after_add:c4:last": [84.0, 85.1, 85.9],
+            "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0],
+        },
+        **{
+            "snl@after_add:c4:last": {"macs": 40_500_000},
+            "nl-embedded@after_add:c4:last": {"macs": 40_400_000},
+        },
     )
     v = _by_id(vd.check(rep))["snl_vs_nl"]
     assert v.verdict == vd.DISAGREE and "costs no less" in v.evidence
 
 
 def test_stages_compare_with_the_best_alternative(tmp_path: Path) -> None:
-    rep = _run(tmp_path, {
-        GC: GC_SEEDS,
-        "att-r16ln-add@after_1x1:c3": [80.0, 81.0, 82.1],
-        "att-r16ln-add@after_1x1:c4c5": [82.0, 83.1, 83.9],
-    })
+    rep = _run(
+        tmp_path,
+        {
+            GC: GC_SEEDS,
+            "att-r16ln-add@after_1x1:c3": [80.0, 81.0, 82.1],
+            "att-r16ln-add@after_1x1:c4c5": [82.0, 83.1, 83.9],
+        },
+    )
     v = _by_id(vd.check(rep))["stages"]
     assert v.numbers["b"] == "att-r16ln-add@after_1x1:c4c5"
     assert v.verdict == vd.AGREE
     assert "left out" in v.evidence  # c4 and c5 are not in the run
 
 
-def _nl(att: float, out: float, inp: float = 0.3, models: int = 3, spread: float = 0.01,
-        **extra: object) -> list[dict]:
+def _nl(
+    att: float, out: float, inp: float = 0.3, models: int = 3, spread: float = 0.01, **extra: object
+) -> list[dict]:
     """``models`` trained models of one NL instantiation in ``analyze nl --json``'s format."""
     from gcsearch.report.nl_summary import DEFINITION
 
-    return [{"weights": f"seed{s}/nl.pt", "candidate": "nl-embedded@after_add:c4:last",
-             "task": "synthetic", "block": "b", "mode": "embedded", "positions": 16,
-             "images": 64, "definition": DEFINITION, "input": inp + spread * s,
-             "output": out + spread * ((s * 7) % 3), "attention": att + spread * ((s * 5) % 3),
-             "jsd": att / 2, "attention_zero_rows": 0.0, "inert": False, **extra}
-            for s in range(models)]
+    return [
+        {
+            "weights": f"seed{s}/nl.pt",
+            "candidate": "nl-embedded@after_add:c4:last",
+            "task": "synthetic",
+            "block": "b",
+            "mode": "embedded",
+            "positions": 16,
+            "images": 64,
+            "definition": DEFINITION,
+            "input": inp + spread * s,
+            "output": out + spread * ((s * 7) % 3),
+            "attention": att + spread * ((s * 5) % 3),
+            "jsd": att / 2,
+            "attention_zero_rows": 0.0,
+            "inert": False,
+            **extra,
+        }
+        for s in range(models)
+    ]
 
 
 def test_nl_query_independence_from_the_analysis_json(tmp_path: Path) -> None:
@@ -207,8 +235,12 @@ def test_nl_with_fewer_than_three_models_or_inert_blocks_gives_no_verdict(tmp_pa
 
 def test_fidelity_figure_is_quoted(tmp_path: Path) -> None:
     rep = _run(tmp_path, {GC: GC_SEEDS, "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9]})
-    fid = {"kendall_tau": 0.8, "kendall_tau_ci": [0.6, 0.93], "n_candidates": 9,
-           "input": "runs/x: epoch 3 vs 8"}
+    fid = {
+        "kendall_tau": 0.8,
+        "kendall_tau_ci": [0.6, 0.93],
+        "n_candidates": 9,
+        "input": "runs/x: epoch 3 vs 8",
+    }
     v = _by_id(vd.check(rep, fidelity=fid))["pooling"]
     assert "Kendall τ 0.80 [0.60, 0.93] over 9 candidates" in v.evidence
     assert v.numbers["fidelity.tau"] == 0.8
@@ -231,8 +263,9 @@ def test_reports_render_the_section(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert vd.SECTION in out and "query-independent" in out
 
 
-def test_other_spaces_get_no_section_unless_asked(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_spaces_get_no_section_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _run(tmp_path, {GC: GC_SEEDS}, name="quick")
     assert main(["report", str(tmp_path)]) == 0
     assert vd.SECTION not in capsys.readouterr().out
@@ -265,11 +298,14 @@ def test_conclusions_are_a_table_of_distinct_ids() -> None:
 def test_stages_need_every_alternative_beaten(tmp_path: Path) -> None:
     """c3–c5 clearly beats the most accurate alternative (c4c5) but not c3 (noisy): the
     intersection-union test can't tell, where the best-of rule agreed."""
-    rep = _run(tmp_path, {
-        GC: GC_SEEDS,
-        "att-r16ln-add@after_1x1:c4c5": [82.0, 83.1, 83.9],
-        "att-r16ln-add@after_1x1:c3": [78.0, 85.5, 79.0],
-    })
+    rep = _run(
+        tmp_path,
+        {
+            GC: GC_SEEDS,
+            "att-r16ln-add@after_1x1:c4c5": [82.0, 83.1, 83.9],
+            "att-r16ln-add@after_1x1:c3": [78.0, 85.5, 79.0],
+        },
+    )
     v = _by_id(vd.check(rep))["stages"]
     assert v.numbers["b"] == "att-r16ln-add@after_1x1:c4c5"
     assert v.verdict == vd.CANT_TELL and "intersection-union over 2" in v.evidence
@@ -278,11 +314,14 @@ def test_stages_need_every_alternative_beaten(tmp_path: Path) -> None:
 
 
 def test_stages_disagree_needs_an_alternative_significantly_better(tmp_path: Path) -> None:
-    rep = _run(tmp_path, {
-        GC: GC_SEEDS,
-        "att-r16ln-add@after_1x1:c4": [89.0, 90.1, 90.9],  # better by 5
-        "att-r16ln-add@after_1x1:c3": [80.0, 81.0, 82.1],
-    })
+    rep = _run(
+        tmp_path,
+        {
+            GC: GC_SEEDS,
+            "att-r16ln-add@after_1x1:c4": [89.0, 90.1, 90.9],  # better by 5
+            "att-r16ln-add@after_1x1:c3": [80.0, 81.0, 82.1],
+        },
+    )
     v = _by_id(vd.check(rep))["stages"]
     assert v.verdict == vd.DISAGREE and "any of 2, Bonferroni" in v.evidence
 
@@ -296,8 +335,10 @@ def test_a_much_better_snl_agrees_and_gc_outperforms_se_is_directional(tmp_path:
             "nl-embedded@after_add:c4:last": [84.1, 85.0, 86.0],
             "se@after_1x1:c3c4c5": [84.1, 84.9, 86.1],  # equal to GC
         },
-        **{"snl@after_add:c4:last": {"macs": 40_100_000},
-           "nl-embedded@after_add:c4:last": {"macs": 40_400_000}},
+        **{
+            "snl@after_add:c4:last": {"macs": 40_100_000},
+            "nl-embedded@after_add:c4:last": {"macs": 40_400_000},
+        },
     )
     v = _by_id(vd.check(rep))
     assert v["snl_vs_nl"].verdict == vd.AGREE and "(0.25×)" in v["snl_vs_nl"].evidence
@@ -325,24 +366,38 @@ def test_a_constant_difference_is_not_certainty(tmp_path: Path) -> None:
     assert "floored at the top-1 resolution 0.02 points" in v.evidence
 
 
-def test_report_reads_the_committed_analysis_json(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_reads_the_committed_analysis_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The NL JSON committed beside the reports (one model per instantiation, the earlier
     distance) gives no NL verdict and says why; the report still renders."""
     root = Path(__file__).resolve().parents[1] / "reports"
     _run(tmp_path, {GC: GC_SEEDS, "avg-r16ln-add@after_1x1:c3c4c5": [82.0, 83.1, 83.9]})
     md = tmp_path / "r.md"
-    code = main(["report", str(tmp_path), "--verdicts", "--nl", str(root / "gcnet-paper-nl.json"),
-                 "--fidelity", str(root / "gcnet-paper-graded-fidelity.json"), "--md", str(md)])
+    code = main(
+        [
+            "report",
+            str(tmp_path),
+            "--verdicts",
+            "--nl",
+            str(root / "gcnet-paper-nl.json"),
+            "--fidelity",
+            str(root / "gcnet-paper-graded-fidelity.json"),
+            "--md",
+            str(md),
+        ]
+    )
     text = md.read_text()
     assert code == 0 and "earlier distance definition" in text and "Kendall τ 0.77" in text
     assert "rerun gcsearch analyze nl" in text
 
 
-@pytest.mark.parametrize(("flag", "content"), [("--nl", '{"a": 1}'), ("--nl", '[{"x": 1}]'),
-                                               ("--fidelity", "[1, 2]")])
-def test_wrong_analysis_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         flag: str, content: str) -> None:
+@pytest.mark.parametrize(
+    ("flag", "content"), [("--nl", '{"a": 1}'), ("--nl", '[{"x": 1}]'), ("--fidelity", "[1, 2]")]
+)
+def test_wrong_analysis_json_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, content: str
+) -> None:
     _run(tmp_path, {GC: GC_SEEDS})
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -359,8 +414,9 @@ def test_decide_intersection_union_and_bonferroni_by_hand() -> None:
     se, df = [0.5, 1.0, 0.8], [2, 2, 2]
     p, direction = vd.decide("better", [2.0, 3.0, 1.5], se, df)
     assert direction == 1
-    assert p == pytest.approx(2 * max(st.t.sf(m / s, 2) for m, s in
-                                      zip([2.0, 3.0, 1.5], se, strict=True)))
+    assert p == pytest.approx(
+        2 * max(st.t.sf(m / s, 2) for m, s in zip([2.0, 3.0, 1.5], se, strict=True))
+    )
     p, direction = vd.decide("better", [2.0, -3.0, 1.5], se, df)
     assert direction == -1 and p == pytest.approx(min(1.0, 2 * 3 * st.t.cdf(-3.0, 2)))
     p, _ = vd.decide("better", [[0.1]], [[math.nan]], [[2]])

@@ -28,8 +28,9 @@ def _top1(rng: np.random.Generator, mean: float, sd: float, shape: tuple[int, ..
     return np.round((mean + rng.normal(0.0, sd, shape)) / STEP) * STEP
 
 
-def _rates(kind: str, a: np.ndarray, bs: list[np.ndarray], margin: float = vd.MARGIN
-           ) -> tuple[float, float]:
+def _rates(
+    kind: str, a: np.ndarray, bs: list[np.ndarray], margin: float = vd.MARGIN
+) -> tuple[float, float]:
     """(agree rate, disagree rate) of rule ``kind`` on simulated runs a (sims, n) vs bs."""
     stats = [paired_arrays(a - b, floor=STEP) for b in bs]
     mean = np.stack([s[0] for s in stats], axis=-1)

@@ -22,13 +22,26 @@ from gcsearch.tasks.train import TrialResult
 NL = Candidate.parse("nl-embedded@after_1x1:c4")
 
 
-def _save(path: Path, *, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32),
-          built_classes: int = 10, built_chans: int = 3) -> Path:
+def _save(
+    path: Path,
+    *,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] = (3, 32, 32),
+    built_classes: int = 10,
+    built_chans: int = 3,
+) -> Path:
     """A checkpoint whose stated settings may differ from the network it holds."""
     model = build_model(NL, "resnet8", num_classes=built_classes, in_chans=built_chans)
-    return save_checkpoint(path, model, NL, backbone="resnet8", min_hidden=8,
-                           num_classes=num_classes, input_shape=input_shape,
-                           meta={"task": "synthetic"})
+    return save_checkpoint(
+        path,
+        model,
+        NL,
+        backbone="resnet8",
+        min_hidden=8,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        meta={"task": "synthetic"},
+    )
 
 
 def _without_candidate(path: Path) -> None:
@@ -88,20 +101,36 @@ def _run_with_weights(tmp_path: Path) -> tuple[Path, Path]:
     them; returns (run, weights)."""
     run = tmp_path / "run"
     run.mkdir()
-    study = optuna.create_study(study_name="s", storage=f"sqlite:///{run / 'study.db'}",
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name="s",
+        storage=f"sqlite:///{run / 'study.db'}",
+        directions=["maximize", "minimize", "minimize"],
+    )
     study.set_user_attr("objectives", ["top1:max", "macs:min", "params:min"])
-    for key, value in (("backbone", "resnet8"), ("task", "synthetic"), ("min_hidden", 8),
-                       ("input_shape", [3, 32, 32])):
+    for key, value in (
+        ("backbone", "resnet8"),
+        ("task", "synthetic"),
+        ("min_hidden", 8),
+        ("input_shape", [3, 32, 32]),
+    ):
         study.set_user_attr(key, value)
     results = [TrialResult(NL.id, s, top1=80.0 + s, epochs=2).to_dict() for s in (0, 1)]
     cost = {"params": 2000, "macs": 200_000, "block_params": 500, "block_macs": 50_000}
-    study.add_trial(create_trial(
-        state=TrialState.COMPLETE, values=[80.5, 200_000.0, 2000.0],
-        user_attrs={"candidate": NL.to_dict(), "candidate_id": NL.id, "results": results,
-                    "status": "complete", "reason": "", "cost": cost,
-                    "fidelity": {"epochs": 2, "max_epochs": 2, "rung": 0}},
-    ))
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            values=[80.5, 200_000.0, 2000.0],
+            user_attrs={
+                "candidate": NL.to_dict(),
+                "candidate_id": NL.id,
+                "results": results,
+                "status": "complete",
+                "reason": "",
+                "cost": cost,
+                "fidelity": {"epochs": 2, "max_epochs": 2, "rung": 0},
+            },
+        )
+    )
     weights = run / "weights" / checkpoint_name(module_key(NL, "resnet8", 8))
     return run, _save(weights)
 

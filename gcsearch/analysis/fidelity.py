@@ -83,8 +83,7 @@ def jackknife_interval(
         nan = np.full_like(est, np.nan)
         return est, nan, nan
     keep = ~np.eye(n, dtype=bool)
-    loo = np.stack([stat(low[..., k, :].mean(-2), high[..., k, :].mean(-2))
-                    for k in keep], axis=-1)
+    loo = np.stack([stat(low[..., k, :].mean(-2), high[..., k, :].mean(-2)) for k in keep], axis=-1)
     se = np.sqrt((n - 1) / n * ((loo - loo.mean(-1, keepdims=True)) ** 2).sum(-1))
     half = stdtrit(n - 1, 0.5 + level / 2) * se
     return est, np.clip(est - half, -1, 1), np.clip(est + half, -1, 1)
@@ -160,8 +159,10 @@ def fidelity(
         ok = taus[np.isfinite(taus)]
         q = (1 - level) / 2
         extra["kendall_tau_bootstrap_ci"] = (
-            [float(np.quantile(ok, q)), float(np.quantile(ok, 1 - q))] if ok.size
-            else [math.nan, math.nan])
+            [float(np.quantile(ok, q)), float(np.quantile(ok, 1 - q))]
+            if ok.size
+            else [math.nan, math.nan]
+        )
         extra["bootstrap"] = int(ok.size)
 
     def interval(lo: Any, hi: Any) -> list[float]:
@@ -284,9 +285,14 @@ def render(res: Mapping[str, Any], what: str) -> list[str]:
         f"{ci(res['kendall_tau_ci'])}",
         f"Spearman ρ  {res['spearman_rho']:.3f}  {pct} % jackknife over seeds "
         f"{ci(res['spearman_rho_ci'])}",
-        *([f"(for comparison: {pct} % percentile bootstrap over seeds "
-           f"{ci(res['kendall_tau_bootstrap_ci'])} for τ)"]
-          if "kendall_tau_bootstrap_ci" in res else []),
+        *(
+            [
+                f"(for comparison: {pct} % percentile bootstrap over seeds "
+                f"{ci(res['kendall_tau_bootstrap_ci'])} for τ)"
+            ]
+            if "kendall_tau_bootstrap_ci" in res
+            else []
+        ),
         f"high-budget front ({', '.join(res['front_objectives'])}): {len(res['front_high'])} "
         f"members, {res['front_kept']} of them on the low-budget front "
         f"(low-budget front: {len(res['front_low'])})",

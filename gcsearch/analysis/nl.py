@@ -202,8 +202,7 @@ def block_stats(
                 "positions": h * w,
                 "images": count,
                 "definition": DEFINITION,
-                **{k: acc.total[k] / acc.count[k] if acc.count[k] else math.nan
-                   for k in acc.total},
+                **{k: acc.total[k] / acc.count[k] if acc.count[k] else math.nan for k in acc.total},
                 **{f"{k}_zero_rows": acc.zero[k] / max(acc.rows, 1) for k in acc.zero},
                 "output_spread": spread,
                 "inert": bool(math.isfinite(spread) and spread < INERT_TOL),
@@ -292,8 +291,13 @@ def analyze(
         )
         for row in block_stats(model, batches, images):
             rows.append(
-                {"weights": str(path), "candidate": ckpt.candidate.id, "task": task_name,
-                 "seed": ckpt.meta.get("seed"), **row}
+                {
+                    "weights": str(path),
+                    "candidate": ckpt.candidate.id,
+                    "task": task_name,
+                    "seed": ckpt.meta.get("seed"),
+                    **row,
+                }
             )
     if not rows:
         raise UserError(
@@ -326,17 +330,27 @@ def render(rows: Sequence[dict[str, Any]]) -> list[str]:
         )
     lines.append("per instantiation, mean ± 95 % t-interval over its models (seeds):")
     for rec in summarize(rows):
+
         def pm(key: str, rec: dict[str, Any] = rec) -> str:
             c = rec[key]
-            return (f"{c['mean']:.4f}" + (f" ± {c['ci95']:.4f}" if math.isfinite(c["ci95"])
-                                          else " (no interval)")) if c["n"] else "n/a"
+            return (
+                (
+                    f"{c['mean']:.4f}"
+                    + (f" ± {c['ci95']:.4f}" if math.isfinite(c["ci95"]) else " (no interval)")
+                )
+                if c["n"]
+                else "n/a"
+            )
 
         lines.append(
             f"  {rec['candidate']} {rec['block']}: {rec['live']} live of {rec['models']} models"
             f"; input {pm('input')}, output {pm('output')}, attention {pm('attention')}, "
             f"JSD {pm('jsd')}"
-            + (f"  (fewer than {MIN_MODELS} models: no interval, no verdict)"
-               if 0 < rec["live"] < MIN_MODELS else "")
+            + (
+                f"  (fewer than {MIN_MODELS} models: no interval, no verdict)"
+                if 0 < rec["live"] < MIN_MODELS
+                else ""
+            )
         )
     verdict, _, _, p, direction = nl_evidence(rows)
     if not verdict:

@@ -13,4 +13,3 @@ asserting timings).
 The engine (``gcsearch.search``) never imports this package; ``gcsearch.cli.COMMANDS`` maps
 each ``WHAT`` to its ``run_bench_*`` function.
 """
-

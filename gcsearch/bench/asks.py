@@ -98,10 +98,12 @@ class SynthDriver:
 class SynthEHVI(strat.EHVIStrategy):
     """``EHVIStrategy`` with a one-hot encoding of the generated values."""
 
-    def __init__(self, axes: int, values: int, costs: dict[str, dict[str, float]],
-                 seed: int = 0) -> None:
-        space = SimpleNamespace(objectives=list(OBJECTIVES), grids=[],
-                                search=SimpleNamespace(sampler_seed=seed))
+    def __init__(
+        self, axes: int, values: int, costs: dict[str, dict[str, float]], seed: int = 0
+    ) -> None:
+        space = SimpleNamespace(
+            objectives=list(OBJECTIVES), grids=[], search=SimpleNamespace(sampler_seed=seed)
+        )
         spanned = list(costs)
         reference, ideal = strat.hv_box(OBJECTIVES, costs, 10, spanned)
         super().__init__(space, costs, reference, ideal)  # type: ignore[arg-type]
@@ -231,24 +233,40 @@ def run_bench_asks(args: argparse.Namespace) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
-        "space": {"axes": args.axes, "values": args.values, "seed": args.seed,
-                  "objectives": list(OBJECTIVES)},
+        "space": {
+            "axes": args.axes,
+            "values": args.values,
+            "seed": args.seed,
+            "objectives": list(OBJECTIVES),
+        },
         "screen_above": strat.SCREEN_ABOVE,
         "blas_threads": 1 if _has_threadpoolctl() else None,
         "sizes": {},
     }
     for n in sizes:
         with _one_thread():
-            row = bench_size(n, told=told, asks=asks, axes=args.axes, values=args.values,
-                             seed=args.seed, exact=n <= args.exact_up_to)
+            row = bench_size(
+                n,
+                told=told,
+                asks=asks,
+                axes=args.axes,
+                values=args.values,
+                seed=args.seed,
+                exact=n <= args.exact_up_to,
+            )
         figures["sizes"][str(n)] = row
-        extra = (f", exact {row['exact_ask_s']:.2f} s, same proposal: {row['same_as_exact']}"
-                 if "exact_ask_s" in row else "")
-        print(f"{n:>7} candidates, {row['told']} told: ask {row['ask_s_median']:.3f} s CPU "
-              f"median ({row['ask_wall_s_median']:.3f} s wall), {row['ask_s_max']:.3f} s max "
-              f"(first ask {row['first_ask_s']:.2f} s); "
-              f"peak {row['peak_mib']:.1f} MiB traced, max RSS {row['maxrss_mib']:.0f} MiB"
-              + extra, flush=True)
+        extra = (
+            f", exact {row['exact_ask_s']:.2f} s, same proposal: {row['same_as_exact']}"
+            if "exact_ask_s" in row
+            else ""
+        )
+        print(
+            f"{n:>7} candidates, {row['told']} told: ask {row['ask_s_median']:.3f} s CPU "
+            f"median ({row['ask_wall_s_median']:.3f} s wall), {row['ask_s_max']:.3f} s max "
+            f"(first ask {row['first_ask_s']:.2f} s); "
+            f"peak {row['peak_mib']:.1f} MiB traced, max RSS {row['maxrss_mib']:.0f} MiB" + extra,
+            flush=True,
+        )
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

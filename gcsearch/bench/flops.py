@@ -39,8 +39,10 @@ def run_bench_flops(args: argparse.Namespace) -> int:
         table_costs(candidates, backbone, shape, num_classes=spec.num_classes)
         table_s.append(time.perf_counter() - start)
     b, t = statistics.median(base_s), statistics.median(table_s)
-    print(f"gcsearch bench flops: {backbone} at 3x{side}x{side}, {len(candidates)} preset rows "
-          f"+ baseline, {torch.get_num_threads()} torch thread(s), {repeats} cold repeat(s)")
+    print(
+        f"gcsearch bench flops: {backbone} at 3x{side}x{side}, {len(candidates)} preset rows "
+        f"+ baseline, {torch.get_num_threads()} torch thread(s), {repeats} cold repeat(s)"
+    )
 
     def runs(values: list[float]) -> str:
         return ", ".join(f"{v:.2f}" for v in values)

@@ -63,8 +63,9 @@ def _trainings(study: Any) -> list[dict[str, Any]]:
     return out
 
 
-def split(results: list[dict[str, Any]], record: dict[str, Any], wall_s: float,
-          slots: int) -> dict[str, float]:
+def split(
+    results: list[dict[str, Any]], record: dict[str, Any], wall_s: float, slots: int
+) -> dict[str, float]:
     """The parts of ``slots x wall_s`` (seconds), from the seeds' final results and
     ``run.json``. A promoted seed's final result holds its rung run's epochs too (it continued
     that run's state), so the jobs' wall time is the driver's count over every job it ran
@@ -98,8 +99,16 @@ def run_bench_overhead(args: argparse.Namespace) -> int:
     smoke = bool(args.smoke)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "gcsearch", "search", "--space", str(space.path),
-               "--run-dir", str(run)] + (["--smoke"] if smoke else [])
+        cmd = [
+            sys.executable,
+            "-m",
+            "gcsearch",
+            "search",
+            "--space",
+            str(space.path),
+            "--run-dir",
+            str(run),
+        ] + (["--smoke"] if smoke else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -109,35 +118,60 @@ def run_bench_overhead(args: argparse.Namespace) -> int:
         import optuna
 
         record = json.loads((run / "run.json").read_text())
-        study = optuna.load_study(study_name=record["study"],
-                                  storage=f"sqlite:///{run / STORAGE_FILE}")
+        study = optuna.load_study(
+            study_name=record["study"], storage=f"sqlite:///{run / STORAGE_FILE}"
+        )
         results = _trainings(study)
     slots = int(space.search.parallel)
     parts = split(results, record, wall, slots)
     jobs = [[r["candidate_id"], int(r["seed"]), int(r["epochs"])] for r in results]
     t0 = time.perf_counter()
-    plain = subprocess.run([sys.executable, "-c", _PLAIN, str(space.path), "1" if smoke else "0",
-                            json.dumps(jobs)], capture_output=True, text=True)
+    plain = subprocess.run(
+        [sys.executable, "-c", _PLAIN, str(space.path), "1" if smoke else "0", json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+    )
     if plain.returncode != 0:
         raise UserError(f"bench overhead: the plain loop failed ({plain.stderr.strip()[-200:]})")
     loop = json.loads(plain.stdout.strip().splitlines()[-1])
     loop["process_wall_s"] = time.perf_counter() - t0
     total = slots * wall
     outside = 1 - parts["training steps"] / total
-    print(f"bench overhead: {space.name}, {len(results)} trainings, {slots} slots, "
-          f"search wall {wall:.1f} s ({'smoke' if smoke else 'full'} budget)")
+    print(
+        f"bench overhead: {space.name}, {len(results)} trainings, {slots} slots, "
+        f"search wall {wall:.1f} s ({'smoke' if smoke else 'full'} budget)"
+    )
     for name, seconds in parts.items():
         print(f"  {name:55s} {seconds:8.1f} slot-s  {100 * seconds / total:5.1f} %")
     print(f"share of slot-time outside training steps: {100 * outside:.1f} %")
-    print(f"the same trainings in a plain loop (one process, one slot): "
-          f"{loop['process_wall_s']:.1f} s wall, {loop['train_s']:.1f} s of training steps; "
-          f"search wall x slots / plain wall = {total / loop['process_wall_s']:.2f}")
-    figures = {"space": space.name, "smoke": smoke, "slots": slots, "trainings": len(results),
-               "search_wall_s": wall, "parts_slot_s": parts, "outside_share": outside,
-               "plain_loop": loop, "run_json": {k: record.get(k) for k in (
-                   "elapsed_s", "loop_s", "job_seconds", "ray_start_s", "ray_shutdown_s",
-                   "driver_s")},
-               "versions": record.get("versions"), "command": " ".join(sys.argv)}
+    print(
+        f"the same trainings in a plain loop (one process, one slot): "
+        f"{loop['process_wall_s']:.1f} s wall, {loop['train_s']:.1f} s of training steps; "
+        f"search wall x slots / plain wall = {total / loop['process_wall_s']:.2f}"
+    )
+    figures = {
+        "space": space.name,
+        "smoke": smoke,
+        "slots": slots,
+        "trainings": len(results),
+        "search_wall_s": wall,
+        "parts_slot_s": parts,
+        "outside_share": outside,
+        "plain_loop": loop,
+        "run_json": {
+            k: record.get(k)
+            for k in (
+                "elapsed_s",
+                "loop_s",
+                "job_seconds",
+                "ray_start_s",
+                "ray_shutdown_s",
+                "driver_s",
+            )
+        },
+        "versions": record.get("versions"),
+        "command": " ".join(sys.argv),
+    }
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=2, default=str) + "\n")

@@ -89,9 +89,7 @@ def chance_line(num_classes: int, val_images: int) -> float:
     return 100 * (p + 3 * math.sqrt(p * (1 - p) / val_images))
 
 
-def summarise(
-    results: Iterable[Mapping[str, Any]], chance: float | None = None
-) -> dict[str, Any]:
+def summarise(results: Iterable[Mapping[str, Any]], chance: float | None = None) -> dict[str, Any]:
     """Per-candidate figures and per-pair MDDs from trial dicts (``TrialResult.to_dict``);
     with ``chance`` (``chance_line``), how many seeds of each candidate are at chance."""
     from gcsearch.report.stats import min_detectable_difference
@@ -247,8 +245,10 @@ def _parse_seeds(text: str) -> list[int]:
         if "-" in text and "," not in text:
             lo, hi = (int(x) for x in text.split("-"))
             if hi < lo:
-                raise UserError(f"--seeds: {text!r} is an empty range (allowed: a list like "
-                                f"0,1,2 or a range FIRST-LAST with FIRST <= LAST, e.g. {hi}-{lo})")
+                raise UserError(
+                    f"--seeds: {text!r} is an empty range (allowed: a list like "
+                    f"0,1,2 or a range FIRST-LAST with FIRST <= LAST, e.g. {hi}-{lo})"
+                )
             return list(range(lo, hi + 1))
         seeds = [int(s) for s in text.split(",")]
     except ValueError:

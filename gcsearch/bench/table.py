@@ -82,9 +82,7 @@ def mismatch(
     have = {k: header.get(k) for k in ("task", "data", "backbone", "min_hidden", "seeds")}
     have |= {f"budget.{k}": v for k, v in recorded.items()}
     out = [
-        f"{k} (table {have.get(k)!r}, asked {v!r})"
-        for k, v in asked.items()
-        if have.get(k) != v
+        f"{k} (table {have.get(k)!r}, asked {v!r})" for k, v in asked.items() if have.get(k) != v
     ]
     out += [f"{k} (table {v!r}, not asked)" for k, v in have.items() if k not in asked]
     if sorted(header.get("networks") or {}) != sorted(networks(space)):
@@ -292,19 +290,17 @@ def load_table(path: Path, space: Space, seeds: Sequence[int] | None = None) -> 
     return Table(header, results)
 
 
-
-
 class TableExecutor(InlineExecutor):
-    """The executor protocol answered from an exhaustive table: as tabular NAS benchmarks
-    (NAS-Bench-201, NATS-Bench) replay recorded learning curves, a rung run (``Job.stop_at``)
-    is the recorded history cut at the rung, since a run stopped there and a full run under one
-    seed and budget follow the same curve up to it (the learning-rate schedule depends on the
-    budget, not on where the run stops).
+    """The executor protocol answered from an exhaustive table's recorded full-budget results
+    (``{candidate_id: {seed: result}}``), as tabular NAS benchmarks (NAS-Bench-201,
+    NATS-Bench) replay recorded learning curves: a rung run (``Job.stop_at``) is the recorded
+    history cut at the rung, since a run stopped there and a full run under one seed and budget
+    follow the same curve up to it (the learning-rate schedule depends on the budget, not on
+    where the run stops), and a promotion that resumes is charged the epochs after its rung.
 
-Answers jobs from recorded full-budget results (``{candidate_id: {seed: result}}``).
-
-    ``epochs_trained`` and ``seconds_trained`` count what the replay charged; ``interrupt_after``
-    raises ``KeyboardInterrupt`` after that many answered jobs (to test interrupt and resume).
+    ``epochs_trained`` and ``seconds_trained`` count what the replay charged;
+    ``interrupt_after`` raises ``KeyboardInterrupt`` after that many answered jobs (to test
+    interrupt and resume).
     """
 
     def __init__(

@@ -56,15 +56,18 @@ def read_results_csv(path: str | os.PathLike[str], flag: str = "--compare") -> p
         raise UserError(f"{flag} {path}: cannot read it ({why}; {allowed})") from None
     missing = [c for c in REQUIRED if c not in frame]
     if missing:
-        raise UserError(f"{flag} {path}: not a gcsearch results CSV (no column "
-                        f"{', '.join(missing)}; {allowed})")
+        raise UserError(
+            f"{flag} {path}: not a gcsearch results CSV (no column {', '.join(missing)}; {allowed})"
+        )
     given = frame["metric.top1_mean"]
     numbers = pd.to_numeric(given, errors="coerce")
     bad = given.notna() & numbers.isna()
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        raise UserError(f"{flag} {path}: metric.top1_mean holds {given.iloc[row]!r} in data row "
-                        f"{row + 1}, not a number ({allowed})")
+        raise UserError(
+            f"{flag} {path}: metric.top1_mean holds {given.iloc[row]!r} in data row "
+            f"{row + 1}, not a number ({allowed})"
+        )
     frame["metric.top1_mean"] = numbers
     for col in _OPTIONAL:
         if col not in frame:
@@ -103,8 +106,9 @@ class Comparison:
         tested = t["welch.p_holm"].notna() if n else pd.Series(dtype=bool)
         if tested.any():
             differ = int((t.loc[tested, "welch.p_holm"] < ALPHA).sum())
-            line += (f"; Welch: {differ} of {int(tested.sum())} differ at Holm-adjusted "
-                     f"p < {ALPHA:g}")
+            line += (
+                f"; Welch: {differ} of {int(tested.sum())} differ at Holm-adjusted p < {ALPHA:g}"
+            )
         same = int((t["same_seeds"] == True).sum()) if n else 0  # noqa: E712
         if same:
             line += f"; per-seed values identical for {same} of {n}"
@@ -147,23 +151,39 @@ def compare(rerun: pd.DataFrame, committed: pd.DataFrame, source: str) -> Compar
         within = abs(c_mean - r_mean) <= r_half if math.isfinite(r_half) else None
         welch = welch_test(list(seeds_r.values()), list(seeds_c.values()))
         shared = sorted(set(seeds_r) & set(seeds_c))
-        records.append({
-            "spec.id": cid,
-            "committed.mean": c_mean,
-            "committed.n": n_c,
-            "rerun.mean": r_mean,
-            "rerun.ci95": r_half,
-            "rerun.n": int(r["metric.top1_n"]),
-            "delta": r_mean - c_mean,
-            "within": within,
-            "welch.delta": welch.mean,
-            "welch.ci95": welch.half,
-            "welch.p": welch.p,
-            "same_seeds": all(seeds_r[s] == seeds_c[s] for s in shared) if shared else None,
-        })
-    table = pd.DataFrame(records, columns=[
-        "spec.id", "committed.mean", "committed.n", "rerun.mean", "rerun.ci95", "rerun.n",
-        "delta", "within", "welch.delta", "welch.ci95", "welch.p", "same_seeds"])
+        records.append(
+            {
+                "spec.id": cid,
+                "committed.mean": c_mean,
+                "committed.n": n_c,
+                "rerun.mean": r_mean,
+                "rerun.ci95": r_half,
+                "rerun.n": int(r["metric.top1_n"]),
+                "delta": r_mean - c_mean,
+                "within": within,
+                "welch.delta": welch.mean,
+                "welch.ci95": welch.half,
+                "welch.p": welch.p,
+                "same_seeds": all(seeds_r[s] == seeds_c[s] for s in shared) if shared else None,
+            }
+        )
+    table = pd.DataFrame(
+        records,
+        columns=[
+            "spec.id",
+            "committed.mean",
+            "committed.n",
+            "rerun.mean",
+            "rerun.ci95",
+            "rerun.n",
+            "delta",
+            "within",
+            "welch.delta",
+            "welch.ci95",
+            "welch.p",
+            "same_seeds",
+        ],
+    )
     table["welch.p_holm"] = holm(table["welch.p"].to_list()) if len(table) else []
     notes = []
     if not common:
@@ -173,13 +193,19 @@ def compare(rerun: pd.DataFrame, committed: pd.DataFrame, source: str) -> Compar
     warnings = []
     epochs_c, epochs_r = _trained_budget(committed), _trained_budget(rerun)
     if epochs_c and epochs_r and epochs_c != epochs_r:
-        warnings.append(f"the committed run trained {sorted(epochs_c)} epochs, the rerun "
-                     f"{sorted(epochs_r)}: their means are not comparable")
-    tasks = [sorted(map(str, f["env.task"].dropna().unique())) if "env.task" in f else []
-             for f in (committed, rerun)]
+        warnings.append(
+            f"the committed run trained {sorted(epochs_c)} epochs, the rerun "
+            f"{sorted(epochs_r)}: their means are not comparable"
+        )
+    tasks = [
+        sorted(map(str, f["env.task"].dropna().unique())) if "env.task" in f else []
+        for f in (committed, rerun)
+    ]
     if all(tasks) and tasks[0] != tasks[1]:
-        warnings.append(f"the committed run is on task {', '.join(tasks[0])}, the rerun on "
-                     f"{', '.join(tasks[1])}: their means are not comparable")
+        warnings.append(
+            f"the committed run is on task {', '.join(tasks[0])}, the rerun on "
+            f"{', '.join(tasks[1])}: their means are not comparable"
+        )
     return Comparison(
         source=source,
         table=table,
@@ -208,30 +234,42 @@ def comparison_table(comp: Comparison) -> pd.DataFrame:
     def p(value: float) -> str:
         return "–" if not math.isfinite(value) else f"{value:.3f}"
 
-    return pd.DataFrame({
-        "candidate": t["spec.id"],
-        "committed top-1 %": [f"{m:.2f} (n = {n})"
-                              for m, n in zip(t["committed.mean"], t["committed.n"], strict=True)],
-        "rerun top-1 % (95% CI)": [pm(m, h, n) for m, h, n in rerun],
-        "committed in CI": [_yes(v, none="no interval") for v in t["within"]],
-        "Welch Δ (rerun − committed)": [pm(m, h, 0, signed=True) for m, h in
-                                        zip(t["welch.delta"], t["welch.ci95"], strict=True)],
-        "Welch p (Holm)": [f"{p(a)} ({p(b)})" if math.isfinite(a) else "–"
-                           for a, b in zip(t["welch.p"], t["welch.p_holm"], strict=True)],
-        "same per seed": [_yes(v) for v in t["same_seeds"]],
-    })
+    return pd.DataFrame(
+        {
+            "candidate": t["spec.id"],
+            "committed top-1 %": [
+                f"{m:.2f} (n = {n})"
+                for m, n in zip(t["committed.mean"], t["committed.n"], strict=True)
+            ],
+            "rerun top-1 % (95% CI)": [pm(m, h, n) for m, h, n in rerun],
+            "committed in CI": [_yes(v, none="no interval") for v in t["within"]],
+            "Welch Δ (rerun − committed)": [
+                pm(m, h, 0, signed=True)
+                for m, h in zip(t["welch.delta"], t["welch.ci95"], strict=True)
+            ],
+            "Welch p (Holm)": [
+                f"{p(a)} ({p(b)})" if math.isfinite(a) else "–"
+                for a, b in zip(t["welch.p"], t["welch.p_holm"], strict=True)
+            ],
+            "same per seed": [_yes(v) for v in t["same_seeds"]],
+        }
+    )
 
 
 def comparison_note(comp: Comparison) -> str:
     """What the comparison section says above its table."""
     parts = [f"The rerun's per-candidate means against `{comp.source}`: {comp.summary}."]
     parts += [n[0].upper() + n[1:] + "." for n in comp.notes]
-    for what, ids in (("only in the committed file", comp.only_committed),
-                      ("only in the rerun", comp.only_rerun)):
+    for what, ids in (
+        ("only in the committed file", comp.only_committed),
+        ("only in the rerun", comp.only_rerun),
+    ):
         if ids:
             shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
             parts.append(f"Complete {what}: {shown}.")
-    parts.append("Per-seed values reproduce on the same machine only (CPU instruction set, GPU, "
-                 "CUDA, cuDNN and torch all equal); across machines, the means and intervals "
-                 "are what should agree.")
+    parts.append(
+        "Per-seed values reproduce on the same machine only (CPU instruction set, GPU, "
+        "CUDA, cuDNN and torch all equal); across machines, the means and intervals "
+        "are what should agree."
+    )
     return " ".join(parts)

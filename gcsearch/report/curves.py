@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
 #: Columns of the long table, in order; the metric columns are those ``train`` records.
 CURVE_COLUMNS = (
-    "trial", "spec.id", "status", "seed", "epoch", "val_top1", "val_loss", "train_loss", "seconds"
+    "trial",
+    "spec.id",
+    "status",
+    "seed",
+    "epoch",
+    "val_top1",
+    "val_loss",
+    "train_loss",
+    "seconds",
 )
 
 
@@ -31,9 +39,17 @@ def curve_rows(trials: Iterable[Any]) -> list[dict[str, Any]]:
         if "duplicate_of" in attrs:  # answered from another trial: its curve is that trial's
             continue
         cand = attrs.get("candidate")  # a spec dict, or a plain study's own string
-        cid = attrs.get("candidate_id") or (
-            cand.get("id") if isinstance(cand, Mapping) else cand if isinstance(cand, str) else None
-        ) or "?"
+        cid = (
+            attrs.get("candidate_id")
+            or (
+                cand.get("id")
+                if isinstance(cand, Mapping)
+                else cand
+                if isinstance(cand, str)
+                else None
+            )
+            or "?"
+        )
         status = attrs.get("status") or t.state.name.lower()
         for res in attrs.get("results") or []:
             if not isinstance(res, Mapping):
@@ -41,8 +57,13 @@ def curve_rows(trials: Iterable[Any]) -> list[dict[str, Any]]:
             for rec in res.get("history") or []:
                 if not isinstance(rec, Mapping) or "epoch" not in rec:
                     continue
-                row = {"trial": t.number, "spec.id": cid, "status": status,
-                       "seed": res.get("seed"), "epoch": rec.get("epoch")}
+                row = {
+                    "trial": t.number,
+                    "spec.id": cid,
+                    "status": status,
+                    "seed": res.get("seed"),
+                    "epoch": rec.get("epoch"),
+                }
                 row.update({k: rec.get(k) for k in CURVE_COLUMNS[5:]})
                 rows.append(row)
     return rows

@@ -32,8 +32,16 @@ _SPEC_FIELDS = tuple(SPEC_AXES)  # every axis, from the registry
 OBJECTIVE_COLUMNS: dict[str, str] = {name: m.column for name, m in METRICS.items()}
 #: The ``env.*`` fields that name the machine a trial ran on (``gcsearch.tasks.machine``): the
 #: same seed reproduces only where all of them, and torch, are the same.
-MACHINE_KEYS = ("cpu", "cpu_id", "cpu_isa", "cpu_capability", "gpu", "gpu_capability", "cuda",
-                "cudnn")
+MACHINE_KEYS = (
+    "cpu",
+    "cpu_id",
+    "cpu_isa",
+    "cpu_capability",
+    "gpu",
+    "gpu_capability",
+    "cuda",
+    "cudnn",
+)
 _STATE_STATUS = {
     "COMPLETE": "complete",
     "PRUNED": "pruned",

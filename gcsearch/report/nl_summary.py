@@ -52,9 +52,14 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ms = list(models.values())
         live = [m for m in ms if not m.get("inert", False)]
         rec: dict[str, Any] = {
-            "candidate": cand, "block": block, "mode": ms[0].get("mode", "?"),
-            "task": ms[0].get("task", ""), "models": len(ms), "inert": len(ms) - len(live),
-            "live": len(live), "images": min(int(m.get("images", 0)) for m in ms),
+            "candidate": cand,
+            "block": block,
+            "mode": ms[0].get("mode", "?"),
+            "task": ms[0].get("task", ""),
+            "models": len(ms),
+            "inert": len(ms) - len(live),
+            "live": len(live),
+            "images": min(int(m.get("images", 0)) for m in ms),
             "zero_rows": max(float(m.get("attention_zero_rows", 0.0)) for m in ms),
         }
         for key in ("input", "output", "attention", "jsd"):
@@ -64,9 +69,12 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             d = d[np.isfinite(d)]
             n = len(d)
             sd = float(d.std(ddof=1)) if n >= 2 else math.nan
-            rec[f"gap.{key}"] = {"mean": float(d.mean()) if n else math.nan,
-                                 "se": sd / math.sqrt(n) if n >= 2 else math.nan,
-                                 "df": n - 1, "n": n}
+            rec[f"gap.{key}"] = {
+                "mean": float(d.mean()) if n else math.nan,
+                "se": sd / math.sqrt(n) if n >= 2 else math.nan,
+                "df": n - 1,
+                "n": n,
+            }
         out.append(rec)
     return out
 
@@ -84,8 +92,13 @@ def nl_evidence(
     from gcsearch.report.stats import CANT_TELL, NOT_IN_RUN, decide
 
     if not rows:
-        return NOT_IN_RUN, "no NL analysis given (gcsearch analyze nl RUN --json FILE)", {}, \
-            math.nan, 0
+        return (
+            NOT_IN_RUN,
+            "no NL analysis given (gcsearch analyze nl RUN --json FILE)",
+            {},
+            math.nan,
+            0,
+        )
     need = ("candidate", "input", "output", "attention")
     if not isinstance(rows, Sequence) or not all(
         isinstance(r, Mapping) and all(k in r for k in need) for r in rows
@@ -95,9 +108,14 @@ def nl_evidence(
         )
     rows = list(rows)
     if any(r.get("definition") != DEFINITION for r in rows):
-        return (f"{CANT_TELL} (earlier distance definition)",
-                f"{len(rows)} NL rows computed with an earlier definition (1 - cos over i ≠ j, "
-                "one model each), not the paper's; rerun gcsearch analyze nl", {}, math.nan, 0)
+        return (
+            f"{CANT_TELL} (earlier distance definition)",
+            f"{len(rows)} NL rows computed with an earlier definition (1 - cos over i ≠ j, "
+            "one model each), not the paper's; rerun gcsearch analyze nl",
+            {},
+            math.nan,
+            0,
+        )
     recs = summarize(rows)
     task = ", ".join(sorted({str(r["task"]) for r in recs if r["task"]})) or "the run's task"
     parts, nums_inst = [], []
@@ -106,43 +124,66 @@ def nl_evidence(
         name = f"{r['candidate']} {r['block']}"
         if r["live"] == 0:
             inert.append(r)
-            parts.append(f"{name}: inert (output does not depend on the input) in all "
-                         f"{r['models']} models, no evidence")
+            parts.append(
+                f"{name}: inert (output does not depend on the input) in all "
+                f"{r['models']} models, no evidence"
+            )
             continue
         note = f", {r['inert']} inert left out" if r["inert"] else ""
-        zero = (f", {r['zero_rows']:.0%} all-zero attention rows left out"
-                if r["zero_rows"] > 0 else "")
+        zero = (
+            f", {r['zero_rows']:.0%} all-zero attention rows left out" if r["zero_rows"] > 0 else ""
+        )
         if r["live"] < MIN_MODELS:
             short.append(r)
-            parts.append(f"{name}: {r['live']} model(s){note}, fewer than {MIN_MODELS}: no "
-                         f"interval (inputs {_pm(r['input'])}, outputs {_pm(r['output'])}, "
-                         f"attention {_pm(r['attention'])}{zero})")
+            parts.append(
+                f"{name}: {r['live']} model(s){note}, fewer than {MIN_MODELS}: no "
+                f"interval (inputs {_pm(r['input'])}, outputs {_pm(r['output'])}, "
+                f"attention {_pm(r['attention'])}{zero})"
+            )
             continue
         tested.append(r)
-        parts.append(f"{name} over {r['live']} models{note}: inputs {_pm(r['input'])}, "
-                     f"outputs {_pm(r['output'])}, attention {_pm(r['attention'])}"
-                     + (f", JSD {_pm(r['jsd'])} nats" if math.isfinite(r["jsd"]["mean"])
-                        else "") + zero)
+        parts.append(
+            f"{name} over {r['live']} models{note}: inputs {_pm(r['input'])}, "
+            f"outputs {_pm(r['output'])}, attention {_pm(r['attention'])}"
+            + (f", JSD {_pm(r['jsd'])} nats" if math.isfinite(r["jsd"]["mean"]) else "")
+            + zero
+        )
         nums_inst.append(r)
-    nums: dict[str, Any] = {"instantiations": recs, "tested": len(tested),
-                            "fewer_than_min": len(short), "inert": len(inert),
-                            "min_models": MIN_MODELS, "task": task}
-    head = (f"on this proxy ({task}, fixed block positions): paper's distance (1 - cos)/2 "
-            f"over all N² pairs, mean ± 95 % over models; ")
+    nums: dict[str, Any] = {
+        "instantiations": recs,
+        "tested": len(tested),
+        "fewer_than_min": len(short),
+        "inert": len(inert),
+        "min_models": MIN_MODELS,
+        "task": task,
+    }
+    head = (
+        f"on this proxy ({task}, fixed block positions): paper's distance (1 - cos)/2 "
+        f"over all N² pairs, mean ± 95 % over models; "
+    )
     text = head + "; ".join(parts)
     if short or not tested:
-        why = (f"fewer than {MIN_MODELS} trained models per instantiation: no verdict"
-               if short else "every NL block is inert: no evidence")
-        label = (f"{CANT_TELL} (fewer than {MIN_MODELS} models per instantiation)" if short
-                 else f"{CANT_TELL} (inert blocks)")
+        why = (
+            f"fewer than {MIN_MODELS} trained models per instantiation: no verdict"
+            if short
+            else "every NL block is inert: no evidence"
+        )
+        label = (
+            f"{CANT_TELL} (fewer than {MIN_MODELS} models per instantiation)"
+            if short
+            else f"{CANT_TELL} (inert blocks)"
+        )
         return label, f"{text}; {why}", nums, math.nan, 0
     gaps = [r[f"gap.{k}"] for r in tested for k in ("attention", "output")]
-    p, direction = decide("better", [g["mean"] for g in gaps], [g["se"] for g in gaps],
-                          [g["df"] for g in gaps])
+    p, direction = decide(
+        "better", [g["mean"] for g in gaps], [g["se"] for g in gaps], [g["df"] for g in gaps]
+    )
     nums.update({"p": float(p), "direction": int(direction)})
-    test = (f"; test: inputs farther apart than attention maps and than outputs in every "
-            f"instantiation ({len(gaps)} one-sided t-tests over models, intersection-union "
-            f"for agree, Bonferroni for disagree)")
+    test = (
+        f"; test: inputs farther apart than attention maps and than outputs in every "
+        f"instantiation ({len(gaps)} one-sided t-tests over models, intersection-union "
+        f"for agree, Bonferroni for disagree)"
+    )
     return "", text + test, nums, float(p), int(direction)
 
 

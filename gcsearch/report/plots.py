@@ -48,9 +48,7 @@ def write_plots(
             continue
         out[axis] = folder / f"{stem}-{axis}.png"
         ref = table.iloc[0]
-        fig = _delta_figure(
-            table, f"{axis}: Δ top-1 to {ref['spec.id']}", "the reference", plt
-        )
+        fig = _delta_figure(table, f"{axis}: Δ top-1 to {ref['spec.id']}", "the reference", plt)
         fig.savefig(out[axis], dpi=110, bbox_inches="tight")
         plt.close(fig)
     if len(report.presets) > 1 and report.presets["delta.mean"].notna().any():
@@ -95,25 +93,61 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
     mean = rows["top1.mean"].to_numpy(float)
     bars = np.vstack([np.minimum(half, mean), np.minimum(half, 100 - mean)])  # within 0..100 %
     ax.errorbar(x, mean, yerr=bars, fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
-    ax.scatter(x[~on_front], rows["top1.mean"][~on_front], s=size[~on_front], c="0.65",
-               alpha=0.7, edgecolors="white", label="complete candidate", zorder=2)
-    ax.scatter(x[on_front], rows["top1.mean"][on_front], s=size[on_front], c="tab:red",
-               alpha=0.9, edgecolors="black", label="Pareto front (all objectives)", zorder=3)
+    ax.scatter(
+        x[~on_front],
+        rows["top1.mean"][~on_front],
+        s=size[~on_front],
+        c="0.65",
+        alpha=0.7,
+        edgecolors="white",
+        label="complete candidate",
+        zorder=2,
+    )
+    ax.scatter(
+        x[on_front],
+        rows["top1.mean"][on_front],
+        s=size[on_front],
+        c="tab:red",
+        alpha=0.9,
+        edgecolors="black",
+        label="Pareto front (all objectives)",
+        zorder=3,
+    )
     if len(stopped):
         sx = stopped["cost.block_macs"].astype(float) / scale
         sy = stopped["metric.top1_mean"].astype(float)
-        ax.scatter(sx, sy, s=area(stopped["cost.params"].astype(float)), facecolors="none",
-                   edgecolors="tab:blue", linestyles="--", label="pruned (top-1 when stopped)",
-                   zorder=2)
+        ax.scatter(
+            sx,
+            sy,
+            s=area(stopped["cost.params"].astype(float)),
+            facecolors="none",
+            edgecolors="tab:blue",
+            linestyles="--",
+            label="pruned (top-1 when stopped)",
+            zorder=2,
+        )
         for (_, r), px, py in zip(stopped.iterrows(), sx, sy, strict=True):
-            ax.annotate(f"{_short(str(r['spec.id']))} (ep {r['fidelity.epochs']})", (px, py),
-                        textcoords="offset points", xytext=(6, -9), fontsize=6,
-                        color="tab:blue")
+            ax.annotate(
+                f"{_short(str(r['spec.id']))} (ep {r['fidelity.epochs']})",
+                (px, py),
+                textcoords="offset points",
+                xytext=(6, -9),
+                fontsize=6,
+                color="tab:blue",
+            )
     pts = np.column_stack([x, rows["top1.mean"]])
     idx = pareto_front(pts, ["min", "max"])
     stair = pts[idx][np.argsort(pts[idx][:, 0])]
-    ax.step(stair[:, 0], stair[:, 1], where="post", color="tab:red", lw=1.2, alpha=0.8,
-            label="front in (MACs, top-1)", zorder=2)
+    ax.step(
+        stair[:, 0],
+        stair[:, 1],
+        where="post",
+        color="tab:red",
+        lw=1.2,
+        alpha=0.8,
+        label="front in (MACs, top-1)",
+        zorder=2,
+    )
     label_all = len(rows) <= LABEL_ALL_UP_TO
     labels: dict[tuple[float, float], list[str]] = {}
     for (_, r), front in zip(rows.iterrows(), on_front, strict=True):
@@ -132,8 +166,15 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
         key = (float(r["cost.block_macs"]) / scale, float(r["metric.top1_mean"]))
         ranks.setdefault(key, []).append(f"#{r['rank']}")
     for key, names in ranks.items():
-        ax.annotate(",".join(names), key, textcoords="offset points", xytext=(-4, -13),
-                    fontsize=7, color="tab:red", ha="center")
+        ax.annotate(
+            ",".join(names),
+            key,
+            textcoords="offset points",
+            xytext=(-4, -13),
+            fontsize=7,
+            color="tab:red",
+            ha="center",
+        )
     where = report.study.get("backbone", "the backbone")
     ax.set_xlabel(f"MACs the blocks add to {where} ({si(base)} MACs without blocks), {unit}")
     ax.set_ylabel("top-1 % (mean over seeds; bars: 95 % CI if n ≥ 2, cut at 100)")
@@ -142,11 +183,20 @@ def _pareto_figure(report: Report, plt: Any) -> Any:
     first = ax.legend(loc="best", fontsize=8, framealpha=0.85)
     ax.add_artist(first)
     marks = sorted({float(params.min()), float(params.median()), float(params.max())})
-    handles = [ax.scatter([], [], s=float(area(np.float64(p))), c="0.65", edgecolors="0.3")
-               for p in marks]
-    ax.legend(handles, [f"{si(p)} params" for p in marks], title="marker area",
-              loc="lower left", bbox_to_anchor=(1.01, 0.0), fontsize=7, title_fontsize=7,
-              labelspacing=1.2, borderpad=0.9)
+    handles = [
+        ax.scatter([], [], s=float(area(np.float64(p))), c="0.65", edgecolors="0.3") for p in marks
+    ]
+    ax.legend(
+        handles,
+        [f"{si(p)} params" for p in marks],
+        title="marker area",
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0.0),
+        fontsize=7,
+        title_fontsize=7,
+        labelspacing=1.2,
+        borderpad=0.9,
+    )
     return fig
 
 
@@ -160,8 +210,9 @@ def _marginal_figure(report: Report, plt: Any) -> Any | None:
             axes.append(axis)
     if not axes:
         return None
-    fig, grid = plt.subplots(1, len(axes), figsize=(2.6 * len(axes) + 1, 3.8), sharey=True,
-                             squeeze=False)
+    fig, grid = plt.subplots(
+        1, len(axes), figsize=(2.6 * len(axes) + 1, 3.8), sharey=True, squeeze=False
+    )
     rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
     for ax, axis in zip(grid[0], axes, strict=True):
         labels = blocks.apply(lambda r, a=axis: _axis_value(r, a), axis=1)
@@ -175,8 +226,16 @@ def _marginal_figure(report: Report, plt: Any) -> Any | None:
                 ax.scatter([i + jitter] * len(seeds), seeds, s=9, c="0.55", alpha=0.7, zorder=2)
                 if seeds:
                     means.append(float(np.mean(seeds)))
-                    ax.scatter([i + jitter], [means[-1]], marker="D", s=22, c="tab:orange",
-                               edgecolors="black", linewidths=0.4, zorder=3)
+                    ax.scatter(
+                        [i + jitter],
+                        [means[-1]],
+                        marker="D",
+                        s=22,
+                        c="tab:orange",
+                        edgecolors="black",
+                        linewidths=0.4,
+                        zorder=3,
+                    )
             if means:
                 ax.hlines(np.mean(means), i - 0.3, i + 0.3, colors="tab:red", lw=2, zorder=4)
         ax.set_xticks(range(len(values)), [str(v) for v in values], fontsize=8)
@@ -214,12 +273,23 @@ def _curves_figure(report: Report, curves: pd.DataFrame, plt: Any) -> Any:
         mean = g.groupby("epoch")["val_top1"].mean()
         label = cid in front and status == "complete" and cid not in labelled
         labelled.add(cid) if label else None
-        ax.plot(mean.index, mean.values, style, color=color, lw=1.8 if cid in front else 1.0,
-                label=_short(str(cid)) if label else None)
+        ax.plot(
+            mean.index,
+            mean.values,
+            style,
+            color=color,
+            lw=1.8 if cid in front else 1.0,
+            label=_short(str(cid)) if label else None,
+        )
     rungs = (report.study.get("fidelity") or {}).get("rungs") or []
     for i, epoch in enumerate(rungs):
-        ax.axvline(float(epoch), color="tab:purple", lw=0.8, ls=":",
-                   label="rung (successive halving)" if i == 0 else None)
+        ax.axvline(
+            float(epoch),
+            color="tab:purple",
+            lw=0.8,
+            ls=":",
+            label="rung (successive halving)" if i == 0 else None,
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation top-1 %")
     ax.set_title("Learning curves: front members in colour, others grey; dashed = pruned/failed")
@@ -250,8 +320,7 @@ def _delta_figure(table: pd.DataFrame, title: str, against: str, plt: Any) -> An
     )
     ax.scatter(x, table["delta.mean"].fillna(0), c=colors, s=50, zorder=3)
     labels = [
-        f"{v}\n+{si(m)} MACs"
-        for v, m in zip(table["value"], table["cost.block_macs"], strict=True)
+        f"{v}\n+{si(m)} MACs" for v, m in zip(table["value"], table["cost.block_macs"], strict=True)
     ]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.5, len(table) - 0.5)

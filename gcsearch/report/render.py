@@ -146,8 +146,9 @@ def _display_candidates(report: Report) -> pd.DataFrame:
         cols["latency ms"] = [
             "–" if pd.isna(v) else f"{float(v):.3g}" for v in pd.to_numeric(t[lat])
         ]
-    cols["top-1 % (95% CI)"] = [_pm(m, h) for m, h in zip(t["top1.mean"], t["top1.ci95"],
-                                                          strict=True)]
+    cols["top-1 % (95% CI)"] = [
+        _pm(m, h) for m, h in zip(t["top1.mean"], t["top1.ci95"], strict=True)
+    ]
     cols["top-1 per seed"] = [_seed_text(r) for _, r in t.iterrows()]
     cols["epochs"] = ["–" if pd.isna(e) else str(e) for e in t["fidelity.epochs"]]
     cols["wall s"] = [_wall(v) for v in t.get("time.wall_s", pd.Series(math.nan, t.index))]
@@ -166,28 +167,48 @@ def _display_problems(report: Report) -> pd.DataFrame:
         status = ", ".join(f"{k} x{v}" if v > 1 else str(k) for k, v in counts.items())
         if cid in complete:
             status += " (complete in another trial)"
-        seeds = sorted({s for text in g["metric.seeds"].dropna() for s in str(text).split(",")
-                        if s}, key=lambda s: (len(s), s)) if "metric.seeds" in g else []
+        seeds = (
+            sorted(
+                {s for text in g["metric.seeds"].dropna() for s in str(text).split(",") if s},
+                key=lambda s: (len(s), s),
+            )
+            if "metric.seeds" in g
+            else []
+        )
         epochs = [
             ("–" if pd.isna(e) else str(e)) + ("" if pd.isna(m) else f"/{m}")
             for e, m in zip(g["fidelity.epochs"], g["fidelity.max_epochs"], strict=True)
         ]
         reasons = list(dict.fromkeys(str(r) for r in g["reason"] if r and str(r) != "nan"))
         wall = pd.to_numeric(g.get("time.wall_s", pd.Series(dtype=float)), errors="coerce")
-        out.append({
-            "candidate": str(cid),
-            "status": status,
-            "trials": ", ".join(str(v) for v in g["trial"]),
-            "seeds": ",".join(seeds) or "–",
-            "top-1 per seed (when stopped)": " | ".join(
-                t for t in (_seed_text(r) for _, r in g.iterrows()) if t) or "–",
-            "epochs": ", ".join(dict.fromkeys(epochs)),
-            "wall s": _wall(wall.sum()) if wall.notna().any() else "–",
-            "reason": "; ".join(reasons)[:160],
-        })
-    return pd.DataFrame(out, columns=["candidate", "status", "trials", "seeds",
-                                      "top-1 per seed (when stopped)", "epochs", "wall s",
-                                      "reason"])
+        out.append(
+            {
+                "candidate": str(cid),
+                "status": status,
+                "trials": ", ".join(str(v) for v in g["trial"]),
+                "seeds": ",".join(seeds) or "–",
+                "top-1 per seed (when stopped)": " | ".join(
+                    t for t in (_seed_text(r) for _, r in g.iterrows()) if t
+                )
+                or "–",
+                "epochs": ", ".join(dict.fromkeys(epochs)),
+                "wall s": _wall(wall.sum()) if wall.notna().any() else "–",
+                "reason": "; ".join(reasons)[:160],
+            }
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "candidate",
+            "status",
+            "trials",
+            "seeds",
+            "top-1 per seed (when stopped)",
+            "epochs",
+            "wall s",
+            "reason",
+        ],
+    )
 
 
 def _box(point: Mapping[str, float]) -> str:
@@ -213,9 +234,12 @@ def _summary_lines(report: Report) -> list[str]:
         f"Trials: {count_line(frame.attrs['counts']) if 'counts' in frame.attrs else status}; "
         f"{len(report.rows)} distinct complete candidates, "
         f"{len(report.front)} on the Pareto front",
-        (f"Hypervolume fraction {report.hv:.4f} of the box the search recorded (reference "
-         f"point {ref}; ideal {_box(s['hv_ideal'])})" if s.get("hv_ideal")
-         else f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}"),
+        (
+            f"Hypervolume fraction {report.hv:.4f} of the box the search recorded (reference "
+            f"point {ref}; ideal {_box(s['hv_ideal'])})"
+            if s.get("hv_ideal")
+            else f"Hypervolume {report.hv:.4g} with reference point ({ref}) — {source}"
+        ),
         report.interval_note,
     ]
     if "budget" in s:
@@ -240,8 +264,9 @@ def _summary_lines(report: Report) -> list[str]:
             lines.append(f"{label}: {', '.join(sorted(map(str, envs[col].dropna().unique())))}")
     ran_on = [machine_label(m) for m in machines(frame) if m.get("cpu") or m.get("gpu")]
     if ran_on:
-        lines.append("machines (a seed reproduces on the same one only): "
-                     + "; ".join(dict.fromkeys(ran_on)))
+        lines.append(
+            "machines (a seed reproduces on the same one only): " + "; ".join(dict.fromkeys(ran_on))
+        )
     verdict = no_block_verdict(report.rows, report.front)
     if verdict:
         lines.append(verdict[0].upper() + verdict[1:])
@@ -325,18 +350,28 @@ def _sections(
 ) -> list[Section]:
     ref_id = report.reference["spec.id"] if report.reference is not None else "–"
     out: list[Section] = [("Pareto front", images.get("pareto", ""), _display_front(report), "")]
-    out.append((
-        "All complete candidates", "", _display_candidates(report),
-        "Every complete candidate, most accurate first; `front` is its rank on the Pareto front "
-        "(= `export --rank`). Top-1 per seed is each seed's validation top-1; wall s sums the "
-        "seeds' training time.",
-    ))
+    out.append(
+        (
+            "All complete candidates",
+            "",
+            _display_candidates(report),
+            "Every complete candidate, most accurate first; `front` is its rank on the Pareto "
+            "front (= `export --rank`). Top-1 per seed is each seed's validation top-1; "
+            "wall s sums the "
+            "seeds' training time.",
+        )
+    )
     if images.get("marginal"):
-        out.append((
-            "Marginal effect of each axis", images["marginal"], pd.DataFrame(),
-            "Every complete searched candidate, grouped by its value on one axis (all other axes "
-            "free): dots are seeds, diamonds candidate means, bars the mean over candidates.",
-        ))
+        out.append(
+            (
+                "Marginal effect of each axis",
+                images["marginal"],
+                pd.DataFrame(),
+                "Every complete searched candidate, grouped by its value on one axis (all other "
+                "axes free): dots are seeds, diamonds candidate means, bars the mean over "
+                "candidates.",
+            )
+        )
     for axis, table in report.ablations.items():
         out.append(
             (
@@ -355,26 +390,43 @@ def _sections(
     if curves is not None and not curves.empty:
         rows = report.rows
         shown = set(report.front["spec.id"]) | set(
-            rows.loc[rows["spec.kind"].isin(["baseline", "preset"]), "spec.id"])
+            rows.loc[rows["spec.kind"].isin(["baseline", "preset"]), "spec.id"]
+        )
         wide = curve_table(curves, shown).round(2)
         epochs = ", ".join(str(e) for e in validated_epochs(curves))
-        out.append((
-            "Learning curves", images.get("curves", ""), wide.rename_axis("candidate"),
-            "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate) "
-            f"of the front and the reference rows, at the epochs validated: {epochs} (a search "
-            "validates at its rungs and last epoch, and every `validate_every`-th if set); "
-            "every trial, seed and epoch is in the long table `gcsearch report RUN --curves "
-            "FILE` writes.",
-        ))
+        out.append(
+            (
+                "Learning curves",
+                images.get("curves", ""),
+                wide.rename_axis("candidate"),
+                "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate) "
+                f"of the front and the reference rows, at the epochs validated: {epochs} (a search "
+                "validates at its rungs and last epoch, and every `validate_every`-th if set); "
+                "every trial, seed and epoch is in the long table `gcsearch report RUN --curves "
+                "FILE` writes.",
+            )
+        )
     problems = _display_problems(report)
     if len(problems):
-        out.append(("Failed, pruned and unfinished candidates", "", problems,
-                    "One row per candidate, with every trial and seed it had."))
+        out.append(
+            (
+                "Failed, pruned and unfinished candidates",
+                "",
+                problems,
+                "One row per candidate, with every trial and seed it had.",
+            )
+        )
     if report.comparison is not None:
         from gcsearch.report.compare import comparison_note, comparison_table
 
-        out.append((f"Rerun vs `{report.comparison.source}`", "",
-                    comparison_table(report.comparison), comparison_note(report.comparison)))
+        out.append(
+            (
+                f"Rerun vs `{report.comparison.source}`",
+                "",
+                comparison_table(report.comparison),
+                comparison_note(report.comparison),
+            )
+        )
     return out
 
 
@@ -466,8 +518,14 @@ def render_html(
             body.append(f'<img src="{image}" alt="{esc(head)}" style="max-width:100%">')
         if len(table.columns):
             body.append(
-                table.to_html(index=head == "Learning curves", escape=True, border=0,
-                              classes="sortable", na_rep="–", float_format="{:.2f}".format)
+                table.to_html(
+                    index=head == "Learning curves",
+                    escape=True,
+                    border=0,
+                    classes="sortable",
+                    na_rep="–",
+                    float_format="{:.2f}".format,
+                )
             )
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:auto}"

@@ -251,16 +251,23 @@ def decide(
     elif kind == "equivalent":
         mean, se, df = mean[..., 0], se[..., 0], df[..., 0]
         inside = np.abs(mean) < margin
-        tost = np.maximum(one_sided_p(mean, se, df, -margin, True),
-                          one_sided_p(mean, se, df, margin, False))
-        beyond = np.where(mean > 0, one_sided_p(mean, se, df, margin, True),
-                          one_sided_p(mean, se, df, -margin, False))
+        tost = np.maximum(
+            one_sided_p(mean, se, df, -margin, True), one_sided_p(mean, se, df, margin, False)
+        )
+        beyond = np.where(
+            mean > 0,
+            one_sided_p(mean, se, df, margin, True),
+            one_sided_p(mean, se, df, -margin, False),
+        )
         p, direction = np.where(inside, tost, beyond), np.where(inside, 1, -1)
     elif kind == "non_inferior":
         mean, se, df = mean[..., 0], se[..., 0], df[..., 0]
         above = mean > -margin
-        p = np.where(above, one_sided_p(mean, se, df, -margin, True),
-                     one_sided_p(mean, se, df, -margin, False))
+        p = np.where(
+            above,
+            one_sided_p(mean, se, df, -margin, True),
+            one_sided_p(mean, se, df, -margin, False),
+        )
         direction = np.where(above, 1, -1)
     else:
         raise ValueError(f"no test for kind {kind!r}")

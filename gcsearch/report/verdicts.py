@@ -98,63 +98,91 @@ class Verdict:
 
 
 _NA = "its COCO numbers are not available here"
-_OUTPERFORMS = "GCNet \"generally outperforms both simplified NLNet and SENet on major benchmarks\""
+_OUTPERFORMS = 'GCNet "generally outperforms both simplified NLNet and SENet on major benchmarks"'
 CONCLUSIONS: tuple[Conclusion, ...] = (
     Conclusion(
-        "pooling", "attention pooling beats average pooling",
-        f"Table 2(f), att vs avg with add fusion ({_NA})", "better",
-        (_GC,), ("avg-r16ln-add@after_1x1:c3c4c5",),
+        "pooling",
+        "attention pooling beats average pooling",
+        f"Table 2(f), att vs avg with add fusion ({_NA})",
+        "better",
+        (_GC,),
+        ("avg-r16ln-add@after_1x1:c3c4c5",),
     ),
     Conclusion(
-        "fusion", "add fusion beats scale (mul) fusion",
-        f"Table 2(f), add vs scaling ({_NA})", "better",
-        (_GC,), ("att-r16ln-mul@after_1x1:c3c4c5",),
+        "fusion",
+        "add fusion beats scale (mul) fusion",
+        f"Table 2(f), add vs scaling ({_NA})",
+        "better",
+        (_GC,),
+        ("att-r16ln-mul@after_1x1:c3c4c5",),
     ),
     Conclusion(
-        "layernorm", "LayerNorm in the bottleneck helps (r16 + LN vs r16)",
-        f"Table 2(d) ({_NA})", "better",
-        (_GC,), ("att-r16-add@after_1x1:c3c4c5",),
+        "layernorm",
+        "LayerNorm in the bottleneck helps (r16 + LN vs r16)",
+        f"Table 2(d) ({_NA})",
+        "better",
+        (_GC,),
+        ("att-r16-add@after_1x1:c3c4c5",),
     ),
     Conclusion(
-        "ratio", "r16 is the cost/accuracy trade-off: little accuracy lost vs r4, fewer params",
+        "ratio",
+        "r16 is the cost/accuracy trade-off: little accuracy lost vs r4, fewer params",
         "bottleneck: transform params C·C -> 2·C·C/r; official README (COCO, box AP): "
-        "GC r16 c3–c5 39.4 vs GC r4 c3–c5 39.9, baseline 37.2", "non_inferior",
-        (_GC,), ("att-r4ln-add@after_1x1:c3c4c5",), cost="block_params",
+        "GC r16 c3–c5 39.4 vs GC r4 c3–c5 39.9, baseline 37.2",
+        "non_inferior",
+        (_GC,),
+        ("att-r4ln-add@after_1x1:c3c4c5",),
+        cost="block_params",
     ),
     Conclusion(
-        "position", "after the last 1×1 and after the add are about equal",
-        f"Table 2(b) ({_NA})", "equivalent",
-        (_GC,), ("att-r16ln-add@after_add:c3c4c5",),
+        "position",
+        "after the last 1×1 and after the add are about equal",
+        f"Table 2(b) ({_NA})",
+        "equivalent",
+        (_GC,),
+        ("att-r16ln-add@after_add:c3c4c5",),
     ),
     Conclusion(
-        "stages", "more stages (c3–c5) is best: c3–c5 beats every other stage set",
+        "stages",
+        "more stages (c3–c5) is best: c3–c5 beats every other stage set",
         f"Table 2(c) ({_NA}); official README: GC r16 c3–c5 39.4 box AP vs baseline 37.2",
-        "better", (_GC,),
+        "better",
+        (_GC,),
         tuple(f"att-r16ln-add@after_1x1:{s}" for s in ("c3", "c4", "c5", "c4c5")),
         every_b=True,
     ),
     Conclusion(
-        "snl_vs_nl", "SNL is not worse than NL (non-inferiority) at a fraction of the cost",
-        "\"comparable performance to the NL block with significantly lower FLOPs\" "
-        "(Tables 2(a), 4(a), 5)", "non_inferior",
+        "snl_vs_nl",
+        "SNL is not worse than NL (non-inferiority) at a fraction of the cost",
+        '"comparable performance to the NL block with significantly lower FLOPs" '
+        "(Tables 2(a), 4(a), 5)",
+        "non_inferior",
         ("snl@after_block:c4:penultimate", "snl@after_add:c4:last"),
         ("nl-embedded@after_block:c4:penultimate", "nl-embedded@after_add:c4:last"),
         cost="block_macs",
     ),
     Conclusion(
-        "nl_query_independent", "NL's attention is query-independent",
+        "nl_query_independent",
+        "NL's attention is query-independent",
         "Table 1: large cosine distance between inputs at different positions, small between "
-        "outputs and between attention maps (COCO, Kinetics)", "nl",
+        "outputs and between attention maps (COCO, Kinetics)",
+        "nl",
     ),
     Conclusion(
-        "gc_vs_se", "GC outperforms SE", _OUTPERFORMS, "better",
-        ("gc@after_1x1:c3c4c5", _GC), ("se@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"),
+        "gc_vs_se",
+        "GC outperforms SE",
+        _OUTPERFORMS,
+        "better",
+        ("gc@after_1x1:c3c4c5", _GC),
+        ("se@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"),
     ),
     Conclusion(
         "gc_vs_se_noninferior",
         f"GC ≥ SE - {MARGIN:g} point (non-inferiority: a weaker claim than the paper's)",
-        _OUTPERFORMS, "non_inferior",
-        ("gc@after_1x1:c3c4c5", _GC), ("se@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"),
+        _OUTPERFORMS,
+        "non_inferior",
+        ("gc@after_1x1:c3c4c5", _GC),
+        ("se@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"),
     ),
 )
 
@@ -180,8 +208,9 @@ def _find(report: Report, cid: str, stopped: pd.DataFrame) -> _Found:
     tried = f[f["spec.id"] == cid] if "spec.id" in f else f.iloc[0:0]
     if len(tried):
         states = ", ".join(sorted(set(map(str, tried["status"]))))
-        reasons = "; ".join(dict.fromkeys(str(r) for r in tried.get("reason", []) if r
-                                          and str(r) != "nan"))
+        reasons = "; ".join(
+            dict.fromkeys(str(r) for r in tried.get("reason", []) if r and str(r) != "nan")
+        )
         return _Found(None, f"{cid} {states}" + (f" ({reasons[:80]})" if reasons else ""))
     return _Found(None, f"{cid} is not among the run's candidates")
 
@@ -278,7 +307,9 @@ def decisive_p(d: Diff | Sequence[Diff], c: Conclusion) -> float:
 
 
 RULES: dict[str, Callable[[Diff, Conclusion, bool], tuple[str, str]]] = {
-    "better": _better, "equivalent": _equivalent, "non_inferior": _non_inferior,
+    "better": _better,
+    "equivalent": _equivalent,
+    "non_inferior": _non_inferior,
 }
 
 
@@ -287,7 +318,7 @@ def _fmt(mean: float, half: float) -> str:
 
 
 def fidelity_text(fidelity: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    """"proxy fidelity: Kendall τ 0.80 [0.60, 0.93] (...)" from ``analyze fidelity --json``."""
+    """ "proxy fidelity: Kendall τ 0.80 [0.60, 0.93] (...)" from ``analyze fidelity --json``."""
     if not fidelity:
         return "", {}
     if not isinstance(fidelity, Mapping) or "kendall_tau" not in fidelity:
@@ -297,8 +328,10 @@ def fidelity_text(fidelity: Mapping[str, Any] | None) -> tuple[str, dict[str, An
     none = fidelity.get("no_interval") or "no interval"
     interval = f"[{float(ci[0]):.2f}, {float(ci[1]):.2f}]" if have else f"({none})"
     what = fidelity.get("input", "")
-    text = (f"proxy fidelity: Kendall τ {tau:.2f} {interval} over "
-            f"{fidelity.get('n_candidates', '?')} candidates" + (f", {what}" if what else ""))
+    text = (
+        f"proxy fidelity: Kendall τ {tau:.2f} {interval} over "
+        f"{fidelity.get('n_candidates', '?')} candidates" + (f", {what}" if what else "")
+    )
     return text, {"fidelity.tau": tau, "fidelity.tau_ci": ci if have else None}
 
 
@@ -322,22 +355,35 @@ def _compare_verdict(
     ra = a.row
     diffs = [compare(seed_map(ra), seed_map(f.row), floor=step) for f in bs]
     raw = [compare(seed_map(ra), seed_map(f.row)) for f in bs]
-    floored = any(math.isfinite(x.half) and x.half > r.half for x, r in zip(diffs, raw,
-                                                                              strict=True))
+    floored = any(
+        math.isfinite(x.half) and x.half > r.half for x, r in zip(diffs, raw, strict=True)
+    )
     # the row shown: the most accurate alternative (the closest rival of a)
     shown = max(range(len(bs)), key=lambda i: _stat(bs[i].row)[0]) if c.every_b else 0
     rb, d = bs[shown].row, diffs[shown]
     (ma, ha, na), (mb, hb, nb) = _stat(ra), _stat(rb)
     nums: dict[str, Any] = {
-        "a": ra["spec.id"], "b": rb["spec.id"],
-        "a.mean": ma, "a.ci95": ha, "a.n": na, "b.mean": mb, "b.ci95": hb, "b.n": nb,
-        "delta.mean": d.mean, "delta.ci95": d.half, "delta.method": d.method,
-        "delta.p": d.p, "n": d.n, "resolution": step,
+        "a": ra["spec.id"],
+        "b": rb["spec.id"],
+        "a.mean": ma,
+        "a.ci95": ha,
+        "a.n": na,
+        "b.mean": mb,
+        "b.ci95": hb,
+        "b.n": nb,
+        "delta.mean": d.mean,
+        "delta.ci95": d.half,
+        "delta.method": d.method,
+        "delta.p": d.p,
+        "n": d.n,
+        "resolution": step,
     }
     if c.kind != "better":
         nums["margin"] = c.margin
-    text = (f"{ra['spec.id']} {_fmt(ma, ha)} (n = {na}) vs {rb['spec.id']} {_fmt(mb, hb)} "
-            f"(n = {nb}); Δ {d.mean:+.2f}")
+    text = (
+        f"{ra['spec.id']} {_fmt(ma, ha)} (n = {na}) vs {rb['spec.id']} {_fmt(mb, hb)} "
+        f"(n = {nb}); Δ {d.mean:+.2f}"
+    )
     notes = ""
     if c.every_b:
         nums["alternatives"] = [
@@ -348,8 +394,10 @@ def _compare_verdict(
             f"{str(f.row['spec.id']).rsplit(':', 1)[-1]} {_fmt(x.mean, x.half)}"
             for f, x in zip(bs, diffs, strict=True)
         )
-        notes += (f"; b is the most accurate of the {len(bs)} alternatives in the run; "
-                  f"Δ against each: {each}")
+        notes += (
+            f"; b is the most accurate of the {len(bs)} alternatives in the run; "
+            f"Δ against each: {each}"
+        )
     skipped = [f.why for f in fb if f.row is None]
     if skipped:
         notes += f"; left out: {'; '.join(skipped)}"
@@ -361,13 +409,17 @@ def _compare_verdict(
         ca = float(pd.to_numeric(ra.get(f"cost.{c.cost}"), errors="coerce"))
         cb = float(pd.to_numeric(rb.get(f"cost.{c.cost}"), errors="coerce"))
         known = math.isfinite(ca) and math.isfinite(cb)
-        nums.update({f"a.{c.cost}": ca, f"b.{c.cost}": cb,
-                     "cost.ratio": ca / cb if known and cb else math.nan})
+        nums.update(
+            {
+                f"a.{c.cost}": ca,
+                f"b.{c.cost}": cb,
+                "cost.ratio": ca / cb if known and cb else math.nan,
+            }
+        )
         cost_ok = (ca < cb) if known else None
         ratio = f" ({ca / cb:.2f}×)" if known and cb else ""
         what = c.cost.replace("_", " ")
-        cost_line = (f"; {what} {si(ca)} vs {si(cb)}{ratio}" if known
-                     else f"; {what} not recorded")
+        cost_line = f"; {what} {si(ca)} vs {si(cb)}{ratio}" if known else f"; {what} not recorded"
 
     def finish(p_holm: float) -> tuple[str, str]:
         sig = math.isfinite(p_holm) and p_holm < ALPHA
@@ -376,14 +428,19 @@ def _compare_verdict(
             return CANT_TELL, f"{text} (n = 1: no interval){cost_line}{notes}"
         if c.every_b:
             verdict, why = _every(diffs, sig)
-            test = f" (intersection-union over {len(diffs)})" if all(
-                x.mean > 0 for x in diffs) else f" (any of {len(diffs)}, Bonferroni)"
+            test = (
+                f" (intersection-union over {len(diffs)})"
+                if all(x.mean > 0 for x in diffs)
+                else f" (any of {len(diffs)}, Bonferroni)"
+            )
         else:
             verdict, why = RULES[c.kind](d, c, sig)
             test = _TEST[c.kind]
         method = "paired" if d.method == "paired" else "Welch"
-        body = (f"{text} ± {d.half:.2f} ({method} 95 %, n = {d.n}), Holm p{test} "
-                f"{p_holm:.3g}{' (significant)' if sig else ''}{cost_line}{notes}; {why}")
+        body = (
+            f"{text} ± {d.half:.2f} ({method} 95 %, n = {d.n}), Holm p{test} "
+            f"{p_holm:.3g}{' (significant)' if sig else ''}{cost_line}{notes}; {why}"
+        )
         if cost_ok is None and verdict == AGREE:
             return CANT_TELL, f"{body}; but the cost is not recorded"
         if cost_ok is False:
@@ -393,8 +450,9 @@ def _compare_verdict(
     return "", text, nums, diffs, finish
 
 
-def _nl_finish(nl: Sequence[Mapping[str, Any]] | None) -> tuple[str, str, dict[str, Any],
-                                                                float, Any]:
+def _nl_finish(
+    nl: Sequence[Mapping[str, Any]] | None,
+) -> tuple[str, str, dict[str, Any], float, Any]:
     """The NL conclusion as (verdict, text, numbers, p, finish) like the comparisons."""
     from gcsearch.report.nl_summary import nl_evidence
 
@@ -411,8 +469,10 @@ def _nl_finish(nl: Sequence[Mapping[str, Any]] | None) -> tuple[str, str, dict[s
             return CANT_TELL, f"{body}; not significant after Holm's adjustment"
         if direction > 0:
             return AGREE, f"{body}; the inputs are {side} attention maps and outputs"
-        return DISAGREE, f"{body}; in an instantiation attention maps or outputs differ more " \
-            "than the inputs"
+        return (
+            DISAGREE,
+            f"{body}; in an instantiation attention maps or outputs differ more than the inputs",
+        )
 
     return "", text, nums, p, finish
 
@@ -449,8 +509,10 @@ def check(
 def is_paper_space(report: Report) -> bool:
     """Whether the report's study ran a GCNet paper space (``spaces/gcnet-paper*.toml``)."""
     space = report.study.get("space")
-    names = [report.study.get("name", ""), space.get("name", "") if isinstance(space, Mapping)
-             else ""]
+    names = [
+        report.study.get("name", ""),
+        space.get("name", "") if isinstance(space, Mapping) else "",
+    ]
     return any(str(n).startswith("gcnet-paper") for n in names)
 
 

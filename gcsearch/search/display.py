@@ -121,33 +121,51 @@ class Progress:
         pruned = f"{self.pruned} pruned"
         if self.rungs:
             pruned += f" (rungs at epoch {', '.join(map(str, self.rungs))})"
-        return (f"{self.done} complete, {len(self.running)} running, {pruned}, "
-                f"{self.failed} failed, {self.duplicates} duplicates | "
-                f"{self.jobs_done}/{self.jobs_total} seed runs | "
-                f"elapsed {_clock(time.time() - self.start)}"
-                + (f", about {_clock(eta)} left" if eta is not None else ""))
+        return (
+            f"{self.done} complete, {len(self.running)} running, {pruned}, "
+            f"{self.failed} failed, {self.duplicates} duplicates | "
+            f"{self.jobs_done}/{self.jobs_total} seed runs | "
+            f"elapsed {_clock(time.time() - self.start)}"
+            + (f", about {_clock(eta)} left" if eta is not None else "")
+        )
 
     def bar_text(self) -> str:
         eta = self.eta()
         left = f"~{_clock(eta)} left" if eta is not None else "time left after the first run"
-        return (f"{self.jobs_done}/{self.jobs_total} seed runs ({self.total} candidates x "
-                f"{self.seeds} seed{'s' if self.seeds != 1 else ''}) · {left}")
+        return (
+            f"{self.jobs_done}/{self.jobs_total} seed runs ({self.total} candidates x "
+            f"{self.seeds} seed{'s' if self.seeds != 1 else ''}) · {left}"
+        )
 
     def render(self) -> Group:
         head = Text(f"gcsearch search: {self.title}", style="bold")
         bar = Table.grid(padding=(0, 1))
-        bar.add_row(ProgressBar(total=self.jobs_total, completed=self.jobs_done, width=40),
-                    Text(self.bar_text()))
+        bar.add_row(
+            ProgressBar(total=self.jobs_total, completed=self.jobs_done, width=40),
+            Text(self.bar_text()),
+        )
         table = Table(title="current Pareto front", title_justify="left", expand=False)
         table.add_column("candidate")
         for obj in self.objectives:
             table.add_column(obj, justify="right")
         for row in self.front[:10]:
-            table.add_row(row["id"], *(f"{row[o]:.2f}" if o.startswith(("top1", "loss"))
-                                       else f"{row[o]:.3g}" if o.startswith("latency")
-                                       else si(row[o]) for o in self.objectives))
-        running = Text("running: " + (", ".join(self.running[:6]) or "-")
-                       + (" ..." if len(self.running) > 6 else ""), style="dim")
+            table.add_row(
+                row["id"],
+                *(
+                    f"{row[o]:.2f}"
+                    if o.startswith(("top1", "loss"))
+                    else f"{row[o]:.3g}"
+                    if o.startswith("latency")
+                    else si(row[o])
+                    for o in self.objectives
+                ),
+            )
+        running = Text(
+            "running: "
+            + (", ".join(self.running[:6]) or "-")
+            + (" ..." if len(self.running) > 6 else ""),
+            style="dim",
+        )
         parts: list[Any] = [head, bar, Text(self.summary()), running, table]
         return Group(*parts)
 
@@ -161,8 +179,9 @@ def starting(console: Console, text: str) -> float:
 class Display:
     """A live panel on a terminal, plain lines otherwise; finished trials print in both."""
 
-    def __init__(self, progress: Progress, console: Console | None = None,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, progress: Progress, console: Console | None = None, enabled: bool = True
+    ) -> None:
         self.progress = progress
         self.console = console or Console()
         self.enabled = enabled
@@ -173,13 +192,15 @@ class Display:
         p = self.progress
         p.jobs_before = p.finished * max(1, p.seeds)  # a resumed search starts from its record
         if self.enabled and self.console.is_terminal:
-            self.live = Live(p.render(), console=self.console, refresh_per_second=4,
-                             transient=True)
+            self.live = Live(p.render(), console=self.console, refresh_per_second=4, transient=True)
             self.live.__enter__()
         elif self.enabled:
-            self.console.print(f"gcsearch search: {p.title}: {p.total} candidates x {p.seeds} "
-                               f"seed(s) on {p.parallel} slot(s)", highlight=False,
-                               soft_wrap=True)
+            self.console.print(
+                f"gcsearch search: {p.title}: {p.total} candidates x {p.seeds} "
+                f"seed(s) on {p.parallel} slot(s)",
+                highlight=False,
+                soft_wrap=True,
+            )
         return self
 
     def refresh(self) -> None:
@@ -187,16 +208,16 @@ class Display:
             self.live.update(self.progress.render())
         elif self.enabled and time.time() - self._beat >= HEARTBEAT_S:
             self._beat = time.time()
-            self.console.print(f"... {self.progress.summary()}", highlight=False,
-                               soft_wrap=True)
+            self.console.print(f"... {self.progress.summary()}", highlight=False, soft_wrap=True)
 
     def finished(self, line: str) -> None:
         """A trial has ended: one line that stays (above the live panel on a terminal)."""
         self.progress.last = line
         if self.enabled:
             p = self.progress
-            self.console.print(f"[{p.finished}/{p.total}] {line}", highlight=False,
-                               soft_wrap=True, markup=False)
+            self.console.print(
+                f"[{p.finished}/{p.total}] {line}", highlight=False, soft_wrap=True, markup=False
+            )
             self._beat = time.time()
         self.refresh()
 

@@ -79,19 +79,41 @@ class Driver:
         # what other drivers trained, the sampler's study learns too
         self.claims = Claims(study, self.ledger, liveness, grace, lambda t: self.proposal.learn(t))
         self.proposal = Proposal(
-            space, study, self.ledger, self.claims.ask,
-            n_trials=n_trials, strategy=strategy, trials=trials,
+            space,
+            study,
+            self.ledger,
+            self.claims.ask,
+            n_trials=n_trials,
+            strategy=strategy,
+            trials=trials,
         )
         self.teller = Teller(
-            study, self.ledger, display, self.proposal.told,
-            objectives=space.objectives, rungs=self.policy.rungs, max_epochs=max_epochs,
-            keep_weights=keep_weights, owner=self.claims.own,
+            study,
+            self.ledger,
+            display,
+            self.proposal.told,
+            objectives=space.objectives,
+            rungs=self.policy.rungs,
+            max_epochs=max_epochs,
+            keep_weights=keep_weights,
+            owner=self.claims.own,
         )
         self.dispatch = Dispatch(
-            executor, self.ledger, self.claims, self.teller, display, self.policy.first,
-            space=space, faults=faults, weights_dir=weights_dir, states_dir=states_dir,
+            executor,
+            self.ledger,
+            self.claims,
+            self.teller,
+            display,
+            self.policy.first,
+            space=space,
+            faults=faults,
+            weights_dir=weights_dir,
+            states_dir=states_dir,
             costs=costs,
-            budget=dict(budget), device=device, threads=threads, deterministic=deterministic,
+            budget=dict(budget),
+            device=device,
+            threads=threads,
+            deterministic=deterministic,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
         )

@@ -74,16 +74,20 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     if target == "auto" or not sep or not host or "://" in target:
         return
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--address {address}: {port!r} is not a port (allowed: auto, "
-                        "HOST:PORT such as 10.0.0.1:6379, or ray://HOST:10001)")
+        raise UserError(
+            f"--address {address}: {port!r} is not a port (allowed: auto, "
+            "HOST:PORT such as 10.0.0.1:6379, or ray://HOST:10001)"
+        )
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             pass
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
-        raise UserError(f"--address {address}: nothing answers at {host}:{port} ({why}); "
-                        "start the cluster first (ray start --head) or give its head's address "
-                        "(allowed: auto, HOST:PORT of a running Ray head)") from None
+        raise UserError(
+            f"--address {address}: nothing answers at {host}:{port} ({why}); "
+            "start the cluster first (ray start --head) or give its head's address "
+            "(allowed: auto, HOST:PORT of a running Ray head)"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -112,6 +116,7 @@ def _join(address: str) -> None:
     ~/.ray/auth_token exists, but ``ray.init(address=HOST:PORT)`` sends no token unless told.
     (Sending a token first is no shortcut: a cluster without token authentication accepts the
     connection, but its actors then die.)"""
+
     def attempt() -> Exception | None:
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -126,11 +131,16 @@ def _join(address: str) -> None:
     if exc is not None and "RAY_AUTH_MODE" not in os.environ and _enable_auth_token():
         exc = attempt()
     if exc is not None:
-        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
-                "; if the cluster uses token authentication, give this machine its token "
-                "(RAY_AUTH_TOKEN, or ~/.ray/auth_token from its head)")
-        raise UserError(f"--address {address}: cannot join the Ray cluster "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}){hint}")
+        hint = (
+            ""
+            if os.environ.get("RAY_AUTH_MODE") == "token"
+            else "; if the cluster uses token authentication, give this machine its token "
+            "(RAY_AUTH_TOKEN, or ~/.ray/auth_token from its head)"
+        )
+        raise UserError(
+            f"--address {address}: cannot join the Ray cluster "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}){hint}"
+        )
 
 
 def _enable_auth_token() -> bool:
@@ -168,8 +178,13 @@ def worker_options(cpus: float, gpus: float) -> dict[str, Any]:
     """Ray options of one slot's worker: exactly one trial's resources, held for its life (a
     0.25 GPU packs four slots on one GPU); a dead worker is replaced by the executor, which
     records the retry, rather than restarted by Ray."""
-    return {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0, "max_task_retries": 0,
-            "max_concurrency": 1}
+    return {
+        "num_cpus": cpus,
+        "num_gpus": gpus,
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        "max_concurrency": 1,
+    }
 
 
 def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str:
@@ -191,8 +206,16 @@ def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str
 
 
 def _failed(job: Job, reason: str) -> dict[str, Any]:
-    return {"candidate_id": job.candidate_id, "seed": job.seed, "status": "failed",
-            "reason": reason, "top1": None, "epochs": 0, "history": [], "env": {}}
+    return {
+        "candidate_id": job.candidate_id,
+        "seed": job.seed,
+        "status": "failed",
+        "reason": reason,
+        "top1": None,
+        "epochs": 0,
+        "history": [],
+        "env": {},
+    }
 
 
 class RayExecutor:
@@ -205,9 +228,16 @@ class RayExecutor:
         ex.submit(job); done = ex.wait(1.0); ex.shutdown()
     """
 
-    def __init__(self, run_dir: Path, *, address: str | None = None, parallel: int | None = 2,
-                 cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-                 max_retries: int = 3) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        address: str | None = None,
+        parallel: int | None = 2,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        max_retries: int = 3,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.address = address
         self.started_ray = False
@@ -236,8 +266,10 @@ class RayExecutor:
             have = ray.cluster_resources().get("GPU", 0)
             if self.started_ray:
                 ray.shutdown()
-            raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has "
-                            f"{have:g} GPUs (allowed: up to {have:g}, or 0 to train on CPU)")
+            raise UserError(
+                f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has "
+                f"{have:g} GPUs (allowed: up to {have:g}, or 0 to train on CPU)"
+            )
         if parallel is None:  # as many trials as the cluster holds at once
             res = ray.cluster_resources()
             parallel = int(res.get("CPU", 1) // cpus_per_trial) if cpus_per_trial else 1
@@ -310,10 +342,14 @@ class RayExecutor:
     def describe(self) -> dict[str, Any]:
         """Nodes and resources of the Ray cluster (for the run record)."""
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        return {"address": self.address or "local", "nodes": len(nodes),
-                "resources": {k: v for k, v in ray.cluster_resources().items()
-                              if k in ("CPU", "GPU", "memory")},
-                "ray": ray.__version__}
+        return {
+            "address": self.address or "local",
+            "nodes": len(nodes),
+            "resources": {
+                k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")
+            },
+            "ray": ray.__version__,
+        }
 
     def shutdown(self) -> None:
         self._queue.clear()
@@ -331,5 +367,11 @@ class RayExecutor:
                 (self.run_dir / "ray").unlink(missing_ok=True)
 
 
-__all__ = ["RayExecutor", "TrialWorker", "probe_address", "short_temp_dir", "trial_device",
-           "worker_options"]
+__all__ = [
+    "RayExecutor",
+    "TrialWorker",
+    "probe_address",
+    "short_temp_dir",
+    "trial_device",
+    "worker_options",
+]

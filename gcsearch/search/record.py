@@ -118,8 +118,11 @@ class TrialRecord:
         kw["results"] = results
         if kw.get("duplicate_of") is not None:
             kw["duplicate_of"] = int(kw["duplicate_of"])
-        text = None if cand is not None else attrs.get("candidate_id") or (
-            data if isinstance(data, str) else None)
+        text = (
+            None
+            if cand is not None
+            else attrs.get("candidate_id") or (data if isinstance(data, str) else None)
+        )
         return cls(candidate=cand, candidate_text=text, **kw)
 
 

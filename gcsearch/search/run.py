@@ -223,8 +223,13 @@ def _check_start(space: Space, c: SearchConfig, run_dir: Path) -> None:
 
 
 def _provenance(
-    space: Space, budget: Mapping[str, Any], shape: Sequence[int], classes: int,
-    rungs: Sequence[int], versions: Mapping[str, Any], smoke: bool,
+    space: Space,
+    budget: Mapping[str, Any],
+    shape: Sequence[int],
+    classes: int,
+    rungs: Sequence[int],
+    versions: Mapping[str, Any],
+    smoke: bool,
 ) -> dict[str, Any]:
     """What the study records of the run it is (its resume must match the fingerprint)."""
     return {
@@ -256,8 +261,11 @@ def _costs_and_box(
     costs = c.network_costs or study.user_attrs.get("network_costs")
     if not costs:
         if c.progress:
-            print(f"counting the exact cost of every network of {space.name} (fvcore, "
-                  "once per study) ...", flush=True)
+            print(
+                f"counting the exact cost of every network of {space.name} (fvcore, "
+                "once per study) ...",
+                flush=True,
+            )
         costs = space_costs(space, shape, classes)
     if "hv_reference" not in study.user_attrs:
         reference, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
@@ -273,10 +281,18 @@ def _start_executor(
     """The executor (Ray unless the config brings one) and its start-up seconds; a Ray
     executor is shut down however the run ends."""
     if c.progress:  # the first line, before Ray's start-up (seconds) begins
-        where = ("custom executor" if c.executor is not None else
-                 f"joining Ray at {c.address}" if c.address else "starting Ray (local)")
-        starting(console, f"{space.name}: {space.n_trials()} trials x {space.search.seeds} "
-                          f"seed(s), task {space.task}, {space.backbone}; {where}")
+        where = (
+            "custom executor"
+            if c.executor is not None
+            else f"joining Ray at {c.address}"
+            if c.address
+            else "starting Ray (local)"
+        )
+        starting(
+            console,
+            f"{space.name}: {space.n_trials()} trials x {space.search.seeds} "
+            f"seed(s), task {space.task}, {space.backbone}; {where}",
+        )
     if c.executor is not None:
         return c.executor, 0.0
     from gcsearch.search.executor import RayExecutor
@@ -298,8 +314,13 @@ def _start_executor(
 
 
 def _display(
-    space: Space, c: SearchConfig, study: optuna.Study, driver: Driver, where: str,
-    console: Any, marked: int,
+    space: Space,
+    c: SearchConfig,
+    study: optuna.Study,
+    driver: Driver,
+    where: str,
+    console: Any,
+    marked: int,
 ) -> Display:
     """The live progress, counting what a resumed study already holds."""
     n_trials = space.n_trials()
@@ -358,8 +379,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
-        marked = (len(recover_stale_trials(study, grace, own=heartbeat.driver_id))
-                  if c.resume else 0)
+        marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if c.resume else 0
         costs = _costs_and_box(study, space, c, input_shape, num_classes)
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)

@@ -66,12 +66,20 @@ ALL_SUBSETS = "all-subsets"
 #: Per-axis defaults (the GC block at the spec's default placement) and allowed values, both
 #: read from the axis registry ``gcsearch.spec.AXES``.
 AXIS_DEFAULTS: dict[str, tuple[Any, ...]] = {
-    name: (("".join(a.default),) if name == "stages" else (a.default,))
-    for name, a in AXES.items()
+    name: (("".join(a.default),) if name == "stages" else (a.default,)) for name, a in AXES.items()
 }
 AXIS_ALLOWED: dict[str, tuple[Any, ...]] = {n: a.values for n, a in AXES.items() if n != "stages"}
-_TOP_KEYS = ("name", "description", "objectives", "task", "budget", "axes", "references",
-             "search", "fidelity")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "objectives",
+    "task",
+    "budget",
+    "axes",
+    "references",
+    "search",
+    "fidelity",
+)
 
 
 def objective(text: str) -> tuple[str, str]:
@@ -101,8 +109,10 @@ class Axes:
     def candidates(self) -> list[Candidate]:
         """The grid's candidates (ratio and norm only combine with the bottleneck)."""
         blocks = block_specs(self.pooling, self.transform, self.ratio, self.norm, self.fusion)
-        placements = [Placement(p, s, d) for p, s, d in
-                      itertools.product(self.position, self.stages, self.density)]
+        placements = [
+            Placement(p, s, d)
+            for p, s, d in itertools.product(self.position, self.stages, self.density)
+        ]
         return [Candidate(block=b, placement=p) for b, p in itertools.product(blocks, placements)]
 
     def choices(self) -> dict[str, tuple[Any, ...]]:
@@ -227,8 +237,10 @@ class Space:
         if "data" in changes:
             data = changes.pop("data")
             if data is not None and self.task not in file_tasks():
-                raise UserError(f"--data: task {self.task!r} of {self.path} reads no files "
-                                f"(allowed for {_join(file_tasks())})")
+                raise UserError(
+                    f"--data: task {self.task!r} of {self.path} reads no files "
+                    f"(allowed for {_join(file_tasks())})"
+                )
             out = _replace(out, data=data)
         if search:
             out = _replace(out, search=_replace(out.search, **search))
@@ -247,28 +259,35 @@ class Space:
             "path": self.path,
             "description": self.description,
             "objectives": list(self.objectives),
-            "task": {"name": self.task, "backbone": self.backbone, "data": self.data,
-                     "min_hidden": self.min_hidden},
+            "task": {
+                "name": self.task,
+                "backbone": self.backbone,
+                "data": self.data,
+                "min_hidden": self.min_hidden,
+            },
             "budget": dict(self.budget),
             "axes": [g.to_dict() for g in self.grids],
             "references": list(self.reference_ids),
             "search": self.search.to_dict(),
             "fidelity": self.fidelity.to_dict(),
-            "counts": {"candidates": len(self.candidates()),
-                       "references": len(self.reference_ids)},
+            "counts": {"candidates": len(self.candidates()), "references": len(self.reference_ids)},
         }
 
     def to_toml(self) -> str:
         """The resolved config as TOML (written to the run directory as space.resolved.toml)."""
         d = self.to_dict()
-        lines = [f"# resolved from {self.path}; {d['counts']['candidates']} candidates + "
-                 f"{d['counts']['references']} reference rows",
-                 f"name = {_toml_value(self.name)}",
-                 f"description = {_toml_value(self.description)}",
-                 f"objectives = {_toml_value(list(self.objectives))}", ""]
+        lines = [
+            f"# resolved from {self.path}; {d['counts']['candidates']} candidates + "
+            f"{d['counts']['references']} reference rows",
+            f"name = {_toml_value(self.name)}",
+            f"description = {_toml_value(self.description)}",
+            f"objectives = {_toml_value(list(self.objectives))}",
+            "",
+        ]
         task = {k: v for k, v in d["task"].items() if v is not None}
         sections: list[tuple[str, Mapping[str, Any]]] = [
-            ("[task]", task), ("[budget]", d["budget"]),
+            ("[task]", task),
+            ("[budget]", d["budget"]),
             ("[references]", {"include": [r for r in self.reference_ids if r != "none"]}),
             ("[search]", {k: v for k, v in d["search"].items() if v is not None}),
             ("[fidelity]", d["fidelity"]),
@@ -320,8 +339,9 @@ class _Reader:
 
     def string(self, data: Any, key: str, allowed: tuple[str, ...] | None = None) -> str:
         if not isinstance(data, str):
-            raise self.fail(key, f"expected a string, got {_kind(data)}",
-                            _join(allowed) if allowed else None)
+            raise self.fail(
+                key, f"expected a string, got {_kind(data)}", _join(allowed) if allowed else None
+            )
         if allowed is not None and data not in allowed:
             raise self.fail(key, f"{data!r} is not allowed", _join(allowed))
         return data
@@ -343,8 +363,9 @@ class _Reader:
             raise self.fail(key, f"{data!r} is out of range", rng)
         return value
 
-    def choices(self, data: Any, key: str, check: Callable[[Any, str], Any],
-                allowed: str) -> tuple[Any, ...]:
+    def choices(
+        self, data: Any, key: str, check: Callable[[Any, str], Any], allowed: str
+    ) -> tuple[Any, ...]:
         """A non-empty list of values (a bare value counts as a one-item list), deduplicated."""
         items = data if isinstance(data, list) else [data]
         if not items:
@@ -358,8 +379,14 @@ class _Reader:
 
 
 def _kind(data: Any) -> str:
-    names = {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
-             int: "an integer", float: "a float"}
+    names = {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+    }
     return names.get(type(data), type(data).__name__)
 
 
@@ -371,13 +398,16 @@ def _read_axes(r: _Reader, data: Any, key: str, index: int) -> Axes:
         if axis not in table:
             continue
         if axis == "ratio":
+
             def check(v: Any, k: str) -> int:
                 if isinstance(v, bool) or not isinstance(v, int) or v not in RATIOS:
                     raise r.fail(k, f"{v!r} is not allowed", _join(RATIOS))
                 return v
         else:
+
             def check(v: Any, k: str, allowed: tuple[Any, ...] = allowed) -> str:
                 return r.string(v, k, allowed)
+
         values[axis] = r.choices(table[axis], f"{key}.{axis}", check, _join(allowed))
     if "stages" in table:
         values["stages"] = _read_stages(r, table["stages"], f"{key}.stages")
@@ -385,9 +415,12 @@ def _read_axes(r: _Reader, data: Any, key: str, index: int) -> Axes:
     if "bottleneck" not in transforms:
         for axis in ("ratio", "norm"):
             if axis in table:
-                raise r.fail(f"{key}.{axis}", f"given with transform {list(transforms)} "
-                             "(ratio and norm apply to a bottleneck only)",
-                             "add 'bottleneck' to transform, or drop this key")
+                raise r.fail(
+                    f"{key}.{axis}",
+                    f"given with transform {list(transforms)} "
+                    "(ratio and norm apply to a bottleneck only)",
+                    "add 'bottleneck' to transform, or drop this key",
+                )
     name = r.string(table.get("name", "main" if index == 0 else f"axes{index}"), f"{key}.name")
     return Axes(name=name, **values)
 
@@ -440,8 +473,11 @@ def _read_references(
         try:
             Placement.parse(default)
         except UserError as exc:
-            raise r.fail("references.placement", str(exc),
-                         "'<position>:<stages>[:last]', e.g. after_1x1:c3c4c5") from None
+            raise r.fail(
+                "references.placement",
+                str(exc),
+                "'<position>:<stages>[:last]', e.g. after_1x1:c3c4c5",
+            ) from None
     allowed = f"presets ({_join(tuple(PRESETS))}), 'none', or ids like gc@after_add:c4"
 
     def placed(preset: str) -> Placement:
@@ -469,8 +505,17 @@ def _read_references(
 
 
 def _read_search(r: _Reader, data: Any) -> SearchSettings:
-    keys = ("sampler", "n_trials", "seeds", "parallel", "cpus_per_trial", "gpus_per_trial",
-            "population", "sampler_seed", "validate_every")
+    keys = (
+        "sampler",
+        "n_trials",
+        "seeds",
+        "parallel",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "population",
+        "sampler_seed",
+        "validate_every",
+    )
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
     if "sampler" in t:
@@ -479,14 +524,16 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         if t["n_trials"] == "all":
             kw["n_trials"] = None
         elif isinstance(t["n_trials"], str):
-            raise r.fail("search.n_trials", f"{t['n_trials']!r} is not allowed",
-                         "'all' or integers >= 1")
+            raise r.fail(
+                "search.n_trials", f"{t['n_trials']!r} is not allowed", "'all' or integers >= 1"
+            )
         else:
             kw["n_trials"] = r.integer(t["n_trials"], "search.n_trials", 1)
     for key, lo in (("seeds", 1), ("parallel", 1), ("sampler_seed", 0), ("validate_every", 0)):
         if key in t:
-            kw[key] = r.integer(t[key], f"search.{key}", lo, 10_000 if key != "sampler_seed"
-                                else 2**31 - 1)
+            kw[key] = r.integer(
+                t[key], f"search.{key}", lo, 10_000 if key != "sampler_seed" else 2**31 - 1
+            )
     if "population" in t:
         kw["population"] = r.integer(t["population"], "search.population", 2, 10_000)
     if "cpus_per_trial" in t:
@@ -501,8 +548,9 @@ def _read_fidelity(r: _Reader, data: Any) -> Fidelity:
     kw: dict[str, Any] = {}
     if "enabled" in t:
         if not isinstance(t["enabled"], bool):
-            raise r.fail("fidelity.enabled", f"expected a boolean, got {_kind(t['enabled'])}",
-                         "true, false")
+            raise r.fail(
+                "fidelity.enabled", f"expected a boolean, got {_kind(t['enabled'])}", "true, false"
+            )
         kw["enabled"] = t["enabled"]
     if "eta" in t:
         kw["eta"] = r.integer(t["eta"], "fidelity.eta", 2, 100)
@@ -556,8 +604,9 @@ def _read_task(r: _Reader, data: Any) -> dict[str, Any]:
     if "name" in t:
         out["task"] = r.string(t["name"], "task.name", _known("gcsearch.tasks", "TASKS"))
     if "backbone" in t:
-        out["backbone"] = r.string(t["backbone"], "task.backbone",
-                                   _known("gcsearch.backbones", "BACKBONES"))
+        out["backbone"] = r.string(
+            t["backbone"], "task.backbone", _known("gcsearch.backbones", "BACKBONES")
+        )
     if "data" in t:
         out["data"] = r.string(t["data"], "task.data")
     if "min_hidden" in t:
@@ -584,9 +633,12 @@ def _check_widths(r: _Reader, space: Space) -> None:
                 if bad:
                     key = "axes.ratio" if len(space.grids) == 1 else f"axes[{i}].ratio"
                     ok = [q for q in RATIOS if q <= min(widths.values())]
-                    raise r.fail(key, f"ratio {bad[0]} exceeds the {widths[stage]} channels of "
-                                 f"{space.backbone} stage {stage}",
-                                 f"{_join(ok)} at every stage, or drop {stage}")
+                    raise r.fail(
+                        key,
+                        f"ratio {bad[0]} exceeds the {widths[stage]} channels of "
+                        f"{space.backbone} stage {stage}",
+                        f"{_join(ok)} at every stage, or drop {stage}",
+                    )
 
 
 def _check_stages(r: _Reader, space: Space) -> None:
@@ -602,13 +654,17 @@ def _check_stages(r: _Reader, space: Space) -> None:
             missing = [s for s in Placement("after_1x1", text).stages if s not in have]
             if missing:
                 key = "axes.stages" if len(space.grids) == 1 else f"axes[{i}].stages"
-                raise r.fail(key, f"{text!r}: {space.backbone} has no stage {missing[0]}",
-                             _join(have))
+                raise r.fail(
+                    key, f"{text!r}: {space.backbone} has no stage {missing[0]}", _join(have)
+                )
     for ref in space.references():
         missing = [s for s in ref.placement.stages if s not in have] if not ref.is_baseline else []
         if missing:
-            raise r.fail("references.include", f"{ref.id!r}: {space.backbone} has no stage "
-                         f"{missing[0]}", _join(have))
+            raise r.fail(
+                "references.include",
+                f"{ref.id!r}: {space.backbone} has no stage {missing[0]}",
+                _join(have),
+            )
 
 
 def parse_space(text: str, file: str = "<space>") -> Space:
@@ -624,14 +680,21 @@ def parse_space(text: str, file: str = "<space>") -> Space:
     kw: dict[str, Any] = {}
     kw["name"] = r.string(data.get("name", Path(file).stem), "name")
     if not kw["name"] or any(c in kw["name"] for c in "/\\\0") or kw["name"] in (".", ".."):
-        raise r.fail("name", f"{kw['name']!r} cannot name a run directory",
-                     "a non-empty name without slashes")
+        raise r.fail(
+            "name",
+            f"{kw['name']!r} cannot name a run directory",
+            "a non-empty name without slashes",
+        )
     size = len(kw["name"].encode("utf-8", "surrogatepass"))
     if size > MAX_NAME_BYTES or not kw["name"].isprintable():
-        raise r.fail("name", f"{kw['name'][:40]!r}... is {size} bytes in UTF-8"
-                     if size > MAX_NAME_BYTES else f"{kw['name']!r} holds control characters",
-                     f"a printable name of at most {MAX_NAME_BYTES} bytes in UTF-8, e.g. "
-                     f"{MAX_NAME_BYTES} ASCII or {MAX_NAME_BYTES // 2} two-byte letters")
+        raise r.fail(
+            "name",
+            f"{kw['name'][:40]!r}... is {size} bytes in UTF-8"
+            if size > MAX_NAME_BYTES
+            else f"{kw['name']!r} holds control characters",
+            f"a printable name of at most {MAX_NAME_BYTES} bytes in UTF-8, e.g. "
+            f"{MAX_NAME_BYTES} ASCII or {MAX_NAME_BYTES // 2} two-byte letters",
+        )
     kw["description"] = r.string(data.get("description", ""), "description")
     if "objectives" in data:
         kw["objectives"] = _read_objectives(r, data["objectives"])
@@ -656,9 +719,13 @@ def parse_space(text: str, file: str = "<space>") -> Space:
     _check_stages(r, space)
     _check_widths(r, space)
     if space.search.seeds == 2:
-        warnings.warn(f"{file}: search.seeds = 2: intervals at n = 2 are not informative (a 95 % "
-                      "t interval is +-12.7 standard errors); use 3 or more seeds, or 1 for a "
-                      "quick look", InputWarning, stacklevel=2)
+        warnings.warn(
+            f"{file}: search.seeds = 2: intervals at n = 2 are not informative (a 95 % "
+            "t interval is +-12.7 standard errors); use 3 or more seeds, or 1 for a "
+            "quick look",
+            InputWarning,
+            stacklevel=2,
+        )
     return space
 
 
@@ -668,15 +735,19 @@ def load_space(path: str | Path) -> Space:
 
     p = resolve_space(path)  # a file, or a shipped space by name ("quick")
     if p.exists() and not p.is_file():  # /dev/zero, a FIFO, a folder: never read to the end
-        raise UserError(f"{path}: not a regular file (allowed: a .toml space file, or a "
-                        "shipped space by name, e.g. quick)")
+        raise UserError(
+            f"{path}: not a regular file (allowed: a .toml space file, or a "
+            "shipped space by name, e.g. quick)"
+        )
     try:
         with p.open("rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
-            raise UserError(f"{path}: larger than {MAX_FILE_BYTES // 1024**2} MiB, not a space "
-                            f"file (allowed: a .toml space file of at most "
-                            f"{MAX_FILE_BYTES // 1024**2} MiB)")
+            raise UserError(
+                f"{path}: larger than {MAX_FILE_BYTES // 1024**2} MiB, not a space "
+                f"file (allowed: a .toml space file of at most "
+                f"{MAX_FILE_BYTES // 1024**2} MiB)"
+            )
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (try --space quick)") from None
@@ -703,13 +774,17 @@ def run_space(args: Any) -> int:
     task = space_task(space) if args.action == "validate" else None
     cands, refs = space.candidates(), space.references()
     if args.action == "count":
-        print(f"{len(cands)} candidates + {len(refs)} reference rows "
-              f"({', '.join(c.id for c in refs)})")
+        print(
+            f"{len(cands)} candidates + {len(refs)} reference rows "
+            f"({', '.join(c.id for c in refs)})"
+        )
     elif args.action == "validate":
-        print(f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
-              f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
-              f"sampler {space.search.sampler}"
-              + (f"; data: {task.summary()})" if space.task in file_tasks() and task else ")"))
+        print(
+            f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
+            f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
+            f"sampler {space.search.sampler}"
+            + (f"; data: {task.summary()})" if space.task in file_tasks() and task else ")")
+        )
     else:
         print(space.to_toml())
         print("# candidates")
@@ -720,5 +795,13 @@ def run_space(args: Any) -> int:
     return 0
 
 
-__all__ = ["Axes", "Fidelity", "SearchSettings", "Space", "load_space", "parse_space",
-           "run_space", "space_task"]
+__all__ = [
+    "Axes",
+    "Fidelity",
+    "SearchSettings",
+    "Space",
+    "load_space",
+    "parse_space",
+    "run_space",
+    "space_task",
+]

@@ -56,9 +56,11 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
             journal.get_all_studies()  # replays the whole file: a bad line fails here
             return journal, storage
         except Exception as exc:  # an existing file that is not a journal (bytes, text)
-            raise UserError(f"--storage {storage}: not an Optuna journal file "
-                            f"({type(exc).__name__}); give a new file or one a search "
-                            "wrote") from None
+            raise UserError(
+                f"--storage {storage}: not an Optuna journal file "
+                f"({type(exc).__name__}); give a new file or one a search "
+                "wrote"
+            ) from None
     else:
         raise UserError(
             f"--storage: {storage!r} is not a storage (allowed: an Optuna URL such "
@@ -79,10 +81,12 @@ def open_storage(run_dir: Path, storage: str | None) -> tuple[Any, str]:
             if attempt < 2 and type(exc).__name__ in ("IntegrityError", "ProgrammingError"):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            raise UserError(mask_secrets(
-                f"--storage: cannot open {url} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]})"
-            )) from None
+            raise UserError(
+                mask_secrets(
+                    f"--storage: cannot open {url} ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:200]})"
+                )
+            ) from None
     if sqlite:
         _fast_sqlite(rdb)
     return rdb, mask_secrets(url)
@@ -93,9 +97,11 @@ def _make_parent(path: Path, given: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--storage {given}: cannot create {path.parent} "
-                        f"({exc.strerror or type(exc).__name__}; allowed: a path in a folder "
-                        "you can write in)") from None
+        raise UserError(
+            f"--storage {given}: cannot create {path.parent} "
+            f"({exc.strerror or type(exc).__name__}; allowed: a path in a folder "
+            "you can write in)"
+        ) from None
 
 
 def _with_driver(url: str) -> str:

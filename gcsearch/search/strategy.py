@@ -232,8 +232,9 @@ def open_box(
 
 def searched_networks(space: Space) -> list[str]:
     """The network keys the space's candidates build (reference rows aside): what a box spans."""
-    return list(dict.fromkeys(network_key(c, space.backbone, space.min_hidden)
-                              for c in space.candidates()))
+    return list(
+        dict.fromkeys(network_key(c, space.backbone, space.min_hidden) for c in space.candidates())
+    )
 
 
 def normalise(
@@ -403,7 +404,10 @@ class EHVIStrategy:
         self._n_rows = 0
 
     def _vector(
-        self, key: str, measured: Mapping[str, float], ref: Mapping[str, float],
+        self,
+        key: str,
+        measured: Mapping[str, float],
+        ref: Mapping[str, float],
         ideal: Mapping[str, float],
     ) -> list[float]:
         out = []
@@ -469,8 +473,9 @@ class EHVIStrategy:
     def _sense(self, name: str) -> str:
         return next(objective(o)[1] for o in self.objectives if objective(o)[0] == name)
 
-    def _far(self, keys: Sequence[str], pool: Mapping[str, Any], near: Sequence[Any],
-             rng: random.Random) -> str:
+    def _far(
+        self, keys: Sequence[str], pool: Mapping[str, Any], near: Sequence[Any], rng: random.Random
+    ) -> str:
         """A start as far (one-hot distance) from the told and in-flight networks as any."""
         xs = np.array([self.encode(pool[k]) for k in keys], dtype=float)
         xn = np.array([self.encode(c) for c in near], dtype=float)
@@ -500,7 +505,9 @@ class EHVIStrategy:
         ]
         rule, _, start = BATCH_RULE.partition("+")
         prior = (
-            start == "prior" and bool(running) and len(seen) < STARTS
+            start == "prior"
+            and bool(running)
+            and len(seen) < STARTS
             and all(n in self.reference for n in (m.name for m in self.trained))
         )
         if self.trained and len(seen) < STARTS and not prior:

@@ -124,9 +124,15 @@ def run_job(job: Job) -> dict[str, Any]:
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
 
-            latency = candidate_latency(cand, job.backbone, shape,
-                                        num_classes=task.num_classes, min_hidden=job.min_hidden,
-                                        device=device, batch=budget.batch_size)
+            latency = candidate_latency(
+                cand,
+                job.backbone,
+                shape,
+                num_classes=task.num_classes,
+                min_hidden=job.min_hidden,
+                device=device,
+                batch=budget.batch_size,
+            )
 
         def callback(record: dict[str, Any]) -> bool:
             """After each epoch: stop once a rung run reaches its rung."""
@@ -141,12 +147,24 @@ def run_job(job: Job) -> dict[str, Any]:
 
             assert job.weights_dir is not None
             path = seed_weights_path(job.weights_dir, cand.id, job.seed)
-            meta = {"seed": job.seed, "image_size": budget.image_size or 0,
-                    "top1": float(res.top1 or math.nan), "task": job.task, "epochs": res.epochs}
+            meta = {
+                "seed": job.seed,
+                "image_size": budget.image_size or 0,
+                "top1": float(res.top1 or math.nan),
+                "task": job.task,
+                "epochs": res.epochs,
+            }
             try:
-                save_checkpoint(path, model, cand, backbone=job.backbone,
-                                min_hidden=job.min_hidden, num_classes=task.num_classes,
-                                input_shape=shape, meta=meta)
+                save_checkpoint(
+                    path,
+                    model,
+                    cand,
+                    backbone=job.backbone,
+                    min_hidden=job.min_hidden,
+                    num_classes=task.num_classes,
+                    input_shape=shape,
+                    meta=meta,
+                )
             except OSError as exc:
                 io_errors.append(io_line(exc, path=exc.filename or path))
 
@@ -172,8 +190,7 @@ def run_job(job: Job) -> dict[str, Any]:
             out["io_error"] = io_errors[0]
         if latency is not None:
             out["latency"] = latency.to_dict()
-        out["env"] = {**environment(device, threads), **(out.get("env") or {}),
-                      "pid": os.getpid()}
+        out["env"] = {**environment(device, threads), **(out.get("env") or {}), "pid": os.getpid()}
         if resume is not None:
             out["env"]["resumed"] = job.start_epoch  # the epochs this job did not train
         if device.type == "cuda":
@@ -191,8 +208,6 @@ def run_job(job: Job) -> dict[str, Any]:
     out["wall_s"] = out.get("wall_s") or time.perf_counter() - start
     out["env"]["job_wall_s"] = time.perf_counter() - start
     return out
-
-
 
 
 def resolve_budget(

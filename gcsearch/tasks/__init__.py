@@ -30,8 +30,20 @@ if TYPE_CHECKING:
     from gcsearch.tasks.batches import TensorBatches
 
 __all__ = [
-    "AUGMENTS", "BUDGET_CHOICES", "DEFAULT_TASK", "EVAL_SPLITS", "OPTIMIZERS", "TASKS", "Budget",
-    "Task", "TaskEntry", "data_problem", "file_tasks", "get_task", "open_task", "run_tasks",
+    "AUGMENTS",
+    "BUDGET_CHOICES",
+    "DEFAULT_TASK",
+    "EVAL_SPLITS",
+    "OPTIMIZERS",
+    "TASKS",
+    "Budget",
+    "Task",
+    "TaskEntry",
+    "data_problem",
+    "file_tasks",
+    "get_task",
+    "open_task",
+    "run_tasks",
     "sized",
 ]
 
@@ -40,7 +52,9 @@ EVAL_SPLITS = ("val", "test")
 OPTIMIZERS = ("sgd", "adamw")
 #: Budget's string fields and their allowed values (checked here and by the space parser)
 BUDGET_CHOICES: dict[str, tuple[str, ...]] = {
-    "augment": AUGMENTS, "eval_split": EVAL_SPLITS, "optimizer": OPTIMIZERS,
+    "augment": AUGMENTS,
+    "eval_split": EVAL_SPLITS,
+    "optimizer": OPTIMIZERS,
 }
 
 
@@ -56,8 +70,9 @@ def _image_size_ok(size: Any) -> bool:
     )
 
 
-def sized(shape: tuple[int, int, int], image_size: int | tuple[int, int] | None
-          ) -> tuple[int, int, int]:
+def sized(
+    shape: tuple[int, int, int], image_size: int | tuple[int, int] | None
+) -> tuple[int, int, int]:
     """(C, H, W) of images of native ``shape`` under a budget's ``image_size``: None keeps
     ``shape``, S gives S x S, (H, W) gives H x W (the rule of every task that resizes)."""
     if image_size is None:

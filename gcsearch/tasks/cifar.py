@@ -41,8 +41,8 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...], str, int]] = {
 def _how(variant: str) -> str:
     cls = "CIFAR10" if variant == "cifar10" else "CIFAR100"
     return (
-        f"allowed: a folder holding {LAYOUTS[variant][0]}/, given as [task] data = \"DIR\" in "
-        f"the space file or --data DIR (default ./{DEFAULT_ROOT}); python -c \"import "
+        f'allowed: a folder holding {LAYOUTS[variant][0]}/, given as [task] data = "DIR" in '
+        f'the space file or --data DIR (default ./{DEFAULT_ROOT}); python -c "import '
         f"torchvision; torchvision.datasets.{cls}('{DEFAULT_ROOT}', download=True)\" writes it"
     )
 

@@ -30,7 +30,7 @@ FILES = (
     "t10k-labels-idx1-ubyte",
 )
 HOW = (
-    "allowed: a folder holding the four IDX files, given as [task] data = \"DIR\" in the space "
+    'allowed: a folder holding the four IDX files, given as [task] data = "DIR" in the space '
     "file or --data DIR, or the Debian package dataset-fashion-mnist (apt-get install "
     "dataset-fashion-mnist)"
 )

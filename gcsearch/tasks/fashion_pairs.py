@@ -82,8 +82,10 @@ def make_pairs(
         others = [[j for j, o in enumerate(classes) if o not in group[i]] for i in range(k)]
         pick = torch.rand(n, generator=gen)
         cls_b = torch.tensor(
-            [a if s else others[a][int(u * len(others[a]))]
-             for a, s, u in zip(cls_a.tolist(), same.tolist(), pick.tolist(), strict=True)]
+            [
+                a if s else others[a][int(u * len(others[a]))]
+                for a, s, u in zip(cls_a.tolist(), same.tolist(), pick.tolist(), strict=True)
+            ]
         )
     else:
         step = torch.randint(1, k, (n,), generator=gen)

@@ -24,7 +24,7 @@ from gcsearch.tasks.files import ArrayTask, data_dir
 DEFAULT_SIZE = 32
 HOW = (
     "allowed: a folder of class subfolders, or one holding train/ and val/ of them, given as "
-    "[task] data = \"DIR\" in the space file or --data DIR"
+    '[task] data = "DIR" in the space file or --data DIR'
 )
 TEST_NAMES = ("val", "test")
 
@@ -69,9 +69,11 @@ def decode(paths: tuple[str, ...], size: tuple[int, int]) -> torch.Tensor:
                 pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
                 out[i, :, top : top + fit[1], left : left + fit[0]] = pixels
         except Image.DecompressionBombError as exc:  # over PIL's pixel limit: refused, not read
-            raise UserError(f"imagefolder: image {path} is too large to decode "
-                            f"({_first_line(exc)}; allowed: images up to "
-                            f"{Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+            raise UserError(
+                f"imagefolder: image {path} is too large to decode "
+                f"({_first_line(exc)}; allowed: images up to "
+                f"{Image.MAX_IMAGE_PIXELS:,} pixels)"
+            ) from None
         except OSError as exc:
             raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
     return out
@@ -109,9 +111,11 @@ class ImageFolderTask(ArrayTask):
             folder = _split_dirs(self.root)[0]
             classes = scan(folder)[0]
             if len(classes) < 2:  # one class: top-1 is 100 % and the loss nan, by construction
-                raise UserError(f"imagefolder: {folder} holds {len(classes)} class folder"
-                                f"{'' if len(classes) == 1 else 's'} ({', '.join(classes)}); "
-                                "allowed: 2 or more class subfolders")
+                raise UserError(
+                    f"imagefolder: {folder} holds {len(classes)} class folder"
+                    f"{'' if len(classes) == 1 else 's'} ({', '.join(classes)}); "
+                    "allowed: 2 or more class subfolders"
+                )
             self.num_classes = len(classes)
 
     def _samples(self, test: bool) -> tuple[tuple[str, ...], torch.Tensor]:

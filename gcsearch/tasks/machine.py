@@ -18,8 +18,21 @@ from typing import Any
 
 #: /proc/cpuinfo flags that change which CPU kernels torch and oneDNN run (x86, then Arm)
 ISA_FLAGS = (
-    "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
-    "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "i8mm", "bf16",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+    "sve2",
+    "i8mm",
+    "bf16",
 )
 
 
@@ -68,12 +81,19 @@ def gpu(device: Any) -> dict[str, Any]:
     ``cudnn`` (version) of a CUDA ``device``; the same keys, None, on any other device."""
     import torch
 
-    out: dict[str, Any] = {"gpu": None, "gpu_capability": None, "cuda": torch.version.cuda,
-                           "cudnn": None}
+    out: dict[str, Any] = {
+        "gpu": None,
+        "gpu_capability": None,
+        "cuda": torch.version.cuda,
+        "cudnn": None,
+    }
     if getattr(device, "type", str(device)) == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
-        out.update(gpu=torch.cuda.get_device_name(device), gpu_capability=f"{major}.{minor}",
-                   cudnn=torch.backends.cudnn.version())
+        out.update(
+            gpu=torch.cuda.get_device_name(device),
+            gpu_capability=f"{major}.{minor}",
+            cudnn=torch.backends.cudnn.version(),
+        )
     return out
 
 

@@ -176,8 +176,9 @@ class LongRangeMatch:
     def shape_at(self, budget: Budget) -> tuple[int, int, int]:
         """A strip ``image_size`` wide (its height follows); [H, W] must be such a strip."""
         size = budget.image_size
-        shape = strip_shape(self.width if size is None else size if isinstance(size, int)
-                            else size[1])
+        shape = strip_shape(
+            self.width if size is None else size if isinstance(size, int) else size[1]
+        )
         if isinstance(size, tuple) and size[0] != shape[1]:
             raise UserError(
                 f"budget.image_size: {list(size)} is not a strip (allowed: an integer W, or "
@@ -189,12 +190,18 @@ class LongRangeMatch:
         width = self.shape_at(budget)[2]
         base = 1_000_003 * budget.data_seed
         x, y = make_strips(
-            budget.train_images, width, base + _STREAMS["train"],
-            min_gap=self.min_gap, graded=self.graded,
+            budget.train_images,
+            width,
+            base + _STREAMS["train"],
+            min_gap=self.min_gap,
+            graded=self.graded,
         )
         n_eval = budget.val_images if budget.eval_split == "val" else 10_000
         xe, ye = make_strips(
-            n_eval, width, base + _STREAMS[budget.eval_split], min_gap=self.min_gap,
+            n_eval,
+            width,
+            base + _STREAMS[budget.eval_split],
+            min_gap=self.min_gap,
             graded=self.graded,
         )
         return (
@@ -241,8 +248,14 @@ class GradedHueMatch(LongRangeMatch):
     #: (tasks/measured/synthetic-graded.json; docs/trusting-results.md)
     budget: Budget = field(
         default_factory=lambda: Budget(
-            train_images=4000, val_images=5000, epochs=10, batch_size=64, lr=0.01,
-            weight_decay=0.05, warmup_epochs=1.0, optimizer="adamw",
+            train_images=4000,
+            val_images=5000,
+            epochs=10,
+            batch_size=64,
+            lr=0.01,
+            weight_decay=0.05,
+            warmup_epochs=1.0,
+            optimizer="adamw",
         )
     )
     graded: bool = True

@@ -187,9 +187,13 @@ def train(
     backbone = backbone or task.backbone
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
-    env = {**environment(dev, threads), "task": task.name, "backbone": backbone,
-           "amp": str(dtype).removeprefix("torch.") if dtype else None,
-           "deterministic": deterministic or dev.type == "cpu"}
+    env = {
+        **environment(dev, threads),
+        "task": task.name,
+        "backbone": backbone,
+        "amp": str(dtype).removeprefix("torch.") if dtype else None,
+        "deterministic": deterministic or dev.type == "cpu",
+    }
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
     with _torch_settings(threads, dev, deterministic):
         try:
@@ -197,16 +201,22 @@ def train(
         except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
             if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
                 raise
-            raise UserError(f"budget: {budget.train_images} train + {budget.val_images} val "
-                            f"images of {task.name} do not fit in memory (allowed: fewer "
-                            "train_images / val_images, or a smaller image_size)") from None
-        counted = dict(cost) if cost else count_cost(
-            candidate,
-            backbone,
-            train_data.shape,
-            num_classes=task.num_classes,
-            min_hidden=min_hidden,
-        ).to_dict()
+            raise UserError(
+                f"budget: {budget.train_images} train + {budget.val_images} val "
+                f"images of {task.name} do not fit in memory (allowed: fewer "
+                "train_images / val_images, or a smaller image_size)"
+            ) from None
+        counted = (
+            dict(cost)
+            if cost
+            else count_cost(
+                candidate,
+                backbone,
+                train_data.shape,
+                num_classes=task.num_classes,
+                min_hidden=min_hidden,
+            ).to_dict()
+        )
         result.params, result.macs = int(counted["params"]), int(counted["macs"])
         result.block_params = int(counted["block_params"])
         result.block_macs = int(counted["block_macs"])
@@ -226,8 +236,19 @@ def train(
             state = torch.load(resume_state, map_location=dev, weights_only=True)
             model.load_state_dict(state["model"])
         try:
-            _fit(model, train_data, eval_data, budget, dev, dtype, result, callback, validate_at,
-                 state, keep_state)
+            _fit(
+                model,
+                train_data,
+                eval_data,
+                budget,
+                dev,
+                dtype,
+                result,
+                callback,
+                validate_at,
+                state,
+                keep_state,
+            )
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
         if on_trained is not None and result.status == "complete":

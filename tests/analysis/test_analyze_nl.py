@@ -45,8 +45,9 @@ def test_distances_match_scipy_over_all_pairs() -> None:
     ref = [cdist(v[b].numpy(), v[b].numpy(), "cosine").mean() / 2 for b in range(2)]
     assert mean_pairwise_cosine_distance(v).tolist() == pytest.approx(ref)
     p = torch.softmax(torch.randn(1, 7, 7), -1)
-    js = [[jensenshannon(p[0, i].numpy(), p[0, j].numpy()) ** 2 for j in range(7)]
-          for i in range(7)]
+    js = [
+        [jensenshannon(p[0, i].numpy(), p[0, j].numpy()) ** 2 for j in range(7)] for i in range(7)
+    ]
     assert mean_pairwise_jsd(p).item() == pytest.approx(float(torch.tensor(js).mean()))
 
 
@@ -203,9 +204,16 @@ def test_three_models_per_instantiation_give_intervals_and_a_verdict(
         for m in model.modules():
             if isinstance(m, NonLocal2d):
                 torch.nn.init.ones_(m.norm.weight)  # a live block
-        save_checkpoint(tmp_path / "nl" / f"seed{seed}" / "nl.pt", model, cand,
-                        backbone="resnet8", min_hidden=8, num_classes=10, input_shape=(1, 8, 8),
-                        meta={"task": "digits", "seed": seed})
+        save_checkpoint(
+            tmp_path / "nl" / f"seed{seed}" / "nl.pt",
+            model,
+            cand,
+            backbone="resnet8",
+            min_hidden=8,
+            num_classes=10,
+            input_shape=(1, 8, 8),
+            meta={"task": "digits", "seed": seed},
+        )
     out_json = tmp_path / "nl.json"
     code = main(["analyze", "nl", str(tmp_path / "nl"), "--images", "16", "--json", str(out_json)])
     out = capsys.readouterr().out

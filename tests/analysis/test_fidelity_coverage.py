@@ -22,14 +22,16 @@ SIMS = 2000
 LOWEST = 0.93  # 0.95 less 4 simulation standard errors (sd 0.005 at 2,000 runs)
 
 
-def _runs(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...],
-          noise: float) -> tuple[np.ndarray, np.ndarray]:
+def _runs(
+    rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], noise: float
+) -> tuple[np.ndarray, np.ndarray]:
     e = rng.normal(0.0, noise, (*shape, K))
     return lo + e, hi + 0.5 * e + math.sqrt(0.75) * rng.normal(0.0, noise, (*shape, K))
 
 
-def _coverage(n: int, spread: float, noise: float, seed: int) -> tuple[float, np.ndarray,
-                                                                       np.ndarray, float]:
+def _coverage(
+    n: int, spread: float, noise: float, seed: int
+) -> tuple[float, np.ndarray, np.ndarray, float]:
     rng = np.random.default_rng(seed)
     hi_true = rng.normal(0.0, spread, K)
     lo_true = 0.8 * hi_true + 0.6 * rng.normal(0.0, spread, K)

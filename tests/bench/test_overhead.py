@@ -13,8 +13,12 @@ from gcsearch.bench.overhead import split
 
 def test_the_parts_add_up_to_the_slot_time() -> None:
     results = [
-        {"train_s": 2.0, "wall_s": 3.5, "history": [{"seconds": 1.4}, {"seconds": 1.6}],
-         "env": {"job_wall_s": 5.0}},
+        {
+            "train_s": 2.0,
+            "wall_s": 3.5,
+            "history": [{"seconds": 1.4}, {"seconds": 1.6}],
+            "env": {"job_wall_s": 5.0},
+        },
         {"train_s": 1.0, "wall_s": 2.0, "history": [{"seconds": 1.5}], "env": {"job_wall_s": 2.5}},
     ]
     record = {"loop_s": 6.0, "ray_start_s": 1.0, "ray_shutdown_s": 0.5}

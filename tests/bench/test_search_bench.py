@@ -165,8 +165,9 @@ def test_replay_proposes_with_the_given_number_in_flight(
 
     monkeypatch.setattr(strategy.EHVIStrategy, "propose", spy)
     space = load_space(BENCH_SPACE)
-    study, _ = replay(space, fake_table(space), sampler="ehvi", n_trials=14, seed=0,
-                      in_flight=in_flight)
+    study, _ = replay(
+        space, fake_table(space), sampler="ehvi", n_trials=14, seed=0, in_flight=in_flight
+    )
     assert max(counts) == in_flight and counts.count(in_flight) >= 14 - 2 * in_flight
     trained = [r for t in study.trials if (r := TrialRecord.read(t)).trained and r.role == "search"]
     assert len({r.network for r in trained}) == 14

@@ -23,15 +23,33 @@ def test_search_on_two_node_cluster_uses_both_nodes(tmp_path: Path) -> None:
         space = tiny_space(tmp_path, sampler="grid", fidelity=False)
         run = tmp_path / "run"
         proc = subprocess.run(
-            [sys.executable, "-m", "gcsearch", "search", "--space", str(space), "--run-dir",
-             str(run), "--smoke", "--address", cluster.address],
-            cwd=ROOT, capture_output=True, text=True, timeout=900)
+            [
+                sys.executable,
+                "-m",
+                "gcsearch",
+                "search",
+                "--space",
+                str(space),
+                "--run-dir",
+                str(run),
+                "--smoke",
+                "--address",
+                cluster.address,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{run / 'study.db'}")
         trained = trained_per_candidate(study)
         assert len(trained) == 6 and set(trained.values()) == {1}  # all results reached it
-        nodes = {t.user_attrs["env"]["node"] for t in study.trials
-                 if t.state == optuna.trial.TrialState.COMPLETE}
+        nodes = {
+            t.user_attrs["env"]["node"]
+            for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        }
         assert len(nodes) == 2, nodes
     finally:
         cluster.shutdown()

@@ -14,8 +14,13 @@ from gcsearch.search.display import Display, Progress, starting
 
 
 def _progress(**kw: object) -> Progress:
-    base: dict[str, object] = {"title": "t", "total": 4, "parallel": 2,
-                               "objectives": ["top1:max", "macs:min"], "seeds": 2}
+    base: dict[str, object] = {
+        "title": "t",
+        "total": 4,
+        "parallel": 2,
+        "objectives": ["top1:max", "macs:min"],
+        "seeds": 2,
+    }
     return Progress(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -99,7 +104,13 @@ def test_search_prints_its_first_line_before_the_executor_runs(tmp_path: Path) -
     seen: list[str] = []
     out = io.StringIO()
     space = load_space(tiny_space(tmp_path)).with_overrides(n_trials=1)
-    search(space, tmp_path / "run", smoke=True, executor=Watched(parallel=1), export=False,
-           console=Console(file=out, width=160, force_terminal=False))
+    search(
+        space,
+        tmp_path / "run",
+        smoke=True,
+        executor=Watched(parallel=1),
+        export=False,
+        console=Console(file=out, width=160, force_terminal=False),
+    )
     assert seen and seen[0].startswith("gcsearch search: tiny: 1 trials x 1 seed(s)")
     assert "[1/" in out.getvalue() and "seed runs" in out.getvalue()

@@ -60,8 +60,12 @@ def test_quarter_gpu_slots_pack_four_workers_on_one_gpu() -> None:
 
             gpus = ray.get_gpu_ids()
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            return {"pid": os.getpid(), "gpus": [str(g) for g in gpus], "visible": visible,
-                    "device": device_of("auto", gpus, visible)}
+            return {
+                "pid": os.getpid(),
+                "gpus": [str(g) for g in gpus],
+                "visible": visible,
+                "device": device_of("auto", gpus, visible),
+            }
 
     try:
         slot = ray.remote(Probe).options(**worker_options(1, 0.25))

@@ -99,12 +99,18 @@ def test_a_full_disk_keeps_the_trained_result_and_resume_trains_the_rest(
     rec = TrialRecord.read(row)
     assert row.state == TrialState.FAIL and rec.retryable and rec.reason.startswith("I/O error")
     assert rec.results[0]["top1"] is not None  # the training's metrics are on its row
-    assert set(trained_per_candidate(study)) == {"none", *(c.id for c in space.references()),
-                                                 space.candidates()[0].id}
+    assert set(trained_per_candidate(study)) == {
+        "none",
+        *(c.id for c in space.references()),
+        space.candidates()[0].id,
+    }
     assert _check_outputs_agree(run)["fault"].startswith("no space left on device")
     _resume_trains_the_rest(space, run, missing=3)  # the victim, candidates 2 and 3
-    retry = next(TrialRecord.read(t) for t in _study(run).trials
-                 if TrialRecord.read(t).candidate_id == victim.id and TrialRecord.read(t).trained)
+    retry = next(
+        TrialRecord.read(t)
+        for t in _study(run).trials
+        if TrialRecord.read(t).candidate_id == victim.id and TrialRecord.read(t).trained
+    )
     assert retry.retries[0]["retry_of"] == row.number and retry.weights
     assert (run / retry.weights).is_file()
 
@@ -208,8 +214,11 @@ def test_a_study_that_takes_no_writes_leaves_its_trial_to_retry(
         return real(self, trial_id, state, values)
 
     monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", full)
-    with pytest.raises(IOFault, match=r"^OperationalError: database or disk is full writing "
-                                      r"the study sqlite:///\S+study\.db;"):
+    with pytest.raises(
+        IOFault,
+        match=r"^OperationalError: database or disk is full writing "
+        r"the study sqlite:///\S+study\.db;",
+    ):
         search(space, run, executor=InlineExecutor(), **KW)
     monkeypatch.undo()
     study = _study(run)
@@ -266,9 +275,12 @@ def test_a_file_a_trial_cannot_read_stops_the_search_and_resume_retries_it(
     space = _space(tmp_path)
     run = tmp_path / "run"
     monkeypatch.setattr(train_module, "train", unreadable)
-    with pytest.raises(IOFault, match=r"^UnidentifiedImageError: cannot identify image file "
-                                      r"'data/cat/1\.png' at test_io_faults\.py:\d+; the search "
-                                      r"stopped \(1 trials"):
+    with pytest.raises(
+        IOFault,
+        match=r"^UnidentifiedImageError: cannot identify image file "
+        r"'data/cat/1\.png' at test_io_faults\.py:\d+; the search "
+        r"stopped \(1 trials",
+    ):
         search(space, run, executor=InlineExecutor(), **KW)
     monkeypatch.undo()
     rec = TrialRecord.read(_study(run).trials[0])

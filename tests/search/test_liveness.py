@@ -391,13 +391,23 @@ def test_a_hung_driver_is_waited_for_then_its_trial_retried(
     monkeypatch.setenv("GCSEARCH_LIVENESS", "0.2,3")
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
     storage = str(tmp_path / "shared.log")
-    kw: dict[str, Any] = {"smoke": True, "progress": False, "export": False, "weights": False,
-                          "storage": storage, "executor": InlineExecutor()}
+    kw: dict[str, Any] = {
+        "smoke": True,
+        "progress": False,
+        "export": False,
+        "weights": False,
+        "storage": storage,
+        "executor": InlineExecutor(),
+    }
     search(space.with_overrides(n_trials=1), tmp_path / "a", **kw)
     victim = space.candidates()[1]
-    code = HUNG_DRIVER.format(tmp=str(tmp_path), storage=storage, run=str(tmp_path / "c"),
-                              victim=victim.id,
-                              key=network_key(victim, space.backbone, space.min_hidden))
+    code = HUNG_DRIVER.format(
+        tmp=str(tmp_path),
+        storage=storage,
+        run=str(tmp_path / "c"),
+        victim=victim.id,
+        key=network_key(victim, space.backbone, space.min_hidden),
+    )
     hung = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     stopped = threading.Event()
     try:
@@ -425,7 +435,8 @@ def test_a_hung_driver_is_waited_for_then_its_trial_retried(
     trained = trained_per_candidate(study)
     assert set(trained) == rest | {victim.id} and set(trained.values()) == {1}
     retry = next(
-        rec for t in study.trials
+        rec
+        for t in study.trials
         if (rec := TrialRecord.read(t)).candidate_id == victim.id and rec.trained
     )
     assert retry.retries[0]["retry_of"] == held

@@ -22,8 +22,16 @@ from gcsearch.spec import Candidate
 
 def _job(seed: int) -> Job:
     cand = Candidate.parse("gc@after_1x1:c4")
-    return Job(trial=0, candidate=cand.to_dict(), seed=seed, task="synthetic",
-               budget=SMOKE_BUDGET, backbone="resnet8", device="cpu", threads=1)
+    return Job(
+        trial=0,
+        candidate=cand.to_dict(),
+        seed=seed,
+        task="synthetic",
+        budget=SMOKE_BUDGET,
+        backbone="resnet8",
+        device="cpu",
+        threads=1,
+    )
 
 
 def _curve(result: dict) -> list[dict]:
@@ -43,9 +51,7 @@ def test_run_job_same_seed_twice_same_result() -> None:
 
 
 def _search(tmp_path: Path, name: str) -> Path:
-    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False)).with_overrides(
-        seeds=2
-    )
+    space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False)).with_overrides(seeds=2)
     run = tmp_path / name
     search(space, run, smoke=True, executor=InlineExecutor(), progress=False, export=False)
     return run
@@ -54,8 +60,9 @@ def _search(tmp_path: Path, name: str) -> Path:
 def _means(run: Path) -> dict[str, tuple[float, str]]:
     rows = candidate_rows(results_frame(run))
     seeds = rows.filter(like="metric.top1.s").astype(str).agg(",".join, axis=1)
-    return {i: (m, s) for i, m, s in zip(rows["spec.id"], rows["metric.top1_mean"], seeds,
-                                          strict=True)}
+    return {
+        i: (m, s) for i, m, s in zip(rows["spec.id"], rows["metric.top1_mean"], seeds, strict=True)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +81,7 @@ def test_tiny_search_twice_same_means(two_runs: tuple[Path, Path]) -> None:
 def test_rows_and_run_json_name_the_machine(two_runs: tuple[Path, Path]) -> None:
     a, _ = two_runs
     frame = pd.read_csv(a / "results.csv")
-    for col in ("env.cpu", "env.cpu_isa", "env.cpu_capability", "env.gpu", "env.cuda",
-                "env.cudnn"):
+    for col in ("env.cpu", "env.cpu_isa", "env.cpu_capability", "env.gpu", "env.cuda", "env.cudnn"):
         assert col in frame
     assert frame["env.cpu_capability"].notna().all()
     machines = json.loads((a / "run.json").read_text())["machines"]

@@ -29,10 +29,21 @@ class LosesFirstWorker(InlineExecutor):
         if self._queue and self._queue[0].candidate_id == self.victim and not self.lost:
             job = self._queue.popleft()
             self.lost = True
-            return [(job, {"candidate_id": job.candidate_id, "seed": job.seed,
-                           "status": "failed", "top1": None, "epochs": 0, "history": [],
-                           "reason": "worker lost: WorkerCrashedError (after retries)",
-                           "env": {}})]
+            return [
+                (
+                    job,
+                    {
+                        "candidate_id": job.candidate_id,
+                        "seed": job.seed,
+                        "status": "failed",
+                        "top1": None,
+                        "epochs": 0,
+                        "history": [],
+                        "reason": "worker lost: WorkerCrashedError (after retries)",
+                        "env": {},
+                    },
+                )
+            ]
         return super().wait(timeout)
 
 
@@ -42,16 +53,23 @@ def test_worker_lost_retry_links_to_the_failed_row_and_counts_stay_in_range(
     space = load_space(tiny_space(tmp_path, sampler="grid", fidelity=False))
     victim = space.candidates()[0].id
     buf = io.StringIO()
-    out = search(space, tmp_path / "run", smoke=True, executor=LosesFirstWorker(victim),
-                 console=Console(file=buf, width=200), export=False)
+    out = search(
+        space,
+        tmp_path / "run",
+        smoke=True,
+        executor=LosesFirstWorker(victim),
+        console=Console(file=buf, width=200),
+        export=False,
+    )
     rows = [(t, TrialRecord.read(t)) for t in out.study.get_trials(deepcopy=False)]
     mine = [(t, r) for t, r in rows if r.candidate_id == victim]
     failed = [t for t, r in mine if r.status == "failed"]
     assert len(failed) == 1 and TrialRecord.read(failed[0]).retryable
     retry = [r for t, r in mine if r.status == "complete"]
     assert len(retry) == 1
-    assert retry[0].retries == [{"retry_of": failed[0].number,
-                                 "reason": "worker lost: WorkerCrashedError (after retries)"}]
+    assert retry[0].retries == [
+        {"retry_of": failed[0].number, "reason": "worker lost: WorkerCrashedError (after retries)"}
+    ]
     shown = [(int(a), int(b)) for a, b in re.findall(r"\[(\d+)/(\d+)\]", buf.getvalue())]
     assert shown and all(a <= b for a, b in shown), shown
     assert shown[-1][0] == shown[-1][1]  # and it ends at the total

@@ -319,8 +319,11 @@ def test_promotions_resume_from_their_rung_and_equal_an_uninterrupted_run(
     assert space.fidelity.rungs(4) == (2,)
     kwargs = {"progress": False, "export": False, "executor": InlineExecutor(parallel=2)}
     rung = search(space, tmp_path / "rung", **kwargs)
-    whole = search(space.with_overrides(enabled=False), tmp_path / "whole",
-                   **{**kwargs, "executor": InlineExecutor(parallel=2)})
+    whole = search(
+        space.with_overrides(enabled=False),
+        tmp_path / "whole",
+        **{**kwargs, "executor": InlineExecutor(parallel=2)},
+    )
 
     def finals(study: optuna.Study) -> dict[str, list[float]]:
         out = {}
@@ -335,13 +338,20 @@ def test_promotions_resume_from_their_rung_and_equal_an_uninterrupted_run(
     assert set(promoted) & searched  # some candidates went on past the rung
     for cid, tops in promoted.items():
         assert tops == full[cid], cid  # resumed = uninterrupted, seed by seed
-    resumed = [r["env"].get("resumed") for t in rung.study.trials
-               if (rec := TrialRecord.read(t)).trained and rec.status == "complete"
-               and rec.candidate_id in searched for r in rec.results]
+    resumed = [
+        r["env"].get("resumed")
+        for t in rung.study.trials
+        if (rec := TrialRecord.read(t)).trained
+        and rec.status == "complete"
+        and rec.candidate_id in searched
+        for r in rec.results
+    ]
     assert resumed and set(resumed) == {2}  # every promoted seed continued from epoch 2
     furthest = sum(
-        int(r["epochs"]) for t in rung.study.trials
-        if (rec := TrialRecord.read(t)).trained for r in rec.results
+        int(r["epochs"])
+        for t in rung.study.trials
+        if (rec := TrialRecord.read(t)).trained
+        for r in rec.results
     )
     assert rung.epochs_trained == furthest < whole.epochs_trained
     assert not (tmp_path / "rung" / "states").exists()

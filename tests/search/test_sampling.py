@@ -87,7 +87,10 @@ def test_sampler_study_holds_the_searched_networks_only(sampler: str) -> None:
     trials = ss.study.get_trials(deepcopy=False)
     assert _numbers_index_trials(ss.study)
     assert [t.state for t in trials] == [
-        TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.COMPLETE,
+        TrialState.FAIL,
         TrialState.FAIL,
     ]
     assert trials[2].params == candidate_params(space, cand)

@@ -47,8 +47,16 @@ def _dead_url() -> str:
 def test_search_error_line_masks_the_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["search", "--space", "quick", "--smoke", "--run-dir", str(tmp_path / "run"),
-            "--storage", _dead_url()]
+    argv = [
+        "search",
+        "--space",
+        "quick",
+        "--smoke",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--storage",
+        _dead_url(),
+    ]
     assert main(argv) == 2
     out = capsys.readouterr()
     assert SECRET not in out.out + out.err
@@ -65,8 +73,9 @@ def test_report_error_line_masks_the_password(capsys: pytest.CaptureFixture[str]
 def test_run_json_masks_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``run.json`` records the command; a password typed in it is masked there."""
     run = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", ["gcsearch", "search", "--storage",
-                                      f"postgresql://gc:{SECRET}@db.example/x"])
+    monkeypatch.setattr(
+        sys, "argv", ["gcsearch", "search", "--storage", f"postgresql://gc:{SECRET}@db.example/x"]
+    )
     space = load_space(tiny_space(tmp_path, sampler="random", n_trials="1", fidelity=False))
     search(space, run, smoke=True, executor=InlineExecutor(), progress=False, export=False)
     text = (run / "run.json").read_text()
@@ -75,7 +84,9 @@ def test_run_json_masks_the_command_line(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.db
 def test_no_output_holds_the_password(
-    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    postgres_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """End to end on a real server (trust authentication takes any password): the progress
@@ -87,8 +98,15 @@ def test_no_output_holds_the_password(
     monkeypatch.setattr(sys, "argv", ["gcsearch", "search", "--storage", url])
     space = load_space(tiny_space(tmp_path, sampler="random", n_trials="1", fidelity=False))
     buf = io.StringIO()
-    search(space, run, storage=url, smoke=True, executor=InlineExecutor(),
-           console=Console(file=buf, width=200), export=False)
+    search(
+        space,
+        run,
+        storage=url,
+        smoke=True,
+        executor=InlineExecutor(),
+        console=Console(file=buf, width=200),
+        export=False,
+    )
     md, html = tmp_path / "r.md", tmp_path / "r.html"
     assert main(["report", url, "--md", str(md), "--html", str(html)]) == 0
     out = capsys.readouterr()

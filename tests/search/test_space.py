@@ -48,13 +48,18 @@ def test_paper_space_unions_grids_without_duplicates() -> None:
 
 
 def test_conditional_axes_only_combine_with_bottleneck() -> None:
-    space = parse_space('[axes]\ntransform = ["1x1", "bottleneck"]\nratio = [4, 16]\n'
-                        'norm = ["none", "ln"]\n')
+    space = parse_space(
+        '[axes]\ntransform = ["1x1", "bottleneck"]\nratio = [4, 16]\nnorm = ["none", "ln"]\n'
+    )
     ids = sorted(c.block_id for c in space.candidates())
-    assert ids == sorted(["att-1x1-add", "att-r4-add", "att-r4ln-add", "att-r16-add",
-                          "att-r16ln-add"])
-    assert space.grids[0].choices() == {"transform": ("1x1", "bottleneck"), "ratio": (4, 16),
-                                        "norm": ("none", "ln")}
+    assert ids == sorted(
+        ["att-1x1-add", "att-r4-add", "att-r4ln-add", "att-r16-add", "att-r16ln-add"]
+    )
+    assert space.grids[0].choices() == {
+        "transform": ("1x1", "bottleneck"),
+        "ratio": (4, 16),
+        "norm": ("none", "ln"),
+    }
 
 
 def test_defaults_are_the_gc_block() -> None:
@@ -76,8 +81,9 @@ def test_resolved_config_round_trips_through_toml(tmp_path: Path) -> None:
 
 
 def test_overrides_replace_settings() -> None:
-    space = parse_space("[search]\nparallel = 4\n").with_overrides(parallel=1, eta=2,
-                                                                   budget={"epochs": 2})
+    space = parse_space("[search]\nparallel = 4\n").with_overrides(
+        parallel=1, eta=2, budget={"epochs": 2}
+    )
     assert space.search.parallel == 1 and space.fidelity.eta == 2
     assert space.budget["epochs"] == 2
 
@@ -127,14 +133,23 @@ def test_a_budget_may_name_its_default_data_seed() -> None:
 def test_cli_exit_code_2_and_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[axes]\nfusion = ["concat"]\n')
-    proc = subprocess.run([sys.executable, "-m", "gcsearch", "space", "validate", str(bad)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gcsearch", "space", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "axes.fusion[0]" in proc.stderr and "add, mul, both" in proc.stderr
-    ok = subprocess.run([sys.executable, "-m", "gcsearch", "space", "count",
-                         str(ROOT / "spaces" / "full.toml")],
-                        capture_output=True, text=True, cwd=ROOT, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "gcsearch", "space", "count", str(ROOT / "spaces" / "full.toml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("1134 candidates")
 
 
@@ -143,8 +158,13 @@ def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") \
-            if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
@@ -159,29 +179,73 @@ def _document(doc: dict[str, Any]) -> str:
 
 
 _AXIS_VALUES = [v for vals in AXIS_DEFAULTS.values() for v in vals] + [
-    "avg", "avgmax", "1x1", "none", "mul", "both", "after_add", "last", "c4", "c2", "c3c5",
-    "all-subsets", 4, 8, 32, 3, "nsga2", "grid", "top1:max", "macs:min", "gc",
+    "avg",
+    "avgmax",
+    "1x1",
+    "none",
+    "mul",
+    "both",
+    "after_add",
+    "last",
+    "c4",
+    "c2",
+    "c3c5",
+    "all-subsets",
+    4,
+    8,
+    32,
+    3,
+    "nsga2",
+    "grid",
+    "top1:max",
+    "macs:min",
+    "gc",
     "nl-dot@after_add:c4",
 ]
-_scalars = st.one_of(st.sampled_from(_AXIS_VALUES), st.integers(-3, 40), st.booleans(),
-                     st.floats(allow_nan=True), st.text(max_size=8))
+_scalars = st.one_of(
+    st.sampled_from(_AXIS_VALUES),
+    st.integers(-3, 40),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+)
 _KEYS = st.sampled_from([*AXIS_DEFAULTS, "name", "x"])
-_values = st.recursive(_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=3)), max_leaves=8)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=3)),
+    max_leaves=8,
+)
 _SECTION_KEYS = {
     "axes": [*AXIS_DEFAULTS, "name", "bogus"],
-    "search": ["sampler", "n_trials", "seeds", "parallel", "cpus_per_trial", "gpus_per_trial",
-               "population", "sampler_seed"],
+    "search": [
+        "sampler",
+        "n_trials",
+        "seeds",
+        "parallel",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "population",
+        "sampler_seed",
+    ],
     "fidelity": ["enabled", "eta", "min_epochs"],
     "references": ["include", "placement"],
     "task": ["name", "backbone", "data", "min_hidden"],
     "budget": ["epochs", "batch_size", "lr", "train_images", "nope"],
 }
-_sections = st.fixed_dictionaries({}, optional={
-    sec: st.dictionaries(st.sampled_from(keys), _values, max_size=4)
-    for sec, keys in _SECTION_KEYS.items()
-} | {"objectives": _values, "name": _values, "axes_list": st.lists(
-    st.dictionaries(st.sampled_from(_SECTION_KEYS["axes"]), _values, max_size=3), max_size=3)})
+_sections = st.fixed_dictionaries(
+    {},
+    optional={
+        sec: st.dictionaries(st.sampled_from(keys), _values, max_size=4)
+        for sec, keys in _SECTION_KEYS.items()
+    }
+    | {
+        "objectives": _values,
+        "name": _values,
+        "axes_list": st.lists(
+            st.dictionaries(st.sampled_from(_SECTION_KEYS["axes"]), _values, max_size=3), max_size=3
+        ),
+    },
+)
 
 
 def _check_loads_or_user_error(text: str) -> None:
@@ -211,6 +275,6 @@ def test_structured_random_toml_loads_or_raises_user_error(doc: dict[str, Any]) 
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list('[]{}="\',.:#\n axespoling1x4-_tr')), max_size=60))
+@given(st.text(alphabet=st.sampled_from(list("[]{}=\"',.:#\n axespoling1x4-_tr")), max_size=60))
 def test_garbage_text_loads_or_raises_user_error(text: str) -> None:
     _check_loads_or_user_error(text)

@@ -35,14 +35,29 @@ def _free_port() -> int:
 
 def _gcsearch(*argv: str, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "gcsearch", *argv], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gcsearch", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_address_where_nothing_listens_is_one_line_and_leaves_no_study(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = _gcsearch("search", "--space", str(tiny_space(tmp_path)), "--smoke", "--run-dir",
-                     str(run), "--address", f"127.0.0.1:{_free_port()}", cwd=tmp_path)
+    proc = _gcsearch(
+        "search",
+        "--space",
+        str(tiny_space(tmp_path)),
+        "--smoke",
+        "--run-dir",
+        str(run),
+        "--address",
+        f"127.0.0.1:{_free_port()}",
+        cwd=tmp_path,
+    )
     try:
         _, err = proc.communicate(timeout=HANG_S)
     except subprocess.TimeoutExpired:
@@ -127,8 +142,15 @@ def test_sigterm_while_ray_starts_exits_with_a_line_and_no_ray_left(tmp_path: Pa
     run = tmp_path / "run"
     run.mkdir()
     temp = str(short_temp_dir(run))  # where this run's Ray keeps its sockets and logs
-    proc = _gcsearch("search", "--space", str(tiny_space(tmp_path)), "--smoke", "--run-dir",
-                     str(run), cwd=tmp_path)
+    proc = _gcsearch(
+        "search",
+        "--space",
+        str(tiny_space(tmp_path)),
+        "--smoke",
+        "--run-dir",
+        str(run),
+        cwd=tmp_path,
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # the header line printed just before ray.init
@@ -193,8 +215,9 @@ def test_a_killed_starts_empty_study_does_not_block_the_rerun(tmp_path: Path) ->
     path = tiny_space(tmp_path, fidelity=False)
     run = tmp_path / "run"
     _killed_start(path, run)
-    out = search(load_space(path), run, smoke=True, executor=InlineExecutor(), progress=False,
-                 export=False)
+    out = search(
+        load_space(path), run, smoke=True, executor=InlineExecutor(), progress=False, export=False
+    )
     assert out.counts["complete"] >= 1
 
 

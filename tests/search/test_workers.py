@@ -11,8 +11,16 @@ from gcsearch.spec import Candidate
 
 
 def _job(trial: int, cand: str, seed: int, fault: str | None = None) -> Job:
-    return Job(trial=trial, candidate=Candidate.parse(cand).to_dict(), seed=seed, task="digits",
-               budget=dict(SMOKE_BUDGET), backbone="resnet8", device="cpu", fault=fault)
+    return Job(
+        trial=trial,
+        candidate=Candidate.parse(cand).to_dict(),
+        seed=seed,
+        task="digits",
+        budget=dict(SMOKE_BUDGET),
+        backbone="resnet8",
+        device="cpu",
+        fault=fault,
+    )
 
 
 def _drain(ex: RayExecutor, n: int) -> list[dict]:

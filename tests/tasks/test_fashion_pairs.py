@@ -101,7 +101,8 @@ def test_distinct_pairs_never_take_two_look_alike_classes() -> None:
         b = (x[:, 0, :, right].amax(dim=(1, 2)) - 1).long()
         assert torch.equal((a == b).long(), same)
         clash = [
-            i for i in range(len(a))
+            i
+            for i in range(len(a))
             if not same[i] and group.get(int(a[i]), -1 - int(a[i])) == group.get(int(b[i]), -99)
         ]
         return len(clash), same

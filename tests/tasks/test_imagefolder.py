@@ -73,7 +73,6 @@ def test_wide_strip_keeps_both_ends(tmp_path: Path) -> None:
     task = get_task("imagefolder", str(tmp_path))
     tr, _ = task.loaders(0, Budget(train_images=4, val_images=2, batch_size=2))
     assert tr.shape == task.shape_at(Budget()) == (3, 32, 32)
-    tr, _ = task.loaders(0, Budget(train_images=4, val_images=2, batch_size=2,
-                                   image_size=(16, 64)))
+    tr, _ = task.loaders(0, Budget(train_images=4, val_images=2, batch_size=2, image_size=(16, 64)))
     ends = tr.x[:, :, :, :16].mean(dim=(2, 3)), tr.x[:, :, :, 48:].mean(dim=(2, 3))
     assert tr.shape == (3, 16, 64) and not torch.allclose(ends[0], ends[1])

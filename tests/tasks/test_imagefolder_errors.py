@@ -27,8 +27,22 @@ def test_one_class_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str
     _images(tmp_path / "data", 1, 8, 8)
     with pytest.raises(UserError, match=r"1 class folder \(class0\); allowed: 2 or more"):
         get_task("imagefolder", str(tmp_path / "data"))
-    argv = ["train", "gc", "--task", "imagefolder", "--data", str(tmp_path / "data"),
-            "--epochs", "1", "--train-images", "4", "--val-images", "2", "--device", "cpu"]
+    argv = [
+        "train",
+        "gc",
+        "--task",
+        "imagefolder",
+        "--data",
+        str(tmp_path / "data"),
+        "--epochs",
+        "1",
+        "--train-images",
+        "4",
+        "--val-images",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "allowed: 2 or more class subfolders" in err

@@ -38,8 +38,9 @@ def test_cpu_fields_read_model_id_and_the_flags_that_pick_kernels() -> None:
     assert f["cpu_id"] == "cpu family 6, model 143, stepping 8"
     assert f["cpu_isa"] == "avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8"
     assert f["cpu_capability"] == "AVX512"
-    older = cpu_fields(X86.replace(" avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8",
-                                   ""), "AVX2")
+    older = cpu_fields(
+        X86.replace(" avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8", ""), "AVX2"
+    )
     assert older["cpu_isa"] == "avx avx2 fma" and older["cpu_isa"] != f["cpu_isa"]
 
 
@@ -67,8 +68,12 @@ def test_a_cuda_row_names_gpu_capability_and_cudnn(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
     monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
     g = gpu(torch.device("cuda"))
-    assert g == {"gpu": "NVIDIA H200", "gpu_capability": "9.0", "cuda": torch.version.cuda,
-                 "cudnn": 91002}
+    assert g == {
+        "gpu": "NVIDIA H200",
+        "gpu_capability": "9.0",
+        "cuda": torch.version.cuda,
+        "cudnn": 91002,
+    }
     env = environment(torch.device("cuda"), 1)
     assert env["gpu"] == "NVIDIA H200" and env["cudnn"] == 91002 and env["cpu"]
 

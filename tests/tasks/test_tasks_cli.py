@@ -123,11 +123,18 @@ def test_tasks_list_reads_the_recorded_spread(
     cands = {
         "none": {"std": 0.4, "mdd_n3_median": 2.0, "seconds_per_trial": 3.0, "mean": 50.0},
         "gc@after_1x1:c3c4c5": {
-            "std": 0.9, "mdd_n3_median": 2.5, "seconds_per_trial": 4.0, "mean": 99.6,
-            "n": 3, "at_chance": 1,
+            "std": 0.9,
+            "mdd_n3_median": 2.5,
+            "seconds_per_trial": 4.0,
+            "mean": 99.6,
+            "n": 3,
+            "at_chance": 1,
         },
         "att-1x1-mul@after_1x1:c4": {
-            "std": 7.0, "mdd_n3_median": 9.0, "seconds_per_trial": 4.0, "mean": 99.9
+            "std": 7.0,
+            "mdd_n3_median": 9.0,
+            "seconds_per_trial": 4.0,
+            "mean": 99.9,
         },
     }
     tau = {

@@ -130,9 +130,7 @@ def test_a_search_validates_at_its_rungs_and_last_epoch() -> None:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_a_stopped_run_resumed_equals_one_uninterrupted_run(
-    optimizer: str, tmp_path: Path
-) -> None:
+def test_a_stopped_run_resumed_equals_one_uninterrupted_run(optimizer: str, tmp_path: Path) -> None:
     """A rung run stopped after epoch 2 with its state kept, then resumed to epoch 4, trains
     exactly what one run of the seed trains: same final top-1 and loss to the last digit and
     the same per-epoch history (CPU; the schedule, optimizer moments, data order and torch's
@@ -140,8 +138,14 @@ def test_a_stopped_run_resumed_equals_one_uninterrupted_run(
     budget = TINY.replace(epochs=4, optimizer=optimizer, augment="flip-crop")
     whole = train("gc@after_1x1:c4c5", "digits", budget, seed=3)
     state = tmp_path / "state.pt"
-    first = train("gc@after_1x1:c4c5", "digits", budget, seed=3,
-                  callback=lambda rec: rec["epoch"] >= 2, keep_state=state)
+    first = train(
+        "gc@after_1x1:c4c5",
+        "digits",
+        budget,
+        seed=3,
+        callback=lambda rec: rec["epoch"] >= 2,
+        keep_state=state,
+    )
     assert first.status == "pruned" and first.epochs == 2 and state.is_file()
     rest = train("gc@after_1x1:c4c5", "digits", budget, seed=3, resume_state=state)
     assert rest.status == "complete" and rest.epochs == 4
