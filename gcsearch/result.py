@@ -33,6 +33,8 @@ class TrialResult:
     block_macs: int | None = None
     budget: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
+    latency: dict[str, Any] | None = None  # measured on the trial's device (latency objective)
+    io_error: str | None = None  # its weights could not be written (the result is kept)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

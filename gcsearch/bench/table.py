@@ -24,6 +24,7 @@ from typing import Any
 
 from gcsearch.errors import UserError
 from gcsearch.pool import process_pool
+from gcsearch.result import TrialResult
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.space import Space
 from gcsearch.search.trial import Job, resolve_budget
@@ -317,7 +318,7 @@ class TableExecutor(InlineExecutor):
         self.answered = 0
         self.interrupt_after = interrupt_after
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+    def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         if not self._queue:
             return []
         if self.interrupt_after is not None and self.answered >= self.interrupt_after:
@@ -347,7 +348,7 @@ class TableExecutor(InlineExecutor):
         self.epochs_trained += len(charged)
         self.seconds_trained += sum(float(r.get("seconds") or 0.0) for r in charged)
         self.answered += 1
-        return [(job, full)]
+        return [(job, TrialResult.from_dict(full))]
 
 
 __all__ = ["Table", "TableExecutor", "build_table", "fingerprint", "load_table", "networks"]

@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 
 from gcsearch.errors import IOFault, io_line
+from gcsearch.result import TrialResult
 from gcsearch.search.claims import Claims, recover_stale_trials
 from gcsearch.search.dispatch import Dispatch
 from gcsearch.search.display import Display
@@ -203,25 +204,25 @@ class Driver:
             self.dispatch.settle(self.proposal.learn)
 
     # collecting and telling ---------------------------------------------------------
-    def collect(self, job: Job, result: dict[str, Any]) -> None:
+    def collect(self, job: Job, result: TrialResult) -> None:
         """One seed's result; its candidate is told, or waits at its rung, once all report."""
         run = self.ledger.running.get(job.trial)
         if run is None:  # cancelled meanwhile
             return
         run.add(job.seed, result)
-        wall = float((result.get("env") or {}).get("job_wall_s") or result.get("wall_s") or 0)
+        wall = float(result.env.get("job_wall_s") or result.wall_s or 0)
         self.job_seconds += wall
         # a promotion resumed from its rung trains only the epochs after it
-        resumed = int((result.get("env") or {}).get("resumed") or 0)
-        self.epochs_trained += max(0, int(result.get("epochs") or 0) - resumed)
+        resumed = int(result.env.get("resumed") or 0)
+        self.epochs_trained += max(0, result.epochs - resumed)
         self.display.progress.job_seconds.append(wall)
         if run.jobs_left:
             return
-        status, _ = summarise(run.results)
+        failed = any(r.status == "failed" for r in run.results)
         reached = (
             run.stop_at is not None
-            and status != "failed"
-            and all(int(r.get("epochs") or 0) >= run.stop_at for r in run.results)
+            and not failed
+            and all(r.epochs >= run.stop_at for r in run.results)
         )
         if reached:
             run.waiting = True
@@ -247,8 +248,10 @@ class Driver:
         if epoch is None:
             return
         members = [r for r in searched if r.stop_at == epoch]
-        decided = self.policy.decide(
-            epoch, {r.cand.id: r.results for r in members}, self.ledger.references()
+        decided = self.policy.decide(  # the seeds' results as their records will hold them
+            epoch,
+            {r.cand.id: [x.to_dict() for x in r.results] for r in members},
+            self.ledger.references(),
         )
         for r in members:
             r.record.rungs.append(decided[r.cand.id].record)
@@ -260,7 +263,7 @@ class Driver:
                 d = decided[r.cand.id]
                 if d.stop:
                     for res in r.results:
-                        res.update(status="pruned", reason=d.reason)
+                        res.status, res.reason = "pruned", d.reason
                     self._finish(r)
                 else:
                     self.dispatch.submit(r, d.next_at)

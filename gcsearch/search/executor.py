@@ -7,7 +7,7 @@ job: imports, the CUDA context of the GPU it was given, cuDNN autotuning and per
 caches are paid once per slot, not once per trial. Ray's scheduler places the slots on the
 cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by a new one
 and its job is run again, up to ``max_retries`` times; the attempt is recorded on the trial's
-row (``env.attempt``). An exception inside a trial is never retried: ``run_job`` turns it into
+row (``env.attempt``). An exception inside a trial is never retried: ``run_trial`` turns it into
 a failed row. Rung decisions are the driver's (``rungs.py``): a rung run is a job with
 ``stop_at``.
 
@@ -37,7 +37,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
 from gcsearch.errors import UserError
-from gcsearch.search.trial import Job, run_job
+from gcsearch.result import TrialResult
+from gcsearch.search.trial import Job, run_trial
 
 #: Longest ``_temp_dir`` (bytes) we hand Ray: its session dir (~45 chars) and socket names must fit
 #: in the 107-byte limit of a Unix socket path.
@@ -158,19 +159,18 @@ def _enable_auth_token() -> bool:
 class TrialWorker:
     """One slot of the search: a process that keeps its resources and trains job after job."""
 
-    def run(self, job: Job, attempt: int) -> dict[str, Any]:
-        """``run_job`` on the device Ray gave this worker, with Ray's view of where it ran."""
+    def run(self, job: Job, attempt: int) -> TrialResult:
+        """``run_trial`` on the device Ray gave this worker, with Ray's view of where it ran."""
         ctx = ray.get_runtime_context()
         gpu_ids = ray.get_gpu_ids()
         device = trial_device(job.device, gpu_ids, os.environ.get("CUDA_VISIBLE_DEVICES"))
-        out = run_job(dataclasses.replace(job, device=device))
-        env = out.setdefault("env", {})
-        env["node"] = ctx.get_node_id()[:12]
-        env["ip"] = ray.util.get_node_ip_address()
-        env["ray_worker"] = ctx.get_worker_id()[:12]
-        env["attempt"] = attempt
+        out = run_trial(dataclasses.replace(job, device=device))
+        out.env["node"] = ctx.get_node_id()[:12]
+        out.env["ip"] = ray.util.get_node_ip_address()
+        out.env["ray_worker"] = ctx.get_worker_id()[:12]
+        out.env["attempt"] = attempt
         if gpu_ids:
-            env["ray_gpus"] = [str(g) for g in gpu_ids]
+            out.env["ray_gpus"] = [str(g) for g in gpu_ids]
         return out
 
 
@@ -298,7 +298,7 @@ class RayExecutor:
     def in_flight(self) -> list[Job]:
         return [job for job, _, _ in self._refs.values()] + [job for job, _ in self._queue]
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+    def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         """Results of the jobs that finished within ``timeout`` seconds (maybe none)."""
         self._dispatch()
         if not self._refs:
@@ -312,7 +312,7 @@ class RayExecutor:
             job, worker, attempt = self._refs.pop(ref)
             try:
                 result = ray.get(ref)
-            except RayTaskError as exc:  # an error outside run_job's own guard
+            except RayTaskError as exc:  # an error outside run_trial's own guard
                 result = _failed(job, f"{type(exc.cause).__name__}: {str(exc.cause)[:300]}")
             except (GetTimeoutError, ray.exceptions.RayError) as exc:  # the worker died
                 self._replace(worker)

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from gcsearch.result import TrialResult
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import network_key
 from gcsearch.search.space import Space
@@ -33,7 +34,7 @@ class Running:
     key: str
     stop_at: int | None = None  # rung epoch this segment stops at; None: the full budget
     jobs_left: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[TrialResult] = field(default_factory=list)
     waiting: bool = False  # reached its rung, waits for the decision
     started: float = field(default_factory=time.time)
 
@@ -46,11 +47,11 @@ class Running:
     def role(self) -> str:
         return self.record.role
 
-    def add(self, seed: int, result: dict[str, Any]) -> None:
-        """One seed's result; a seed Ray ran again (its worker died) is noted on the record."""
+    def add(self, seed: int, result: TrialResult) -> None:
+        """One seed's result; a seed run again (its worker died) is noted on the record."""
         self.results.append(result)
         self.jobs_left -= 1
-        attempt = int((result.get("env") or {}).get("attempt") or 1)
+        attempt = int(result.env.get("attempt") or 1)
         if attempt > 1:
             reason = "worker died; Ray ran the task again"
             self.record.retries.append({"seed": seed, "attempts": attempt, "reason": reason})

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from gcsearch.search.trial import Job, run_job
+from gcsearch.result import TrialResult
+from gcsearch.search.trial import Job, run_trial
 
 
 class InlineExecutor:
@@ -26,11 +27,11 @@ class InlineExecutor:
     def in_flight(self) -> list[Job]:
         return list(self._queue)
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+    def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         if not self._queue:
             return []
         job = self._queue.popleft()
-        return [(job, run_job(job))]
+        return [(job, run_trial(job))]
 
     def cancel_all(self) -> None:
         self._queue.clear()

@@ -92,7 +92,8 @@ class Teller:
     def finish(self, run: Running, forced: str | None = None) -> FrozenTrial:
         """Tell ``run`` from its seed results (or failed with ``forced``, the reason) and
         answer the trials parked on it."""
-        results = sorted(run.results, key=lambda r: r.get("seed", 0))
+        # the seeds' typed results become the record's (JSON) form here
+        results = [r.to_dict() for r in sorted(run.results, key=lambda r: r.seed)]
         status, reason = ("failed", forced) if forced else summarise(results)
         cost = result_cost(results)
         values = objective_values(self.objectives, results, cost)

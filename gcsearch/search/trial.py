@@ -99,7 +99,13 @@ def seed_weights_path(weights_dir: str | Path, candidate_id: str, seed: int) -> 
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Train ``job``'s candidate; always returns a ``TrialResult`` dict (failures included)."""
+    """``run_trial`` as the dict a record stores (the exhaustive table writes it)."""
+    return run_trial(job).to_dict()
+
+
+def run_trial(job: Job) -> TrialResult:
+    """Train ``job``'s candidate; always a ``TrialResult`` (failures included), typed from the
+    worker to the driver, which writes it into the trial's record."""
     start = time.perf_counter()
     cand = Candidate.from_dict(job.candidate)
     base = {"candidate_id": cand.id, "seed": job.seed}
@@ -185,16 +191,16 @@ def run_job(job: Job) -> dict[str, Any]:
             resume_state=resume,
             cost=job.cost,
         )
-        out = result.to_dict() if isinstance(result, TrialResult) else dict(result)
+        out = result if isinstance(result, TrialResult) else TrialResult.from_dict(result)
         if io_errors:
-            out["io_error"] = io_errors[0]
+            out.io_error = io_errors[0]
         if latency is not None:
-            out["latency"] = latency.to_dict()
-        out["env"] = {**environment(device, threads), **(out.get("env") or {}), "pid": os.getpid()}
+            out.latency = latency.to_dict()
+        out.env = {**environment(device, threads), **out.env, "pid": os.getpid()}
         if resume is not None:
-            out["env"]["resumed"] = job.start_epoch  # the epochs this job did not train
+            out.env["resumed"] = job.start_epoch  # the epochs this job did not train
         if device.type == "cuda":
-            out["env"]["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+            out.env["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     except Exception as exc:  # a failure is a row, not a crash of the search
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
@@ -203,10 +209,10 @@ def run_job(job: Job) -> dict[str, Any]:
             reason = f"{IO_ERROR}: {io_line(exc, '')}{where}"
         elif "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
-        out = TrialResult(**base, status="failed", reason=reason).to_dict()
-        out["env"] = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
-    out["wall_s"] = out.get("wall_s") or time.perf_counter() - start
-    out["env"]["job_wall_s"] = time.perf_counter() - start
+        out = TrialResult(**base, status="failed", reason=reason)
+        out.env = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
+    out.wall_s = out.wall_s or time.perf_counter() - start
+    out.env["job_wall_s"] = time.perf_counter() - start
     return out
 
 
@@ -230,5 +236,6 @@ __all__ = [
     "make_budget",
     "resolve_budget",
     "run_job",
+    "run_trial",
     "seed_weights_path",
 ]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any
 
 from _search_helpers import tiny_space
 from rich.console import Console
 
 from gcsearch.launch import search
+from gcsearch.result import TrialResult
 from gcsearch.search.local import InlineExecutor
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.space import load_space
@@ -25,25 +25,12 @@ class LosesFirstWorker(InlineExecutor):
         super().__init__()
         self.victim, self.lost = victim, False
 
-    def wait(self, timeout: float) -> list[tuple[Job, dict[str, Any]]]:
+    def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         if self._queue and self._queue[0].candidate_id == self.victim and not self.lost:
             job = self._queue.popleft()
             self.lost = True
-            return [
-                (
-                    job,
-                    {
-                        "candidate_id": job.candidate_id,
-                        "seed": job.seed,
-                        "status": "failed",
-                        "top1": None,
-                        "epochs": 0,
-                        "history": [],
-                        "reason": "worker lost: WorkerCrashedError (after retries)",
-                        "env": {},
-                    },
-                )
-            ]
+            reason = "worker lost: WorkerCrashedError (after retries)"
+            return [(job, TrialResult(job.candidate_id, job.seed, status="failed", reason=reason))]
         return super().wait(timeout)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gcsearch.result import TrialResult
 from gcsearch.search.executor import RayExecutor
 from gcsearch.search.trial import SMOKE_BUDGET, Job, run_job
 from gcsearch.spec import Candidate
@@ -24,9 +25,12 @@ def _job(trial: int, cand: str, seed: int, fault: str | None = None) -> Job:
 
 
 def _drain(ex: RayExecutor, n: int) -> list[dict]:
+    """The next ``n`` results, as the dicts a record stores (they travel typed)."""
     out: list[dict] = []
     while len(out) < n:
-        out += [r for _, r in ex.wait(5.0)]
+        for _, r in ex.wait(5.0):
+            assert isinstance(r, TrialResult)
+            out.append(r.to_dict())
     return out
 
 
