@@ -106,8 +106,9 @@ def save_checkpoint(
     """Write ``model``'s weights (on CPU, contiguous) with its build settings to ``path``.
 
     A failed write (disk full, read-only folder) raises ``OSError`` naming ``path`` and leaves
-    no partial file: torch's own path writer would report a full disk only as "unexpected pos
-    704 vs 598", so the payload goes through a Python file object, whose errors keep errno.
+    no partial file (``save_atomic``): torch's own path writer would report a full disk only as
+    "unexpected pos 704 vs 598", so the payload goes through a Python file object, whose
+    errors keep errno.
     """
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -121,6 +122,14 @@ def save_checkpoint(
         "meta": {k: v for k, v in (meta or {}).items() if isinstance(v, str | int | float)},
         "state_dict": state,
     }
+    return save_atomic(payload, path)
+
+
+def save_atomic(payload: Any, path: str | Path) -> Path:
+    """``torch.save`` of ``payload`` to ``path`` through a temporary file, replaced in one
+    step: a failed write (disk full, read-only folder) raises ``OSError`` naming ``path`` and
+    leaves no partial file, and a kill leaves the old file or none."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

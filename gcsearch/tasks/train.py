@@ -389,10 +389,10 @@ def _keep_state(
     result: TrialResult,
     images: int,
 ) -> None:
-    """Everything ``resume_state`` needs to continue this run at its next epoch (written to a
-    temporary name first, so a kill never leaves half a state behind)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Everything ``resume_state`` needs to continue this run at its next epoch (written as a
+    checkpoint is: a kill or a full disk never leaves half a state behind)."""
+    from gcsearch.checkpoint import save_atomic
+
     state = {
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
@@ -405,9 +405,7 @@ def _keep_state(
         "train_s": result.train_s,
         "images": images,
     }
-    tmp = target.with_name(target.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(target)
+    save_atomic(state, path)
 
 
 # ------------------------------------------------------------------------------ CLI
