@@ -281,6 +281,7 @@ class RayExecutor:
             **worker_options(cpus_per_trial, gpus_per_trial)
         )
         self._idle = [self._worker.remote() for _ in range(self.parallel)]
+        self._vacant = 0  # slots whose worker was killed or died: refilled when work comes
         self._queue: deque[tuple[Job, int]] = deque()  # (job, attempt) waiting for a slot
         self._refs: dict[Any, tuple[Job, Any, int]] = {}  # running: (job, worker, attempt)
 
@@ -290,8 +291,11 @@ class RayExecutor:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self._idle and self._queue:
-            worker = self._idle.pop()
+        while (self._idle or self._vacant) and self._queue:
+            if self._idle:
+                worker = self._idle.pop()
+            else:
+                worker, self._vacant = self._worker.remote(), self._vacant - 1
             job, attempt = self._queue.popleft()
             self._refs[worker.run.remote(job, attempt)] = (job, worker, attempt)
 
@@ -327,13 +331,14 @@ class RayExecutor:
         return out
 
     def _replace(self, worker: Any) -> None:
-        """A new slot for one whose process is gone (or is being stopped)."""
+        """Free the slot of a worker whose process is gone (or is being stopped); a new worker
+        starts there when a job needs it, not during a shutdown."""
         with contextlib.suppress(Exception):
             ray.kill(worker)
-        self._idle.append(self._worker.remote())
+        self._vacant += 1
 
     def cancel_all(self) -> None:
-        """Stop every job in flight (their workers are killed and replaced)."""
+        """Stop every job in flight (their workers are killed; new ones start when work comes)."""
         self._queue.clear()
         for _, worker, _ in list(self._refs.values()):
             self._replace(worker)
@@ -356,7 +361,7 @@ class RayExecutor:
         for worker in [*self._idle, *(w for _, w, _ in self._refs.values())]:
             with contextlib.suppress(Exception):
                 ray.kill(worker)
-        self._idle, self._refs = [], {}
+        self._idle, self._refs, self._vacant = [], {}, 0
         if self.started_ray:
             ray.shutdown()
             self.started_ray = False
