@@ -318,8 +318,6 @@ def _display(
     c: SearchConfig,
     study: optuna.Study,
     driver: Driver,
-    where: str,
-    console: Any,
     marked: int,
 ) -> Display:
     """The live progress, counting what a resumed study already holds."""
@@ -327,7 +325,6 @@ def _display(
     ref_keys = {driver.key(x) for x in space.references()}
     networks = len({driver.key(x) for x in space.candidates()} - ref_keys)
     prog = driver.display.progress
-    prog.title = f"{space.name} ({where})"
     prog.total = len(ref_keys) + min(n_trials, networks)  # a network trains once
     c0 = counts(study.get_trials(deepcopy=False))
     prog.done, prog.pruned, prog.failed = c0["complete"], c0["pruned"], c0["failed"]
@@ -414,7 +411,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             deterministic=c.deterministic,
             where=f"the study {where}",
         )
-        display = _display(space, c, study, driver, where, console, marked)
+        display = _display(space, c, study, driver, marked)
         cluster = executor.describe()
         fault: IOFault | None = None
         resume_hint = resume_command(c.command, space, run_dir, c.smoke)
