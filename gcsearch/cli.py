@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
+    "bench select": "gcsearch.bench.select:run_bench_select",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -474,7 +475,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--ehvi-batch",
         default=None,
         help="how ehvi treats networks in flight (tuning; default: the shipped "
-        "rule, gcsearch.search.strategy.BATCH_RULE)",
+        "rule, gcsearch.search.strategy.SETTINGS)",
+    )
+    g.add_argument(
+        "--ehvi",
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="ehvi settings to replay with, e.g. sd_scale=2,starts=4 (tuning; default: "
+        "the shipped gcsearch.search.strategy.SETTINGS)",
     )
     g.add_argument(
         "--budget-fraction",
@@ -495,6 +503,34 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="one section (default: search and fidelity)",
     )
     g.add_argument("--run-root", default="runs", help="where scaling runs go (default runs)")
+    sel = p.add_argument_group(
+        "bench select: ehvi's settings chosen on some exhaustive tables, scored on the one "
+        "left out (also --in-flight, --budget-fraction, --jobs, --run-root, --out)"
+    )
+    sel.add_argument(
+        "--tables",
+        default="bench-small,bench-small-graded,bench-small-pairs,bench-small-digits",
+        help="bench spaces whose committed tables take part (default: %(default)s)",
+    )
+    sel.add_argument(
+        "--grid",
+        default=None,
+        help="settings replayed, e.g. 'sd_scale=1,2;starts=2,4' (default: "
+        "gcsearch.bench.select.DEFAULT_GRID)",
+    )
+    sel.add_argument(
+        "--tune-seeds", default="500-529", help="seeds the choice is made on (default: %(default)s)"
+    )
+    sel.add_argument(
+        "--test-seeds",
+        default="0-99",
+        help="seeds the held-out table is scored on (default: %(default)s)",
+    )
+    sel.add_argument(
+        "--in-flight-tune",
+        default="0,2",
+        help="candidates in flight the choice is made at (default: %(default)s)",
+    )
     k = p.add_argument_group(
         "bench asks: one ehvi ask's CPU time and memory on generated spaces of 10^3-10^5 candidates"
     )

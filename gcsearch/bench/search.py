@@ -404,11 +404,25 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- CLI
+def _settings(args: argparse.Namespace) -> Any:
+    """The ehvi settings ``--ehvi`` and ``--ehvi-batch`` ask for (the shipped ones if none)."""
+    from gcsearch.search.strategy import SETTINGS, EHVISettings
+
+    text = getattr(args, "ehvi", None) or ""
+    if args.ehvi_batch is not None:
+        text += f",batch_rule={args.ehvi_batch}"
+    try:
+        return EHVISettings.parse(text, SETTINGS)
+    except ValueError as exc:
+        raise UserError(f"--ehvi: {exc}") from None
+
+
 def _check(args: argparse.Namespace) -> None:
     from gcsearch.search.strategy import BATCH_RULES
 
     if args.ehvi_batch is not None and args.ehvi_batch not in BATCH_RULES:
         raise UserError(f"--ehvi-batch: {args.ehvi_batch} (allowed: {', '.join(BATCH_RULES)})")
+    _settings(args)
     try:
         flights = _in_flight(args.in_flight)
     except ValueError:
@@ -498,8 +512,7 @@ def run_bench_search(args: argparse.Namespace) -> int:
     from gcsearch.search import strategy
 
     _check(args)
-    if args.ehvi_batch is not None:  # the rule ehvi replays with (tuning; default: shipped)
-        strategy.BATCH_RULE = args.ehvi_batch
+    strategy.SETTINGS = _settings(args)  # what ehvi replays with (tuning; default: shipped)
     space = load_space(args.space or BENCH_SPACE)
     path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
     seeds = list(range(args.table_seeds))
@@ -508,7 +521,8 @@ def run_bench_search(args: argparse.Namespace) -> int:
         "command": "gcsearch " + shlex.join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "load_average": os.getloadavg(),
-        "ehvi_batch": strategy.BATCH_RULE,
+        "ehvi_batch": strategy.SETTINGS.batch_rule,
+        "ehvi": strategy.SETTINGS.label(),
     }
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)

@@ -8,11 +8,12 @@ axes (RBF kernel, length scale and noise by marginal likelihood over a small gri
 its mean over seeds for the networks trained so far. It proposes the untrained network with the
 largest expected increase of the searched front's hypervolume (exact costs, the modelled
 objectives integrated over their normals by Gauss-Hermite quadrature, a product rule when
-several are modelled), after ``STARTS`` uniform random networks; with costs alone it needs no
-model. Parallel trials (``BATCH_RULE``): networks in flight join the models at their predicted
-means, the hyperparameters fitted to real results kept (the "kriging believer" batch rule), so
-the next proposal looks elsewhere; a proposal made before two results are back while others
-are in flight maximises the same expectation under a prior over the box instead of drawing
+several are modelled), after a few uniform random networks (``EHVISettings.starts``); with
+costs alone it needs no model. Parallel trials (``EHVISettings.batch_rule``): networks in
+flight join the models at their predicted means, the hyperparameters fitted to real results
+kept (the "kriging believer" batch rule), so the next proposal looks elsewhere; a proposal
+made before two results are back while others are in flight maximises the same expectation
+under a prior over the box instead of drawing
 uniformly. A network already answered or in flight is never proposed. Above ``SCREEN_ABOVE``
 untrained networks an ask is screened (an upper bound for all, the exact expectation where
 it can win), so it stays under a second at 10^5 candidates (``gcsearch bench asks``).
@@ -27,6 +28,7 @@ import itertools
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -36,17 +38,9 @@ from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
 from gcsearch.spec import METRICS, Candidate
 
-#: Uniform random networks before the model proposes.
-STARTS = 2
 #: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
 LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
 NOISES = (1e-3, 1e-2, 1e-1, 0.3)
-#: The model's standard deviation is widened by this factor in the expectation (exploration).
-#: Chosen on replays with sampler seeds 500-649 of the bench-small table (1.0: P(HV >= 0.97)
-#: 0.88 / 0.94 on original / shuffled tables; 1.5: 0.98 / 0.93; ``gcsearch bench search --only
-#: search --strategies ehvi --replays 150 --first-seed 500``); the benchmark reports seeds 0-99,
-#: which took no part in the choice.
-SD_SCALE = 1.5
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
@@ -63,13 +57,57 @@ SCREEN_BATCH = 32
 #: the worst value measured, hyperparameters kept); "+fill": starts made while others are in
 #: flight go as far from them as the space allows instead of uniformly; "+prior": such starts
 #: maximise the expected improvement under a prior over the box (mean mid-box, sd a quarter of
-#: it), the networks in flight at its mean. "kb-fixed+prior" was chosen on replays with sampler
-#: seeds 500-599 of the bench-small table at 1 and 8 in flight (``gcsearch bench search --only
-#: search --strategies ehvi --in-flight 1,8 --first-seed 500 --ehvi-batch RULE``, records in
-#: benchmarks/tuning/); the held-out figures (seeds 0-99) are benchmarks/bench-inflight.json.
-#: With nothing in flight every rule proposes the same.
+#: it), the networks in flight at its mean. With nothing in flight every rule proposes the same.
 BATCH_RULES = tuple(f"{r}{s}" for r in ("kb", "kb-fixed", "cl") for s in ("", "+fill", "+prior"))
-BATCH_RULE = "kb-fixed+prior"
+
+
+@dataclass(frozen=True)
+class EHVISettings:
+    """What ``ehvi`` was tuned over (``gcsearch bench select``: chosen on some exhaustive
+    tables, scored on one it was not tuned on; docs/search-benchmark.md).
+
+    ``starts``: uniform random networks before the model proposes. ``sd_scale``: the model's
+    standard deviation is widened by this factor in the expectation (exploration).
+    ``batch_rule``: one of ``BATCH_RULES``."""
+
+    sd_scale: float = 1.5
+    starts: int = 2
+    batch_rule: str = "kb-fixed+prior"
+
+    @classmethod
+    def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
+        """``"sd_scale=2,starts=4"`` over ``base`` (default: the shipped settings); raises
+        ValueError naming the allowed keys and values."""
+        out = base or SETTINGS
+        for item in (i.strip() for i in text.split(",") if i.strip()):
+            key, eq, value = item.partition("=")
+            if not eq or key not in {f.name for f in fields(cls)}:
+                raise ValueError(f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE)")
+            if key == "batch_rule":
+                if value not in BATCH_RULES:
+                    raise ValueError(f"batch_rule={value} (allowed: {', '.join(BATCH_RULES)})")
+                out = replace(out, batch_rule=value)
+            elif key == "starts":
+                if not value.isdigit() or int(value) < 1:
+                    raise ValueError(f"starts={value} (allowed: integers >= 1)")
+                out = replace(out, starts=int(value))
+            else:
+                try:
+                    scale = float(value)
+                except ValueError:
+                    scale = -1.0
+                if not scale > 0:
+                    raise ValueError(f"sd_scale={value} (allowed: numbers > 0)")
+                out = replace(out, sd_scale=scale)
+        return out
+
+    def label(self) -> str:
+        """``sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior``: what ``parse`` reads back."""
+        return f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
+
+
+#: The shipped settings (what a search uses; ``gcsearch bench search --ehvi`` replays others).
+SETTINGS = EHVISettings()
 
 
 def space_costs(
@@ -368,8 +406,10 @@ class EHVIStrategy:
         costs: Mapping[str, Mapping[str, float]],
         reference: Mapping[str, float],
         ideal: Mapping[str, float],
+        settings: EHVISettings | None = None,
     ) -> None:
         self.space = space
+        self.settings = settings or SETTINGS
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
@@ -503,14 +543,15 @@ class EHVIStrategy:
             for k, n in driver.by_key.items()
             if (r := driver.running.get(n)) is not None and r.role == "search"
         ]
-        rule, _, start = BATCH_RULE.partition("+")
+        settings = self.settings
+        rule, _, start = settings.batch_rule.partition("+")
         prior = (
             start == "prior"
             and bool(running)
-            and len(seen) < STARTS
+            and len(seen) < settings.starts
             and all(n in self.reference for n in (m.name for m in self.trained))
         )
-        if self.trained and len(seen) < STARTS and not prior:
+        if self.trained and len(seen) < settings.starts and not prior:
             if start == "fill" and running:
                 near = [c for _, c, _ in seen] + [c for _, c in running]
                 return pool[self._far(keys, pool, near, rng)]
@@ -599,6 +640,7 @@ class _Gains:
         from gcsearch.pareto import pareto_front
 
         self.s, self.ref, self.ideal, self.models = strategy, ref, ideal, models
+        self.sd_scale = strategy.settings.sd_scale
         self.pts = pts
         inside = pts[(pts < 1.0).all(axis=1)] if len(pts) else pts
         # hypervolume() keeps the front of what it is given: the front alone gives the same
@@ -615,7 +657,7 @@ class _Gains:
         for combo in self.grid:
             weight = math.prod(w for _, w in combo)
             measured = {
-                m.name: float(pred[m.name][0] + SD_SCALE * pred[m.name][1] * node)
+                m.name: float(pred[m.name][0] + self.sd_scale * pred[m.name][1] * node)
                 for m, (node, _) in zip(self.s.trained, combo, strict=True)
             }
             v = np.array(self.s._vector(key, measured, self.ref, self.ideal))
@@ -658,7 +700,7 @@ class _Gains:
                 part = share.copy()
                 for (j, name), (node, _) in zip(modelled, combo, strict=True):
                     mu, sd = screened[name]
-                    val = mu + SD_SCALE * sd * node
+                    val = mu + self.sd_scale * sd * node
                     v = (val - self.ideal[name]) / (self.ref[name] - self.ideal[name])
                     box *= np.clip(1.0 - v, 0.0, None)
                     if len(front):
@@ -707,7 +749,9 @@ class _Gains:
         mu, sd = pred
         out = np.zeros(b)
         for node, w in s.nodes:
-            a = (mu + SD_SCALE * sd * node - self.ideal[name]) / (self.ref[name] - self.ideal[name])
+            a = (mu + self.sd_scale * sd * node - self.ideal[name]) / (
+                self.ref[name] - self.ideal[name]
+            )
             span = np.clip(upper[None, :] - np.maximum(lower[None, :], a[:, None]), 0.0, None)
             out += w * (free * span).sum(axis=1)
         return out
@@ -752,4 +796,12 @@ def make_strategy(
     return EHVIStrategy(space, costs, attrs["hv_reference"], attrs["hv_ideal"])
 
 
-__all__ = ["STARTS", "EHVIStrategy", "hv_box", "make_strategy", "normalise", "space_costs"]
+__all__ = [
+    "SETTINGS",
+    "EHVISettings",
+    "EHVIStrategy",
+    "hv_box",
+    "make_strategy",
+    "normalise",
+    "space_costs",
+]

@@ -179,7 +179,7 @@ def test_every_batch_rule_trains_the_budget_in_distinct_networks(
 ) -> None:
     from gcsearch.search import strategy
 
-    monkeypatch.setattr(strategy, "BATCH_RULE", rule)
+    monkeypatch.setattr(strategy, "SETTINGS", strategy.EHVISettings(batch_rule=rule))
     space = load_space(BENCH_SPACE)
     study, _ = replay(space, fake_table(space), sampler="ehvi", n_trials=14, seed=1, in_flight=3)
     recs = [TrialRecord.read(t) for t in study.trials]

@@ -161,7 +161,7 @@ def test_every_objective_set_works_with_every_strategy(
             elif metric == "top1":
                 assert value == pytest.approx(sum(r["top1"] for r in results) / len(results))
     measured = [o for o in objectives if o.split(":")[0] in ("top1", "loss", "latency")]
-    if strategy == "ehvi":  # a model per measured objective once STARTS networks are in
+    if strategy == "ehvi":  # a model per measured objective once SETTINGS.starts networks are in
         assert fits and len(fits) % len(measured) == 0
     else:
         assert not fits

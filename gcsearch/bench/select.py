@@ -1,0 +1,327 @@
+"""``gcsearch bench select``: choose ehvi's settings on some exhaustive tables, score them on
+the one left out.
+
+A strategy tuned on one table can fit that table's accidents (the issue that asked for this
+measured ehvi's P(HV >= 0.97) fall from 0.99 on its tuning table to 0.67 on another). Here every
+setting of a grid (``EHVISettings``: exploration, random starts, batch rule) is replayed on every
+table with the **tuning seeds**, original and label-shuffled, at each number of candidates in
+flight. For each table in turn, the setting with the best worst case over the *other* tables
+(the smallest P(HV >= 0.97) over those tables, shufflings and numbers in flight; ties by the
+mean) is replayed on the held-out table with the **test seeds**, which took no part in any
+choice, next to the shipped settings and the two controls. The setting chosen on all tables
+together is what a search should ship; its held-out figures are the folds'.
+
+Every replay batch is cached under ``--run-root`` (one JSON per table, setting, shuffling,
+number in flight and seed range), so a stopped selection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gcsearch.errors import UserError
+
+#: The grid replayed by default: exploration and random starts (the batch rule stays the
+#: shipped one; ``--grid`` can add ``batch_rule=...``).
+DEFAULT_GRID = "sd_scale=1,1.5,2.5,4;starts=2,4"
+
+
+def parse_grid(text: str) -> list[Any]:
+    """``"sd_scale=1,2;starts=2,4"`` -> every combination as ``EHVISettings`` (over the
+    shipped ones); ValueError names the allowed keys."""
+    from gcsearch.search.strategy import SETTINGS, EHVISettings
+
+    axes = []
+    for part in (p.strip() for p in text.split(";") if p.strip()):
+        key, eq, values = part.partition("=")
+        if not eq or not values:
+            raise ValueError(f"{part} (allowed: KEY=V1,V2;... with sd_scale, starts, batch_rule)")
+        axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
+    out = []
+    for combo in itertools.product(*axes):
+        s = EHVISettings.parse(",".join(combo), SETTINGS)
+        if s not in out:
+            out.append(s)
+    return out or [SETTINGS]
+
+
+def _seeds(text: str) -> list[int]:
+    lo, dash, hi = text.partition("-")
+    if dash:
+        return list(range(int(lo), int(hi) + 1))
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _job(
+    space_path: str,
+    settings_label: str,
+    shuffle: bool,
+    in_flight: int,
+    seeds: Sequence[int],
+    fraction: float,
+    cache: str,
+) -> dict[str, Any]:
+    """One batch of replays (a process of its own: the strategy reads module settings)."""
+    path = Path(cache)
+    if path.exists():
+        return json.loads(path.read_text())
+    from gcsearch.bench.search import bench_strategies
+    from gcsearch.bench.table import load_table
+    from gcsearch.search import strategy
+    from gcsearch.search.space import load_space
+
+    strategy.SETTINGS = strategy.EHVISettings.parse(settings_label)
+    space = load_space(space_path)
+    table = load_table(Path(space_table(space_path)), space, [0, 1, 2])
+    tick = time.perf_counter()
+    out = bench_strategies(
+        space,
+        table,
+        replays=len(seeds),
+        fraction=fraction,
+        strategies=["ehvi"],
+        shuffle=shuffle,
+        first_seed=seeds[0],
+        in_flight=in_flight,
+        log=lambda _: None,
+    )
+    out["settings"] = settings_label
+    out["seconds"] = time.perf_counter() - tick
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out) + "\n")
+    tmp.replace(path)
+    return out
+
+
+def space_table(space_path: str) -> str:
+    """The committed exhaustive table of a bench space (``benchmarks/tables/<name>.jsonl``)."""
+    from gcsearch.bench.search import ROOT
+    from gcsearch.search.space import load_space
+
+    return str(ROOT / "benchmarks" / "tables" / f"{load_space(space_path).name}.jsonl")
+
+
+def _key(
+    space: str, settings: str, shuffle: bool, k: int, seeds: Sequence[int], frac: float
+) -> str:
+    name = Path(space).stem
+    safe = settings.replace("=", "").replace(",", "_").replace("+", "p")
+    kind = "shuffled" if shuffle else "original"
+    return f"{name}/{safe}/{kind}-f{k}-s{seeds[0]}-{seeds[-1]}-b{frac:g}.json"
+
+
+def _run_all(
+    jobs: list[tuple[Any, ...]], root: Path, workers: int, log: Any
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Runs (or reads from the cache) every batch; returns them keyed by the job tuple."""
+    todo = {j: str(root / _key(*j)) for j in jobs}
+    done = {j: json.loads(Path(c).read_text()) for j, c in todo.items() if Path(c).exists()}
+    left = [j for j in jobs if j not in done]
+    log(f"  {len(done)} of {len(jobs)} replay batches cached; {len(left)} to run")
+    if not left:
+        return done
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(_job, j[0], j[1], j[2], j[3], j[4], j[5], todo[j]): j for j in left}
+        for n, fut in enumerate(futures, 1):
+            j = futures[fut]
+            done[j] = fut.result()
+            p = done[j]["scores"]["ehvi"]
+            log(
+                f"  [{n}/{len(left)}] {Path(j[0]).stem} {j[1]} "
+                f"{'shuffled' if j[2] else 'original'} {j[3]} in flight: "
+                f"P {p['p_ge']:.2f} median {p['median']:.3f}"
+            )
+    return done
+
+
+def select(
+    spaces: Sequence[str],
+    grid: Sequence[Any],
+    *,
+    tune_seeds: Sequence[int],
+    test_seeds: Sequence[int],
+    tune_flights: Sequence[int],
+    test_flights: Sequence[int],
+    fraction: float,
+    root: Path,
+    workers: int,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Leave-one-table-out selection over ``grid`` (see the module docstring)."""
+    from gcsearch.search.strategy import SETTINGS
+
+    labels = [s.label() for s in grid]
+    shipped = SETTINGS.label()
+    log(f"tuning: {len(labels)} settings x {len(spaces)} tables, seeds {tune_seeds[0]}-...")
+    tune_jobs = [
+        (sp, lab, sh, k, tuple(tune_seeds), fraction)
+        for sp in spaces
+        for lab in labels
+        for sh in (False, True)
+        for k in tune_flights
+    ]
+    tuned = _run_all(tune_jobs, root, workers, log)
+
+    def p_of(sp: str, lab: str) -> list[float]:
+        return [
+            tuned[(sp, lab, sh, k, tuple(tune_seeds), fraction)]["scores"]["ehvi"]["p_ge"]
+            for sh in (False, True)
+            for k in tune_flights
+        ]
+
+    def rank(lab: str, on: Sequence[str]) -> tuple[float, float]:
+        ps = [p for sp in on for p in p_of(sp, lab)]
+        return (min(ps), statistics.mean(ps))
+
+    tuning = {
+        Path(sp).stem: {lab: p_of(sp, lab) for lab in labels} for sp in spaces
+    }  # per table: P at (original, shuffled) x flights
+    folds = []
+    for held in spaces:
+        others = [sp for sp in spaces if sp != held]
+        chosen = max(labels, key=lambda lab: rank(lab, others))
+        folds.append({"held_out": held, "chosen": chosen, "tuning_rank": rank(chosen, others)})
+    overall = max(labels, key=lambda lab: rank(lab, spaces))
+    log(f"chosen on all tables: {overall}; folds: " + ", ".join(f["chosen"] for f in folds))
+    test_jobs = sorted(
+        {
+            (f["held_out"], lab, sh, k, tuple(test_seeds), fraction)
+            for f in folds
+            for lab in {f["chosen"], shipped}
+            for sh in (False, True)
+            for k in test_flights
+        }
+    )
+    tested = _run_all(test_jobs, root, workers, log)
+    for f in folds:
+        f["held_out_scores"] = {
+            which: {
+                ("shuffled" if sh else "original"): {
+                    str(k): tested[(f["held_out"], lab, sh, k, tuple(test_seeds), fraction)][
+                        "scores"
+                    ]
+                    for k in test_flights
+                }
+                for sh in (False, True)
+            }
+            for which, lab in (("chosen", f["chosen"]), ("shipped", shipped))
+        }
+        f["held_out"] = Path(f["held_out"]).stem
+    return {
+        "grid": labels,
+        "shipped": shipped,
+        "chosen_on_all": overall,
+        "tune_seeds": [tune_seeds[0], tune_seeds[-1]],
+        "test_seeds": [test_seeds[0], test_seeds[-1]],
+        "tune_in_flight": list(tune_flights),
+        "test_in_flight": list(test_flights),
+        "budget_fraction": fraction,
+        "tables": {Path(sp).stem: space_table(sp) for sp in spaces},
+        "tuning": tuning,
+        "folds": folds,
+    }
+
+
+def _print(fig: Mapping[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    t = RichTable(
+        title=f"leave-one-table-out: chosen on the others (tuning seeds {fig['tune_seeds']}), "
+        f"scored on the held-out table (test seeds {fig['test_seeds']}), P(HV >= 0.97)",
+        title_justify="left",
+    )
+    for col in (
+        "held out",
+        "settings",
+        "table",
+        *(f"{k} in flight" for k in fig["test_in_flight"]),
+    ):
+        t.add_column(col)
+    for f in fig["folds"]:
+        for which in ("chosen", "shipped"):
+            for kind, by_k in f["held_out_scores"][which].items():
+                t.add_row(
+                    f["held_out"],
+                    f"{which}: {f[which] if which == 'chosen' else fig['shipped']}",
+                    kind,
+                    *(
+                        f"{by_k[str(k)]['ehvi']['p_ge']:.2f} ({by_k[str(k)]['ehvi']['median']:.3f})"
+                        for k in fig["test_in_flight"]
+                    ),
+                )
+    Console(width=160).print(t)
+    print(f"chosen on all tables: {fig['chosen_on_all']} (shipped: {fig['shipped']})")
+
+
+def run_bench_select(args: argparse.Namespace) -> int:
+    """Entry point for ``gcsearch bench select``."""
+    from gcsearch.search.space import load_space
+
+    spaces = [s for s in (args.tables or "").split(",") if s]
+    if len(spaces) < 2:
+        raise UserError(
+            f"--tables: {args.tables!r} (allowed: two or more bench spaces, comma-separated, "
+            "e.g. bench-small,bench-small-graded,bench-small-pairs)"
+        )
+    paths = []
+    for name in spaces:
+        sp = load_space(name)  # one-line errors for unknown spaces
+        path = space_table(name)
+        if not Path(path).exists():
+            raise UserError(
+                f"{sp.name}: no exhaustive table at {path} (build it with gcsearch bench search "
+                f"--space {name} --build-table)"
+            )
+        paths.append(name)
+    try:
+        grid = parse_grid(args.grid or DEFAULT_GRID)
+        tune, test = _seeds(args.tune_seeds), _seeds(args.test_seeds)
+        tune_k, test_k = _seeds(args.in_flight_tune), _seeds(args.in_flight)
+    except ValueError as exc:
+        raise UserError(f"bench select: {exc}") from None
+    if set(tune) & set(test):
+        raise UserError(
+            f"--tune-seeds {args.tune_seeds} and --test-seeds {args.test_seeds} overlap "
+            "(allowed: disjoint ranges, so the held-out score is not tuned on)"
+        )
+    root = Path(args.run_root) / "select"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    fig = select(
+        paths,
+        grid,
+        tune_seeds=tune,
+        test_seeds=test,
+        tune_flights=tune_k,
+        test_flights=test_k,
+        fraction=args.budget_fraction,
+        root=root,
+        workers=args.jobs,
+    )
+    fig = {
+        "command": "gcsearch " + shlex.join(sys.argv[1:]),
+        "started": started,
+        "load_average": os.getloadavg(),
+        **fig,
+    }
+    out = Path(args.out or Path(args.run_root) / "bench-select.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(fig, indent=1) + "\n")
+    _print(fig)
+    print(f"figures: {out}")
+    return 0
+
+
+__all__ = ["DEFAULT_GRID", "parse_grid", "run_bench_select", "select"]

@@ -1,0 +1,81 @@
+"""``gcsearch bench select``: leave-one-table-out choice of ehvi's settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gcsearch.bench.select import parse_grid, select
+from gcsearch.search.strategy import SETTINGS, EHVISettings
+
+
+def test_settings_parse_and_label_round_trip() -> None:
+    s = EHVISettings.parse("sd_scale=2.5,starts=4,batch_rule=kb")
+    assert (s.sd_scale, s.starts, s.batch_rule) == (2.5, 4, "kb")
+    assert EHVISettings.parse(s.label()) == s
+    assert EHVISettings.parse("") == SETTINGS
+    for bad in ("sd_scale=0", "starts=0", "batch_rule=nope", "explore=1", "sd_scale"):
+        with pytest.raises(ValueError, match="allowed"):
+            EHVISettings.parse(bad)
+
+
+def test_grid_is_every_combination_once() -> None:
+    grid = parse_grid("sd_scale=1,2;starts=2,4")
+    assert len(grid) == 4 and len(set(grid)) == 4
+    assert {(g.sd_scale, g.starts) for g in grid} == {(1, 2), (1, 4), (2, 2), (2, 4)}
+    with pytest.raises(ValueError, match="allowed"):
+        parse_grid("sd_scale")
+
+
+def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
+    """Two committed tables, two settings, one seed each: each fold's choice is made on the
+    other table's tuning replays only, the held-out scores use the test seeds, and a rerun
+    reads every batch from the cache."""
+    spaces = ["bench-small", "bench-small-digits"]
+    grid = parse_grid("sd_scale=1,1.5")
+    kwargs = dict(
+        tune_seeds=[500],
+        test_seeds=[0],
+        tune_flights=[0],
+        test_flights=[0],
+        fraction=0.25,
+        root=tmp_path,
+        workers=1,
+        log=lambda _: None,
+    )
+    fig = select(spaces, grid, **kwargs)
+    assert [f["held_out"] for f in fig["folds"]] == ["bench-small", "bench-small-digits"]
+    for f, other in zip(fig["folds"], reversed(spaces), strict=True):
+        best = max(
+            fig["grid"],
+            key=lambda lab: (min(fig["tuning"][other][lab]), sum(fig["tuning"][other][lab])),
+        )
+        assert f["chosen"] == best
+        scores = f["held_out_scores"]["chosen"]["original"]["0"]
+        assert scores["ehvi"]["n"] == 1 and {"cheapest-first", "random-networks"} <= set(scores)
+    cached = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
+    again = select(spaces, grid, **kwargs)
+    assert again == fig
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json")) == cached
+    json.dumps(fig)
+
+
+def test_select_refuses_overlapping_seeds_and_one_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gcsearch.cli import main
+
+    base = ["bench", "select", "--run-root", str(tmp_path)]
+    assert main([*base, "--tables", "bench-small"]) != 0
+    assert "two or more bench spaces" in capsys.readouterr().err
+    two = ["--tables", "bench-small,bench-small-digits"]
+    assert main([*base, *two, "--tune-seeds", "0-9", "--test-seeds", "5-20"]) != 0
+    err = capsys.readouterr().err
+    assert "overlap" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, *two, "--grid", "sd_scale=-1"]) != 0
+    assert "allowed" in capsys.readouterr().err
+    assert main([*base, "--tables", "bench-small,nope"]) != 0
+    assert "nope" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.json"))
