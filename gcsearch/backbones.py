@@ -192,9 +192,11 @@ def _caffe_strides(model: nn.Module) -> None:
             m.conv1.stride, m.conv2.stride = m.conv2.stride, (1, 1)
 
 
-def _cifar(depth: int, shortcut: str = "projection") -> Callable[..., nn.Module]:
+def _cifar(
+    depth: int, shortcut: str = "projection", widths: tuple[int, int, int] = (16, 32, 64)
+) -> Callable[..., nn.Module]:
     def build(num_classes: int, in_chans: int, layout: str) -> nn.Module:
-        return CifarResNet(depth, (16, 32, 64), num_classes, in_chans, shortcut)
+        return CifarResNet(depth, widths, num_classes, in_chans, shortcut)
 
     return build
 
@@ -262,17 +264,21 @@ BACKBONES: dict[str, BackboneDef] = {
         _depths((3, 4, 23, 3)),
     ),
     **{
-        f"resnet{d}{tag}": BackboneDef(
-            _cifar(d, shortcut),
+        f"resnet{d}{tag}{wtag}": BackboneDef(
+            _cifar(d, shortcut, (16 * k, 32 * k, 64 * k)),
             _CIFAR_STAGES,
             32,
             10,
-            f"CIFAR ResNet-{d} (6n+2), widths 16/32/64, {shortcut} shortcuts (option {opt})",
-            {"c3": 16, "c4": 32, "c5": 64},
+            f"CIFAR ResNet-{d} (6n+2), widths {16 * k}/{32 * k}/{64 * k}, {shortcut} shortcuts "
+            f"(option {opt})",
+            {"c3": 16 * k, "c4": 32 * k, "c5": 64 * k},
             dict.fromkeys(_CIFAR_STAGES, (d - 2) // 6),
         )
         for d in (8, 14, 20, 32, 56)
         for tag, shortcut, opt in (("", "projection", "B"), ("a", "identity", "A"))
+        # w4: 4x wide (64/128/256), so that C/4 .. C/32 are distinct bottlenecks at every
+        # stage (with min_hidden <= 2): where the paper's ratio axis can be asked about
+        for wtag, k in (("", 1), ("w4", 4))
     },
 }
 

@@ -221,3 +221,25 @@ def test_option_a_shortcuts_give_the_papers_cifar_parameter_counts(depth: int, p
     assert proj > params  # option B's 1x1 projections stay available under the plain name
     x = torch.randn(2, 3, 32, 32)
     assert build_model("gc@after_add:c4c5", f"resnet{depth}a")(x).shape == (2, 10)
+
+
+def test_wide_proxy_keeps_every_ratio_a_distinct_network() -> None:
+    """ResNet-8 at 4x width (64/128/256) with min_hidden 2: r4, r8, r16 and r32 build four
+    different bottlenecks at every stage, where the 16/32/64 ResNet-8 folds them together (the
+    ratio axis is only asked about where it is live)."""
+    from gcsearch.backbones import module_key
+
+    def keys(backbone: str, min_hidden: int, stage: str, ratios: tuple[int, ...]) -> set[str]:
+        return {
+            module_key(Candidate.parse(f"att-r{r}ln-add@after_1x1:{stage}"), backbone, min_hidden)
+            for r in ratios
+        }
+
+    for stage in ("c3", "c4", "c5"):
+        assert len(keys("resnet8w4", 2, stage, (4, 8, 16, 32))) == 4, stage
+    for stage in ("c4", "c5"):  # r32 is refused at c3's 16 channels
+        assert len(keys("resnet8", 8, stage, (4, 8, 16))) < 3, stage
+    assert BACKBONES["resnet8w4"].widths == {"c3": 64, "c4": 128, "c5": 256}
+    with META:
+        wide = build_model(Candidate.parse("none"), "resnet8w4")
+    assert wide.c5[0].conv2.out_channels == 256  # type: ignore[index]
