@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,8 +25,18 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from gcsearch.backbone_specs import (  # re-exported: the registry lives there, torch-free
+    BACKBONES,
+    SHORTCUTS,
+    BackboneSpec,
+    backbone_stages,
+    get_backbone,
+    module_key,
+    preset_placement,
+    validate_placement,
+)
 from gcsearch.errors import UserError
-from gcsearch.spec import Candidate, Placement, SpecError, paper_placement
+from gcsearch.spec import Candidate
 
 LAYOUTS = ("pytorch", "caffe")
 #: attribute of a residual block that holds its context block (mmdet's name)
@@ -111,9 +120,6 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.extra))  # (B, C + extra, H/s, W/s)
 
 
-SHORTCUTS = ("projection", "identity")
-
-
 class CifarResNet(nn.Module):
     """The CIFAR ResNet of He et al. (Sec. 4.2): 3x3 stem, 3 stages of n BasicBlocks each.
 
@@ -192,120 +198,19 @@ def _caffe_strides(model: nn.Module) -> None:
             m.conv1.stride, m.conv2.stride = m.conv2.stride, (1, 1)
 
 
-def _cifar(
-    depth: int, shortcut: str = "projection", widths: tuple[int, int, int] = (16, 32, 64)
-) -> Callable[..., nn.Module]:
-    def build(num_classes: int, in_chans: int, layout: str) -> nn.Module:
-        return CifarResNet(depth, widths, num_classes, in_chans, shortcut)
-
-    return build
-
-
-_TV_STAGES = {"c2": "layer1", "c3": "layer2", "c4": "layer3", "c5": "layer4"}
-_CIFAR_STAGES = {"c3": "c3", "c4": "c4", "c5": "c5"}
-_TV_BASIC_WIDTHS = {"c2": 64, "c3": 128, "c4": 256, "c5": 512}
-_TV_BOTTLENECK_WIDTHS = {"c2": 256, "c3": 512, "c4": 1024, "c5": 2048}
-
-
-def _depths(layers: tuple[int, ...]) -> dict[str, int]:
-    return dict(zip(_TV_STAGES, layers, strict=True))
-
-
-@dataclass(frozen=True)
-class BackboneDef:
-    """A registered backbone: its builder, stage -> module attribute, usual input size, stage
-    widths and residual blocks per stage."""
-
-    build: Callable[..., nn.Module]
-    stages: dict[str, str]
-    input_size: int
-    num_classes: int
-    description: str
-    widths: dict[str, int]
-    depths: dict[str, int]
-
-
-#: Every backbone ``build_model`` knows; a new one is one entry.
-BACKBONES: dict[str, BackboneDef] = {
-    "resnet18": BackboneDef(
-        _torchvision(ContextBasicBlock, (2, 2, 2, 2)),
-        _TV_STAGES,
-        224,
-        1000,
-        "torchvision ResNet-18",
-        _TV_BASIC_WIDTHS,
-        _depths((2, 2, 2, 2)),
-    ),
-    "resnet34": BackboneDef(
-        _torchvision(ContextBasicBlock, (3, 4, 6, 3)),
-        _TV_STAGES,
-        224,
-        1000,
-        "torchvision ResNet-34",
-        _TV_BASIC_WIDTHS,
-        _depths((3, 4, 6, 3)),
-    ),
-    "resnet50": BackboneDef(
-        _torchvision(ContextBottleneck, (3, 4, 6, 3)),
-        _TV_STAGES,
-        224,
-        1000,
-        "torchvision ResNet-50",
-        _TV_BOTTLENECK_WIDTHS,
-        _depths((3, 4, 6, 3)),
-    ),
-    "resnet101": BackboneDef(
-        _torchvision(ContextBottleneck, (3, 4, 23, 3)),
-        _TV_STAGES,
-        224,
-        1000,
-        "torchvision ResNet-101",
-        _TV_BOTTLENECK_WIDTHS,
-        _depths((3, 4, 23, 3)),
-    ),
-    **{
-        f"resnet{d}{tag}{wtag}": BackboneDef(
-            _cifar(d, shortcut, (16 * k, 32 * k, 64 * k)),
-            _CIFAR_STAGES,
-            32,
-            10,
-            f"CIFAR ResNet-{d} (6n+2), widths {16 * k}/{32 * k}/{64 * k}, {shortcut} shortcuts "
-            f"(option {opt})",
-            {"c3": 16 * k, "c4": 32 * k, "c5": 64 * k},
-            dict.fromkeys(_CIFAR_STAGES, (d - 2) // 6),
+def _build(spec: BackboneSpec, num_classes: int, in_chans: int, layout: str) -> nn.Module:
+    """The plain network a registry entry describes (``backbone_specs.BACKBONES``)."""
+    if spec.family == "cifar":
+        w = spec.widths
+        return CifarResNet(
+            2 + 6 * spec.layers[0],
+            (w["c3"], w["c4"], w["c5"]),
+            num_classes,
+            in_chans,
+            spec.shortcut,
         )
-        for d in (8, 14, 20, 32, 56)
-        for tag, shortcut, opt in (("", "projection", "B"), ("a", "identity", "A"))
-        # w4: 4x wide (64/128/256), so that C/4 .. C/32 are distinct bottlenecks at every
-        # stage (with min_hidden <= 2): where the paper's ratio axis can be asked about
-        for wtag, k in (("", 1), ("w4", 4))
-    },
-}
-
-
-def get_backbone(name: str) -> BackboneDef:
-    """The registered backbone ``name``; a ``UserError`` lists the allowed names otherwise."""
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise UserError(
-            f"backbone: {name!r} is not known (choose from {', '.join(BACKBONES)})"
-        ) from None
-
-
-def backbone_stages(name: str) -> tuple[str, ...]:
-    """Stage names a placement may use in backbone ``name``, e.g. ``('c3', 'c4', 'c5')``."""
-    return tuple(get_backbone(name).stages)
-
-
-def preset_placement(preset: str, backbone: str) -> Placement:
-    """``preset``'s paper placement fitted to ``backbone``: its stages only (SE/CBAM at c3-c5 on
-    a CIFAR net), and ``last`` for ``penultimate`` in a stage of one residual block (resnet8)."""
-    bb = get_backbone(backbone)
-    where = paper_placement(preset, tuple(bb.stages))
-    if where.density == "penultimate" and any(bb.depths[s] < 2 for s in where.stages):
-        return Placement(where.position, where.stages, "last")
-    return where
+    block = ContextBottleneck if spec.block == "bottleneck" else ContextBasicBlock
+    return _torchvision(block, spec.layers)(num_classes, in_chans, layout)
 
 
 def stage_modules(model: nn.Module, backbone: str) -> dict[str, nn.Sequential]:
@@ -318,41 +223,6 @@ def context_blocks(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if isinstance(module, _ContextSlot) and module.context_block is not None:
             yield f"{name}.{SLOT}", module.context_block
-
-
-def validate_placement(candidate: Candidate, backbone: str) -> None:
-    """Raise ``SpecError`` if ``candidate`` places a block in a stage ``backbone`` lacks."""
-    stages = backbone_stages(backbone)
-    if candidate.is_baseline:
-        return
-    for stage in candidate.placement.stages:
-        if stage not in stages:
-            raise SpecError(
-                f"stages: {stage} is not a stage of {backbone} (allowed: {', '.join(stages)})"
-            )
-
-
-def module_key(candidate: Candidate, backbone: str, min_hidden: int = 8) -> str:
-    """An id that is equal for two candidates exactly when they build the same network here.
-
-    A bottleneck is spelled by the hidden width it builds in each stage, not by its ratio: on
-    narrow proxy backbones the ``min_hidden`` floor folds ratios together (at C=32, r4 gives
-    32 // 4 = 8 and r16 gives max(2, 8) = 8), so ``att-r4ln-add@c4`` and ``att-r16ln-add@c4``
-    are one network and the search trains it once. Other candidates keep their id.
-
-    Example:
-        >>> module_key(Candidate.parse("att-r32ln-add@after_1x1:c4c5"), "resnet20")
-        'att-h8.8ln-add@after_1x1:c4c5'
-    """
-    block = candidate.block
-    if block is None or block.transform == "1x1":
-        return candidate.id
-    validate_placement(candidate, backbone)
-    widths = get_backbone(backbone).widths
-    hidden = [block.hidden(widths[s], min_hidden) for s in candidate.placement.stages]
-    norm = "ln" if block.norm == "ln" else ""
-    token = f"h{'.'.join(map(str, hidden))}{norm}"
-    return f"{block.pooling}-{token}-{block.fusion}@{candidate.placement.id}"
 
 
 def build_model(
@@ -380,7 +250,7 @@ def build_model(
     if layout not in LAYOUTS:
         raise UserError(f"layout: {layout!r} is not allowed (choose from {', '.join(LAYOUTS)})")
     validate_placement(candidate, backbone)
-    model = spec.build(num_classes=num_classes, in_chans=in_chans, layout=layout)
+    model = _build(spec, num_classes, in_chans, layout)
     if candidate.is_baseline:
         return model
     from gcsearch.blocks import build_block
@@ -402,3 +272,23 @@ def build_model(
                 build_block(candidate, channels, min_hidden=min_hidden), placement.position
             )
     return model
+
+
+__all__ = [
+    "BACKBONES",
+    "LAYOUTS",
+    "SLOT",
+    "BackboneSpec",
+    "CifarResNet",
+    "ContextBasicBlock",
+    "ContextBottleneck",
+    "PadShortcut",
+    "backbone_stages",
+    "build_model",
+    "context_blocks",
+    "get_backbone",
+    "module_key",
+    "preset_placement",
+    "stage_modules",
+    "validate_placement",
+]

@@ -488,7 +488,7 @@ def export_candidate(
         if not blocks:
             raise UserError(f"weights: {wpath} holds no context_block parameters")
         if ckpt is not None:  # the trained network's own build settings win
-            from gcsearch.backbones import module_key
+            from gcsearch.backbone_specs import module_key
 
             def key(c: Candidate) -> str:  # equal exactly when both build the same network
                 spec = PRESETS[c.preset].equivalent_spec if c.preset else None
@@ -629,7 +629,7 @@ def weights_path(
             path = Path(value)
             return path if path.is_absolute() else Path(run) / path
     if "backbone" in settings and Path(run).is_dir():
-        from gcsearch.backbones import module_key
+        from gcsearch.backbone_specs import module_key
         from gcsearch.checkpoint import checkpoint_name
 
         key = module_key(cand, str(settings["backbone"]), int(settings.get("min_hidden") or 8))

@@ -17,6 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
         "gcsearch",
         "gcsearch.errors",
         "gcsearch.spec",
+        "gcsearch.backbone_specs",
         "gcsearch.pareto",
         "gcsearch.result",
         "gcsearch.units",
@@ -120,3 +121,24 @@ def test_the_checker_sees_a_lazy_upward_import(tmp_path: Path) -> None:
     found = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert found and found[0].module == "gcsearch.report"
     assert layer("gcsearch.search.run") < layer("gcsearch.report")
+
+
+def test_parsing_a_space_imports_no_torch() -> None:
+    """The driver and ``gcsearch space validate`` read a space (backbone names, stage widths,
+    network keys) from ``backbone_specs``: no torch or torchvision import (5-8 s) for that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gcsearch.search.space import load_space\n"
+        "from gcsearch.search.sampling import network_key\n"
+        "for name in ('quick', 'gcnet-paper', 'full', 'bench-small-pairs'):\n"
+        "    space = load_space(name)\n"
+        "    keys = {network_key(c, space.backbone, space.min_hidden) for c in space.candidates()}\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -252,7 +252,7 @@ def preset_block(preset: str) -> BlockSpec | None:
 def network_key(cand: Candidate, backbone: str, min_hidden: int = 8) -> str:
     """The network a candidate builds (``backbones.module_key``), a preset that is exactly a
     spec counted as that spec: candidates with one key are trained once."""
-    from gcsearch.backbones import module_key
+    from gcsearch.backbone_specs import module_key
 
     spec = preset_block(cand.preset) if cand.preset else None
     same = Candidate(block=spec, placement=cand.placement) if spec else cand

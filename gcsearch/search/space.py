@@ -483,7 +483,9 @@ def _read_references(
     def placed(preset: str) -> Placement:
         """The paper's placement fitted to the backbone (SE/CBAM: c2-c5, c3-c5 on CIFAR)."""
         try:
-            return importlib.import_module("gcsearch.backbones").preset_placement(preset, backbone)
+            return importlib.import_module("gcsearch.backbone_specs").preset_placement(
+                preset, backbone
+            )
         except (ImportError, UserError):
             return paper_placement(preset)  # an unknown backbone is reported by _check_stages
 
@@ -605,7 +607,7 @@ def _read_task(r: _Reader, data: Any) -> dict[str, Any]:
         out["task"] = r.string(t["name"], "task.name", _known("gcsearch.tasks", "TASKS"))
     if "backbone" in t:
         out["backbone"] = r.string(
-            t["backbone"], "task.backbone", _known("gcsearch.backbones", "BACKBONES")
+            t["backbone"], "task.backbone", _known("gcsearch.backbone_specs", "BACKBONES")
         )
     if "data" in t:
         out["data"] = r.string(t["data"], "task.data")
@@ -617,7 +619,7 @@ def _read_task(r: _Reader, data: Any) -> dict[str, Any]:
 @functools.lru_cache(maxsize=8)
 def _stage_widths(backbone: str) -> dict[str, int]:
     """Stage -> output channels of its residual branch (what a block there sees)."""
-    bb = importlib.import_module("gcsearch.backbones")
+    bb = importlib.import_module("gcsearch.backbone_specs")
     return dict(bb.get_backbone(backbone).widths)
 
 
@@ -644,7 +646,9 @@ def _check_widths(r: _Reader, space: Space) -> None:
 def _check_stages(r: _Reader, space: Space) -> None:
     """Every stage named by a grid or reference exists in the backbone."""
     try:
-        have = tuple(importlib.import_module("gcsearch.backbones").backbone_stages(space.backbone))
+        have = tuple(
+            importlib.import_module("gcsearch.backbone_specs").backbone_stages(space.backbone)
+        )
     except (ImportError, AttributeError):
         return
     except (UserError, KeyError, ValueError):
