@@ -73,6 +73,10 @@ class EHVISettings:
     sd_scale: float = 1.5
     starts: int = 2
     batch_rule: str = "kb-fixed+prior"
+    #: every n-th model proposal (0: never) looks only one axis away from the best networks
+    #: measured (a trust region in Hamming distance, as CASMOPOLITAN; Wan et al., 2021): a
+    #: needle next to a good network is tried even where the model's smooth guess misses it
+    local_every: int = 0
 
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
@@ -82,15 +86,18 @@ class EHVISettings:
         for item in (i.strip() for i in text.split(",") if i.strip()):
             key, eq, value = item.partition("=")
             if not eq or key not in {f.name for f in fields(cls)}:
-                raise ValueError(f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE)")
+                raise ValueError(
+                    f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE, local_every=N)"
+                )
             if key == "batch_rule":
                 if value not in BATCH_RULES:
                     raise ValueError(f"batch_rule={value} (allowed: {', '.join(BATCH_RULES)})")
                 out = replace(out, batch_rule=value)
-            elif key == "starts":
-                if not value.isdigit() or int(value) < 1:
-                    raise ValueError(f"starts={value} (allowed: integers >= 1)")
-                out = replace(out, starts=int(value))
+            elif key in ("starts", "local_every"):
+                low = 1 if key == "starts" else 0
+                if not value.isdigit() or int(value) < low:
+                    raise ValueError(f"{key}={value} (allowed: integers >= {low})")
+                out = replace(out, **{key: int(value)})
             else:
                 try:
                     scale = float(value)
@@ -103,7 +110,8 @@ class EHVISettings:
 
     def label(self) -> str:
         """``sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior``: what ``parse`` reads back."""
-        return f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
+        out = f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
+        return out + (f",local_every={self.local_every}" if self.local_every else "")
 
 
 #: The shipped settings (what a search uses; ``gcsearch bench search --ehvi`` replays others).
@@ -523,6 +531,24 @@ class EHVIStrategy:
         far = [k for k, di in zip(keys, d, strict=True) if di == d.max()]
         return rng.choice(far)
 
+    def _local(
+        self, keys: Sequence[str], pool: Mapping[str, Any], seen: Sequence[tuple[str, Any, Any]]
+    ) -> list[str]:
+        """The pool's networks one axis away from the best measured ones (the two best on
+        each modelled objective)."""
+        best: list[Any] = []
+        for m in self.trained:
+            sign = -1.0 if self._sense(m.name) == "max" else 1.0
+            ranked = sorted(seen, key=lambda e: (sign * e[2][m.name], e[0]))
+            best += [c for _, c, _ in ranked[:2]]
+        near = [axis_values(c) for c in best]
+        out = []
+        for k in keys:
+            v = axis_values(pool[k])
+            if any(sum(v.get(a) != b.get(a) for a in set(v) | set(b)) <= 1 for b in near):
+                out.append(k)
+        return out
+
     # ------------------------------------------------------------------ asking
     def propose(self, driver: Any) -> Candidate:
         """The next candidate: an untrained network, chosen as the module docstring says.
@@ -606,6 +632,13 @@ class EHVIStrategy:
         elif running:
             front += [self._vector(k, {}, ref, ideal) for k, _ in running]
         pts = np.clip(np.array(front).reshape(len(front), len(self.objectives)), None, 1.0)
+        every = settings.local_every
+        if (
+            every
+            and not prior
+            and (len(seen) + len(running) - settings.starts) % every == every - 1
+        ):
+            keys = self._local(keys, pool, seen) or keys
         rows = self._rows_of(keys, [pool[k] for k in keys])
         gains = _Gains(self, pts, ref, ideal, models)
         if len(keys) <= SCREEN_ABOVE:  # every candidate's expectation, exactly

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gcsearch.bench.select import parse_grid, select
+from gcsearch.bench.select import parse_grid, rank_of, select
 from gcsearch.search.strategy import SETTINGS, EHVISettings
 
 
@@ -19,6 +19,21 @@ def test_settings_parse_and_label_round_trip() -> None:
     for bad in ("sd_scale=0", "starts=0", "batch_rule=nope", "explore=1", "sd_scale"):
         with pytest.raises(ValueError, match="allowed"):
             EHVISettings.parse(bad)
+
+
+def test_rank_is_the_worst_original_table_first() -> None:
+    tuning = {
+        "a": {
+            "x": {"original": [1.0, 0.95], "shuffled": [0.2]},
+            "y": {"original": [0.9, 0.9], "shuffled": [0.9]},
+        },
+        "b": {
+            "x": {"original": [0.8, 1.0], "shuffled": [0.2]},
+            "y": {"original": [0.9, 0.9], "shuffled": [0.9]},
+        },
+    }
+    assert rank_of(tuning, "x") < rank_of(tuning, "y")  # y's worst table beats x's
+    assert rank_of({"a": tuning["a"]}, "x") > rank_of({"a": tuning["a"]}, "y")
 
 
 def test_grid_is_every_combination_once() -> None:
@@ -48,10 +63,7 @@ def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
     fig = select(spaces, grid, **kwargs)
     assert [f["held_out"] for f in fig["folds"]] == ["bench-small", "bench-small-digits"]
     for f, other in zip(fig["folds"], reversed(spaces), strict=True):
-        best = max(
-            fig["grid"],
-            key=lambda lab: (min(fig["tuning"][other][lab]), sum(fig["tuning"][other][lab])),
-        )
+        best = max(fig["grid"], key=lambda lab: rank_of({other: fig["tuning"][other]}, lab))
         assert f["chosen"] == best
         scores = f["held_out_scores"]["chosen"]["original"]["0"]
         assert scores["ehvi"]["n"] == 1 and {"cheapest-first", "random-networks"} <= set(scores)
