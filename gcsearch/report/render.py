@@ -211,6 +211,17 @@ def _display_problems(report: Report) -> pd.DataFrame:
     )
 
 
+def _seeds_section(report: Report) -> list[tuple[str, pd.DataFrame, str]]:
+    """The adaptive seeds a run got (``gcsearch resolve``): method, looks, seeds per
+    candidate; nothing for a run without them."""
+    from gcsearch.report import sequential_verdicts as sv
+
+    plan = sv.plan_of(report)
+    if plan is None:
+        return []
+    return [("Adaptive seeds (gcsearch resolve)", sv.seeds_table(report), sv.note(plan, report))]
+
+
 def _box(point: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {si(v) if k != 'top1' else f'{v:g} %'}" for k, v in point.items())
 
@@ -318,6 +329,9 @@ def render_terminal(report: Report, console: Any = None) -> None:
         from gcsearch.report.verdicts import SECTION, verdict_table
 
         show(SECTION, verdict_table(report.verdicts))
+    for title, table, note in _seeds_section(report):
+        show(title, table)
+        console.print(note, highlight=False)
     problems = _display_problems(report)
     if len(problems):
         show("Failed, pruned and unfinished candidates (one row each, all their trials)", problems)
@@ -387,6 +401,7 @@ def _sections(
         from gcsearch.report.verdicts import NOTE, SECTION, verdict_table
 
         out.append((SECTION, "", verdict_table(report.verdicts), NOTE))
+    out += [(title, "", table, note) for title, table, note in _seeds_section(report)]
     if curves is not None and not curves.empty:
         rows = report.rows
         shown = set(report.front["spec.id"]) | set(

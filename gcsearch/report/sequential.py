@@ -37,7 +37,8 @@ from gcsearch.report.stats import one_sided_p
 METHOD = (
     "group-sequential paired t: Lan–DeMets O'Brien–Fleming-type alpha spending over the planned "
     "looks (boundaries by numerical integration, used at the same nominal p for the t "
-    "statistic), Holm across conclusions by alpha recycling (Maurer & Bretz 2013)"
+    "statistic, tightened by a seeded small-sample factor), Holm across conclusions by alpha "
+    "recycling (Maurer & Bretz 2013)"
 )
 SPENDING = "obrien-fleming"
 #: the study attribute ``gcsearch resolve`` records its plan under
