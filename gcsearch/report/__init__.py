@@ -113,11 +113,16 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str], kind: str = "
 
 
 def _add_verdicts(report: Report, args: argparse.Namespace) -> None:
-    """GCNet's findings, checked: for a paper space, or when --verdicts/--fidelity/--nl ask."""
+    """GCNet's findings, checked: for a paper space, a resolved run, or when
+    --verdicts/--fidelity/--nl ask."""
     from gcsearch.report import verdicts
 
     fidelity, nl = getattr(args, "fidelity", None), getattr(args, "nl", None)
-    if getattr(args, "verdicts", False) or fidelity or nl or verdicts.is_paper_space(report):
+    from gcsearch.report.sequential import PLAN_ATTR
+
+    resolved = PLAN_ATTR in report.study  # seeds were added for the verdicts: show them
+    asked = getattr(args, "verdicts", False) or fidelity or nl or resolved
+    if asked or verdicts.is_paper_space(report):
         report.verdicts = verdicts.check(
             report, verdicts.load_json(fidelity, "--fidelity"), verdicts.load_json(nl, "--nl")
         )

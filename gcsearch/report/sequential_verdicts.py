@@ -39,8 +39,13 @@ class Sequential:
     decided_at: int = -1
     direction: int = 0
     needed: int | None = None
-    cost_decides: bool = False  # a costs no less than b: disagree whatever the seeds say
+    cost_ok: bool | None = True  # False: a costs no less than b; None: cost not recorded
     numbers: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cost_decides(self) -> bool:
+        """a costs no less than b: disagree, whatever the seeds say (no seeds go to it)."""
+        return self.cost_ok is False
 
     @property
     def open(self) -> bool:
@@ -127,7 +132,7 @@ def evaluate(
                 look,
                 direction,
                 needed,
-                cost_decides=cost_ok is False,
+                cost_ok=cost_ok,
                 numbers=nums,
             )
         )
@@ -173,9 +178,9 @@ def _needed(
     return min(counts) if counts else None
 
 
-def verdict_of(s: Sequential, plan: sq.Plan, cost_ok: bool | None) -> tuple[str, str]:
+def verdict_of(s: Sequential, plan: sq.Plan) -> tuple[str, str]:
     """(verdict, the sequential sentence) of one conclusion."""
-    k = len(plan.looks)
+    k, cost_ok = len(plan.looks), s.cost_ok
     if s.reached < 0:
         return CANT_TELL, f"no look reached (fewer than {plan.looks[0]} shared seeds)"
     if s.decided_at >= 0:

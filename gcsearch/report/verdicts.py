@@ -477,17 +477,19 @@ def _nl_finish(
     return "", text, nums, p, finish
 
 
-def check(
+#: a conclusion before Holm: (conclusion, verdict if final, text, numbers, p, finish(p_holm))
+Pending = tuple[Conclusion, str, str, dict[str, Any], float, Any]
+
+
+def pending_verdicts(
     report: Report,
-    fidelity: Mapping[str, Any] | None = None,
     nl: Sequence[Mapping[str, Any]] | None = None,
     conclusions: Sequence[Conclusion] = CONCLUSIONS,
-) -> list[Verdict]:
-    """One ``Verdict`` per conclusion, in the table's order."""
+) -> list[Pending]:
+    """Each conclusion's evidence and decisive p, before the family's adjustment."""
     stopped = stopped_rows(report.frame, report.rows)
     step, _ = run_resolution(report)
-    fid_text, fid_nums = fidelity_text(fidelity)
-    pending: list[tuple[Conclusion, str, str, dict[str, Any], float, Any]] = []
+    pending: list[Pending] = []
     for c in conclusions:
         if c.kind == "nl":
             pending.append((c, *_nl_finish(nl)))
@@ -495,6 +497,19 @@ def check(
         verdict, text, nums, diffs, finish = _compare_verdict(report, c, stopped, step)
         p = decisive_p(diffs, c) if diffs is not None else math.nan
         pending.append((c, verdict, text, nums, p, finish))
+    return pending
+
+
+def check(
+    report: Report,
+    fidelity: Mapping[str, Any] | None = None,
+    nl: Sequence[Mapping[str, Any]] | None = None,
+    conclusions: Sequence[Conclusion] = CONCLUSIONS,
+) -> list[Verdict]:
+    """One ``Verdict`` per conclusion, in the table's order."""
+    step, _ = run_resolution(report)
+    fid_text, fid_nums = fidelity_text(fidelity)
+    pending = pending_verdicts(report, nl, conclusions)
     from gcsearch.report.sequential_verdicts import plan_of
 
     plan = plan_of(report)
@@ -511,9 +526,7 @@ def check(
     return out
 
 
-def family(
-    pending: Sequence[tuple[Conclusion, str, str, dict[str, Any], float, Any]],
-) -> list[tuple[Conclusion, list[str], bool | None]]:
+def family(pending: Sequence[Pending]) -> list[tuple[Conclusion, list[str], bool | None]]:
     """The comparisons with both sides in the run: (conclusion, candidate ids a then the
     alternatives, whether a costs less: None unknown, True when the claim has no cost)."""
     out = []
@@ -532,7 +545,7 @@ def family(
 def _sequential(
     report: Report,
     plan: Any,
-    pending: Sequence[tuple[Conclusion, str, str, dict[str, Any], float, Any]],
+    pending: Sequence[Pending],
     nl: Sequence[Mapping[str, Any]] | None,
     step: float,
     fid_text: str,
@@ -547,7 +560,6 @@ def _sequential(
     outcome = {
         s.id: s for s in sv.evaluate(report, plan, found, step, None if nl_word else (nl_p, nl_dir))
     }
-    costs = {c.id: ok for c, _, ok in found}
     out = []
     for c, verdict, text, nums, _, finish in pending:
         s = outcome.get(c.id)
@@ -555,7 +567,7 @@ def _sequential(
             verdict = CANT_TELL if s.decided_at < 0 else AGREE if s.direction > 0 else DISAGREE
             text += "; one test in the sequential family, at the last look's boundary"
         elif s is not None:
-            verdict, why = sv.verdict_of(s, plan, costs[c.id])
+            verdict, why = sv.verdict_of(s, plan)
             cost = ""
             if c.cost:
                 what = c.cost.replace("_", " ")
