@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
+    "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -441,7 +442,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--out",
         default=None,
         help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
-        "<run-root>/bench-search.json; storage: runs/bench-storage.json)",
+        "<run-root>/bench-search.json; storage: runs/bench-storage.json; sequential: "
+        "runs/bench-sequential.json)",
     )
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument(
@@ -543,6 +545,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="also time the unscreened ask up to this size and check it proposes "
         "the same (default 0: never)",
+    )
+    q = p.add_argument_group("bench sequential: false-verdict rates of the resolve verdicts")
+    q.add_argument(
+        "--studies", type=int, default=200_000, help="simulated studies (default: %(default)s)"
     )
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")

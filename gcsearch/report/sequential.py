@@ -146,16 +146,18 @@ def _t_p(d: np.ndarray, looks: np.ndarray, floor: float) -> tuple[np.ndarray, ..
 
 
 @functools.lru_cache(maxsize=512)
-def nominal_p(looks: tuple[int, ...], level: float) -> np.ndarray:
+def nominal_p(looks: tuple[int, ...], level: float, calibrated: bool = True) -> np.ndarray:
     """The nominal one-sided p each look's paired t must reach: the z boundaries' p
     (``z_bounds``), scaled down by the small-sample factor λ ≤ 1 that makes the t statistic's
     crossing rate on ``CALIBRATION_STUDIES`` seeded null studies (each used for both sides)
     equal ``level`` (at 3-4 seeds per look the plain conversion overshoots: 5.6 % for 5 %
-    over ten looks)."""
+    over ten looks; ``calibrated=False`` gives the plain conversion)."""
     from scipy.special import ndtr
 
     fractions = tuple(n / looks[-1] for n in looks)
     plain = ndtr(-np.asarray(z_bounds(fractions, level)))
+    if not calibrated:  # the plain conversion, for the simulations that show its overshoot
+        return plain
     null = _null_paths(looks)  # each path and its mirror image: the two sides' crossings
     ratio = np.sort(np.concatenate([null / plain, (1.0 - null) / plain]).min(axis=1))
     j = int(level * len(ratio))
@@ -230,7 +232,11 @@ class Outcome:
 
 
 def replay(
-    plan: Plan, p_agree: np.ndarray, p_disagree: np.ndarray, splits: Sequence[int]
+    plan: Plan,
+    p_agree: np.ndarray,
+    p_disagree: np.ndarray,
+    splits: Sequence[int],
+    calibrated: bool = True,
 ) -> Outcome:
     """Decide m hypotheses look by look for S studies at once.
 
@@ -248,11 +254,17 @@ def replay(
         return Outcome(look, direction)
     # thresholds[r, j, k]: nominal p at look k for hypothesis j with r hypotheses decided
     agree_at = np.array(
-        [[nominal_p(plan.looks, plan.alpha / max(1, m - r) / 2)] * m for r in range(m + 1)]
+        [
+            [nominal_p(plan.looks, plan.alpha / max(1, m - r) / 2, calibrated)] * m
+            for r in range(m + 1)
+        ]
     )
     dis_at = np.array(
         [
-            [nominal_p(plan.looks, plan.alpha / max(1, m - r) / 2 / max(1, s)) for s in splits]
+            [
+                nominal_p(plan.looks, plan.alpha / max(1, m - r) / 2 / max(1, s), calibrated)
+                for s in splits
+            ]
             for r in range(m + 1)
         ]
     )
@@ -280,6 +292,7 @@ def simulate(
     sd: float = 1.0,
     floor: float = 0.0,
     seed: int = 0,
+    calibrated: bool = True,
 ) -> Outcome:
     """``replay`` on simulated studies: per-seed paired differences ~ N(effect, sd) for every
     pair of every hypothesis (``effects[j][i]``, default 0: equal true means), every look
@@ -298,7 +311,8 @@ def simulate(
         a, b = hypothesis_p(h, *(np.moveaxis(x, 1, -1) for x in (mean, se, df)))
         pa.append(a)
         pd_.append(b)
-    return replay(plan, np.stack(pa, axis=1), np.stack(pd_, axis=1), [h.split for h in hypotheses])
+    splits = [h.split for h in hypotheses]
+    return replay(plan, np.stack(pa, axis=1), np.stack(pd_, axis=1), splits, calibrated)
 
 
 def seeds_needed(
