@@ -20,7 +20,7 @@ from gcsearch.report.curves import curve_table, validated_epochs
 from gcsearch.report.frame import machine_label, machines
 from gcsearch.report.tables import Report, with_stats
 from gcsearch.report.verdict import no_block_verdict
-from gcsearch.search.record import DUPLICATE_OF, count_line
+from gcsearch.search.record import DUPLICATE_OF, SEED, count_line
 from gcsearch.spec import PRESETS
 from gcsearch.units import si
 
@@ -157,8 +157,9 @@ def _display_candidates(report: Report) -> pd.DataFrame:
 
 
 def _display_problems(report: Report) -> pd.DataFrame:
-    """Failed, pruned and unfinished trials: one row per candidate with all its seeds."""
-    f = report.frame[report.frame["status"] != "complete"]
+    """Failed, pruned and unfinished trials: one row per candidate with all its seeds (the
+    seeds ``gcsearch resolve`` added are in their candidate's row)."""
+    f = report.frame[~report.frame["status"].isin(["complete", SEED])]  # seeds: in their row
     complete = set(report.rows["spec.id"])
     out: list[dict[str, str]] = []
     for cid, g in f.groupby("spec.id", sort=False):

@@ -106,6 +106,8 @@ def test_the_report_names_method_looks_and_seeds(
     assert "O'Brien–Fleming" in text and "looks at n = 3, 6, 9 seeds per candidate" in text
     assert "group-sequential: agree at look" in text  # pooling, decided
     assert "open at the cap (n = 9, look 3 of 3); it would take" in text  # fusion
+    assert "Failed, pruned and unfinished" not in text  # the seed rows are in their candidates'
+    assert "seeds added by resolve" in text
     rows = build_report(run).rows.set_index("spec.id")
     assert rows.loc[MUL, "metric.top1_n"] == 9 and rows.loc[OTHER, "metric.top1_n"] == 3
 
@@ -210,5 +212,13 @@ def test_resolve_on_a_real_tiny_run_resumes_without_retraining(tmp_path: Path) -
     rows = build_report(run).rows.set_index("spec.id")
     for cid, n in second.seeds.items():
         assert rows.loc[cid, "metric.top1_n"] == n
+    from gcsearch.report.curves import curve_frame
+
+    numbers = {
+        t.number for t in study.get_trials(deepcopy=False) if TrialRecord.read(t).role == SEED
+    }
+    curves = curve_frame(study)
+    assert not set(curves["trial"]) & numbers  # a seed's curve is its candidate trial's
+    assert set(curves["seed"]) >= {seed for _, seed in added}
     third = resolve(run, Caps(), executor=InlineExecutor(), progress=False)
     assert third.trained == 0 and third.trained_total == second.trained_total
