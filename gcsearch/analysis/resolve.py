@@ -253,6 +253,7 @@ def resolve(
     caps.check()
     run_dir = Path(run_dir)
     study = _open_study(run_dir, study_name, storage)
+    run_dir.mkdir(parents=True, exist_ok=True)  # with --storage: where the lock and CSV go
     report = _report(study, run_dir)
     found, nl_p = _family(report, nl)
     if not found:
@@ -350,6 +351,8 @@ def run_resolve(args: Any) -> int:
     from gcsearch.report import verdicts
 
     caps = Caps(args.max_seeds, args.step, args.max_trainings, args.hours)
+    if args.parallel is not None and args.parallel < 1:
+        raise UserError(f"--parallel: {args.parallel} is out of range (allowed: integers >= 1)")
     nl = verdicts.load_json(getattr(args, "nl", None), "--nl")
     out = resolve(
         args.run,

@@ -198,14 +198,14 @@ def verdict_of(s: Sequential, plan: sq.Plan) -> tuple[str, str]:
         return DISAGREE, "a costs no less than b (decided by the cost; no seeds added)"
     n = plan.looks[s.reached]
     more = (
-        f"about {s.needed} seeds per candidate ({max(0, s.needed - n)} more) at the observed "
-        "effect and sd (power 0.8, fixed-sample estimate)"
+        f"it would take about {s.needed} seeds per candidate ({max(0, s.needed - n)} more) at "
+        "the observed effect and sd (power 0.8, fixed-sample estimate)"
         if s.needed is not None
-        else "no seed count decides it at the observed effect"
+        else "no seed count up to 1,000 decides it at the observed effect"
     )
     if s.reached == k - 1:
-        return CANT_TELL, f"open at the cap (n = {n}, look {k} of {k}); it would take {more}"
-    return CANT_TELL, f"open after look {s.reached + 1} of {k} (n = {n}); it would take {more}"
+        return CANT_TELL, f"open at the cap (n = {n}, look {k} of {k}); {more}"
+    return CANT_TELL, f"open after look {s.reached + 1} of {k} (n = {n}); {more}"
 
 
 def seeds_table(report: Report) -> pd.DataFrame:
