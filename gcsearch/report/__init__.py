@@ -12,7 +12,8 @@ Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch interv
 presets, ``build_report``), ``compare`` (a rerun's means against a committed results CSV),
 ``curves`` (per-epoch learning curves as a long table),
 ``verdict`` (whether any block beats the baseline), ``verdicts`` (GCNet's findings,
-checked), ``storage_file`` (opening a storage file
+checked), ``sequential`` and ``sequential_verdicts`` (the group-sequential verdicts of a run
+``gcsearch resolve`` added seeds to), ``storage_file`` (opening a storage file
 or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
 ``plots`` (matplotlib).
 
