@@ -25,6 +25,7 @@ from gcsearch.tasks import DEFAULT_TASK
 COMMANDS: dict[str, str] = {
     "search": "gcsearch.launch:run_search",
     "report": "gcsearch.report:run_report",
+    "resolve": "gcsearch.analysis.resolve:run_resolve",
     "export": "gcsearch.export:run_export",
     "space": "gcsearch.search.space:run_space",
     "flops": "gcsearch.cost:run_flops",
@@ -38,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
     "bench select": "gcsearch.bench.select:run_bench_select",
+    "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -340,6 +342,38 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_resolve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "resolve",
+        help="add seeds where the paper's verdicts are still open (group-sequential)",
+        description="After a first pass, train more seeds for the candidates of the "
+        "paper's comparisons that are not yet decided, look by look (seeds already trained "
+        "are reused; run it again to resume), until each is decided or a cap is hit. The "
+        "looks are fixed at the first resolve. Example: gcsearch resolve runs/gcnet-paper "
+        "--max-seeds 12 --step 3 --hours 2",
+    )
+    p.add_argument("run", help="a run directory of a paper-space search")
+    p.add_argument("--study", default=None, help="study name (if the storage holds several)")
+    p.add_argument("--storage", default=None, help="the run's storage, if not RUN/study.db")
+    p.add_argument(
+        "--max-seeds",
+        type=int,
+        default=None,
+        help="seeds per candidate at the last look (default: 12, or the run's recorded plan)",
+    )
+    p.add_argument(
+        "--step", type=int, default=None, help="seeds added per look (default: 3, or the plan's)"
+    )
+    p.add_argument(
+        "--max-trainings", type=int, default=None, help="added trainings in all (default: no cap)"
+    )
+    p.add_argument("--hours", type=float, default=None, help="wall hours of this call (no cap)")
+    p.add_argument("--nl", default=None, metavar="JSON", help="the NL analysis, as for report --nl")
+    p.add_argument("--parallel", type=int, default=None, help="trainings at once")
+    p.add_argument("--address", default=None, help="join a running Ray cluster")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write the chosen block as a standalone PyTorch module")
     p.add_argument(
@@ -409,7 +443,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--out",
         default=None,
         help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
-        "<run-root>/bench-search.json; storage: runs/bench-storage.json)",
+        "<run-root>/bench-search.json; storage: runs/bench-storage.json; sequential: "
+        "runs/bench-sequential.json)",
     )
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument(
@@ -547,6 +582,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="also time the unscreened ask up to this size and check it proposes "
         "the same (default 0: never)",
     )
+    q = p.add_argument_group("bench sequential: false-verdict rates of the resolve verdicts")
+    q.add_argument(
+        "--studies", type=int, default=200_000, help="simulated studies (default: %(default)s)"
+    )
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")
@@ -613,6 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_search,
         _add_report,
+        _add_resolve,
         _add_export,
         _add_space,
         _add_flops,

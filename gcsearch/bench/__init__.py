@@ -8,7 +8,8 @@ asserting timings).
 * ``flops`` (``flops.py``): the ``gcsearch flops`` table against one baseline trace;
 * ``storage`` (``storage.py``): trials/s of the study storages under concurrent drivers;
 * ``overhead`` (``overhead.py``): a search's slot-time split into its parts, against the same
-  trainings in a plain loop.
+  trainings in a plain loop;
+* ``sequential`` (``sequential.py``): false-verdict rates of the resolve verdicts, simulated.
 
 The engine (``gcsearch.search``) never imports this package; ``gcsearch.cli.COMMANDS`` maps
 each ``WHAT`` to its ``run_bench_*`` function.

@@ -12,7 +12,8 @@ Modules: ``frame`` (storage -> frame, objectives), ``stats`` (t and Welch interv
 presets, ``build_report``), ``compare`` (a rerun's means against a committed results CSV),
 ``curves`` (per-epoch learning curves as a long table),
 ``verdict`` (whether any block beats the baseline), ``verdicts`` (GCNet's findings,
-checked), ``storage_file`` (opening a storage file
+checked), ``sequential`` and ``sequential_verdicts`` (the group-sequential verdicts of a run
+``gcsearch resolve`` added seeds to), ``storage_file`` (opening a storage file
 or saying in one line why it is none), ``render`` (rich / Markdown / self-contained HTML) and
 ``plots`` (matplotlib).
 
@@ -113,11 +114,16 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str], kind: str = "
 
 
 def _add_verdicts(report: Report, args: argparse.Namespace) -> None:
-    """GCNet's findings, checked: for a paper space, or when --verdicts/--fidelity/--nl ask."""
+    """GCNet's findings, checked: for a paper space, a resolved run, or when
+    --verdicts/--fidelity/--nl ask."""
     from gcsearch.report import verdicts
 
     fidelity, nl = getattr(args, "fidelity", None), getattr(args, "nl", None)
-    if getattr(args, "verdicts", False) or fidelity or nl or verdicts.is_paper_space(report):
+    from gcsearch.report.sequential import PLAN_ATTR
+
+    resolved = PLAN_ATTR in report.study  # seeds were added for the verdicts: show them
+    asked = getattr(args, "verdicts", False) or fidelity or nl or resolved
+    if asked or verdicts.is_paper_space(report):
         report.verdicts = verdicts.check(
             report, verdicts.load_json(fidelity, "--fidelity"), verdicts.load_json(nl, "--nl")
         )

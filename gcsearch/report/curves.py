@@ -51,6 +51,8 @@ def curve_rows(trials: Iterable[Any]) -> list[dict[str, Any]]:
             or "?"
         )
         status = attrs.get("status") or t.state.name.lower()
+        # a seed ``gcsearch resolve`` added is one more seed of the trial it extends
+        trial = int(attrs["extends"]) if attrs.get("extends") is not None else t.number
         for res in attrs.get("results") or []:
             if not isinstance(res, Mapping):
                 continue
@@ -58,7 +60,7 @@ def curve_rows(trials: Iterable[Any]) -> list[dict[str, Any]]:
                 if not isinstance(rec, Mapping) or "epoch" not in rec:
                     continue
                 row = {
-                    "trial": t.number,
+                    "trial": trial,
                     "spec.id": cid,
                     "status": status,
                     "seed": res.get("seed"),

@@ -2,7 +2,9 @@
 
 Columns are prefixed by kind (``spec.*``, ``metric.*``, ``cost.*``, ``fidelity.*``, ``obj.*``,
 ``env.*``), as Optuna's ``trials_dataframe`` does, so a frame filters and groups with plain
-pandas. Trials in every state are rows (running ones too), so an interrupted study reads.
+pandas. Trials in every state are rows (running ones too), so an interrupted study reads. Seeds
+that ``gcsearch resolve`` added to a candidate count in its trial's row (their own rows have
+status ``seed``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from gcsearch.errors import UserError
+from gcsearch.report.sequential import PLAN_ATTR
 from gcsearch.report.stats import mean_ci
-from gcsearch.search.record import DUPLICATE_OF, TrialRecord, counts
+from gcsearch.search.record import DUPLICATE_OF, SEED, TrialRecord, counts
 from gcsearch.spec import AXES as SPEC_AXES
 from gcsearch.spec import METRICS, Candidate
 
@@ -112,9 +115,26 @@ def _metric_columns(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[str, Any]:
+def added_seeds(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[int, list[dict[str, Any]]]:
+    """Trial number -> the seed results ``gcsearch resolve`` added to its candidate (its
+    ``SEED`` rows, by seed)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for t in trials:
+        rec = TrialRecord.read(t)
+        if rec.role == SEED and rec.extends is not None and t.state.is_finished():
+            out.setdefault(rec.extends, []).extend(rec.results)
+    return {k: sorted(v, key=lambda r: int(r.get("seed", 0))) for k, v in out.items()}
+
+
+def _trial_row(
+    trial: optuna.trial.FrozenTrial,
+    names: Sequence[str],
+    added: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """One trial's row; ``added``: seeds of its candidate from ``SEED`` rows, counted as its
+    own (its mean, interval and ``metric.top1.s<seed>`` columns)."""
     rec = TrialRecord.read(trial)
-    results = rec.results
+    results = [*rec.results, *added]
     state = trial.state.name
     row: dict[str, Any] = {
         "trial": trial.number,
@@ -129,6 +149,8 @@ def _trial_row(trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> dict[st
     }
     cand = rec.candidate
     row.update(_spec_columns(cand, {"candidate_id": rec.candidate_text}))
+    if rec.role == SEED:  # folded into the row it extends; no candidate row of its own
+        row["status"] = SEED
     if cand is None and rec.status == "complete":  # gcsearch's own row, its spec unreadable
         row["status"], row["reason"] = "failed", "unreadable candidate spec in storage"
     row.update(_metric_columns(results))
@@ -209,7 +231,8 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
     objectives = study_objectives(study)
     names = [o.name for o in objectives]
     trials = study.get_trials(deepcopy=False)
-    rows = [_trial_row(t, names) for t in trials]
+    added = added_seeds(trials)
+    rows = [_trial_row(t, names, added.get(t.number, ())) for t in trials]
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["trial", "status", "spec.id"])
@@ -243,6 +266,7 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
                 "versions",
                 "min_hidden",
                 "smoke",
+                PLAN_ATTR,
             )
             if k in attrs
         },

@@ -20,7 +20,7 @@ from gcsearch.report.curves import curve_table, validated_epochs
 from gcsearch.report.frame import machine_label, machines
 from gcsearch.report.tables import Report, with_stats
 from gcsearch.report.verdict import no_block_verdict
-from gcsearch.search.record import DUPLICATE_OF, count_line
+from gcsearch.search.record import DUPLICATE_OF, SEED, count_line
 from gcsearch.spec import PRESETS
 from gcsearch.units import si
 
@@ -157,8 +157,9 @@ def _display_candidates(report: Report) -> pd.DataFrame:
 
 
 def _display_problems(report: Report) -> pd.DataFrame:
-    """Failed, pruned and unfinished trials: one row per candidate with all its seeds."""
-    f = report.frame[report.frame["status"] != "complete"]
+    """Failed, pruned and unfinished trials: one row per candidate with all its seeds (the
+    seeds ``gcsearch resolve`` added are in their candidate's row)."""
+    f = report.frame[~report.frame["status"].isin(["complete", SEED])]  # seeds: in their row
     complete = set(report.rows["spec.id"])
     out: list[dict[str, str]] = []
     for cid, g in f.groupby("spec.id", sort=False):
@@ -209,6 +210,17 @@ def _display_problems(report: Report) -> pd.DataFrame:
             "reason",
         ],
     )
+
+
+def _seeds_section(report: Report) -> list[tuple[str, pd.DataFrame, str]]:
+    """The adaptive seeds a run got (``gcsearch resolve``): method, looks, seeds per
+    candidate; nothing for a run without them."""
+    from gcsearch.report import sequential_verdicts as sv
+
+    plan = sv.plan_of(report)
+    if plan is None:
+        return []
+    return [("Adaptive seeds (gcsearch resolve)", sv.seeds_table(report), sv.note(plan, report))]
 
 
 def _box(point: Mapping[str, float]) -> str:
@@ -318,6 +330,9 @@ def render_terminal(report: Report, console: Any = None) -> None:
         from gcsearch.report.verdicts import SECTION, verdict_table
 
         show(SECTION, verdict_table(report.verdicts))
+    for title, table, note in _seeds_section(report):
+        show(title, table)
+        console.print(note, highlight=False)
     problems = _display_problems(report)
     if len(problems):
         show("Failed, pruned and unfinished candidates (one row each, all their trials)", problems)
@@ -387,6 +402,7 @@ def _sections(
         from gcsearch.report.verdicts import NOTE, SECTION, verdict_table
 
         out.append((SECTION, "", verdict_table(report.verdicts), NOTE))
+    out += [(title, "", table, note) for title, table, note in _seeds_section(report)]
     if curves is not None and not curves.empty:
         rows = report.rows
         shown = set(report.front["spec.id"]) | set(

@@ -477,17 +477,19 @@ def _nl_finish(
     return "", text, nums, p, finish
 
 
-def check(
+#: a conclusion before Holm: (conclusion, verdict if final, text, numbers, p, finish(p_holm))
+Pending = tuple[Conclusion, str, str, dict[str, Any], float, Any]
+
+
+def pending_verdicts(
     report: Report,
-    fidelity: Mapping[str, Any] | None = None,
     nl: Sequence[Mapping[str, Any]] | None = None,
     conclusions: Sequence[Conclusion] = CONCLUSIONS,
-) -> list[Verdict]:
-    """One ``Verdict`` per conclusion, in the table's order."""
+) -> list[Pending]:
+    """Each conclusion's evidence and decisive p, before the family's adjustment."""
     stopped = stopped_rows(report.frame, report.rows)
     step, _ = run_resolution(report)
-    fid_text, fid_nums = fidelity_text(fidelity)
-    pending: list[tuple[Conclusion, str, str, dict[str, Any], float, Any]] = []
+    pending: list[Pending] = []
     for c in conclusions:
         if c.kind == "nl":
             pending.append((c, *_nl_finish(nl)))
@@ -495,11 +497,85 @@ def check(
         verdict, text, nums, diffs, finish = _compare_verdict(report, c, stopped, step)
         p = decisive_p(diffs, c) if diffs is not None else math.nan
         pending.append((c, verdict, text, nums, p, finish))
+    return pending
+
+
+def check(
+    report: Report,
+    fidelity: Mapping[str, Any] | None = None,
+    nl: Sequence[Mapping[str, Any]] | None = None,
+    conclusions: Sequence[Conclusion] = CONCLUSIONS,
+) -> list[Verdict]:
+    """One ``Verdict`` per conclusion, in the table's order."""
+    step, _ = run_resolution(report)
+    fid_text, fid_nums = fidelity_text(fidelity)
+    pending = pending_verdicts(report, nl, conclusions)
+    from gcsearch.report.sequential_verdicts import plan_of
+
+    plan = plan_of(report)
+    if plan is not None:  # seeds were added adaptively: the sequential family decides
+        return _sequential(report, plan, pending, nl, step, fid_text, fid_nums)
     adjusted = holm([p for *_, p, _ in pending])
     out = []
     for (c, verdict, text, nums, _, finish), p_holm in zip(pending, adjusted, strict=True):
         if finish is not None:
             verdict, text = finish(p_holm)
+        if fid_text and verdict != NOT_IN_RUN:
+            text, nums = f"{text}; {fid_text}", {**nums, **fid_nums}
+        out.append(Verdict(c.id, f"{c.claim} — paper: {c.paper}", verdict, text, nums))
+    return out
+
+
+def family(pending: Sequence[Pending]) -> list[tuple[Conclusion, list[str], bool | None]]:
+    """The comparisons with both sides in the run: (conclusion, candidate ids a then the
+    alternatives, whether a costs less: None unknown, True when the claim has no cost)."""
+    out = []
+    for c, _, _, nums, _, finish in pending:
+        if c.kind == "nl" or finish is None:
+            continue
+        alts = [x["b"] for x in nums["alternatives"]] if c.every_b else [nums["b"]]
+        cost_ok: bool | None = True
+        if c.cost:
+            ca, cb = nums[f"a.{c.cost}"], nums[f"b.{c.cost}"]
+            cost_ok = bool(ca < cb) if math.isfinite(ca) and math.isfinite(cb) else None
+        out.append((c, [nums["a"], *alts], cost_ok))
+    return out
+
+
+def _sequential(
+    report: Report,
+    plan: Any,
+    pending: Sequence[Pending],
+    nl: Sequence[Mapping[str, Any]] | None,
+    step: float,
+    fid_text: str,
+    fid_nums: Mapping[str, Any],
+) -> list[Verdict]:
+    """``check`` for a run ``gcsearch resolve`` added seeds to: the sequential verdicts."""
+    from gcsearch.report import sequential_verdicts as sv
+    from gcsearch.report.nl_summary import nl_evidence
+
+    found = family(pending)
+    nl_word, _, _, nl_p, nl_dir = nl_evidence(nl)
+    outcome = {
+        s.id: s for s in sv.evaluate(report, plan, found, step, None if nl_word else (nl_p, nl_dir))
+    }
+    out = []
+    for c, verdict, text, nums, _, finish in pending:
+        s = outcome.get(c.id)
+        if s is not None and c.kind == "nl":
+            verdict = CANT_TELL if s.decided_at < 0 else AGREE if s.direction > 0 else DISAGREE
+            text += "; one test in the sequential family, at the last look's boundary"
+        elif s is not None:
+            verdict, why = sv.verdict_of(s, plan)
+            cost = ""
+            if c.cost:
+                what = c.cost.replace("_", " ")
+                cost = f"; {what} {si(nums[f'a.{c.cost}'])} vs {si(nums[f'b.{c.cost}'])}"
+            text = f"{text}{cost}; {why}"
+            nums = {**nums, "sequential": {**s.numbers, "decided_at_look": s.decided_at + 1}}
+        elif finish is not None:  # a comparison no look reached
+            verdict, text = CANT_TELL, f"{text}; no look of the plan reached"
         if fid_text and verdict != NOT_IN_RUN:
             text, nums = f"{text}; {fid_text}", {**nums, **fid_nums}
         out.append(Verdict(c.id, f"{c.claim} — paper: {c.paper}", verdict, text, nums))

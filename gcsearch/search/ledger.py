@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from gcsearch.result import TrialResult
-from gcsearch.search.record import TrialRecord
+from gcsearch.search.record import SEED, TrialRecord
 from gcsearch.search.sampling import network_key
 from gcsearch.search.space import Space
 from gcsearch.spec import Candidate
@@ -80,8 +80,8 @@ class Ledger:
         self._keys: dict[str, str] = {}
         for t in trials:
             rec = TrialRecord.read(t)
-            if rec.candidate is None or not t.state.is_finished():
-                continue
+            if rec.candidate is None or not t.state.is_finished() or rec.role == SEED:
+                continue  # a seed row adds to a trained candidate: nothing to search
             if rec.retryable:
                 if not rec.is_duplicate:
                     self.note_retry(rec.candidate, t.number, rec.reason)

@@ -4,7 +4,9 @@ One trial is one candidate. Its record holds the candidate spec, its role (``sea
 ``reference``), the network it builds (``module_key``), the per-seed ``TrialResult`` dicts with
 their per-epoch history, the rung decisions taken on the candidate, its cost, where it ran,
 Ray retries, ``duplicate_of`` (the trial whose stored result answered it) and ``weights``
-(the checkpoint of its best seed, relative to the run directory). ``TrialRecord.write`` puts
+(the checkpoint of its best seed, relative to the run directory). A ``seed`` row (role
+``SEED``, written by ``gcsearch resolve``) holds one more seed of the candidate that trial
+``extends`` trained: the report folds it into that trial's row. ``TrialRecord.write`` puts
 it on an Optuna trial as user attributes (one per field, so ``optuna-dashboard`` shows them);
 ``TrialRecord.read`` gets it back. Every reader (driver, report frame, benchmark) goes
 through here: no other module knows the attribute names.
@@ -20,7 +22,9 @@ from gcsearch.spec import Candidate, SpecError
 
 #: The frame column (and user attribute) naming the trial a duplicate was answered from.
 DUPLICATE_OF = "duplicate_of"
-ROLES = ("search", "reference")
+#: the role of a row that adds one seed to another trial's candidate (``gcsearch resolve``)
+SEED = "seed"
+ROLES = ("search", "reference", SEED)
 STATUSES = ("complete", "pruned", "failed")
 
 # field -> user attribute name (kept as the first studies wrote them, so old studies read)
@@ -39,6 +43,7 @@ _ATTRS = {
     "duplicate_of": DUPLICATE_OF,
     "weights": "weights",
     "retryable": "retryable",
+    "extends": "extends",
 }
 
 
@@ -60,6 +65,7 @@ class TrialRecord:
     duplicate_of: int | None = None
     weights: str | None = None
     retryable: bool = False
+    extends: int | None = None  # a SEED row: the trial whose candidate it adds a seed to
     candidate_text: str | None = None  # the stored id when the spec cannot be read
 
     @property
@@ -72,8 +78,14 @@ class TrialRecord:
 
     @property
     def trained(self) -> bool:
-        """A finished candidate that was trained here (not a duplicate, not to be retried)."""
-        return self.status is not None and not self.is_duplicate and not self.retryable
+        """A finished candidate that was trained here (not a duplicate, not to be retried, not
+        a seed added to another trial's candidate)."""
+        return (
+            self.status is not None
+            and not self.is_duplicate
+            and not self.retryable
+            and self.role != SEED
+        )
 
     def write(self, trial: Any, only: Iterable[str] | None = None) -> None:
         """Set the record (or the fields ``only``) on an ``optuna.Trial`` as user attributes."""
@@ -116,8 +128,9 @@ class TrialRecord:
                 kw[name] = attrs[attr]
         results = [dict(r) for r in kw.get("results") or [] if isinstance(r, Mapping)]
         kw["results"] = results
-        if kw.get("duplicate_of") is not None:
-            kw["duplicate_of"] = int(kw["duplicate_of"])
+        for name in ("duplicate_of", "extends"):
+            if kw.get(name) is not None:
+                kw[name] = int(kw[name])
         text = (
             None
             if cand is not None
@@ -149,7 +162,8 @@ def counts(trials: Sequence[Any]) -> dict[str, int]:
     report print it: ``trials`` = every trial; ``complete``/``pruned``/``failed`` = networks
     trained here; ``duplicates`` = answered from another trial's result; ``retried`` = failed
     rows that said nothing about the candidate (interrupted, driver died) and were asked
-    again; ``running`` = not finished."""
+    again; ``running`` = not finished; ``seeds`` (only when there are any) = seed rows that
+    ``gcsearch resolve`` added to trained candidates."""
     out = {
         "trials": 0,
         "complete": 0,
@@ -165,6 +179,8 @@ def counts(trials: Sequence[Any]) -> dict[str, int]:
         state = getattr(getattr(t, "state", None), "name", "")
         if state in ("RUNNING", "WAITING"):
             out["running"] += 1
+        elif rec.role == SEED:
+            out["seeds"] = out.get("seeds", 0) + 1
         elif rec.is_duplicate:
             out["duplicates"] += 1
         elif rec.retryable:
@@ -191,7 +207,18 @@ def count_line(c: Mapping[str, int]) -> str:
         parts.append(f"{c['retried']} interrupted and asked again")
     if c.get("running"):
         parts.append(f"{c['running']} running")
+    if c.get("seeds"):
+        parts.append(f"{c['seeds']} seeds added by resolve")
     return f"{c['trials']} trials: " + ", ".join(parts)
 
 
-__all__ = ["DUPLICATE_OF", "ROLES", "STATUSES", "TrialRecord", "count_line", "counts", "records"]
+__all__ = [
+    "DUPLICATE_OF",
+    "ROLES",
+    "SEED",
+    "STATUSES",
+    "TrialRecord",
+    "count_line",
+    "counts",
+    "records",
+]
