@@ -440,6 +440,92 @@ def search_inflight_tuning(root: Path) -> list[str]:
     return lines
 
 
+def _setting(label: str, shipped: str) -> str:
+    """A settings label without what every setting shares with the shipped one's batch rule."""
+    short = label.replace(",batch_rule=kb-fixed+prior", "")
+    return f"`{short}`" + (" (shipped)" if label == shipped else "")
+
+
+def search_select_folds(root: Path) -> list[str]:
+    """Leave-one-table-out: each held-out table's choice and its test-seed scores
+    (benchmarks/bench-select.json)."""
+    data = _json(root, "benchmarks/bench-select.json")
+    flights = data["test_in_flight"]
+    lines = [
+        "| held-out table | settings | chosen on | table | "
+        + " | ".join(f"P(HV ≥ 0.97), {k} in flight (median)" for k in flights)
+        + " | cheapest-first / random networks, 0 in flight |",
+        "|---|---|---|---|" + "---|" * len(flights) + "---|",
+    ]
+    for f in data["folds"]:
+        others = ", ".join(t for t in data["tables"] if t != f["held_out"])
+        rows = [("chosen", f["chosen"], others)]
+        if f["chosen"] != data["shipped"]:
+            rows.append(("shipped", data["shipped"], "bench-small (before)"))
+        for which, label, on in rows:
+            for kind in ("original", "shuffled"):
+                by_k = f["held_out_scores"][which][kind]
+                cells = [
+                    f"{by_k[str(k)]['ehvi']['p_ge']:.2f} ({by_k[str(k)]['ehvi']['median']:.3f})"
+                    for k in flights
+                ]
+                first = by_k[str(flights[0])]
+                controls = (
+                    f"{first['cheapest-first']['p_ge']:.2f} / "
+                    f"{first['random-networks']['p_ge']:.2f}"
+                )
+                lines.append(
+                    f"| {f['held_out']} | {_setting(label, data['shipped'])} | {on} | {kind} | "
+                    + " | ".join(cells)
+                    + f" | {controls} |"
+                )
+    return lines
+
+
+def search_select_tuning(root: Path) -> list[str]:
+    """Every setting on every table with the tuning seeds (benchmarks/bench-select.json)."""
+    data = _json(root, "benchmarks/bench-select.json")
+    flights = data["tune_in_flight"]
+    lines = [
+        "| settings | table | "
+        + " | ".join(f"original, {k} in flight" for k in flights)
+        + " | "
+        + " | ".join(f"shuffled, {k} in flight" for k in flights)
+        + " |",
+        "|---|---|" + "---|" * (2 * len(flights)),
+    ]
+    for label in data["grid"]:
+        for table, by_label in data["tuning"].items():
+            t = by_label[label]
+            cells = [f"{p:.2f}" for p in t["original"]] + [f"{p:.2f}" for p in t["shuffled"]]
+            lines.append(
+                f"| {_setting(label, data['shipped'])} | {table} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def search_select_budgets(root: Path) -> list[str]:
+    """The setting chosen on all tables at other budgets, test seeds, every table
+    (benchmarks/bench-select.json)."""
+    data = _json(root, "benchmarks/bench-select.json")
+    lines = [
+        "| budget | table | kind | ehvi: median, P(HV ≥ 0.97) | cheapest-first | "
+        "random networks | ehvi ahead of both (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fr, tables in data["budgets"].items():
+        for table, kinds in tables.items():
+            for kind, sc in kinds.items():
+                e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
+                ahead = "yes" if e["median"] > max(c["median"], r["median"]) else "no"
+                lines.append(
+                    f"| {float(fr):.0%} | {table} | {kind} | {e['median']:.3f}, {e['p_ge']:.2f} | "
+                    f"{c['median']:.3f}, {c['p_ge']:.2f} | {r['median']:.3f}, {r['p_ge']:.2f} | "
+                    f"{ahead} |"
+                )
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
@@ -448,6 +534,9 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-asks": search_asks,
     "search-inflight": search_inflight,
     "search-inflight-tuning": search_inflight_tuning,
+    "search-select-folds": search_select_folds,
+    "search-select-tuning": search_select_tuning,
+    "search-select-budgets": search_select_budgets,
     "proxies": proxy_table,
 }
 

@@ -562,6 +562,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="seeds the held-out table is scored on (default: %(default)s)",
     )
     sel.add_argument(
+        "--fractions",
+        default="0.15,0.25,0.4",
+        help="budgets (fractions of the candidates) the setting chosen on all tables is also "
+        "scored at, every table, nothing in flight (default: %(default)s)",
+    )
+    sel.add_argument(
         "--in-flight-tune",
         default="0,2",
         help="candidates in flight the choice is made at (default: %(default)s)",

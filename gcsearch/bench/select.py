@@ -66,6 +66,16 @@ def rank_of(tuning: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], l
     return (min(orig), statistics.mean(orig), statistics.mean(shuf))
 
 
+def _fractions(text: str | None) -> list[float]:
+    try:
+        out = [float(x) for x in (text or "").split(",") if x.strip()]
+    except ValueError:
+        out = [-1.0]
+    if any(not 0 < f <= 1 for f in out):
+        raise UserError(f"--fractions: {text} (allowed: numbers in (0, 1], e.g. 0.15,0.25,0.4)")
+    return out
+
+
 def _seeds(text: str) -> list[int]:
     lo, dash, hi = text.partition("-")
     if dash:
@@ -167,6 +177,7 @@ def select(
     fraction: float,
     root: Path,
     workers: int,
+    fractions: Sequence[float] = (),
     log: Any = print,
 ) -> dict[str, Any]:
     """Leave-one-table-out selection over ``grid`` (see the module docstring)."""
@@ -229,6 +240,27 @@ def select(
             for which, lab in (("chosen", f["chosen"]), ("shipped", shipped))
         }
         f["held_out"] = Path(f["held_out"]).stem
+    # the setting chosen on all tables at other budgets (nothing in flight), every table: is
+    # it ahead of the controls where cost says nothing (label-shuffled) at each budget?
+    frac_jobs = [
+        (sp, overall, sh, 0, tuple(test_seeds), fr)
+        for sp in spaces
+        for fr in fractions
+        for sh in (False, True)
+    ]
+    by_fraction = _run_all(frac_jobs, root, workers, log) if frac_jobs else {}
+    budgets = {
+        f"{fr:g}": {
+            Path(sp).stem: {
+                ("shuffled" if sh else "original"): by_fraction[
+                    (sp, overall, sh, 0, tuple(test_seeds), fr)
+                ]["scores"]
+                for sh in (False, True)
+            }
+            for sp in spaces
+        }
+        for fr in fractions
+    }
     return {
         "grid": labels,
         "shipped": shipped,
@@ -241,6 +273,7 @@ def select(
         "tables": {Path(sp).stem: space_table(sp) for sp in spaces},
         "tuning": tuning,
         "folds": folds,
+        "budgets": budgets,
     }
 
 
@@ -319,6 +352,7 @@ def run_bench_select(args: argparse.Namespace) -> int:
         fraction=args.budget_fraction,
         root=root,
         workers=args.jobs,
+        fractions=_fractions(args.fractions),
     )
     fig = {
         "command": "gcsearch " + shlex.join(sys.argv[1:]),

@@ -58,6 +58,7 @@ def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
         fraction=0.25,
         root=tmp_path,
         workers=1,
+        fractions=[0.4],
         log=lambda _: None,
     )
     fig = select(spaces, grid, **kwargs)
@@ -67,6 +68,9 @@ def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
         assert f["chosen"] == best
         scores = f["held_out_scores"]["chosen"]["original"]["0"]
         assert scores["ehvi"]["n"] == 1 and {"cheapest-first", "random-networks"} <= set(scores)
+    budget = fig["budgets"]["0.4"]["bench-small"]["shuffled"]
+    assert budget["ehvi"]["n"] == 1 and "cheapest-first" in budget
+    assert fig["budgets"]["0.4"]["bench-small"]["original"]["ehvi"]["n"] == 1
     cached = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
     again = select(spaces, grid, **kwargs)
     assert again == fig
@@ -88,6 +92,8 @@ def test_select_refuses_overlapping_seeds_and_one_table(
     assert "overlap" in err and len(err.strip().splitlines()) == 1
     assert main([*base, *two, "--grid", "sd_scale=-1"]) != 0
     assert "allowed" in capsys.readouterr().err
+    assert main([*base, *two, "--fractions", "0.2,x"]) != 0
+    assert "--fractions" in capsys.readouterr().err
     assert main([*base, "--tables", "bench-small,nope"]) != 0
     assert "nope" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.json"))
