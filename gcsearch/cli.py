@@ -588,9 +588,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="also time the unscreened ask up to this size and check it proposes "
         "the same (default 0: never)",
     )
-    q = p.add_argument_group("bench sequential: false-verdict rates of the resolve verdicts")
+    q = p.add_argument_group(
+        "bench sequential: false-verdict rates of the resolve verdicts and the fixed-n verdicts"
+    )
     q.add_argument(
-        "--studies", type=int, default=200_000, help="simulated studies (default: %(default)s)"
+        "--studies",
+        type=int,
+        default=200_000,
+        help="simulated studies, and simulated runs of the fixed-n rules (default: %(default)s)",
     )
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")

@@ -9,7 +9,8 @@ asserting timings).
 * ``storage`` (``storage.py``): trials/s of the study storages under concurrent drivers;
 * ``overhead`` (``overhead.py``): a search's slot-time split into its parts, against the same
   trainings in a plain loop;
-* ``sequential`` (``sequential.py``): false-verdict rates of the resolve verdicts, simulated.
+* ``sequential`` (``sequential.py``): false-verdict rates of the resolve verdicts, simulated,
+  and of the fixed-n verdicts (``fixed_n.py``, which ``tests/test_verdicts_simulation.py`` runs).
 
 The engine (``gcsearch.search``) never imports this package; ``gcsearch.cli.COMMANDS`` maps
 each ``WHAT`` to its ``run_bench_*`` function.

@@ -1,6 +1,8 @@
 """``gcsearch bench sequential``: the false-verdict rates of the group-sequential verdicts
-(``gcsearch.report.sequential``), simulated with equal true means (or a true Δ on a rule's
-boundary), written as JSON for the docs.
+(``gcsearch.report.sequential``) and, under ``fixed_n``, of the fixed-n verdicts at n = 3
+(``gcsearch.report.verdicts``, simulated by ``gcsearch.bench.fixed_n``), with equal true means
+(or a true Δ on a rule's boundary), written as JSON for the docs: every verdict-rule simulation
+from one command.
 
 Each figure is the share of simulated studies (per-seed paired differences ~ N(Δ, 1), every
 look reached) in which the rule gave the wrong verdict; the plain conversion of the z
@@ -25,6 +27,7 @@ PLANS = ((3, 6, 9, 12), tuple(range(3, 13)), (3, 6, 12, 24), (2, 4, 6))
 
 def figures(studies: int, seed: int = 1) -> dict[str, Any]:
     """Every simulated rate, with its studies and simulation standard error."""
+    from gcsearch.bench import fixed_n
     from gcsearch.report import sequential as sq
 
     def rate(hits: Any) -> dict[str, float]:
@@ -71,6 +74,7 @@ def figures(studies: int, seed: int = 1) -> dict[str, Any]:
             **rate(family.decided.any(axis=1)),
             "studies": int(family.decided.shape[0]),
         },
+        "fixed_n": fixed_n.figures(studies, seed=seed),
     }
 
 
@@ -89,6 +93,9 @@ def run_bench_sequential(args: argparse.Namespace) -> int:
         print(f"{name}: {r['rate']:.4f} ± {r['se']:.4f} (nominal {r['nominal']:g})")
     fam = data["family_of_8"]
     print(f"8 conclusions, familywise: {fam['rate']:.4f} over {fam['studies']} studies")
+    fixed = data["fixed_n"]
+    for name, r in fixed["rules"].items():
+        print(f"fixed n = {fixed['n']}, {name}: {r['rate']:.4f} ± {r['se']:.4f}")
     out = Path(args.out or "runs/bench-sequential.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n")

@@ -21,7 +21,7 @@ one-sided p times the number of alternatives, Bonferroni). ``equivalent``: agree
 ± margin, disagree beyond it. ``non_inferior``: agree if a > b - margin (a better a agrees),
 disagree if a < b - margin; with ``cost``, a must also cost less. With equal true means (or a true
 Δ on the boundary) each rule's false-verdict rate is at most 2.5 % per direction; the simulations
-in ``tests/test_verdicts_simulation.py`` measure it. Never a verdict with n = 1. Rows missing
+in ``gcsearch.bench.fixed_n`` measure it. Never a verdict with n = 1. Rows missing
 from the run give "not in this run", pruned rows "can't tell (pruned at epoch k)". Every number
 comes from the report or the JSON; the paper's side quotes /work/shared/PAPERS.md.
 

@@ -1,5 +1,6 @@
 """``gcsearch bench sequential``: the smoke run writes every figure, each at its nominal level
-within simulation error, and the plain t conversion's overshoot beside it."""
+within simulation error, and the plain t conversion's overshoot beside it; the fixed-n rules'
+rates likewise, with the earlier best-of stages rule's overshoot."""
 
 from __future__ import annotations
 
@@ -23,3 +24,10 @@ def test_cli_smoke_writes_the_false_verdict_rates(tmp_path: Path) -> None:
     for name, r in fig["rules"].items():
         assert r["rate"] <= r["nominal"] + 4 * r["se"], name
     assert math.isfinite(fig["family_of_8"]["rate"]) and "O'Brien–Fleming" in fig["method"]
+    fixed = fig["fixed_n"]
+    assert fixed["sims"] == 20_000 and fixed["n"] == 3
+    for name, r in fixed["rules"].items():
+        if not name.endswith("_best_of"):
+            assert r["rate"] <= fixed["nominal"] + 4 * r["se"], name
+    best_of = fixed["rules"]["stages_all_equal_disagree_best_of"]
+    assert best_of["rate"] > fixed["nominal"] + 4 * best_of["se"]  # what Bonferroni corrects
