@@ -132,14 +132,14 @@ def evaluate(
 ) -> tuple[float, float]:
     """Top-1 (percent) and mean cross-entropy over every image of ``batches``."""
     model.eval()
-    correct = torch.zeros((), device=batches.x.device)
-    loss = torch.zeros((), device=batches.x.device)
+    correct = torch.zeros((), device=batches.device)
+    loss = torch.zeros((), device=batches.device)
     for x, y in batches:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    n = len(batches.x)
+    n = batches.n_images
     return 100.0 * correct.item() / n, loss.item() / n
 
 
@@ -313,7 +313,7 @@ def _fit(
     if per_epoch == 0:
         raise UserError(
             f"budget.batch_size: {budget.batch_size} is larger than the "
-            f"{len(train_data.x)} training images (one full batch is the minimum)"
+            f"{train_data.n_images} training images (one full batch is the minimum)"
         )
     opt, sched = make_optimizer(
         model, budget, budget.epochs * per_epoch, round(budget.warmup_epochs * per_epoch)
