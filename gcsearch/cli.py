@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
+    "bench data": "gcsearch.bench.data:run_bench_data",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -408,7 +409,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--out",
         default=None,
         help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
-        "<run-root>/bench-search.json; storage: runs/bench-storage.json)",
+        "<run-root>/bench-search.json; storage: runs/bench-storage.json; data: none)",
     )
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument(
@@ -511,6 +512,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="also time the unscreened ask up to this size and check it proposes "
         "the same (default 0: never)",
     )
+    d = p.add_argument_group(
+        "bench data: a node's memory for an ImageFolder's images, and what a rerun decodes"
+    )
+    d.add_argument("--images", type=int, default=None, help="images written (default 20000)")
+    d.add_argument("--size", type=int, default=None, help="their side in pixels (default 64)")
+    d.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+    d.add_argument("--dir", default=None, help="scratch folder (default: the system's temp)")
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")

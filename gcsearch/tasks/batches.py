@@ -222,10 +222,11 @@ def channel_stats(x: torch.Tensor, index: torch.Tensor | None = None) -> Stats:
         return mean, ref.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
     total = torch.zeros(c, dtype=torch.int64)
     squares = torch.zeros(c, dtype=torch.int64)
-    for i in range(0, len(rows), 256):
-        chunk = x[rows[i : i + 256]].to(torch.int64)
-        total += chunk.sum(dim=(0, 2, 3))
-        squares += (chunk * chunk).sum(dim=(0, 2, 3))
+    step = max(1, 2**18 // max(1, x[0].numel()))  # rows per chunk: ~1 MB of int32
+    for i in range(0, len(rows), step):
+        chunk = x[rows[i : i + step]].to(torch.int32)  # 255^2 fits; the sums are int64
+        total += chunk.sum(dim=(0, 2, 3), dtype=torch.int64)
+        squares += (chunk * chunk).sum(dim=(0, 2, 3), dtype=torch.int64)
     n = len(rows) * x.shape[2] * x.shape[3]
     sums = list(zip(total.tolist(), squares.tolist(), strict=True))
     mean = [s / (n * 255) for s, _ in sums]  # exact integers: one rounding each
@@ -241,7 +242,8 @@ def normalise(x: torch.Tensor, stats: Stats, size: tuple[int, int] | None = None
     """Images (uint8, or float in [0, 255]) scaled with ``stats`` to zero mean and unit variance
     per channel, resized to ``size`` (H, W) when given (bilinear, antialiased)."""
     mean, std = stats
-    out = (x.float() / 255 - mean) / std
+    # in place on one new float copy: the same values as (x / 255 - mean) / std, one transient
+    out = x.to(torch.float32, copy=True).div_(255).sub_(mean).div_(std)
     if size is not None and tuple(out.shape[-2:]) != tuple(size):
         out = F.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False)
     return out

@@ -26,6 +26,7 @@ the official test split. Data files as for ``fashion-mnist``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,8 @@ class FashionPairs:
             warmup_epochs=1.0,
         )
     )
+    #: the canvases are float32 (2 x 2 means), held once, normalised per batch
+    bytes_per_value: ClassVar[int] = 4
     #: groups of class ids a different pair never takes both classes from (none: any two)
     apart: tuple[tuple[int, ...], ...] = ()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -45,6 +46,8 @@ class ArrayTask:
     input_shape: tuple[int, int, int]
     backbone: str
     budget: Budget
+    #: memory per pixel value of the held images (uint8; ``train.data_bytes`` reads it)
+    bytes_per_value: ClassVar[int] = 1
 
     def arrays(self) -> Arrays:
         """Read the data set (cached per process by the subclass)."""

@@ -450,10 +450,12 @@ def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
 
 
 def data_bytes(task: Task, budget: Budget) -> int:
-    """About the memory a budget's images take: train and eval images as float32, twice
-    (generated or decoded, then normalised), at the budget's image size."""
+    """About the memory a budget's images take at the budget's image size: a file task holds
+    them as uint8 (``bytes_per_value`` 1: normalised per batch); a generated one as float32,
+    twice (generated, then normalised)."""
     c, h, w = task.shape_at(budget)
-    return 2 * 4 * c * h * w * (budget.train_images + budget.val_images)
+    per_value = int(getattr(task, "bytes_per_value", 8))
+    return per_value * c * h * w * (budget.train_images + budget.val_images)
 
 
 def available_memory() -> int | None:
