@@ -182,9 +182,10 @@ def run_workers(
 def run_bench_data(args: argparse.Namespace) -> int:
     """Write the folder, run the workers twice (empty cache, then the rerun), print and save."""
     import numpy as np
+    import PIL
     import torch
 
-    from gcsearch.search.run import _versions
+    from gcsearch import __version__
     from gcsearch.tasks.imagefolder import DECODE_THREADS
 
     images = 400 if args.smoke else int(args.images or 20000)
@@ -240,8 +241,18 @@ def run_bench_data(args: argparse.Namespace) -> int:
         "ratio_first": runs["first"]["data_bytes"] / uint8,
         "ratio_rerun": runs["rerun"]["data_bytes"] / uint8,
         "runs": runs,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "versions": {**_versions(), "torch": torch.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average": os.getloadavg(),
+        },
+        "versions": {
+            "gcsearch": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pillow": PIL.__version__,
+        },
         "command": " ".join(["gcsearch", *sys.argv[1:]]),
     }
     if args.out:
