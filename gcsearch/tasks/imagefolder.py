@@ -89,8 +89,7 @@ def decode_into(paths: tuple[str, ...], out: np.ndarray) -> None:
             DECODED[0] += len(rows)
 
     with ThreadPoolExecutor(max(1, DECODE_THREADS)) as pool:
-        for done in pool.map(work, chunks):  # re-raises a worker's UserError here
-            del done
+        list(pool.map(work, chunks))  # re-raises a thread's UserError (an unreadable image)
 
 
 def decode_one(path: str, size: tuple[int, int]) -> np.ndarray:
