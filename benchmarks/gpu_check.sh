@@ -37,7 +37,7 @@ PY
 [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 
 step gpu-tests 240 "$PY" -m pytest -q -m gpu -p no:cacheprovider \
-  tests/search/test_gpu.py tests/search/test_gpu_packing.py
+  tests/search/test_gpu.py tests/search/test_gpu_packing.py tests/tasks/test_held_gpu.py
 step search-0.25gpu 240 "$PY" -m gcsearch search --space spaces/quick.toml --smoke \
   --gpus-per-trial 0.25 --cpus-per-trial 1 --parallel 4 --run-dir "$OUT/search"
 step bench-train 150 "$PY" -m gcsearch bench train --device cuda --repeats 2

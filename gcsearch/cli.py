@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
     "bench select": "gcsearch.bench.select:run_bench_select",
     "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
+    "bench data": "gcsearch.bench.data:run_bench_data",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -444,7 +445,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="figures JSON (proxy: runs/bench/proxy-<task>.json; search: "
         "<run-root>/bench-search.json; storage: runs/bench-storage.json; sequential: "
-        "runs/bench-sequential.json)",
+        "runs/bench-sequential.json; data: none)",
     )
     x = p.add_argument_group("bench proxy: seed spread, modes, MDD at n = 3, split-seed τ")
     x.add_argument(
@@ -597,6 +598,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=200_000,
         help="simulated studies, and simulated runs of the fixed-n rules (default: %(default)s)",
     )
+    d = p.add_argument_group(
+        "bench data: a node's memory for an ImageFolder's images, and what a rerun decodes"
+    )
+    d.add_argument("--images", type=int, default=None, help="images written (default 20000)")
+    d.add_argument("--size", type=int, default=None, help="their side in pixels (default 64)")
+    d.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
+    d.add_argument("--dir", default=None, help="scratch folder (default: the system's temp)")
     s = p.add_argument_group("bench storage: trials/s of SQLite, journal file and PostgreSQL")
     s.add_argument("--drivers", default=None, help="concurrent driver processes (1,2,4,8)")
     s.add_argument("--trials", type=int, default=None, help="trials per driver (default: 100)")

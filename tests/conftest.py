@@ -17,6 +17,19 @@ from collections.abc import Iterator
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Decoded data goes to a folder of this session (its subprocesses and Ray workers
+    inherit it), never to the user's ~/.cache."""
+    old = os.environ.get("GCSEARCH_CACHE")
+    os.environ["GCSEARCH_CACHE"] = str(tmp_path_factory.mktemp("data-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GCSEARCH_CACHE", None)
+    else:
+        os.environ["GCSEARCH_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _no_ray_left() -> Iterator[None]:
     """No test leaves a local Ray running for the next one."""

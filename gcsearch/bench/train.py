@@ -36,7 +36,7 @@ def bare_loop(
     start = time.perf_counter()
     torch.set_num_threads(threads)
     train_data, eval_data = task.loaders(seed, budget)
-    x = train_data.x.to(device).contiguous(memory_format=torch.channels_last)
+    x = train_data.images().to(device).contiguous(memory_format=torch.channels_last)
     y = train_data.y.to(device)
     torch.manual_seed(seed)
     model = build_model(candidate, backbone, num_classes=task.num_classes, in_chans=x.shape[1])
@@ -64,7 +64,7 @@ def bare_loop(
         train_s += time.perf_counter() - tick
     model.eval()
     with torch.no_grad():
-        xe = eval_data.x.to(device).contiguous(memory_format=torch.channels_last)
+        xe = eval_data.images().to(device).contiguous(memory_format=torch.channels_last)
         top1 = (model(xe).argmax(1) == eval_data.y.to(device)).float().mean().item() * 100
     images = budget.epochs * steps * bs
     return {"images_per_s": images / train_s, "wall_s": time.perf_counter() - start, "top1": top1}

@@ -3,12 +3,14 @@
 The only module of gcsearch that imports ``ray``. Each slot is a long-lived Ray actor
 (``TrialWorker``) holding exactly the resources of one trial (``num_cpus=cpus_per_trial``,
 ``num_gpus=gpus_per_trial``, fractions allowed) for the whole search, and training job after
-job: imports, the CUDA context of the GPU it was given, cuDNN autotuning and per-process data
-caches are paid once per slot, not once per trial. Ray's scheduler places the slots on the
-cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by a new one
-and its job is run again, up to ``max_retries`` times; the attempt is recorded on the trial's
-row (``env.attempt``). An exception inside a trial is never retried: ``run_trial`` turns it into
-a failed row. Rung decisions are the driver's (``rungs.py``): a rung run is a job with
+job: imports, the CUDA context of the GPU it was given and cuDNN autotuning are paid once per
+slot, not once per trial. A file task's decoded images are held once per node, not per worker:
+uint8 arrays in the node's data cache (``gcsearch.tasks.held``), mapped by each worker (one
+shared copy in the page cache) and copied once to a worker's GPU. Ray's scheduler places the
+slots on the cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by
+a new one and its job is run again, up to ``max_retries`` times; the attempt is recorded on the
+trial's row (``env.attempt``). An exception inside a trial is never retried: ``run_trial`` turns
+it into a failed row. Rung decisions are the driver's (``rungs.py``): a rung run is a job with
 ``stop_at``.
 
 Ray keeps its session files (sockets, logs) under ``<run dir>/ray`` when that path is short

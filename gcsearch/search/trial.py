@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsearch.errors import io_line
+from gcsearch.errors import IOFault, io_line
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
 from gcsearch.tasks import DEFAULT_TASK
@@ -207,6 +207,8 @@ def run_trial(job: Job) -> TrialResult:
         reason = f"{type(exc).__name__}: {exc}".strip()[:400] + where
         if isinstance(exc, OSError):  # a file, not the candidate: retried on --resume
             reason = f"{IO_ERROR}: {io_line(exc, '')}{where}"
+        elif isinstance(exc, IOFault):  # the node's data cache (full disk, read-only folder)
+            reason = f"{IO_ERROR}: {exc}{where}"
         elif "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
         out = TrialResult(**base, status="failed", reason=reason)

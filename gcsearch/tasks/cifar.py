@@ -22,6 +22,7 @@ import torch
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
 from gcsearch.tasks.files import Arrays, ArrayTask, data_dir
+from gcsearch.tasks.held import fingerprint, hold_parsed
 
 DEFAULT_ROOT = "data"
 
@@ -62,19 +63,29 @@ def _read(path: Path, label_key: str, variant: str) -> tuple[np.ndarray, np.ndar
 
 @functools.lru_cache(maxsize=4)
 def load(root: Path, variant: str) -> Arrays:
-    """Train and test images (N, 3, 32, 32) uint8 and labels of ``variant`` under ``root``."""
+    """Train and test images (N, 3, 32, 32) uint8 and labels of ``variant`` under ``root``,
+    parsed once per node and held in the data cache (``gcsearch.tasks.held``)."""
     folder, train_files, test_files, key, _ = LAYOUTS[variant]
     base = root if root.name == folder else root / folder
-    splits = []
-    for files in (train_files, test_files):
-        parts = []
-        for name in files:
-            if not (base / name).is_file():
-                raise UserError(f"{variant}: {base / name} not found ({_how(variant)})")
-            parts.append(_read(base / name, key, variant))
-        splits.append(np.concatenate([p[0] for p in parts]))
-        splits.append(np.concatenate([p[1] for p in parts]))
-    tr_x, tr_y, te_x, te_y = (torch.from_numpy(a) for a in splits)
+    splits: list[torch.Tensor] = []
+    for split, files in (("train", train_files), ("test", test_files)):
+        paths = [base / name for name in files]
+        for path in paths:
+            if not path.is_file():
+                raise UserError(f"{variant}: {path} not found ({_how(variant)})")
+
+        def parse(paths: list[Path] = paths) -> tuple[np.ndarray, ...]:
+            parts = [_read(path, key, variant) for path in paths]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+        splits += hold_parsed(
+            variant,
+            f"{base.resolve()}:{split}",
+            fingerprint(paths, variant, split),
+            parse,
+            (np.uint8, np.int64),
+        )
+    tr_x, tr_y, te_x, te_y = splits
     return tr_x, tr_y, te_x, te_y
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
 from gcsearch.tasks.files import Arrays, ArrayTask, data_dir
+from gcsearch.tasks.held import fingerprint, hold_parsed
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = (
@@ -65,22 +65,28 @@ def _find(folder: Path, stem: str) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def load(folder: Path) -> Arrays:
-    """Train and test images (N, 1, 28, 28) uint8 and labels, from ``folder``."""
-    tr_x, tr_y, te_x, te_y = (read_idx(_find(folder, stem)) for stem in FILES)
-    for images, labels, split in ((tr_x, tr_y, "train"), (te_x, te_y, "t10k")):
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise UserError(
-                f"fashion-mnist: {split} images {images.shape} and labels "
-                f"{labels.shape} in {folder} do not match"
-            )
+    """Train and test images (N, 1, 28, 28) uint8 and labels, from ``folder``: read once per
+    node and held in the data cache (``gcsearch.tasks.held``)."""
+    paths = [_find(folder, stem) for stem in FILES]
 
-    def images(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.copy()).unsqueeze(1)
+    def parse() -> tuple[np.ndarray, ...]:
+        tr_x, tr_y, te_x, te_y = (read_idx(path) for path in paths)
+        for images, labels, split in ((tr_x, tr_y, "train"), (te_x, te_y, "t10k")):
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise UserError(
+                    f"fashion-mnist: {split} images {images.shape} and labels "
+                    f"{labels.shape} in {folder} do not match"
+                )
+        return tr_x[:, None], tr_y.astype(np.int64), te_x[:, None], te_y.astype(np.int64)
 
-    def labels(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.astype(np.int64))
-
-    return images(tr_x), labels(tr_y), images(te_x), labels(te_y)
+    tr_x, tr_y, te_x, te_y = hold_parsed(
+        "fashion-mnist",
+        str(folder.resolve()),
+        fingerprint(paths, "fashion-mnist"),
+        parse,
+        (np.uint8, np.int64, np.uint8, np.int64),
+    )
+    return tr_x, tr_y, te_x, te_y
 
 
 @dataclass

@@ -26,15 +26,16 @@ the official test split. Data files as for ``fashion-mnist``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
-from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
+from gcsearch.tasks.batches import TensorBatches, balanced_indices
 from gcsearch.tasks.fashion_mnist import DEFAULT_DIR, HOW, load
-from gcsearch.tasks.files import data_dir
+from gcsearch.tasks.files import data_dir, held_loaders
 
 HEIGHT, WIDTH, SIDE = 16, 64, 14
 #: garments drawn from per pool: training pairs reuse the pool's garments in new pairings
@@ -129,6 +130,8 @@ class FashionPairs:
             warmup_epochs=1.0,
         )
     )
+    #: the canvases are float32 (2 x 2 means), held once, normalised per batch
+    bytes_per_value: ClassVar[int] = 4
     #: groups of class ids a different pair never takes both classes from (none: any two)
     apart: tuple[tuple[int, ...], ...] = ()
 
@@ -163,17 +166,8 @@ class FashionPairs:
         xe, ye = make_pairs(
             g_eval, y_src, n_eval, base + _STREAMS[budget.eval_split], apart=self.apart
         )
-        return (
-            TensorBatches(
-                normalise(x, x),
-                y,
-                budget.batch_size,
-                shuffle=True,
-                seed=seed,
-                augment=budget.augment,
-            ),
-            TensorBatches(normalise(xe, x), ye, max(budget.batch_size, 256)),
-        )
+        # generated canvases (2 x 2 means: not uint8), normalised per batch like held images
+        return held_loaders((x, None, y), (xe, None, ye), seed, budget, self.input_shape[1:])
 
     def counts(self) -> tuple[int, int | None]:
         """Fashion-MNIST garments in the training and test splits (from the IDX headers)."""

@@ -2,24 +2,31 @@
 
 ``--data DIR`` is either a folder of class subfolders (the training split; no test split), or
 holds ``train/`` and ``val/`` (or ``test/``) folders of class subfolders, the second being the
-test split. Only the images a budget picks are decoded, to ``budget.image_size`` (S x S, or
-[H, W]; default 32 x 32) without ever cropping: each image is scaled to fit with its aspect
-kept and centred on black padding (letterboxed), so a wide image keeps both its ends. Decoded
-images are kept in memory as uint8.
+test split. A split's images are decoded to ``budget.image_size`` (S x S, or [H, W]; default
+32 x 32) without ever cropping: each image is scaled to fit with its aspect kept and centred on
+black padding (letterboxed), so a wide image keeps both its ends. Decoding runs on
+``DECODE_THREADS`` threads (Pillow decodes and resizes without the GIL), once per node and
+size: the uint8 array is cached on disk and mapped by every worker (``gcsearch.tasks.held``), so
+a rerun decodes nothing and the budget's subsets are rows of that one array.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
-from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
-from gcsearch.tasks.files import ArrayTask, data_dir
+from gcsearch.tasks.batches import TensorBatches, balanced_indices
+from gcsearch.tasks.files import ArrayTask, data_dir, held_loaders
+from gcsearch.tasks.held import fingerprint, hold
 
 DEFAULT_SIZE = 32
 HOW = (
@@ -48,34 +55,67 @@ def scan(folder: Path) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
     return tuple(ds.classes), tuple((p, int(t)) for p, t in ds.samples)
 
 
-@functools.lru_cache(maxsize=16)
-def decode(paths: tuple[str, ...], size: tuple[int, int]) -> torch.Tensor:
-    """Images (N, 3, H, W) uint8 for ``size`` (H, W): each scaled to fit inside it with its
+#: threads that decode a split (``GCSEARCH_DECODE_THREADS``, else the usable cores, at most 8)
+DECODE_THREADS = int(os.environ.get("GCSEARCH_DECODE_THREADS", 0)) or min(
+    8, len(os.sched_getaffinity(0))
+)
+#: images this process has decoded since it started (tests and ``bench data`` read it)
+DECODED = [0]
+_count = threading.Lock()
+
+
+def held_split(folder: Path, size: tuple[int, int]) -> torch.Tensor:
+    """Every image of ``folder`` as uint8 (N, 3, H, W) at ``size`` (H, W), decoded once per node
+    and cached on disk; a changed, added or removed file decodes the split again."""
+    paths = tuple(p for p, _ in scan(folder)[1])
+    key = fingerprint(paths, "imagefolder", tuple(size))
+    return hold(
+        "imagefolder",
+        f"{folder.resolve()}:{size[0]}x{size[1]}",
+        key,
+        lambda: (len(paths), 3, *size),
+        lambda out: decode_into(paths, out),
+    )
+
+
+def decode_into(paths: tuple[str, ...], out: np.ndarray) -> None:
+    """Decode ``paths`` into ``out`` (N, 3, H, W) uint8 on ``DECODE_THREADS`` threads."""
+    chunks = [range(i, min(i + 64, len(paths))) for i in range(0, len(paths), 64)]
+
+    def work(rows: range) -> None:
+        for i in rows:
+            out[i] = decode_one(paths[i], out.shape[2:])
+        with _count:
+            DECODED[0] += len(rows)
+
+    with ThreadPoolExecutor(max(1, DECODE_THREADS)) as pool:
+        list(pool.map(work, chunks))  # re-raises a thread's UserError (an unreadable image)
+
+
+def decode_one(path: str, size: tuple[int, int]) -> np.ndarray:
+    """One image as uint8 (3, H, W) for ``size`` (H, W): scaled to fit inside it with its
     aspect kept, centred on zero padding; never cropped, so every part of an image survives."""
-    import numpy as np
     from PIL import Image
 
     h, w = size
-    out = torch.zeros(len(paths), 3, h, w, dtype=torch.uint8)
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-                scale = min(w / img.size[0], h / img.size[1])
-                fit = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
-                if fit != img.size:
-                    img = img.resize(fit, Image.Resampling.BILINEAR)
-                top, left = (h - fit[1]) // 2, (w - fit[0]) // 2
-                pixels = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-                out[i, :, top : top + fit[1], left : left + fit[0]] = pixels
-        except Image.DecompressionBombError as exc:  # over PIL's pixel limit: refused, not read
-            raise UserError(
-                f"imagefolder: image {path} is too large to decode "
-                f"({_first_line(exc)}; allowed: images up to "
-                f"{Image.MAX_IMAGE_PIXELS:,} pixels)"
-            ) from None
-        except OSError as exc:
-            raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
+    out = np.zeros((3, h, w), dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            scale = min(w / img.size[0], h / img.size[1])
+            fit = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+            if fit != img.size:
+                img = img.resize(fit, Image.Resampling.BILINEAR)
+            top, left = (h - fit[1]) // 2, (w - fit[0]) // 2
+            out[:, top : top + fit[1], left : left + fit[0]] = np.asarray(img).transpose(2, 0, 1)
+    except Image.DecompressionBombError as exc:  # over PIL's pixel limit: refused, not read
+        raise UserError(
+            f"imagefolder: image {path} is too large to decode "
+            f"({_first_line(exc)}; allowed: images up to "
+            f"{Image.MAX_IMAGE_PIXELS:,} pixels)"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
     return out
 
 
@@ -149,7 +189,9 @@ class ImageFolderTask(ArrayTask):
 
     def loaders(self, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
         size = self.shape_at(budget)[1:]
-        paths, labels = self._samples(False)
+        paths, labels = self._samples(False)  # the test split's problems are said here too
+        if budget.eval_split == "test":
+            self._samples(True)
         n_val = budget.val_images if budget.eval_split == "val" else 0
         try:
             picks = balanced_indices(labels, (budget.train_images, n_val), budget.data_seed)
@@ -158,21 +200,11 @@ class ImageFolderTask(ArrayTask):
                 f"budget: {budget.train_images} train + {n_val} val images do not "
                 f"fit the {len(paths)} images of {self.root} ({exc})"
             ) from None
-        x_train = decode(tuple(paths[i] for i in picks[0].tolist()), size)
+        train_dir, test_dir = _split_dirs(self.root)
+        x = held_split(train_dir, size)
         if budget.eval_split == "val":
-            x_eval = decode(tuple(paths[i] for i in picks[1].tolist()), size)
-            y_eval = labels[picks[1]]
+            evaluation = (x, picks[1], labels[picks[1]])
         else:
-            test_paths, y_eval = self._samples(True)
-            x_eval = decode(test_paths, size)
-        return (
-            TensorBatches(
-                normalise(x_train, x_train),
-                labels[picks[0]],
-                budget.batch_size,
-                shuffle=True,
-                seed=seed,
-                augment=budget.augment,
-            ),
-            TensorBatches(normalise(x_eval, x_train), y_eval, max(budget.batch_size, 256)),
-        )
+            assert test_dir is not None  # _samples(True) said so
+            evaluation = (held_split(test_dir, size), None, self._samples(True)[1])
+        return held_loaders((x, picks[0], labels[picks[0]]), evaluation, seed, budget, size)

@@ -132,14 +132,14 @@ def evaluate(
 ) -> tuple[float, float]:
     """Top-1 (percent) and mean cross-entropy over every image of ``batches``."""
     model.eval()
-    correct = torch.zeros((), device=batches.x.device)
-    loss = torch.zeros((), device=batches.x.device)
+    correct = torch.zeros((), device=batches.device)
+    loss = torch.zeros((), device=batches.device)
     for x, y in batches:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    n = len(batches.x)
+    n = batches.n_images
     return 100.0 * correct.item() / n, loss.item() / n
 
 
@@ -313,7 +313,7 @@ def _fit(
     if per_epoch == 0:
         raise UserError(
             f"budget.batch_size: {budget.batch_size} is larger than the "
-            f"{len(train_data.x)} training images (one full batch is the minimum)"
+            f"{train_data.n_images} training images (one full batch is the minimum)"
         )
     opt, sched = make_optimizer(
         model, budget, budget.epochs * per_epoch, round(budget.warmup_epochs * per_epoch)
@@ -450,10 +450,12 @@ def budget_from_args(task: Task, args: argparse.Namespace) -> Budget:
 
 
 def data_bytes(task: Task, budget: Budget) -> int:
-    """About the memory a budget's images take: train and eval images as float32, twice
-    (generated or decoded, then normalised), at the budget's image size."""
+    """About the memory a budget's images take at the budget's image size: a file task holds
+    them as uint8 (``bytes_per_value`` 1: normalised per batch); a generated one as float32,
+    twice (generated, then normalised)."""
     c, h, w = task.shape_at(budget)
-    return 2 * 4 * c * h * w * (budget.train_images + budget.val_images)
+    per_value = int(getattr(task, "bytes_per_value", 8))
+    return per_value * c * h * w * (budget.train_images + budget.val_images)
 
 
 def available_memory() -> int | None:

@@ -286,3 +286,24 @@ def test_a_file_a_trial_cannot_read_stops_the_search_and_resume_retries_it(
     rec = TrialRecord.read(_study(run).trials[0])
     assert rec.retryable and rec.reason.startswith("I/O error: UnidentifiedImageError")
     _resume_trains_the_rest(space, run, missing=6)
+
+
+def test_a_data_cache_it_cannot_write_stops_the_search_and_resume_retries_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The node's data cache cannot be written (a full disk, a file in the way): nothing about
+    the candidate, so the trial is an I/O error that stops the search, retried on --resume."""
+    from gcsearch.tasks import train as train_module
+
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise IOFault("data cache: no space left on device writing cache/x.npy")
+
+    space = _space(tmp_path)
+    run = tmp_path / "run"
+    monkeypatch.setattr(train_module, "train", full)
+    with pytest.raises(IOFault, match=r"^data cache: no space left on device writing cache"):
+        search(space, run, executor=InlineExecutor(), **KW)
+    monkeypatch.undo()
+    rec = TrialRecord.read(_study(run).trials[0])
+    assert rec.retryable and rec.reason.startswith("I/O error: data cache: no space left")
+    _resume_trains_the_rest(space, run, missing=6)

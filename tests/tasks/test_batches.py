@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gcsearch.tasks.batches import TensorBatches, balanced_indices, normalise
+from gcsearch.tasks.batches import TensorBatches, balanced_indices, channel_stats, normalise
 
 
 def test_balanced_indices_disjoint_balanced_and_seeded() -> None:
@@ -36,6 +36,9 @@ def test_batches_shapes_and_determinism(augment: str) -> None:
 
 def test_normalise_uses_reference_statistics_and_resizes() -> None:
     ref = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
-    out = normalise(ref, ref)
+    other = torch.randint(0, 128, (20, 3, 8, 8), dtype=torch.uint8)
+    out = normalise(ref, channel_stats(ref))
     assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4
-    assert normalise(ref, ref, 16).shape == (20, 3, 16, 16)
+    assert (out.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-4
+    assert normalise(other, channel_stats(ref)).mean() < -0.5  # the reference's statistics
+    assert normalise(ref, channel_stats(ref), (16, 16)).shape == (20, 3, 16, 16)

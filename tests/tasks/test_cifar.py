@@ -31,7 +31,7 @@ def test_cifar10_pickle_layout(tmp_path: Path) -> None:
     tr, te = task.loaders(
         1, Budget(train_images=30, val_images=10, batch_size=8, eval_split="test")
     )
-    assert tr.x.shape == (30, 3, 32, 32) and len(te.x) == 20 and len(tr) == 3
+    assert tr.images().shape == (30, 3, 32, 32) and len(te.images()) == 20 and len(tr) == 3
 
 
 def test_cifar100_fine_labels(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_cifar100_fine_labels(tmp_path: Path) -> None:
     _batch(folder / "test", 100, "fine_labels", 100, 1)
     task = get_task("cifar100", str(tmp_path))
     tr, va = task.loaders(0, Budget(train_images=200, val_images=100))
-    assert task.num_classes == 100 and int(tr.y.max()) == 99 and len(va.x) == 100
+    assert task.num_classes == 100 and int(tr.y.max()) == 99 and len(va.images()) == 100
 
 
 def test_missing_cifar_is_one_line_with_the_fix(tmp_path: Path) -> None:

@@ -37,10 +37,10 @@ def test_reads_idx_files_written_here(tmp_path: Path, gz: bool) -> None:
     assert task.summary() == "60 train / 20 test"
     budget = Budget(train_images=30, val_images=20, epochs=1, batch_size=10)
     tr, va = task.loaders(0, budget)
-    assert tr.x.shape == (30, 1, 28, 28) and va.x.shape == (20, 1, 28, 28)
+    assert tr.images().shape == (30, 1, 28, 28) and va.images().shape == (20, 1, 28, 28)
     assert torch.bincount(tr.y, minlength=10).tolist() == [3] * 10
     _, test = task.loaders(0, budget.replace(eval_split="test"))
-    assert len(test.x) == 20
+    assert len(test.images()) == 20
 
 
 def test_bad_idx_header_is_a_user_error(tmp_path: Path) -> None:
@@ -75,5 +75,5 @@ def test_real_fashion_mnist() -> None:
     task = get_task("fashion-mnist")
     assert task.summary() == "60000 train / 10000 test"
     tr, te = task.loaders(0, Budget(train_images=100, val_images=10, eval_split="test"))
-    assert tr.x.shape == (100, 1, 28, 28) and te.x.shape == (10000, 1, 28, 28)
+    assert tr.images().shape == (100, 1, 28, 28) and te.images().shape == (10000, 1, 28, 28)
     assert sorted(torch.unique(te.y).tolist()) == list(range(10))

@@ -81,9 +81,12 @@ def test_loaders_from_the_installed_data() -> None:
     budget = task.budget.replace(train_images=256, val_images=128)
     tr, va = task.loaders(0, budget)
     tr2, _ = task.loaders(1, budget)
-    assert tr.x.shape == (256, *task.input_shape) and va.x.shape == (128, *task.input_shape)
-    assert torch.equal(tr.x, tr2.x)  # the data depends on data_seed only
-    assert abs(tr.x.mean().item()) < 1e-3 and 0.3 < tr.y.float().mean().item() < 0.7
+    assert tr.images().shape == (256, *task.input_shape) and va.images().shape == (
+        128,
+        *task.input_shape,
+    )
+    assert torch.equal(tr.images(), tr2.images())  # the data depends on data_seed only
+    assert abs(tr.images().mean().item()) < 1e-3 and 0.3 < tr.y.float().mean().item() < 0.7
 
 
 def test_distinct_pairs_never_take_two_look_alike_classes() -> None:

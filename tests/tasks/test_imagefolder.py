@@ -9,7 +9,7 @@ from PIL import Image
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget, get_task
-from gcsearch.tasks.imagefolder import decode
+from gcsearch.tasks.imagefolder import decode_one
 
 
 def _images(folder: Path, classes: int, per_class: int, size: tuple[int, int]) -> None:
@@ -26,7 +26,7 @@ def test_flat_folder_is_the_training_split(tmp_path: Path) -> None:
     task = get_task("imagefolder", str(tmp_path))
     assert task.num_classes == 3 and "18 train" in task.summary()
     tr, va = task.loaders(0, Budget(train_images=9, val_images=6, batch_size=4, image_size=16))
-    assert tr.x.shape == (9, 3, 16, 16) and va.x.shape == (6, 3, 16, 16)
+    assert tr.images().shape == (9, 3, 16, 16) and va.images().shape == (6, 3, 16, 16)
     with pytest.raises(UserError, match="no val/ or test/"):
         task.loaders(0, Budget(train_images=9, eval_split="test"))
 
@@ -36,7 +36,7 @@ def test_train_and_val_folders(tmp_path: Path) -> None:
     _images(tmp_path / "val", 2, 3, (8, 8))
     task = get_task("imagefolder", str(tmp_path))
     _, test = task.loaders(0, Budget(train_images=4, val_images=2, eval_split="test", image_size=8))
-    assert len(test.x) == 6 and sorted(set(test.y.tolist())) == [0, 1]
+    assert len(test.images()) == 6 and sorted(set(test.y.tolist())) == [0, 1]
 
 
 def test_imagefolder_needs_data(tmp_path: Path) -> None:
@@ -65,14 +65,19 @@ def test_wide_strip_keeps_both_ends(tmp_path: Path) -> None:
         for i in range(4):
             _strip(tmp_path / f"class{c}" / f"{i}.png", left, right)
     path = str(tmp_path / "class0" / "0.png")
-    square = decode((path,), (32, 32))[0].int()
+    square = torch.from_numpy(decode_one(path, (32, 32))).int()
     assert square[:, 12:20, :4].float().mean(dim=(1, 2)).tolist() == [255.0, 0.0, 0.0]
     assert square[:, 12:20, -4:].float().mean(dim=(1, 2)).tolist() == [0.0, 0.0, 255.0]
     assert square[:, :11].sum() == 0 and square[:, 21:].sum() == 0  # padding, not image
-    assert decode((path,), (16, 64))[0].permute(1, 2, 0)[:, :16].eq(torch.tensor(red)).all()
+    assert (
+        torch.from_numpy(decode_one(path, (16, 64)))
+        .permute(1, 2, 0)[:, :16]
+        .eq(torch.tensor(red))
+        .all()
+    )
     task = get_task("imagefolder", str(tmp_path))
     tr, _ = task.loaders(0, Budget(train_images=4, val_images=2, batch_size=2))
     assert tr.shape == task.shape_at(Budget()) == (3, 32, 32)
     tr, _ = task.loaders(0, Budget(train_images=4, val_images=2, batch_size=2, image_size=(16, 64)))
-    ends = tr.x[:, :, :, :16].mean(dim=(2, 3)), tr.x[:, :, :, 48:].mean(dim=(2, 3))
+    ends = tr.images()[:, :, :, :16].mean(dim=(2, 3)), tr.images()[:, :, :, 48:].mean(dim=(2, 3))
     assert tr.shape == (3, 16, 64) and not torch.allclose(ends[0], ends[1])

@@ -64,7 +64,9 @@ def test_loaders_same_data_for_every_seed_order_by_seed() -> None:
     a, va = task.loaders(0, budget)
     b, vb = task.loaders(0, budget)
     c, _ = task.loaders(1, budget)
-    assert torch.equal(a.x, c.x) and torch.equal(va.x, vb.x)  # data: data_seed only
+    assert torch.equal(a.images(), c.images()) and torch.equal(
+        va.images(), vb.images()
+    )  # data: data_seed only
     first = [y for _, y in a]
     assert all(torch.equal(p, q) for p, q in zip(first, [y for _, y in b], strict=True))
     assert not all(torch.equal(p, q) for p, q in zip(first, [y for _, y in c], strict=True))
@@ -104,7 +106,7 @@ def test_distinct_task_keeps_different_hues_apart_and_classic_task_unchanged() -
     assert classic.input_shape == distinct.input_shape  # same geometry: the RF test holds
     budget = Budget(train_images=64, val_images=32, epochs=1, batch_size=32)
     (a, _), (b, _) = classic.loaders(0, budget), distinct.loaders(0, budget)
-    assert not torch.equal(a.x, b.x)
+    assert not torch.equal(a.images(), b.images())
     with pytest.raises(ValueError, match="min_gap"):
         make_strips(4, 48, seed=0, min_gap=5)
 
