@@ -7,6 +7,7 @@ a fixed seed, and per-channel normalisation with statistics of the training imag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -37,7 +38,8 @@ class TensorBatches:
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
-        self.x, self.y = x.float(), y.long()
+        # torch's default dtype (float32 unless a test asks for float64 to compare exactly)
+        self.x, self.y = x.to(torch.get_default_dtype()), y.long()
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self._gen = torch.Generator().manual_seed(seed)
 
@@ -48,6 +50,14 @@ class TensorBatches:
     def set_rng_state(self, state: torch.Tensor) -> None:
         """Continue the pass orders of a run that stopped (``rng_state`` of that run)."""
         self._gen.set_state(state)
+
+    def reseeded(self, seed: int) -> TensorBatches:
+        """The same images (shared, not copied) in the pass order of ``seed``: what a task's
+        ``loaders(seed, budget)`` gives, since the training data depends on ``data_seed`` only
+        and ``seed`` seeds the order alone (several seeds fused, ``tasks.fused``)."""
+        other = copy.copy(self)
+        other._gen = torch.Generator().manual_seed(seed)
+        return other
 
     def to(self, device: torch.device | str) -> TensorBatches:
         """Move the tensors (once) to ``device``, images in channels_last."""

@@ -24,7 +24,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _torch_settings(threads: int, device: torch.device, deterministic: bool) -> Iterator[None]:
+def torch_settings(threads: int, device: torch.device, deterministic: bool) -> Iterator[None]:
     """Fixed thread count (parallel trials must not fight over cores) and, on CUDA, either
     deterministic cuDNN (``deterministic``: same seed, same result) or cuDNN's autotuner
     (faster, not bit-reproducible); restored afterwards."""
@@ -100,19 +100,32 @@ def _torch_settings(threads: int, device: torch.device, deterministic: bool) -> 
 
 
 def make_optimizer(
-    model: nn.Module, budget: Budget, steps: int, warmup: int
+    model: nn.Module | Iterable[torch.Tensor],
+    budget: Budget,
+    steps: int,
+    warmup: int,
+    *,
+    stacked: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """``budget.optimizer`` (Nesterov SGD or AdamW; no decay on norms and biases) and a
-    warmup + cosine per-step schedule."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    warmup + cosine per-step schedule. ``model``: a network or its parameters; ``stacked``:
+    each parameter holds several seeds' copies along a leading dimension (``tasks.fused``), so
+    a norm's or a bias's own rank is one less. AdamW on CUDA uses the fused kernel (one launch
+    for every parameter); both optimizers are elementwise, so a stacked parameter's slice is
+    updated exactly as that seed's own parameter would be."""
+    source = model.parameters() if isinstance(model, nn.Module) else model
+    params = [p for p in source if p.requires_grad]
+    extra = 1 if stacked else 0
     groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": budget.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p in params if p.ndim - extra > 1], "weight_decay": budget.weight_decay},
+        {"params": [p for p in params if p.ndim - extra <= 1], "weight_decay": 0.0},
     ]
     opt: torch.optim.Optimizer
     if budget.optimizer == "adamw":
-        # foreach: the same numbers as the per-tensor loop, ~8 % faster on CPU here
-        opt = torch.optim.AdamW(groups, lr=budget.lr, foreach=True)
+        # CUDA: fused (one kernel for all tensors); CPU: foreach, the same numbers as the
+        # per-tensor loop, ~8 % faster here
+        fused = bool(params) and all(p.device.type == "cuda" for p in params)
+        opt = torch.optim.AdamW(groups, lr=budget.lr, foreach=not fused, fused=fused or None)
     else:
         opt = torch.optim.SGD(
             groups, lr=budget.lr, momentum=budget.momentum, nesterov=budget.momentum > 0
@@ -126,6 +139,11 @@ def make_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32 (autocast's bf16/fp16 logits go up, float64 stays)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, batches: TensorBatches, dtype: torch.dtype | None
@@ -137,10 +155,87 @@ def evaluate(
     for x, y in batches:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
-        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        loss += F.cross_entropy(full(logits), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     n = len(batches.x)
     return 100.0 * correct.item() / n, loss.item() / n
+
+
+def trial_env(
+    dev: torch.device,
+    threads: int,
+    task: Task,
+    backbone: str,
+    dtype: torch.dtype | None,
+    deterministic: bool,
+) -> dict[str, Any]:
+    """A trial's ``env``: ``environment`` plus the task, backbone, autocast dtype and whether
+    the run is bit-reproducible."""
+    return {
+        **environment(dev, threads),
+        "task": task.name,
+        "backbone": backbone,
+        "amp": str(dtype).removeprefix("torch.") if dtype else None,
+        "deterministic": deterministic or dev.type == "cpu",
+    }
+
+
+def load_data(task: Task, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
+    """``task.loaders``, with a one-line ``UserError`` where the images do not fit in memory."""
+    try:
+        return task.loaders(seed, budget)
+    except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        raise UserError(
+            f"budget: {budget.train_images} train + {budget.val_images} val "
+            f"images of {task.name} do not fit in memory (allowed: fewer "
+            "train_images / val_images, or a smaller image_size)"
+        ) from None
+
+
+def set_cost(
+    result: TrialResult,
+    cost: Mapping[str, int] | None,
+    candidate: Candidate,
+    backbone: str,
+    task: Task,
+    shape: tuple[int, int, int],
+    min_hidden: int,
+) -> None:
+    """The network's cost on ``result``: ``cost`` as the search counted it, else counted here."""
+    from gcsearch.cost import count_cost
+
+    counted = (
+        dict(cost)
+        if cost
+        else count_cost(
+            candidate, backbone, shape, num_classes=task.num_classes, min_hidden=min_hidden
+        ).to_dict()
+    )
+    result.params, result.macs = int(counted["params"]), int(counted["macs"])
+    result.block_params = int(counted["block_params"])
+    result.block_macs = int(counted["block_macs"])
+
+
+def seeded_model(
+    candidate: Candidate,
+    backbone: str,
+    task: Task,
+    shape: tuple[int, int, int],
+    min_hidden: int,
+    seed: int,
+    dev: torch.device,
+) -> nn.Module:
+    """The network of ``candidate``, initialised from torch's generator seeded with ``seed``,
+    on ``dev`` in channels_last."""
+    from gcsearch.backbones import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(
+        candidate, backbone, num_classes=task.num_classes, in_chans=shape[0], min_hidden=min_hidden
+    )
+    return model.to(dev, memory_format=torch.channels_last)
 
 
 def train(
@@ -177,9 +272,6 @@ def train(
     promotion together train exactly what one uninterrupted run of the seed trains. ``cost``
     (params, macs, block_params, block_macs) is what the search counted for this network
     before training, recorded as given instead of counted again here."""
-    from gcsearch.backbones import build_model
-    from gcsearch.cost import count_cost
-
     start = time.perf_counter()
     candidate = Candidate.parse(candidate) if isinstance(candidate, str) else candidate
     task = get_task(task) if isinstance(task, str) else task
@@ -187,48 +279,12 @@ def train(
     backbone = backbone or task.backbone
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
-    env = {
-        **environment(dev, threads),
-        "task": task.name,
-        "backbone": backbone,
-        "amp": str(dtype).removeprefix("torch.") if dtype else None,
-        "deterministic": deterministic or dev.type == "cpu",
-    }
+    env = trial_env(dev, threads, task, backbone, dtype, deterministic)
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
-    with _torch_settings(threads, dev, deterministic):
-        try:
-            train_data, eval_data = task.loaders(seed, budget)
-        except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
-            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
-                raise
-            raise UserError(
-                f"budget: {budget.train_images} train + {budget.val_images} val "
-                f"images of {task.name} do not fit in memory (allowed: fewer "
-                "train_images / val_images, or a smaller image_size)"
-            ) from None
-        counted = (
-            dict(cost)
-            if cost
-            else count_cost(
-                candidate,
-                backbone,
-                train_data.shape,
-                num_classes=task.num_classes,
-                min_hidden=min_hidden,
-            ).to_dict()
-        )
-        result.params, result.macs = int(counted["params"]), int(counted["macs"])
-        result.block_params = int(counted["block_params"])
-        result.block_macs = int(counted["block_macs"])
-        torch.manual_seed(seed)
-        model = build_model(
-            candidate,
-            backbone,
-            num_classes=task.num_classes,
-            in_chans=train_data.shape[0],
-            min_hidden=min_hidden,
-        )
-        model = model.to(dev, memory_format=torch.channels_last)
+    with torch_settings(threads, dev, deterministic):
+        train_data, eval_data = load_data(task, seed, budget)
+        set_cost(result, cost, candidate, backbone, task, train_data.shape, min_hidden)
+        model = seeded_model(candidate, backbone, task, train_data.shape, min_hidden, seed, dev)
         train_data.to(dev)
         eval_data.to(dev)
         state = None
@@ -327,12 +383,7 @@ def _fit(
         scaler.load_state_dict(state["scaler"])
         train_data.set_rng_state(state["data_rng"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
-        result.history = [dict(h) for h in state["history"]]
-        result.train_s, images = float(state["train_s"]), int(state["images"])
-        result.epochs, first = int(state["epoch"]), int(state["epoch"]) + 1
-        last = next((h for h in reversed(result.history) if "val_top1" in h), None)
-        if last is not None:
-            result.top1, result.loss = last["val_top1"], last["val_loss"]
+        images, first = restore(result, state)
     for epoch in range(first, budget.epochs + 1):
         model.train()
         tick = time.perf_counter()
@@ -359,7 +410,7 @@ def _fit(
         result.images_per_s = images / result.train_s
         record: dict[str, float] = {"epoch": epoch}
         result.epochs = epoch
-        if validate_at is None or epoch in validate_at or epoch == budget.epochs:
+        if validates(epoch, validate_at, budget.epochs):
             top1, val_loss = evaluate(model, eval_data, dtype)
             record.update(val_top1=top1, val_loss=val_loss)
             result.top1, result.loss = top1, val_loss
@@ -379,6 +430,50 @@ def _fit(
             return
 
 
+def restore(result: TrialResult, state: Mapping[str, Any]) -> tuple[int, int]:
+    """A kept state's history, time and last validation onto ``result``; returns the images
+    trained so far and the first epoch still to train."""
+    result.history = [dict(h) for h in state["history"]]
+    result.train_s = float(state["train_s"])
+    result.epochs = int(state["epoch"])
+    last = next((h for h in reversed(result.history) if "val_top1" in h), None)
+    if last is not None:
+        result.top1, result.loss = last["val_top1"], last["val_loss"]
+    return int(state["images"]), result.epochs + 1
+
+
+def validates(epoch: int, validate_at: Collection[int] | None, epochs: int) -> bool:
+    """Whether ``epoch`` is validated: every epoch without ``validate_at``, else its epochs
+    and always the last."""
+    return validate_at is None or epoch in validate_at or epoch == epochs
+
+
+def training_state(
+    model: Mapping[str, torch.Tensor],
+    optimizer: Mapping[str, Any],
+    schedule: Mapping[str, Any],
+    scaler: Mapping[str, Any],
+    data_rng: torch.Tensor,
+    torch_rng: torch.Tensor,
+    result: TrialResult,
+    images: int,
+) -> dict[str, Any]:
+    """Everything ``resume_state`` needs to continue a run at its next epoch: one format,
+    whether one seed trained alone or fused with others (``tasks.fused``)."""
+    return {
+        "model": dict(model),
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "scaler": scaler,
+        "data_rng": data_rng,
+        "torch_rng": torch_rng,
+        "history": [dict(h) for h in result.history],
+        "epoch": result.epochs,
+        "train_s": result.train_s,
+        "images": images,
+    }
+
+
 def _keep_state(
     path: str | Path,
     model: nn.Module,
@@ -389,22 +484,20 @@ def _keep_state(
     result: TrialResult,
     images: int,
 ) -> None:
-    """Everything ``resume_state`` needs to continue this run at its next epoch (written as a
-    checkpoint is: a kill or a full disk never leaves half a state behind)."""
+    """``training_state`` of this run, written as a checkpoint is: a kill or a full disk never
+    leaves half a state behind."""
     from gcsearch.checkpoint import save_atomic
 
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "schedule": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "data_rng": train_data.rng_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": [dict(h) for h in result.history],
-        "epoch": result.epochs,
-        "train_s": result.train_s,
-        "images": images,
-    }
+    state = training_state(
+        model.state_dict(),
+        opt.state_dict(),
+        sched.state_dict(),
+        scaler.state_dict(),
+        train_data.rng_state(),
+        torch.get_rng_state(),
+        result,
+        images,
+    )
     save_atomic(state, path)
 
 
