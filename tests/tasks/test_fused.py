@@ -13,14 +13,14 @@ gradients of the GC block's zero-initialised last layer): train losses measured 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
-from gcsearch.tasks import get_task
+from gcsearch.tasks import Budget, Task, get_task
 from gcsearch.tasks import fused as fused_mod
 from gcsearch.tasks.fused import fusable, train_fused
 from gcsearch.tasks.train import train
@@ -39,13 +39,15 @@ def float64() -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
-def _budget(**changes: object):  # noqa: ANN202 - a Budget
+def _budget(**changes: object) -> tuple[Task, Budget]:
     task = get_task("digits")
     base = {"train_images": 128, "val_images": 64, "epochs": 2, "batch_size": 32}
     return task, task.budget.replace(**{**base, **changes})
 
 
-def _weights(store: dict[int, dict[str, torch.Tensor]]):  # noqa: ANN202 - a callback
+def _weights(
+    store: dict[int, dict[str, torch.Tensor]],
+) -> Callable[[torch.nn.Module, TrialResult], None]:
     def keep(model: torch.nn.Module, result: TrialResult) -> None:
         store[result.seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
