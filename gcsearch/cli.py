@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "bench storage": "gcsearch.bench.storage:run_bench_storage",
     "bench overhead": "gcsearch.bench.overhead:run_bench_overhead",
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
+    "bench fuse": "gcsearch.bench.fuse:run_bench_fuse",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -432,7 +433,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--record",
         action="store_true",
-        help="also record the figures for `gcsearch tasks list` (package data)",
+        help="also record the figures (package data): proxy for `gcsearch tasks list`, "
+        "fuse for [search] fuse_seeds = 'auto'",
     )
     x.add_argument("--quiet", action="store_true", help="no line per finished trial")
     g = p.add_argument_group(
@@ -521,6 +523,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
         "nofsync: the same without fsync)",
     )
+    u = p.add_argument_group("bench fuse: k seeds separately vs as one fused network")
+    u.add_argument("--k", type=int, default=3, help="seeds fused (default: %(default)s)")
     x.add_argument(
         "--resume",
         action="store_true",

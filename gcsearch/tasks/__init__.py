@@ -34,6 +34,7 @@ __all__ = [
     "BUDGET_CHOICES",
     "DEFAULT_TASK",
     "EVAL_SPLITS",
+    "FUSE_MODES",
     "OPTIMIZERS",
     "TASKS",
     "Budget",
@@ -50,6 +51,9 @@ __all__ = [
 AUGMENTS = ("none", "flip", "flip-crop")
 EVAL_SPLITS = ("val", "test")
 OPTIMIZERS = ("sgd", "adamw")
+#: ``[search] fuse_seeds``: a candidate's seeds trained as one fused network (``tasks.fused``)
+#: off (the default), on, or auto (where ``gcsearch bench fuse --record`` measured it faster)
+FUSE_MODES = ("off", "on", "auto")
 #: Budget's string fields and their allowed values (checked here and by the space parser)
 BUDGET_CHOICES: dict[str, tuple[str, ...]] = {
     "augment": AUGMENTS,

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -46,7 +47,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
 from gcsearch.spec import Candidate
-from gcsearch.tasks import Budget, Task, get_task
+from gcsearch.tasks import FUSE_MODES, Budget, Task, get_task
 from gcsearch.tasks.batches import TensorBatches
 from gcsearch.tasks.train import (
     Callback,
@@ -371,10 +372,93 @@ def _keep_seed(
     save_atomic(state, path)
 
 
+# ---------------------------------------------------------------- where fusion pays
+
+
+def speedups_path() -> Path:
+    """Where ``gcsearch bench fuse --record`` keeps its figures (package data, as ``bench proxy
+    --record``'s)."""
+    from gcsearch.tasks import MEASURED_DIR
+
+    return MEASURED_DIR / "fuse-seeds.json"
+
+
+def device_key(device: str | torch.device, threads: int = 1) -> str:
+    """What a fusion measurement holds for: the GPU's name, or the CPU model and thread count."""
+    from gcsearch.tasks.machine import machine
+
+    dev = resolve_device(device)
+    info = machine(dev)
+    if dev.type == "cuda":
+        return f"cuda {info.get('gpu') or 'unknown GPU'}"
+    return f"cpu {info.get('cpu') or 'unknown CPU'} x{threads} thread(s)"
+
+
+def _entry(backbone: str, k: int) -> str:
+    return f"{backbone} k={k}"
+
+
+def record_speedup(figures: Mapping[str, Any], path: Path | None = None) -> Path:
+    """Keep ``bench fuse`` figures under their device and ``backbone k=K``."""
+    path = path or speedups_path()
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    entry = _entry(str(figures["backbone"]), int(figures["k"]))
+    data.setdefault(str(figures["device"]), {})[entry] = dict(figures)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def measured_speedup(key: str, backbone: str, k: int, path: Path | None = None) -> float | None:
+    """Fused / separate steps per second ``bench fuse --record`` measured for ``key`` (a
+    ``device_key``), ``backbone`` and k seeds; None where never measured."""
+    path = path or speedups_path()
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    figures = data.get(key, {}).get(_entry(backbone, k))
+    return float(figures["speedup"]) if figures else None
+
+
+def decide_fusion(
+    mode: str, device: str | torch.device, threads: int, backbone: str, k: int
+) -> tuple[bool, str]:
+    """Whether a search fuses its k seeds per candidate, and why, in one line: ``on`` fuses
+    wherever it can; ``auto`` only where ``bench fuse`` measured fusion faster on this device."""
+    if mode not in FUSE_MODES:
+        raise UserError(f"fuse_seeds: {mode!r} (allowed: {', '.join(FUSE_MODES)})")
+    if mode == "off":
+        return False, "fuse_seeds = off"
+    if k < 2:
+        return False, f"fuse_seeds = {mode}: one seed per candidate, nothing to fuse"
+    try:
+        why = fusable(device)
+    except UserError:  # the slots' GPUs are not visible to this driver (a cluster)
+        if mode == "on":
+            return True, f"fuse_seeds = on: {k} seeds per candidate (decided on each worker)"
+        return False, f"fuse_seeds = auto: {device} is not visible here to look up: not fused"
+    if why is not None:
+        if mode == "on":
+            raise UserError(f"fuse_seeds = on: cannot fuse on {device}: {why}")
+        return False, f"fuse_seeds = auto: {why}"
+    if mode == "on":
+        return True, f"fuse_seeds = on: {k} seeds per candidate as one network"
+    key = device_key(device, threads)
+    speedup = measured_speedup(key, backbone, k)
+    if speedup is None:
+        return False, (
+            f"fuse_seeds = auto: never measured on {key} for {backbone}, k = {k} "
+            f"(gcsearch bench fuse --backbone {backbone} --k {k} --record): not fused"
+        )
+    verdict = "fused" if speedup > 1 else "not fused"
+    return speedup > 1, f"fuse_seeds = auto: {speedup:.2f}x measured on {key}: {verdict}"
+
+
 __all__ = [
     "FusedNet",
+    "decide_fusion",
+    "device_key",
     "evaluate_fused",
     "fusable",
+    "measured_speedup",
+    "record_speedup",
     "stack_optimizer",
     "train_fused",
     "unstack_optimizer",
