@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gcsearch.errors import InputWarning, UserError, mask_secrets
-from gcsearch.tasks import DEFAULT_TASK
+from gcsearch.tasks import COMPILE_MODES, DEFAULT_TASK, FUSE_MODES
 
 #: Every command and the function that runs it with the parsed args (``bench`` and ``analyze``
 #: by their WHAT), as "module:function": the one place a command is registered, imported only
@@ -134,6 +134,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
         "cuDNN autotuning). CPU runs are deterministic anyway",
     )
+    p.add_argument(
+        "--fuse",
+        action="store_true",
+        help="train the --seeds as one fused network (one run, a result per seed; "
+        "gcsearch bench fuse measures whether it is faster here)",
+    )
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="off",
+        help="the training step through torch.compile (reduce-overhead: CUDA graphs on a "
+        "GPU; default: off)",
+    )
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
     p.add_argument(
         "--save",
@@ -233,6 +246,19 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="Ray GPUs per trial; fractions share a GPU (e.g. 0.25)",
+    )
+    p.add_argument(
+        "--fuse-seeds",
+        choices=FUSE_MODES,
+        default=None,
+        help="a candidate's seeds as one fused network on one slot: on, off, or auto "
+        "(where gcsearch bench fuse --record measured it faster) (default: space file, off)",
+    )
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=None,
+        help="the training step through torch.compile (default: space file, off)",
     )
     p.add_argument(
         "--address", default=None, help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)"

@@ -117,6 +117,7 @@ class Driver:
             threads=threads,
             deterministic=deterministic,
             fuse=fuse,
+            compile=space.search.compile,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
         )

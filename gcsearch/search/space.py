@@ -46,6 +46,7 @@ from gcsearch.spec import (
 )
 from gcsearch.tasks import (
     BUDGET_CHOICES,
+    COMPILE_MODES,
     DEFAULT_TASK,
     FUSE_MODES,
     IMAGE_SIZE_ALLOWED,
@@ -150,6 +151,8 @@ class SearchSettings:
     # a candidate's seeds trained as one fused network (tasks.fused): off, on, or auto (where
     # `gcsearch bench fuse --record` measured it faster on this device)
     fuse_seeds: str = "off"
+    # the training step through torch.compile (tasks.COMPILE_MODES); off: eager
+    compile: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -520,6 +523,7 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         "sampler_seed",
         "validate_every",
         "fuse_seeds",
+        "compile",
     )
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
@@ -541,6 +545,8 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
             )
     if "fuse_seeds" in t:
         kw["fuse_seeds"] = r.string(t["fuse_seeds"], "search.fuse_seeds", FUSE_MODES)
+    if "compile" in t:
+        kw["compile"] = r.string(t["compile"], "search.compile", COMPILE_MODES)
     if "population" in t:
         kw["population"] = r.integer(t["population"], "search.population", 2, 10_000)
     if "cpus_per_trial" in t:

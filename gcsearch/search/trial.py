@@ -62,6 +62,7 @@ class Job:
     start_epoch: int = 0  # ... which stopped after this epoch (0: trains from scratch)
     cost: Mapping[str, int] | None = None  # the network's cost the driver counted (no recount)
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
+    compile: str = "off"  # the training step through torch.compile (tasks.COMPILE_MODES)
     # several seeds of this candidate trained as one network (``tasks.fused``): each seed's own
     # job, answered one by one as those jobs would be; empty: this job's seed alone
     fused: tuple[Job, ...] = ()
@@ -220,6 +221,7 @@ def _run(job: Job) -> list[TrialResult]:
                     budget,
                     p.seed,
                     device,
+                    compile=job.compile,
                     keep_state=p.keep_state,
                     resume_state=p.resume_state if ok else None,
                     **kw,

@@ -35,7 +35,7 @@ from torch import nn
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
 from gcsearch.spec import PRESETS, Candidate, paper_placement
-from gcsearch.tasks import Budget, Task, get_task
+from gcsearch.tasks import COMPILE_MODES, Budget, Task, get_task
 from gcsearch.tasks.batches import TensorBatches
 
 #: ``callback(record) -> stop?`` with record keys epoch, val_top1, val_loss, train_loss, seconds
@@ -257,6 +257,7 @@ def train(
     keep_state: str | Path | None = None,
     resume_state: str | Path | None = None,
     cost: Mapping[str, int] | None = None,
+    compile: str = "off",
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
@@ -271,7 +272,12 @@ def train(
     that path; ``resume_state`` continues such a run from its next epoch, so a rung run and its
     promotion together train exactly what one uninterrupted run of the seed trains. ``cost``
     (params, macs, block_params, block_macs) is what the search counted for this network
-    before training, recorded as given instead of counted again here."""
+    before training, recorded as given instead of counted again here. ``compile``: the
+    training forward through ``torch.compile`` with this mode (``COMPILE_MODES``;
+    ``reduce-overhead`` adds CUDA graphs on a GPU): the same computation in another float
+    order, paid for by a compile at the first step (``env.compile``)."""
+    if compile not in COMPILE_MODES:
+        raise UserError(f"compile: {compile!r} (allowed: {', '.join(COMPILE_MODES)})")
     start = time.perf_counter()
     candidate = Candidate.parse(candidate) if isinstance(candidate, str) else candidate
     task = get_task(task) if isinstance(task, str) else task
@@ -280,6 +286,8 @@ def train(
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
     env = trial_env(dev, threads, task, backbone, dtype, deterministic)
+    if compile != "off":
+        env["compile"] = compile
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
     with torch_settings(threads, dev, deterministic):
         train_data, eval_data = load_data(task, seed, budget)
@@ -304,6 +312,7 @@ def train(
                 validate_at,
                 state,
                 keep_state,
+                compile,
             )
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
@@ -362,6 +371,7 @@ def _fit(
     validate_at: Collection[int] | None = None,
     state: dict[str, Any] | None = None,
     keep_state: str | Path | None = None,
+    compile: str = "off",
 ) -> None:
     """The epochs; fills ``result`` in place (history, top1, loss, status, timing). An epoch
     not in ``validate_at`` (the last always is) records its training loss and time only."""
@@ -376,6 +386,8 @@ def _fit(
     )
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
     check_every = 1 if dev.type == "cpu" else 25  # a CUDA sync per step would cost throughput
+    # the static-shape training forward compiled (evaluation stays eager: other batch shapes)
+    forward = model if compile == "off" else torch.compile(model, mode=compile)
     images, first = 0, 1
     if state is not None:  # continue a stopped run where it stopped
         opt.load_state_dict(state["optimizer"])
@@ -390,7 +402,7 @@ def _fit(
         loss_sum = torch.zeros((), device=dev)
         for step, (x, y) in enumerate(train_data, 1):
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                loss = F.cross_entropy(model(x), y, label_smoothing=budget.label_smoothing)
+                loss = F.cross_entropy(forward(x), y, label_smoothing=budget.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -590,6 +602,47 @@ def _line(r: TrialResult) -> str:
     )
 
 
+def _train_fused(
+    args: argparse.Namespace,
+    candidate: Candidate,
+    task: Task,
+    budget: Budget,
+    backbone: str,
+    device: torch.device,
+    seeds: list[int],
+    save: Path | None,
+) -> tuple[list[TrialResult], TrialResult | None]:
+    """``gcsearch train --fuse``: the seeds as one fused run; the best seed's weights saved."""
+    from gcsearch.tasks.fused import train_fused
+
+    if len(seeds) < 2:
+        raise UserError(f"--fuse: {len(seeds)} seed given (allowed: --seeds with 2 or more)")
+    if getattr(args, "compile", "off") != "off":
+        raise UserError("--fuse: a fused run is not compiled (allowed: --compile off)")
+    best: list[TrialResult] = []
+
+    def keep(model: nn.Module, r: TrialResult) -> None:
+        if save is not None and (not best or (r.top1 or 0.0) > (best[0].top1 or 0.0)):
+            _save(save, model, candidate, task, budget, backbone, args.min_hidden, r, shape)
+            best[:] = [r]
+
+    shape = task.shape_at(budget)
+    results = train_fused(
+        candidate,
+        task,
+        budget,
+        seeds,
+        device,
+        backbone=backbone,
+        threads=args.threads,
+        min_hidden=args.min_hidden,
+        amp=not args.no_amp,
+        deterministic=bool(getattr(args, "deterministic", False)),
+        on_trained=keep,
+    )
+    return results, (best[0] if best else None)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``gcsearch train``: train one candidate under one or more seeds and print the result."""
     if args.threads < 1:
@@ -613,7 +666,12 @@ def run_train(args: argparse.Namespace) -> int:
     results = []
     save = Path(args.save) if getattr(args, "save", None) else None
     best: TrialResult | None = None
-    for seed in seeds:
+    if getattr(args, "fuse", False):
+        results, best = _train_fused(args, candidate, task, budget, backbone, device, seeds, save)
+        if not args.json:
+            for r in results:
+                print(_line(r), flush=True)
+    for seed in seeds if not results else ():
         tmp = save.with_name(f".{save.name}.seed{seed}.tmp") if save else None
         try:
             r = train(
@@ -628,6 +686,7 @@ def run_train(args: argparse.Namespace) -> int:
                 amp=not args.no_amp,
                 save=tmp,
                 deterministic=bool(getattr(args, "deterministic", False)),
+                compile=getattr(args, "compile", "off"),
             )
             results.append(r)
             better = best is None or (r.top1 or 0.0) > (best.top1 or 0.0)
