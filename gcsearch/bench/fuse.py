@@ -6,7 +6,8 @@ network already keeps busy it can lose (3-way grouped-convolution fusion of ResN
 the separate steps on a 2-core VM). So it is measured, per device, never assumed: this runs the
 k seeds one after another (``train``) and as one fused run (``train_fused``), in interleaved
 repeats, and prints training steps per second of both (a step = one seed's batch), their median
-ratio, and whether the seeds' top-1 agree. ``--record`` keeps the figures in
+ratio, and the largest gap between a seed's top-1 in the two (float32 reorderings grown in
+training; equality is tested in float64). ``--record`` keeps the figures in
 ``tasks/measured/fuse-seeds.json`` under this device's key, where ``[search] fuse_seeds =
 "auto"`` reads them (``tasks.fused.measured_speedup``). Figures, never assertions.
 
@@ -36,6 +37,7 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
         fusable,
         record_speedup,
         train_fused,
+        workload,
     )
     from gcsearch.tasks.train import read_candidate, resolve_device, train
 
@@ -63,7 +65,6 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
     )
     kw: dict[str, Any] = {"backbone": backbone, "threads": args.threads, "validate_at": ()}
     rows: list[dict[str, float]] = []
-    agree = True
     for r in range(repeats):
         order = ("separate", "fused") if r % 2 == 0 else ("fused", "separate")
         got: dict[str, Any] = {}
@@ -90,25 +91,30 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
                 + " ".join(f"{t:.1f}" for t in got[which]["top1"]),
                 flush=True,
             )
-        # float32 reorderings grow in training: equal to about a point, not to the digit
-        agree &= all(
-            abs(a - b) <= 2.0
-            for a, b in zip(got["separate"]["top1"], got["fused"]["top1"], strict=True)
-        )
         rows.append(
             {
                 "separate_steps_per_s": got["separate"]["steps_per_s"],
                 "fused_steps_per_s": got["fused"]["steps_per_s"],
+                "separate_top1": got["separate"]["top1"],
+                "fused_top1": got["fused"]["top1"],
             }
         )
     speedup = statistics.median(x["fused_steps_per_s"] / x["separate_steps_per_s"] for x in rows)
+    # float32: the two differ in the order of float sums only, which training amplifies (the
+    # float64 test, tests/tasks/test_fused.py, shows them equal); a figure, not a verdict
+    gap = max(
+        abs(a - b) for x in rows for a, b in zip(x["separate_top1"], x["fused_top1"], strict=True)
+    )
     print(
         f"fused / separate training steps per second (median of {repeats}): {speedup:.2f}x "
-        f"({'fusion pays here' if speedup > 1 else 'fusion does not pay here'}); "
-        f"per-seed top-1 {'agree' if agree else 'DIFFER'} (within 2 points)"
+        f"({'fusion pays here' if speedup > 1 else 'fusion does not pay here'}); largest "
+        f"per-seed top-1 gap {gap:.1f} points (float32 reorderings grown in training)"
     )
+    shape = task.shape_at(budget)
     figures = {
         "device": key,
+        "workload": workload(backbone, shape, budget.batch_size, k),
+        "input_shape": list(shape),
         "backbone": backbone,
         "task": task.name,
         "candidate": candidate.id,
@@ -118,7 +124,7 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "repeats": rows,
         "speedup": speedup,
-        "top1_agree": agree,
+        "top1_max_gap": gap,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     if args.out:

@@ -336,16 +336,18 @@ def _display(
     return driver.display
 
 
-def _fusion(space: Space, c: SearchConfig) -> tuple[bool, str]:
+def _fusion(
+    space: Space, c: SearchConfig, shape: Sequence[int], batch_size: int
+) -> tuple[bool, str]:
     """Whether each candidate's seeds train as one fused job, and why (``tasks.fused``)."""
-    mode = space.search.fuse_seeds
+    mode, k = space.search.fuse_seeds, space.search.seeds
     if mode == "off":  # torch is not imported for it
         return False, "fuse_seeds = off"
-    from gcsearch.tasks.fused import decide_fusion
+    from gcsearch.tasks.fused import decide_fusion, workload
 
     device = "cuda" if space.search.gpus_per_trial > 0 else c.device
     threads = max(1, int(space.search.cpus_per_trial))
-    return decide_fusion(mode, device, threads, space.backbone, space.search.seeds)
+    return decide_fusion(mode, device, threads, workload(space.backbone, shape, batch_size, k), k)
 
 
 def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
@@ -402,7 +404,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             rungs=tuple(rungs),
         )
         weights_dir, states_dir = run_dir / "weights", run_dir / "states"
-        fuse, fuse_why = _fusion(space, c)
+        fuse, fuse_why = _fusion(space, c, input_shape, int(budget["batch_size"]))
         if console is not None and c.progress and space.search.fuse_seeds != "off":
             console.print(fuse_why, highlight=False)
         driver = Driver(

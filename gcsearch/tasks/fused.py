@@ -394,34 +394,36 @@ def device_key(device: str | torch.device, threads: int = 1) -> str:
     return f"cpu {info.get('cpu') or 'unknown CPU'} x{threads} thread(s)"
 
 
-def _entry(backbone: str, k: int) -> str:
-    return f"{backbone} k={k}"
+def workload(backbone: str, shape: Sequence[int], batch_size: int, k: int) -> str:
+    """What a fusion measurement holds for besides the device: the network, its input (C, H,
+    W), the batch and the number of seeds fused (each moves the ratio)."""
+    return f"{backbone} {'x'.join(map(str, shape))} batch {batch_size} k={k}"
 
 
 def record_speedup(figures: Mapping[str, Any], path: Path | None = None) -> Path:
-    """Keep ``bench fuse`` figures under their device and ``backbone k=K``."""
+    """Keep ``bench fuse`` figures under their ``device`` and ``workload``."""
     path = path or speedups_path()
     data = json.loads(path.read_text()) if path.is_file() else {}
-    entry = _entry(str(figures["backbone"]), int(figures["k"]))
-    data.setdefault(str(figures["device"]), {})[entry] = dict(figures)
+    data.setdefault(str(figures["device"]), {})[str(figures["workload"])] = dict(figures)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 
-def measured_speedup(key: str, backbone: str, k: int, path: Path | None = None) -> float | None:
+def measured_speedup(key: str, work: str, path: Path | None = None) -> float | None:
     """Fused / separate steps per second ``bench fuse --record`` measured for ``key`` (a
-    ``device_key``), ``backbone`` and k seeds; None where never measured."""
+    ``device_key``) and ``work`` (a ``workload``); None where never measured."""
     path = path or speedups_path()
     data = json.loads(path.read_text()) if path.is_file() else {}
-    figures = data.get(key, {}).get(_entry(backbone, k))
+    figures = data.get(key, {}).get(work)
     return float(figures["speedup"]) if figures else None
 
 
 def decide_fusion(
-    mode: str, device: str | torch.device, threads: int, backbone: str, k: int
+    mode: str, device: str | torch.device, threads: int, work: str, k: int
 ) -> tuple[bool, str]:
     """Whether a search fuses its k seeds per candidate, and why, in one line: ``on`` fuses
-    wherever it can; ``auto`` only where ``bench fuse`` measured fusion faster on this device."""
+    wherever it can; ``auto`` only where ``bench fuse`` measured fusion faster for this
+    device and ``work`` (a ``workload``)."""
     if mode not in FUSE_MODES:
         raise UserError(f"fuse_seeds: {mode!r} (allowed: {', '.join(FUSE_MODES)})")
     if mode == "off":
@@ -441,11 +443,11 @@ def decide_fusion(
     if mode == "on":
         return True, f"fuse_seeds = on: {k} seeds per candidate as one network"
     key = device_key(device, threads)
-    speedup = measured_speedup(key, backbone, k)
+    speedup = measured_speedup(key, work)
     if speedup is None:
         return False, (
-            f"fuse_seeds = auto: never measured on {key} for {backbone}, k = {k} "
-            f"(gcsearch bench fuse --backbone {backbone} --k {k} --record): not fused"
+            f"fuse_seeds = auto: never measured on {key} for {work} (gcsearch bench fuse "
+            f"--task TASK --k {k} --record, with the search's backbone and budget): not fused"
         )
     verdict = "fused" if speedup > 1 else "not fused"
     return speedup > 1, f"fuse_seeds = auto: {speedup:.2f}x measured on {key}: {verdict}"
@@ -462,4 +464,5 @@ __all__ = [
     "stack_optimizer",
     "train_fused",
     "unstack_optimizer",
+    "workload",
 ]
