@@ -31,7 +31,7 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
     """Separate vs fused steps/s for k seeds on one device; optionally recorded."""
     import torch
 
-    from gcsearch.tasks import DEFAULT_TASK, get_task
+    from gcsearch.bench.train import bench_setup
     from gcsearch.tasks.fused import (
         device_key,
         fusable,
@@ -39,15 +39,9 @@ def run_bench_fuse(args: argparse.Namespace) -> int:
         train_fused,
         workload,
     )
-    from gcsearch.tasks.train import read_candidate, resolve_device, train
+    from gcsearch.tasks.train import read_candidate, train
 
-    task = get_task("digits" if args.smoke else args.task or DEFAULT_TASK)
-    budget = task.budget
-    if args.smoke:
-        budget = budget.replace(train_images=256, val_images=128, epochs=1)
-    budget = budget.replace(epochs=args.epochs)
-    backbone = args.backbone or task.backbone
-    device = resolve_device(args.device)
+    task, budget, backbone, device = bench_setup(args)
     k = int(args.k)
     if k < 2:
         raise UserError(f"--k: {k} is out of range (allowed: integers >= 2, the seeds fused)")

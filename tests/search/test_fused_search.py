@@ -4,13 +4,11 @@ its resumed promotion. Float64 (see tests/tasks/test_fused.py for why and the to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import torch
 
 from gcsearch.launch import search
 from gcsearch.search.local import InlineExecutor
@@ -49,16 +47,6 @@ enabled = true
 eta = 2
 min_epochs = 2
 """
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _results(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:

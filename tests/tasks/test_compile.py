@@ -9,7 +9,6 @@ more. Slow: Inductor compiles C++ kernels for a minute or more on a 2-core CPU.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import get_task
@@ -17,16 +16,11 @@ from gcsearch.tasks.train import train
 
 
 @pytest.mark.slow
-def test_a_compiled_step_trains_as_the_eager_one() -> None:
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        task = get_task("digits")
-        budget = task.budget.replace(train_images=128, val_images=64, epochs=2, batch_size=32)
-        eager = train("gc", task, budget, 0)
-        compiled = train("gc", task, budget, 0, compile="default")
-    finally:
-        torch.set_default_dtype(old)
+def test_a_compiled_step_trains_as_the_eager_one(float64: None) -> None:
+    task = get_task("digits")
+    budget = task.budget.replace(train_images=128, val_images=64, epochs=2, batch_size=32)
+    eager = train("gc", task, budget, 0)
+    compiled = train("gc", task, budget, 0, compile="default")
     assert compiled.status == "complete" and compiled.env["compile"] == "default"
     assert compiled.top1 == eager.top1
     for a, b in zip(eager.history, compiled.history, strict=True):

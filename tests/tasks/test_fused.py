@@ -13,7 +13,7 @@ gradients of the GC block's zero-initialised last layer): train losses measured 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -27,16 +27,6 @@ from gcsearch.tasks.train import train
 
 TOL = 1e-9
 SEEDS = (0, 1, 2)
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def _budget(**changes: object) -> tuple[Task, Budget]:
