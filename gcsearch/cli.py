@@ -29,7 +29,7 @@ COMMANDS: dict[str, str] = {
     "space": "gcsearch.search.space:run_space",
     "flops": "gcsearch.cost:run_flops",
     "tasks": "gcsearch.tasks:run_tasks",
-    "train": "gcsearch.tasks.train:run_train",
+    "train": "gcsearch.tasks.train_cli:run_train",
     "bench train": "gcsearch.bench.train:run_bench_train",
     "bench search": "gcsearch.bench.search:run_bench_search",
     "bench proxy": "gcsearch.bench.proxy:run_bench_proxy",

@@ -13,6 +13,7 @@ gradients of the GC block's zero-initialised last layer): train losses measured 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -137,3 +138,19 @@ def test_reseeded_batches_are_the_tasks_own() -> None:
         assert mine.x is base.x
         for (xa, ya), (xb, yb) in zip(own, mine, strict=True):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_train_fuse_prints_each_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    """``gcsearch train --seeds 0,1 --fuse``: one fused run, a result per seed."""
+    from gcsearch.cli import main
+
+    argv = ["train", "gc", "--task", "digits", "--seeds", "0,1", "--fuse", "--device", "cpu"]
+    budget = ["--epochs", "1", "--train-images", "128", "--val-images", "64", "--json"]
+    assert main(argv + budget) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["seed"], r["status"], r["env"]["fused"]) for r in rows] == [
+        (0, "complete", 2),
+        (1, "complete", 2),
+    ]
+    assert main(["train", "gc", "--task", "digits", "--seeds", "0", "--fuse"]) == 2
+    assert "--fuse: 1 seed given" in capsys.readouterr().err
