@@ -12,6 +12,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +41,17 @@ def _line(r: TrialResult) -> str:
     )
 
 
+def _common(args: argparse.Namespace, backbone: str) -> dict[str, Any]:
+    """The keyword arguments a lone and a fused run take alike from the flags."""
+    return {
+        "backbone": backbone,
+        "threads": args.threads,
+        "min_hidden": args.min_hidden,
+        "amp": not args.no_amp,
+        "deterministic": bool(getattr(args, "deterministic", False)),
+    }
+
+
 def _train_fused(
     args: argparse.Namespace,
     candidate: Candidate,
@@ -64,17 +76,7 @@ def _train_fused(
 
     shape = task.shape_at(budget)
     results = train_fused(
-        candidate,
-        task,
-        budget,
-        seeds,
-        device,
-        backbone=backbone,
-        threads=args.threads,
-        min_hidden=args.min_hidden,
-        amp=not args.no_amp,
-        deterministic=bool(getattr(args, "deterministic", False)),
-        on_trained=keep,
+        candidate, task, budget, seeds, device, on_trained=keep, **_common(args, backbone)
     )
     return results, (best[0] if best else None)
 
@@ -116,13 +118,9 @@ def run_train(args: argparse.Namespace) -> int:
                 budget,
                 seed,
                 device,
-                backbone=backbone,
-                threads=args.threads,
-                min_hidden=args.min_hidden,
-                amp=not args.no_amp,
                 save=tmp,
-                deterministic=bool(getattr(args, "deterministic", False)),
                 compile=getattr(args, "compile", "off"),
+                **_common(args, backbone),
             )
             results.append(r)
             better = best is None or (r.top1 or 0.0) > (best.top1 or 0.0)
