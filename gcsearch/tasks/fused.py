@@ -76,12 +76,33 @@ def fusable(device: str | torch.device, amp: bool = True) -> str | None:
     return None
 
 
+class GlobalMean(nn.Module):
+    """``AdaptiveAvgPool2d(1)`` as a mean over H and W: the same numbers (float order aside),
+    but vmap has a batching rule for it, where adaptive pooling falls back to a loop over the
+    seeds (its ``as_strided_``; measured 25 % of a fused ResNet-8 step on CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((-2, -1), keepdim=True)  # (B, C, H, W) -> (B, C, 1, 1)
+
+
+def _global_means(module: nn.Module) -> None:
+    """Every global ``AdaptiveAvgPool2d`` of ``module`` as a ``GlobalMean`` (no state: the
+    state dict keeps its keys)."""
+    for name, child in module.named_children():
+        size = getattr(child, "output_size", None)
+        if isinstance(child, nn.AdaptiveAvgPool2d) and size in (1, (1, 1)):
+            setattr(module, name, GlobalMean())
+        else:
+            _global_means(child)
+
+
 class FusedNet:
     """k networks of one architecture as stacked parameters and buffers, run by ``vmap``."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         self.k = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")  # the structure; no storage
+        _global_means(self.base)
         self.params, self.buffers = stack_module_state(list(models))
 
         def one(params: dict[str, Any], buffers: dict[str, Any], x: torch.Tensor) -> Any:
@@ -455,6 +476,7 @@ def decide_fusion(
 
 __all__ = [
     "FusedNet",
+    "GlobalMean",
     "decide_fusion",
     "device_key",
     "evaluate_fused",
