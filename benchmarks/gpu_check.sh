@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU path in one run (< 10 minutes) on a machine with a CUDA GPU:
+# The GPU path in one run on a machine with a CUDA GPU (never run yet: each step has a time
+# limit, 23 minutes in all at worst; most should take a fraction of theirs):
 #   1. the gpu-marked tests (device, AMP, --deterministic, GPU names on rows, 0.25-GPU packing)
 #   2. the demo space as a smoke search with fractional GPUs (4 trials per GPU)
 #   3. the training benchmark on the GPU (gcsearch bench train: harness vs bare loop)
