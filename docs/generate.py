@@ -1,4 +1,5 @@
-"""Fill every figure in README.md and docs/*.md from the committed records the tool wrote.
+"""Fill every figure in README.md, docs/*.md and benchmarks/README.md from the committed records
+the tool wrote.
 
 A figure in a document is a marker pair around its text::
 
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = ("README.md", "docs/*.md")
+DOCUMENTS = ("README.md", "docs/*.md", "benchmarks/README.md")
 
 FIG = re.compile(r"<!-- fig (\S+) (.+?) -->(.*?)<!-- /fig -->", re.S)
 TABLE = re.compile(r"(<!-- table (\S+) -->\n)(.*?)(<!-- /table -->)", re.S)

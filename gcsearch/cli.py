@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gcsearch.errors import InputWarning, UserError, mask_secrets
-from gcsearch.tasks import DEFAULT_TASK
+from gcsearch.tasks import COMPILE_MODES, DEFAULT_TASK, FUSE_MODES
 
 #: Every command and the function that runs it with the parsed args (``bench`` and ``analyze``
 #: by their WHAT), as "module:function": the one place a command is registered, imported only
@@ -30,7 +30,7 @@ COMMANDS: dict[str, str] = {
     "space": "gcsearch.search.space:run_space",
     "flops": "gcsearch.cost:run_flops",
     "tasks": "gcsearch.tasks:run_tasks",
-    "train": "gcsearch.tasks.train:run_train",
+    "train": "gcsearch.tasks.train_cli:run_train",
     "bench train": "gcsearch.bench.train:run_bench_train",
     "bench search": "gcsearch.bench.search:run_bench_search",
     "bench proxy": "gcsearch.bench.proxy:run_bench_proxy",
@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "bench select": "gcsearch.bench.select:run_bench_select",
     "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
     "bench data": "gcsearch.bench.data:run_bench_data",
+    "bench fuse": "gcsearch.bench.fuse:run_bench_fuse",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",
     "analyze fidelity": "gcsearch.analysis.fidelity:run_analyze_fidelity",
 }
@@ -136,6 +137,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="on CUDA, deterministic cuDNN (bit-reproducible, slower; default: "
         "cuDNN autotuning). CPU runs are deterministic anyway",
+    )
+    p.add_argument(
+        "--fuse",
+        action="store_true",
+        help="train the --seeds as one fused network (one run, a result per seed; "
+        "gcsearch bench fuse measures whether it is faster here)",
+    )
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="off",
+        help="the training step through torch.compile (reduce-overhead: CUDA graphs on a "
+        "GPU; default: off)",
     )
     p.add_argument("--json", action="store_true", help="print the TrialResults as JSON")
     p.add_argument(
@@ -236,6 +250,19 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="Ray GPUs per trial; fractions share a GPU (e.g. 0.25)",
+    )
+    p.add_argument(
+        "--fuse-seeds",
+        choices=FUSE_MODES,
+        default=None,
+        help="a candidate's seeds as one fused network on one slot: on, off, or auto "
+        "(where gcsearch bench fuse --record measured it faster) (default: space file, off)",
+    )
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=None,
+        help="the training step through torch.compile (default: space file, off)",
     )
     p.add_argument(
         "--address", default=None, help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)"
@@ -469,7 +496,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--record",
         action="store_true",
-        help="also record the figures for `gcsearch tasks list` (package data)",
+        help="also record the figures (package data): proxy for `gcsearch tasks list`, "
+        "fuse for [search] fuse_seeds = 'auto'",
     )
     x.add_argument("--quiet", action="store_true", help="no line per finished trial")
     g = p.add_argument_group(
@@ -615,6 +643,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="a PostgreSQL URL (default: a throwaway server on 127.0.0.1; "
         "nofsync: the same without fsync)",
     )
+    u = p.add_argument_group("bench fuse: k seeds separately vs as one fused network")
+    u.add_argument("--k", type=int, default=3, help="seeds fused (default: %(default)s)")
     x.add_argument(
         "--resume",
         action="store_true",

@@ -239,6 +239,8 @@ def _space_from_args(args: Any) -> Space:
         ("cpus_per_trial", "cpus_per_trial"),
         ("gpus_per_trial", "gpus_per_trial"),
         ("eta", "eta"),
+        ("fuse_seeds", "fuse_seeds"),
+        ("compile", "compile"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

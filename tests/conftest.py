@@ -4,7 +4,7 @@
 ``$GCSEARCH_TEST_POSTGRES`` when set (an existing server), else a throwaway server on
 127.0.0.1 started on first use (``gcsearch.testing.postgres``) and stopped when the session ends,
 whether the tests passed or not. Where none can be started, every db test skips with the same
-one-line reason.
+one-line reason. ``float64``: torch's default dtype float64 for one test.
 """
 
 from __future__ import annotations
@@ -39,6 +39,21 @@ def _no_ray_left() -> Iterator[None]:
 
         if ray.is_initialized():
             ray.shutdown()
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """torch's default dtype float64 for one test (networks and ``TensorBatches`` follow it):
+    where two computations differ only in float order, they then agree to ~1e-12, so an
+    equality test can be tight (tests/tasks/test_fused.py says why float32 cannot)."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 @pytest.fixture(scope="session")

@@ -318,6 +318,9 @@ class TableExecutor(InlineExecutor):
         self.answered = 0
         self.interrupt_after = interrupt_after
 
+    def submit(self, job: Job) -> None:
+        self._queue.extend(job.parts())  # a fused job: each seed's recorded result
+
     def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         if not self._queue:
             return []

@@ -70,21 +70,28 @@ def bare_loop(
     return {"images_per_s": images / train_s, "wall_s": time.perf_counter() - start, "top1": top1}
 
 
-def run_bench_train(args: argparse.Namespace) -> int:
-    """Harness vs bare loop, interleaved; prints per-run figures and the median ratios."""
-    import torch
-
-    from gcsearch.spec import Candidate
+def bench_setup(args: argparse.Namespace) -> tuple[Any, Any, str, Any]:
+    """Task, budget, backbone and device of a training benchmark from its flags (``--smoke``:
+    256 digits for one epoch)."""
     from gcsearch.tasks import DEFAULT_TASK, get_task
-    from gcsearch.tasks.train import resolve_device, train
+    from gcsearch.tasks.train import resolve_device
 
     task = get_task("digits" if args.smoke else args.task or DEFAULT_TASK)
     budget = task.budget
     if args.smoke:
         budget = budget.replace(train_images=256, val_images=128, epochs=1)
     budget = budget.replace(epochs=args.epochs)
-    backbone = args.backbone or task.backbone
-    device = resolve_device(args.device)
+    return task, budget, args.backbone or task.backbone, resolve_device(args.device)
+
+
+def run_bench_train(args: argparse.Namespace) -> int:
+    """Harness vs bare loop, interleaved; prints per-run figures and the median ratios."""
+    import torch
+
+    from gcsearch.spec import Candidate
+    from gcsearch.tasks.train import train
+
+    task, budget, backbone, device = bench_setup(args)
     candidate = Candidate.parse(args.candidate)
     repeats = 1 if args.smoke else max(1, args.repeats)
     print(

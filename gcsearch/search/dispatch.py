@@ -1,4 +1,5 @@
-"""Where an asked trial goes: answered, parked, or trained here one job per seed.
+"""Where an asked trial goes: answered, parked, or trained here one job per seed (or one fused
+job for all its seeds, ``[search] fuse_seeds``).
 
 A network (``sampling.network_key``) is trained once. A trial whose network is trained is
 answered from that trial (``Teller.duplicate``); one whose network trains here waits for that
@@ -11,6 +12,7 @@ train exactly the full run, and charge each epoch once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,17 +48,19 @@ class Dispatch:
         weights_dir: str | None,
         states_dir: str | None = None,
         costs: Mapping[str, Mapping[str, int]] | None = None,
+        fuse: bool = False,
         **job: Any,
     ) -> None:
         """``first(role)``: the epoch a new run trains to (None: the full budget); ``job``:
         the ``Job`` fields every seed run of the search shares (budget, device, ...).
         ``states_dir``: where a rung run keeps its training state, so a promotion continues
         it instead of training again from scratch; ``costs``: the driver's cost table (network
-        key -> cost), sent with each job so no worker counts it again."""
+        key -> cost), sent with each job so no worker counts it again; ``fuse``: a candidate's
+        seeds train as one fused job (``tasks.fused``, ``[search] fuse_seeds``)."""
         self.executor, self.ledger, self.claims, self.teller = executor, ledger, claims, teller
         self.display, self.first = display, first
         self.seeds, self.faults, self.weights_dir = space.search.seeds, faults, weights_dir
-        self.states_dir, self.costs = states_dir, dict(costs or {})
+        self.states_dir, self.costs, self.fuse = states_dir, dict(costs or {}), fuse
         self.job = functools.partial(
             Job,
             task=space.task,
@@ -99,10 +103,11 @@ class Dispatch:
         run continues from the state its rung run kept (same schedule, same result)."""
         before = run.stop_at if run.results else None  # the rung this run stopped at, if any
         run.stop_at, run.waiting, run.results = stop_at, False, []
-        run.jobs_left = self.seeds
+        run.jobs_left, run.fused = self.seeds, self.fuse and self.seeds > 1
+        parts = []
         for seed in range(self.seeds):
             state = self._state(run, seed)
-            self.executor.submit(
+            parts.append(
                 self.job(
                     trial=run.trial.number,
                     candidate=run.cand.to_dict(),
@@ -117,6 +122,11 @@ class Dispatch:
                     cost=self.costs.get(run.key),
                 )
             )
+        if run.fused:  # one job on one worker; each seed still answered as its own job
+            self.executor.submit(dataclasses.replace(parts[0], fused=tuple(parts)))
+        else:
+            for part in parts:
+                self.executor.submit(part)
         self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
 
     def _state(self, run: Running, seed: int) -> str | None:

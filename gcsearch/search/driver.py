@@ -70,6 +70,7 @@ class Driver:
         liveness: Any = None,
         grace: float = 60.0,
         deterministic: bool = False,
+        fuse: bool = False,
         where: str = "the study",
     ) -> None:
         self.executor, self.display, self.where = executor, display, where
@@ -115,6 +116,8 @@ class Driver:
             device=device,
             threads=threads,
             deterministic=deterministic,
+            fuse=fuse,
+            compile=space.search.compile,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
         )

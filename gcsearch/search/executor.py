@@ -9,7 +9,7 @@ uint8 arrays in the node's data cache (``gcsearch.tasks.held``), mapped by each 
 shared copy in the page cache) and copied once to a worker's GPU. Ray's scheduler places the
 slots on the cluster's nodes. A worker that dies (SIGKILL, OOM killer, lost node) is replaced by
 a new one and its job is run again, up to ``max_retries`` times; the attempt is recorded on the
-trial's row (``env.attempt``). An exception inside a trial is never retried: ``run_trial`` turns
+trial's row (``env.attempt``). An exception inside a trial is never retried: ``run_jobs`` turns
 it into a failed row. Rung decisions are the driver's (``rungs.py``): a rung run is a job with
 ``stop_at``.
 
@@ -40,7 +40,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError
 
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
-from gcsearch.search.trial import Job, run_trial
+from gcsearch.search.trial import Job, run_jobs
 
 #: Longest ``_temp_dir`` (bytes) we hand Ray: its session dir (~45 chars) and socket names must fit
 #: in the 107-byte limit of a Unix socket path.
@@ -161,19 +161,22 @@ def _enable_auth_token() -> bool:
 class TrialWorker:
     """One slot of the search: a process that keeps its resources and trains job after job."""
 
-    def run(self, job: Job, attempt: int) -> TrialResult:
-        """``run_trial`` on the device Ray gave this worker, with Ray's view of where it ran."""
+    def run(self, job: Job, attempt: int) -> list[tuple[Job, TrialResult]]:
+        """``run_jobs`` on the device Ray gave this worker (each seed's job and result; several
+        for a fused job), with Ray's view of where it ran."""
         ctx = ray.get_runtime_context()
         gpu_ids = ray.get_gpu_ids()
         device = trial_device(job.device, gpu_ids, os.environ.get("CUDA_VISIBLE_DEVICES"))
-        out = run_trial(dataclasses.replace(job, device=device))
-        out.env["node"] = ctx.get_node_id()[:12]
-        out.env["ip"] = ray.util.get_node_ip_address()
-        out.env["ray_worker"] = ctx.get_worker_id()[:12]
-        out.env["attempt"] = attempt
-        if gpu_ids:
-            out.env["ray_gpus"] = [str(g) for g in gpu_ids]
-        return out
+        parts = tuple(dataclasses.replace(p, device=device) for p in job.fused)
+        done = run_jobs(dataclasses.replace(job, device=device, fused=parts))
+        for _, out in done:
+            out.env["node"] = ctx.get_node_id()[:12]
+            out.env["ip"] = ray.util.get_node_ip_address()
+            out.env["ray_worker"] = ctx.get_worker_id()[:12]
+            out.env["attempt"] = attempt
+            if gpu_ids:
+                out.env["ray_gpus"] = [str(g) for g in gpu_ids]
+        return [(part, out) for part, (_, out) in zip(job.parts(), done, strict=True)]
 
 
 def worker_options(cpus: float, gpus: float) -> dict[str, Any]:
@@ -207,17 +210,12 @@ def trial_device(asked: str, gpu_ids: Sequence[Any], visible: str | None) -> str
     return "cuda"
 
 
-def _failed(job: Job, reason: str) -> dict[str, Any]:
-    return {
-        "candidate_id": job.candidate_id,
-        "seed": job.seed,
-        "status": "failed",
-        "reason": reason,
-        "top1": None,
-        "epochs": 0,
-        "history": [],
-        "env": {},
-    }
+def _failed(job: Job, reason: str) -> list[tuple[Job, TrialResult]]:
+    """Each seed of ``job`` failed for ``reason`` (its worker's error, not its own)."""
+    return [
+        (p, TrialResult(p.candidate_id, p.seed, status="failed", reason=reason))
+        for p in job.parts()
+    ]
 
 
 class RayExecutor:
@@ -317,18 +315,18 @@ class RayExecutor:
         for ref in ready:
             job, worker, attempt = self._refs.pop(ref)
             try:
-                result = ray.get(ref)
-            except RayTaskError as exc:  # an error outside run_trial's own guard
-                result = _failed(job, f"{type(exc.cause).__name__}: {str(exc.cause)[:300]}")
+                done = ray.get(ref)
+            except RayTaskError as exc:  # an error outside run_jobs' own guard
+                done = _failed(job, f"{type(exc.cause).__name__}: {str(exc.cause)[:300]}")
             except (GetTimeoutError, ray.exceptions.RayError) as exc:  # the worker died
                 self._replace(worker)
                 if attempt <= self.max_retries:
                     self._queue.appendleft((job, attempt + 1))  # run again, first
                     continue
-                result = _failed(job, f"worker lost: {type(exc).__name__} (after retries)")
+                done = _failed(job, f"worker lost: {type(exc).__name__} (after retries)")
             else:
                 self._idle.append(worker)
-            out.append((job, result))
+            out.extend(done)
         self._dispatch()
         return out
 

@@ -33,7 +33,8 @@ class Running:
     record: TrialRecord
     key: str
     stop_at: int | None = None  # rung epoch this segment stops at; None: the full budget
-    jobs_left: int = 0
+    jobs_left: int = 0  # seeds in flight
+    fused: bool = False  # its seeds train as one job (they come back together)
     results: list[TrialResult] = field(default_factory=list)
     waiting: bool = False  # reached its rung, waits for the decision
     started: float = field(default_factory=time.time)
@@ -133,7 +134,8 @@ class Ledger:
         return list(self.by_key)
 
     def jobs_in_flight(self) -> int:
-        return sum(r.jobs_left for r in self.running.values())
+        """Executor jobs in flight: a fused run's seeds are one job, on one slot."""
+        return sum(min(r.jobs_left, 1) if r.fused else r.jobs_left for r in self.running.values())
 
     def references(self) -> dict[str, list[dict[str, Any]]]:
         """Complete reference rows: candidate id -> seed results (the rungs' anchors)."""

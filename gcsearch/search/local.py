@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any
 
 from gcsearch.result import TrialResult
-from gcsearch.search.trial import Job, run_trial
+from gcsearch.search.trial import Job, run_jobs
 
 
 class InlineExecutor:
@@ -30,8 +30,7 @@ class InlineExecutor:
     def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
         if not self._queue:
             return []
-        job = self._queue.popleft()
-        return [(job, run_trial(job))]
+        return run_jobs(self._queue.popleft())  # a fused job answers each of its seeds
 
     def cancel_all(self) -> None:
         self._queue.clear()

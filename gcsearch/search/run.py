@@ -336,6 +336,20 @@ def _display(
     return driver.display
 
 
+def _fusion(
+    space: Space, c: SearchConfig, shape: Sequence[int], batch_size: int
+) -> tuple[bool, str]:
+    """Whether each candidate's seeds train as one fused job, and why (``tasks.fused``)."""
+    mode, k = space.search.fuse_seeds, space.search.seeds
+    if mode == "off":  # torch is not imported for it
+        return False, "fuse_seeds = off"
+    from gcsearch.tasks.fused import decide_fusion, workload
+
+    device = "cuda" if space.search.gpus_per_trial > 0 else c.device
+    threads = max(1, int(space.search.cpus_per_trial))
+    return decide_fusion(mode, device, threads, workload(space.backbone, shape, batch_size, k), k)
+
+
 def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
     """Run (or resume) the search a space describes and stop at the study (see the module
     docstring): the caller writes the run directory's outputs (``gcsearch.launch``).
@@ -390,6 +404,9 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             rungs=tuple(rungs),
         )
         weights_dir, states_dir = run_dir / "weights", run_dir / "states"
+        fuse, fuse_why = _fusion(space, c, input_shape, int(budget["batch_size"]))
+        if console is not None and c.progress and space.search.fuse_seeds != "off":
+            console.print(fuse_why, highlight=False)
         driver = Driver(
             space,
             study,
@@ -409,6 +426,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             liveness=heartbeat,
             grace=grace,
             deterministic=c.deterministic,
+            fuse=fuse,
             where=f"the study {where}",
         )
         display = _display(space, c, study, driver, marked)
@@ -467,6 +485,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             "ray_start_s": ray_start_s,
             "ray_shutdown_s": ray_stop_s,
             "rung_decisions": driver.decisions,
+            "fuse_seeds": {"mode": space.search.fuse_seeds, "fused": fuse, "why": fuse_why},
             "hv_reference": study.user_attrs.get("hv_reference"),
             "hv_ideal": study.user_attrs.get("hv_ideal"),
             "storage": where,

@@ -46,7 +46,9 @@ from gcsearch.spec import (
 )
 from gcsearch.tasks import (
     BUDGET_CHOICES,
+    COMPILE_MODES,
     DEFAULT_TASK,
+    FUSE_MODES,
     IMAGE_SIZE_ALLOWED,
     Budget,
     Task,
@@ -146,6 +148,11 @@ class SearchSettings:
     # validation after every k-th epoch too, for learning curves; 0: only where it is read
     # (the rung epochs and the last)
     validate_every: int = 0
+    # a candidate's seeds trained as one fused network (tasks.fused): off, on, or auto (where
+    # `gcsearch bench fuse --record` measured it faster on this device)
+    fuse_seeds: str = "off"
+    # the training step through torch.compile (tasks.COMPILE_MODES); off: eager
+    compile: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -517,6 +524,8 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         "population",
         "sampler_seed",
         "validate_every",
+        "fuse_seeds",
+        "compile",
     )
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
@@ -536,6 +545,10 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
             kw[key] = r.integer(
                 t[key], f"search.{key}", lo, 10_000 if key != "sampler_seed" else 2**31 - 1
             )
+    if "fuse_seeds" in t:
+        kw["fuse_seeds"] = r.string(t["fuse_seeds"], "search.fuse_seeds", FUSE_MODES)
+    if "compile" in t:
+        kw["compile"] = r.string(t["compile"], "search.compile", COMPILE_MODES)
     if "population" in t:
         kw["population"] = r.integer(t["population"], "search.population", 2, 10_000)
     if "cpus_per_trial" in t:

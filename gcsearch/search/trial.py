@@ -62,10 +62,18 @@ class Job:
     start_epoch: int = 0  # ... which stopped after this epoch (0: trains from scratch)
     cost: Mapping[str, int] | None = None  # the network's cost the driver counted (no recount)
     weights_dir: str | None = None  # save this seed's trained weights here (complete runs)
+    compile: str = "off"  # the training step through torch.compile (tasks.COMPILE_MODES)
+    # several seeds of this candidate trained as one network (``tasks.fused``): each seed's own
+    # job, answered one by one as those jobs would be; empty: this job's seed alone
+    fused: tuple[Job, ...] = ()
 
     @property
     def candidate_id(self) -> str:
         return str(self.candidate["id"])
+
+    def parts(self) -> tuple[Job, ...]:
+        """The one-seed jobs this job answers: each fused seed's, or itself."""
+        return self.fused or (self,)
 
     @property
     def key(self) -> str:
@@ -104,15 +112,27 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def run_trial(job: Job) -> TrialResult:
-    """Train ``job``'s candidate; always a ``TrialResult`` (failures included), typed from the
-    worker to the driver, which writes it into the trial's record."""
+    """Train ``job``'s candidate under its one seed; always a ``TrialResult`` (failures
+    included), typed from the worker to the driver, which writes it into the trial's record."""
+    return _run(dataclasses.replace(job, fused=()))[0]
+
+
+def run_jobs(job: Job) -> list[tuple[Job, TrialResult]]:
+    """Each one-seed job of ``job`` (``Job.parts``) with its result: one fused training for a
+    fused job, each result as its seed's own job would have given it (``env.fused`` = k)."""
+    return list(zip(job.parts(), _run(job), strict=True))
+
+
+def _run(job: Job) -> list[TrialResult]:
+    """Train every seed of ``job`` (fused when it holds several); failures are rows."""
     start = time.perf_counter()
+    parts = job.parts()
     cand = Candidate.from_dict(job.candidate)
-    base = {"candidate_id": cand.id, "seed": job.seed}
     try:
         import torch
 
         from gcsearch.tasks import get_task
+        from gcsearch.tasks.fused import fusable, train_fused
         from gcsearch.tasks.train import environment, resolve_device, train
 
         threads = max(1, int(job.threads))
@@ -125,7 +145,8 @@ def run_trial(job: Job) -> TrialResult:
         shape = tuple(task.shape_at(budget))  # the study's image_size, as its cost table
         # a promotion continues its rung run's state; where that state cannot be read here (a
         # node without the run directory) it trains again from scratch, as the same prefix
-        resume = job.resume_state if job.resume_state and Path(job.resume_state).is_file() else None
+        readable = [bool(p.resume_state and Path(p.resume_state).is_file()) for p in parts]
+        resumes = all(readable) and bool(parts[0].resume_state)
         latency = None
         if "latency" in {o.split(":")[0] for o in job.objectives}:  # measured, this device
             from gcsearch.latency import candidate_latency
@@ -146,15 +167,15 @@ def run_trial(job: Job) -> TrialResult:
             _inject(job, epoch)
             return job.stop_at is not None and epoch >= job.stop_at
 
-        io_errors: list[str] = []  # a failed weights write: the trained result is kept
+        io_errors: dict[int, str] = {}  # a failed weights write: the trained result is kept
 
         def save(model: Any, res: TrialResult) -> None:
             from gcsearch.checkpoint import save_checkpoint
 
             assert job.weights_dir is not None
-            path = seed_weights_path(job.weights_dir, cand.id, job.seed)
+            path = seed_weights_path(job.weights_dir, cand.id, res.seed)
             meta = {
-                "seed": job.seed,
+                "seed": res.seed,
                 "image_size": budget.image_size or 0,
                 "top1": float(res.top1 or math.nan),
                 "task": job.task,
@@ -172,35 +193,54 @@ def run_trial(job: Job) -> TrialResult:
                     meta=meta,
                 )
             except OSError as exc:
-                io_errors.append(io_line(exc, path=exc.filename or path))
+                io_errors[res.seed] = io_line(exc, path=exc.filename or path)
 
-        result = train(
-            cand,
-            task,
-            budget,
-            job.seed,
-            device,
-            backbone=job.backbone,
-            threads=threads,
-            callback=callback,
-            min_hidden=job.min_hidden,
-            deterministic=job.deterministic,
-            on_trained=save if job.weights_dir else None,
-            validate_at=job.validate_at,
-            keep_state=job.keep_state,
-            resume_state=resume,
-            cost=job.cost,
-        )
-        out = result if isinstance(result, TrialResult) else TrialResult.from_dict(result)
-        if io_errors:
-            out.io_error = io_errors[0]
-        if latency is not None:
-            out.latency = latency.to_dict()
-        out.env = {**environment(device, threads), **out.env, "pid": os.getpid()}
-        if resume is not None:
-            out.env["resumed"] = job.start_epoch  # the epochs this job did not train
-        if device.type == "cuda":
-            out.env["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        kw: dict[str, Any] = {
+            "backbone": job.backbone,
+            "threads": threads,
+            "callback": callback,
+            "min_hidden": job.min_hidden,
+            "deterministic": job.deterministic,
+            "on_trained": save if job.weights_dir else None,
+            "validate_at": job.validate_at,
+            "cost": job.cost,
+        }
+        refused = fusable(device) if job.fused else None
+        if job.fused and refused is None:
+            keep = [p.keep_state for p in parts] if job.keep_state else None
+            resume = [str(p.resume_state) for p in parts] if resumes else None
+            seeds = [p.seed for p in parts]
+            results = train_fused(
+                cand, task, budget, seeds, device, keep_state=keep, resume_state=resume, **kw
+            )
+        else:  # one seed, or seeds this device cannot fuse: one after another
+            results = [
+                train(
+                    cand,
+                    task,
+                    budget,
+                    p.seed,
+                    device,
+                    compile=job.compile,
+                    keep_state=p.keep_state,
+                    resume_state=p.resume_state if ok else None,
+                    **kw,
+                )
+                for p, ok in zip(parts, readable, strict=True)
+            ]
+        results = [r if isinstance(r, TrialResult) else TrialResult.from_dict(r) for r in results]
+        for out, part, ok in zip(results, parts, readable, strict=True):
+            if part.seed in io_errors:
+                out.io_error = io_errors[part.seed]
+            if latency is not None:
+                out.latency = latency.to_dict()
+            out.env = {**environment(device, threads), **out.env, "pid": os.getpid()}
+            if refused is not None:
+                out.env["fuse_refused"] = refused
+            if (resumes if job.fused and refused is None else ok) and part.resume_state:
+                out.env["resumed"] = part.start_epoch  # the epochs this job did not train
+            if device.type == "cuda":
+                out.env["visible_gpus"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     except Exception as exc:  # a failure is a row, not a crash of the search
         last = traceback.extract_tb(exc.__traceback__)[-1:]
         where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
@@ -211,11 +251,17 @@ def run_trial(job: Job) -> TrialResult:
             reason = f"{IO_ERROR}: {exc}{where}"
         elif "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
-        out = TrialResult(**base, status="failed", reason=reason)
-        out.env = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
-    out.wall_s = out.wall_s or time.perf_counter() - start
-    out.env["job_wall_s"] = time.perf_counter() - start
-    return out
+        env = {"host": platform.node(), "pid": os.getpid(), "device": job.device}
+        results = [
+            TrialResult(cand.id, p.seed, status="failed", reason=reason, env=dict(env))
+            for p in parts
+        ]
+    wall = time.perf_counter() - start
+    for out in results:
+        out.wall_s = out.wall_s or wall
+        # a fused job's share: summed over its seeds, the slot's time
+        out.env["job_wall_s"] = wall / len(results)
+    return results
 
 
 def resolve_budget(
@@ -238,6 +284,7 @@ __all__ = [
     "make_budget",
     "resolve_budget",
     "run_job",
+    "run_jobs",
     "run_trial",
     "seed_weights_path",
 ]

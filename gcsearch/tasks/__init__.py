@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AUGMENTS",
     "BUDGET_CHOICES",
+    "COMPILE_MODES",
     "DEFAULT_TASK",
     "EVAL_SPLITS",
+    "FUSE_MODES",
     "OPTIMIZERS",
     "TASKS",
     "Budget",
@@ -50,6 +52,12 @@ __all__ = [
 AUGMENTS = ("none", "flip", "flip-crop")
 EVAL_SPLITS = ("val", "test")
 OPTIMIZERS = ("sgd", "adamw")
+#: ``[search] fuse_seeds``: a candidate's seeds trained as one fused network (``tasks.fused``)
+#: off (the default), on, or auto (where ``gcsearch bench fuse --record`` measured it faster)
+FUSE_MODES = ("off", "on", "auto")
+#: ``torch.compile`` modes of the training step (``train(compile=...)``, ``[search] compile``):
+#: off (eager, the default), default, reduce-overhead (CUDA graphs on a GPU), max-autotune
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 #: Budget's string fields and their allowed values (checked here and by the space parser)
 BUDGET_CHOICES: dict[str, tuple[str, ...]] = {
     "augment": AUGMENTS,

@@ -12,6 +12,7 @@ fixed seed, and per-channel statistics of the training images.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -54,7 +55,9 @@ class TensorBatches:
         n = len(x) if index is None else len(index)
         if n != len(y):
             raise ValueError(f"{n} images but {len(y)} labels")
-        self.x = x if stats is not None else x.float()
+        # float data in torch's default dtype (float32 unless a test asks for float64 to compare
+        # exactly); uint8 images stay uint8 and are normalised per batch
+        self.x = x if stats is not None else x.to(torch.get_default_dtype())
         self.y, self.index, self.stats = y.long(), index, stats
         self.size = None if size is None or tuple(size) == tuple(x.shape[-2:]) else tuple(size)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
@@ -68,6 +71,15 @@ class TensorBatches:
     def set_rng_state(self, state: torch.Tensor) -> None:
         """Continue the pass orders of a run that stopped (``rng_state`` of that run)."""
         self._gen.set_state(state)
+
+    def reseeded(self, seed: int) -> TensorBatches:
+        """The same images (shared, not copied) in the pass order of ``seed``: what a task's
+        ``loaders(seed, budget)`` gives, since the training data depends on ``data_seed`` only
+        and ``seed`` seeds the order alone (several seeds fused, ``tasks.fused``)."""
+        other = copy.copy(self)
+        other.seed = seed
+        other._gen = torch.Generator(device=self._gen.device).manual_seed(seed)
+        return other
 
     def to(self, device: torch.device | str) -> TensorBatches:
         """Move the tensors (once, before the first pass) to ``device``.
@@ -243,7 +255,7 @@ def normalise(x: torch.Tensor, stats: Stats, size: tuple[int, int] | None = None
     per channel, resized to ``size`` (H, W) when given (bilinear, antialiased)."""
     mean, std = stats
     # in place on one new float copy: the same values as (x / 255 - mean) / std, one transient
-    out = x.to(torch.float32, copy=True).div_(255).sub_(mean).div_(std)
+    out = x.to(torch.get_default_dtype(), copy=True).div_(255).sub_(mean).div_(std)
     if size is not None and tuple(out.shape[-2:]) != tuple(size):
         out = F.interpolate(out, size=size, mode="bilinear", antialias=True, align_corners=False)
     return out

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from torch import nn
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
 from gcsearch.spec import PRESETS, Candidate, paper_placement
-from gcsearch.tasks import Budget, Task, get_task
+from gcsearch.tasks import COMPILE_MODES, Budget, Task, get_task
 from gcsearch.tasks.batches import TensorBatches
 
 #: ``callback(record) -> stop?`` with record keys epoch, val_top1, val_loss, train_loss, seconds
@@ -83,7 +81,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _torch_settings(threads: int, device: torch.device, deterministic: bool) -> Iterator[None]:
+def torch_settings(threads: int, device: torch.device, deterministic: bool) -> Iterator[None]:
     """Fixed thread count (parallel trials must not fight over cores) and, on CUDA, either
     deterministic cuDNN (``deterministic``: same seed, same result) or cuDNN's autotuner
     (faster, not bit-reproducible); restored afterwards."""
@@ -100,19 +98,32 @@ def _torch_settings(threads: int, device: torch.device, deterministic: bool) -> 
 
 
 def make_optimizer(
-    model: nn.Module, budget: Budget, steps: int, warmup: int
+    model: nn.Module | Iterable[torch.Tensor],
+    budget: Budget,
+    steps: int,
+    warmup: int,
+    *,
+    stacked: bool = False,
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """``budget.optimizer`` (Nesterov SGD or AdamW; no decay on norms and biases) and a
-    warmup + cosine per-step schedule."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    warmup + cosine per-step schedule. ``model``: a network or its parameters; ``stacked``:
+    each parameter holds several seeds' copies along a leading dimension (``tasks.fused``), so
+    a norm's or a bias's own rank is one less. AdamW on CUDA uses the fused kernel (one launch
+    for every parameter); both optimizers are elementwise, so a stacked parameter's slice is
+    updated exactly as that seed's own parameter would be."""
+    source = model.parameters() if isinstance(model, nn.Module) else model
+    params = [p for p in source if p.requires_grad]
+    extra = 1 if stacked else 0
     groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": budget.weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p in params if p.ndim - extra > 1], "weight_decay": budget.weight_decay},
+        {"params": [p for p in params if p.ndim - extra <= 1], "weight_decay": 0.0},
     ]
     opt: torch.optim.Optimizer
     if budget.optimizer == "adamw":
-        # foreach: the same numbers as the per-tensor loop, ~8 % faster on CPU here
-        opt = torch.optim.AdamW(groups, lr=budget.lr, foreach=True)
+        # CUDA: fused (one kernel for all tensors); CPU: foreach, the same numbers as the
+        # per-tensor loop, ~8 % faster here
+        fused = bool(params) and all(p.device.type == "cuda" for p in params)
+        opt = torch.optim.AdamW(groups, lr=budget.lr, foreach=not fused, fused=fused or None)
     else:
         opt = torch.optim.SGD(
             groups, lr=budget.lr, momentum=budget.momentum, nesterov=budget.momentum > 0
@@ -126,6 +137,11 @@ def make_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32 (autocast's bf16/fp16 logits go up, float64 stays)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, batches: TensorBatches, dtype: torch.dtype | None
@@ -137,10 +153,87 @@ def evaluate(
     for x, y in batches:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
-        loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        loss += F.cross_entropy(full(logits), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     n = batches.n_images
     return 100.0 * correct.item() / n, loss.item() / n
+
+
+def trial_env(
+    dev: torch.device,
+    threads: int,
+    task: Task,
+    backbone: str,
+    dtype: torch.dtype | None,
+    deterministic: bool,
+) -> dict[str, Any]:
+    """A trial's ``env``: ``environment`` plus the task, backbone, autocast dtype and whether
+    the run is bit-reproducible."""
+    return {
+        **environment(dev, threads),
+        "task": task.name,
+        "backbone": backbone,
+        "amp": str(dtype).removeprefix("torch.") if dtype else None,
+        "deterministic": deterministic or dev.type == "cpu",
+    }
+
+
+def load_data(task: Task, seed: int, budget: Budget) -> tuple[TensorBatches, TensorBatches]:
+    """``task.loaders``, with a one-line ``UserError`` where the images do not fit in memory."""
+    try:
+        return task.loaders(seed, budget)
+    except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        raise UserError(
+            f"budget: {budget.train_images} train + {budget.val_images} val "
+            f"images of {task.name} do not fit in memory (allowed: fewer "
+            "train_images / val_images, or a smaller image_size)"
+        ) from None
+
+
+def set_cost(
+    result: TrialResult,
+    cost: Mapping[str, int] | None,
+    candidate: Candidate,
+    backbone: str,
+    task: Task,
+    shape: tuple[int, int, int],
+    min_hidden: int,
+) -> None:
+    """The network's cost on ``result``: ``cost`` as the search counted it, else counted here."""
+    from gcsearch.cost import count_cost
+
+    counted = (
+        dict(cost)
+        if cost
+        else count_cost(
+            candidate, backbone, shape, num_classes=task.num_classes, min_hidden=min_hidden
+        ).to_dict()
+    )
+    result.params, result.macs = int(counted["params"]), int(counted["macs"])
+    result.block_params = int(counted["block_params"])
+    result.block_macs = int(counted["block_macs"])
+
+
+def seeded_model(
+    candidate: Candidate,
+    backbone: str,
+    task: Task,
+    shape: tuple[int, int, int],
+    min_hidden: int,
+    seed: int,
+    dev: torch.device,
+) -> nn.Module:
+    """The network of ``candidate``, initialised from torch's generator seeded with ``seed``,
+    on ``dev`` in channels_last."""
+    from gcsearch.backbones import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(
+        candidate, backbone, num_classes=task.num_classes, in_chans=shape[0], min_hidden=min_hidden
+    )
+    return model.to(dev, memory_format=torch.channels_last)
 
 
 def train(
@@ -162,6 +255,7 @@ def train(
     keep_state: str | Path | None = None,
     resume_state: str | Path | None = None,
     cost: Mapping[str, int] | None = None,
+    compile: str = "off",
 ) -> TrialResult:
     """Train ``candidate`` in ``backbone`` (default: the task's) on ``task`` under ``budget``
     (default: the task's) and return its ``TrialResult``; top1 is on ``budget.eval_split``.
@@ -176,10 +270,12 @@ def train(
     that path; ``resume_state`` continues such a run from its next epoch, so a rung run and its
     promotion together train exactly what one uninterrupted run of the seed trains. ``cost``
     (params, macs, block_params, block_macs) is what the search counted for this network
-    before training, recorded as given instead of counted again here."""
-    from gcsearch.backbones import build_model
-    from gcsearch.cost import count_cost
-
+    before training, recorded as given instead of counted again here. ``compile``: the
+    training forward through ``torch.compile`` with this mode (``COMPILE_MODES``;
+    ``reduce-overhead`` adds CUDA graphs on a GPU): the same computation in another float
+    order, paid for by a compile at the first step (``env.compile``)."""
+    if compile not in COMPILE_MODES:
+        raise UserError(f"compile: {compile!r} (allowed: {', '.join(COMPILE_MODES)})")
     start = time.perf_counter()
     candidate = Candidate.parse(candidate) if isinstance(candidate, str) else candidate
     task = get_task(task) if isinstance(task, str) else task
@@ -187,48 +283,14 @@ def train(
     backbone = backbone or task.backbone
     dev = resolve_device(device)
     dtype = amp_dtype(dev, amp)
-    env = {
-        **environment(dev, threads),
-        "task": task.name,
-        "backbone": backbone,
-        "amp": str(dtype).removeprefix("torch.") if dtype else None,
-        "deterministic": deterministic or dev.type == "cpu",
-    }
+    env = trial_env(dev, threads, task, backbone, dtype, deterministic)
+    if compile != "off":
+        env["compile"] = compile
     result = TrialResult(candidate.id, seed, budget=budget.to_dict(), env=env)
-    with _torch_settings(threads, dev, deterministic):
-        try:
-            train_data, eval_data = task.loaders(seed, budget)
-        except (MemoryError, RuntimeError) as exc:  # torch's "can't allocate memory"
-            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
-                raise
-            raise UserError(
-                f"budget: {budget.train_images} train + {budget.val_images} val "
-                f"images of {task.name} do not fit in memory (allowed: fewer "
-                "train_images / val_images, or a smaller image_size)"
-            ) from None
-        counted = (
-            dict(cost)
-            if cost
-            else count_cost(
-                candidate,
-                backbone,
-                train_data.shape,
-                num_classes=task.num_classes,
-                min_hidden=min_hidden,
-            ).to_dict()
-        )
-        result.params, result.macs = int(counted["params"]), int(counted["macs"])
-        result.block_params = int(counted["block_params"])
-        result.block_macs = int(counted["block_macs"])
-        torch.manual_seed(seed)
-        model = build_model(
-            candidate,
-            backbone,
-            num_classes=task.num_classes,
-            in_chans=train_data.shape[0],
-            min_hidden=min_hidden,
-        )
-        model = model.to(dev, memory_format=torch.channels_last)
+    with torch_settings(threads, dev, deterministic):
+        train_data, eval_data = load_data(task, seed, budget)
+        set_cost(result, cost, candidate, backbone, task, train_data.shape, min_hidden)
+        model = seeded_model(candidate, backbone, task, train_data.shape, min_hidden, seed, dev)
         train_data.to(dev)
         eval_data.to(dev)
         state = None
@@ -248,6 +310,7 @@ def train(
                 validate_at,
                 state,
                 keep_state,
+                compile,
             )
         except torch.cuda.OutOfMemoryError as exc:
             result.status, result.reason = "failed", f"out of memory: {str(exc)[:200]}"
@@ -255,12 +318,12 @@ def train(
             on_trained(model, result)
         if save is not None and result.status == "complete":
             shape = train_data.shape
-            _save(save, model, candidate, task, budget, backbone, min_hidden, result, shape)
+            save_weights(save, model, candidate, task, budget, backbone, min_hidden, result, shape)
     result.wall_s = time.perf_counter() - start
     return result
 
 
-def _save(
+def save_weights(
     path: str | Path,
     model: nn.Module,
     candidate: Candidate,
@@ -306,6 +369,7 @@ def _fit(
     validate_at: Collection[int] | None = None,
     state: dict[str, Any] | None = None,
     keep_state: str | Path | None = None,
+    compile: str = "off",
 ) -> None:
     """The epochs; fills ``result`` in place (history, top1, loss, status, timing). An epoch
     not in ``validate_at`` (the last always is) records its training loss and time only."""
@@ -320,6 +384,8 @@ def _fit(
     )
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
     check_every = 1 if dev.type == "cpu" else 25  # a CUDA sync per step would cost throughput
+    # the static-shape training forward compiled (evaluation stays eager: other batch shapes)
+    forward = model if compile == "off" else torch.compile(model, mode=compile)
     images, first = 0, 1
     if state is not None:  # continue a stopped run where it stopped
         opt.load_state_dict(state["optimizer"])
@@ -327,19 +393,14 @@ def _fit(
         scaler.load_state_dict(state["scaler"])
         train_data.set_rng_state(state["data_rng"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
-        result.history = [dict(h) for h in state["history"]]
-        result.train_s, images = float(state["train_s"]), int(state["images"])
-        result.epochs, first = int(state["epoch"]), int(state["epoch"]) + 1
-        last = next((h for h in reversed(result.history) if "val_top1" in h), None)
-        if last is not None:
-            result.top1, result.loss = last["val_top1"], last["val_loss"]
+        images, first = restore(result, state)
     for epoch in range(first, budget.epochs + 1):
         model.train()
         tick = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         for step, (x, y) in enumerate(train_data, 1):
             with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-                loss = F.cross_entropy(model(x), y, label_smoothing=budget.label_smoothing)
+                loss = F.cross_entropy(forward(x), y, label_smoothing=budget.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -359,7 +420,7 @@ def _fit(
         result.images_per_s = images / result.train_s
         record: dict[str, float] = {"epoch": epoch}
         result.epochs = epoch
-        if validate_at is None or epoch in validate_at or epoch == budget.epochs:
+        if validates(epoch, validate_at, budget.epochs):
             top1, val_loss = evaluate(model, eval_data, dtype)
             record.update(val_top1=top1, val_loss=val_loss)
             result.top1, result.loss = top1, val_loss
@@ -379,6 +440,50 @@ def _fit(
             return
 
 
+def restore(result: TrialResult, state: Mapping[str, Any]) -> tuple[int, int]:
+    """A kept state's history, time and last validation onto ``result``; returns the images
+    trained so far and the first epoch still to train."""
+    result.history = [dict(h) for h in state["history"]]
+    result.train_s = float(state["train_s"])
+    result.epochs = int(state["epoch"])
+    last = next((h for h in reversed(result.history) if "val_top1" in h), None)
+    if last is not None:
+        result.top1, result.loss = last["val_top1"], last["val_loss"]
+    return int(state["images"]), result.epochs + 1
+
+
+def validates(epoch: int, validate_at: Collection[int] | None, epochs: int) -> bool:
+    """Whether ``epoch`` is validated: every epoch without ``validate_at``, else its epochs
+    and always the last."""
+    return validate_at is None or epoch in validate_at or epoch == epochs
+
+
+def training_state(
+    model: Mapping[str, torch.Tensor],
+    optimizer: Mapping[str, Any],
+    schedule: Mapping[str, Any],
+    scaler: Mapping[str, Any],
+    data_rng: torch.Tensor,
+    torch_rng: torch.Tensor,
+    result: TrialResult,
+    images: int,
+) -> dict[str, Any]:
+    """Everything ``resume_state`` needs to continue a run at its next epoch: one format,
+    whether one seed trained alone or fused with others (``tasks.fused``)."""
+    return {
+        "model": dict(model),
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "scaler": scaler,
+        "data_rng": data_rng,
+        "torch_rng": torch_rng,
+        "history": [dict(h) for h in result.history],
+        "epoch": result.epochs,
+        "train_s": result.train_s,
+        "images": images,
+    }
+
+
 def _keep_state(
     path: str | Path,
     model: nn.Module,
@@ -389,22 +494,20 @@ def _keep_state(
     result: TrialResult,
     images: int,
 ) -> None:
-    """Everything ``resume_state`` needs to continue this run at its next epoch (written as a
-    checkpoint is: a kill or a full disk never leaves half a state behind)."""
+    """``training_state`` of this run, written as a checkpoint is: a kill or a full disk never
+    leaves half a state behind."""
     from gcsearch.checkpoint import save_atomic
 
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "schedule": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "data_rng": train_data.rng_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": [dict(h) for h in result.history],
-        "epoch": result.epochs,
-        "train_s": result.train_s,
-        "images": images,
-    }
+    state = training_state(
+        model.state_dict(),
+        opt.state_dict(),
+        sched.state_dict(),
+        scaler.state_dict(),
+        train_data.rng_state(),
+        torch.get_rng_state(),
+        result,
+        images,
+    )
     save_atomic(state, path)
 
 
@@ -488,86 +591,3 @@ def check_memory(task: Task, budget: Budget, available: int | None = None) -> No
         f"{_size(available)} is available (allowed: up to about "
         f"{most:,} train images with {budget.val_images} val images at this image size)"
     )
-
-
-def _line(r: TrialResult) -> str:
-    top1 = "-" if r.top1 is None else f"{r.top1:6.2f}"
-    extra = f"  ({r.reason})" if r.reason else ""
-    return (
-        f"seed {r.seed}: {r.status:8s} top1 {top1} %  loss {r.loss or float('nan'):.4f}  "
-        f"epochs {r.epochs}  {r.wall_s:6.1f} s  {r.images_per_s:7.0f} img/s{extra}"
-    )
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``gcsearch train``: train one candidate under one or more seeds and print the result."""
-    if args.threads < 1:
-        raise UserError(f"--threads: {args.threads} is out of range (allowed: integers >= 1)")
-    task = get_task(args.task, args.data)
-    budget = budget_from_args(task, args)
-    check_memory(task, budget)
-    backbone = args.backbone or task.backbone
-    candidate = read_candidate(args.candidate, backbone)
-    try:
-        seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
-    except ValueError:
-        raise UserError(f"--seeds: {args.seeds!r} is not a list of integers like 0,1,2") from None
-    device = resolve_device(args.device)
-    if not args.json:
-        print(
-            f"{candidate.id} on {task.name} ({'x'.join(map(str, task.shape_at(budget)))}, "
-            f"{backbone}, {device}, {args.threads} thread(s)): {budget.train_images} images x "
-            f"{budget.epochs} epochs, eval on {budget.eval_split}"
-        )
-    results = []
-    save = Path(args.save) if getattr(args, "save", None) else None
-    best: TrialResult | None = None
-    for seed in seeds:
-        tmp = save.with_name(f".{save.name}.seed{seed}.tmp") if save else None
-        try:
-            r = train(
-                candidate,
-                task,
-                budget,
-                seed,
-                device,
-                backbone=backbone,
-                threads=args.threads,
-                min_hidden=args.min_hidden,
-                amp=not args.no_amp,
-                save=tmp,
-                deterministic=bool(getattr(args, "deterministic", False)),
-            )
-            results.append(r)
-            better = best is None or (r.top1 or 0.0) > (best.top1 or 0.0)
-            if tmp is not None and tmp.is_file() and better:  # the best seed's (as the search)
-                tmp.replace(save)
-                best = r
-        finally:  # whatever happened (an error, Ctrl-C), no temporary file stays behind
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-        if not args.json:
-            print(_line(r), flush=True)
-    if save is not None and not args.json:
-        print(f"weights of seed {best.seed} -> {save}" if best else "no complete seed: no weights")
-    if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-        return 0 if all(r.status != "failed" for r in results) else 1
-    r = results[0]
-    print(
-        f"params {r.params:,} (block {r.block_params:,})  MACs {r.macs:,} (block {r.block_macs:,})"
-    )
-    done = [x.top1 for x in results if x.top1 is not None and x.status == "complete"]
-    if len(done) > 1:
-        print(
-            f"top1 mean {statistics.mean(done):.2f} ± {statistics.stdev(done):.2f} "
-            f"(std over n={len(done)} seeds)"
-        )
-    if len(results) == 1:
-        print("epoch  val_top1  val_loss  train_loss  seconds")
-        for h in r.history:
-            print(
-                f"{h['epoch']:5d}  {h['val_top1']:8.2f}  {h['val_loss']:8.4f}  "
-                f"{h['train_loss']:10.4f}  {h['seconds']:7.1f}"
-            )
-    return 0 if all(x.status != "failed" for x in results) else 1

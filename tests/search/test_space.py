@@ -102,6 +102,8 @@ def test_overrides_replace_settings() -> None:
         ('[search]\nsampler = "cmaes"\n', "search.sampler", "nsga2, tpe, random, grid"),
         ("[search]\nparallel = 0\n", "search.parallel", "integers 1"),
         ("[search]\ngpus_per_trial = -1\n", "search.gpus_per_trial", ">= 0"),
+        ('[search]\nfuse_seeds = "yes"\n', "search.fuse_seeds", "off, on, auto"),
+        ('[search]\ncompile = "cudagraphs"\n', "search.compile", "reduce-overhead"),
         ('objectives = ["top1:min"]\n', "objectives[0]", "top1:max"),
         ('objectives = ["macs:min"]\n', "objectives", "top1:max"),
         ('[references]\ninclude = ["gcnet"]\n', "references.include[0]", "presets"),

@@ -3,6 +3,7 @@ equals the same job trained afresh; a worker killed mid-trial is replaced and th
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from gcsearch.result import TrialResult
@@ -71,3 +72,27 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_job_retried(tmp_path: Pat
         ex.shutdown()
     assert marker.is_file() and result["status"] == "complete"
     assert result["env"]["attempt"] == 2 and result["env"]["pid"] != int(marker.read_text())
+
+
+def test_a_fused_job_comes_back_as_each_seeds_own_result(tmp_path: Path) -> None:
+    """A worker trains a fused job (``[search] fuse_seeds``) once and answers each seed's job
+    with the result an in-process fused run gives (CPU: bit for bit)."""
+    from gcsearch.search.trial import run_jobs
+
+    parts = tuple(_job(0, "gc@after_1x1:c4c5", s) for s in (0, 1, 2))
+    fused = dataclasses.replace(parts[0], fused=parts)
+    (tmp_path / "run").mkdir()
+    ex = RayExecutor(tmp_path / "run", parallel=1)
+    try:
+        ex.submit(fused)
+        assert len(ex.in_flight()) == 1  # one job, one slot
+        got: list[tuple[Job, TrialResult]] = []
+        while not got:
+            got = ex.wait(5.0)
+    finally:
+        ex.shutdown()
+    assert [job for job, _ in got] == list(parts)
+    here = run_jobs(fused)
+    for (_, a), (_, b) in zip(got, here, strict=True):
+        assert a.env["fused"] == 3 and a.env["attempt"] == 1
+        assert _same(a.to_dict(), b.to_dict())
