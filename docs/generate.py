@@ -460,9 +460,13 @@ def search_select_folds(root: Path) -> list[str]:
     ]
     for f in data["folds"]:
         others = ", ".join(t for t in data["tables"] if t != f["held_out"])
-        rows = [("chosen", f["chosen"], others)]
-        if f["chosen"] != data["shipped"]:
-            rows.append(("shipped", data["shipped"], "bench-small (before)"))
+        rows = [("chosen", f["chosen"], f"{others} (kept)")]
+        if f["chosen"] == data["shipped"]:
+            rows[0] = ("chosen", f["chosen"], f"{others}: kept, the best did not win by the margin")
+        if f["best_on_tuning"] != f["chosen"]:
+            rows.append(("best_on_tuning", f["best_on_tuning"], f"{others}: best on tuning"))
+        if data["shipped"] not in {f["chosen"], f["best_on_tuning"]}:
+            rows.append(("shipped", data["shipped"], "shipped before"))
         for which, label, on in rows:
             for kind in ("original", "shuffled"):
                 by_k = f["held_out_scores"][which][kind]

@@ -9,8 +9,11 @@ of candidates in flight. For each table in turn, the setting with the best worst
 *other* tables (the smallest P(HV >= 0.97) over those tables and numbers in flight; ties by
 the mean, then by the mean on label-shuffled tables: ``rank_of``) is replayed on the held-out
 table with the **test seeds**, which took no part in any choice, next to the shipped settings
-and the two controls. The setting chosen on all tables together is what a search should ship;
-its held-out figures are the folds'.
+and the two controls. The best setting replaces the
+shipped one only when its worst case beats theirs by more than 1/sqrt(tuning replays) (about
+two binomial standard errors of a P near 0.5); otherwise the shipped settings are kept, and the
+best is still scored (``best_on_tuning``). The setting chosen on all tables together is what a
+search should ship; its held-out figures are the folds'.
 
 Every replay batch is cached under ``--run-root`` (one JSON per table, setting, shuffling,
 number in flight and seed range), so a stopped selection resumes where it stopped.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import shlex
 import statistics
@@ -64,6 +68,18 @@ def rank_of(tuning: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], l
     orig = [p for t in tuning.values() for p in t[lab]["original"]]
     shuf = [p for t in tuning.values() for p in t[lab]["shuffled"]]
     return (min(orig), statistics.mean(orig), statistics.mean(shuf))
+
+
+def choose_setting(
+    tuning: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], shipped: str, margin: float
+) -> tuple[str, str]:
+    """(chosen, best) on some tables: the best by ``rank_of``, chosen only when its worst
+    case beats the shipped settings' by more than ``margin``; else the shipped ones."""
+    labels = list(next(iter(tuning.values())))
+    best = max(labels, key=lambda lab: rank_of(tuning, lab))
+    if rank_of(tuning, best)[0] - rank_of(tuning, shipped)[0] <= margin:
+        return shipped, best
+    return best, best
 
 
 def _fractions(text: str | None) -> list[float]:
@@ -183,8 +199,9 @@ def select(
     """Leave-one-table-out selection over ``grid`` (see the module docstring)."""
     from gcsearch.search.strategy import SETTINGS
 
-    labels = [s.label() for s in grid]
     shipped = SETTINGS.label()
+    labels = [s.label() for s in grid]
+    labels += [] if shipped in labels else [shipped]  # the incumbent is always a candidate
     log(f"tuning: {len(labels)} settings x {len(spaces)} tables, seeds {tune_seeds[0]}-...")
     tune_jobs = [
         (sp, lab, sh, k, tuple(tune_seeds), fraction)
@@ -209,18 +226,33 @@ def select(
 
     # per table and setting: P(HV >= 0.97) on original and shuffled tables, per number in flight
     tuning = {Path(sp).stem: {lab: tuning_of(sp, lab) for lab in labels} for sp in spaces}
+    # a challenger replaces the shipped settings only when its worst case beats theirs by more
+    # than about two binomial standard errors of a P(HV >= 0.97) over the tuning replays
+    margin = 1.0 / math.sqrt(len(tune_seeds))
+
+    def choose(on: Sequence[str]) -> tuple[str, str]:
+        return choose_setting({Path(sp).stem: tuning[Path(sp).stem] for sp in on}, shipped, margin)
+
     folds = []
     for held in spaces:
         others = [sp for sp in spaces if sp != held]
-        chosen = max(labels, key=lambda lab: rank(lab, others))
-        folds.append({"held_out": held, "chosen": chosen, "tuning_rank": rank(chosen, others)})
-    overall = max(labels, key=lambda lab: rank(lab, spaces))
+        chosen, best = choose(others)
+        folds.append(
+            {
+                "held_out": held,
+                "chosen": chosen,
+                "best_on_tuning": best,
+                "tuning_rank": rank(chosen, others),
+                "best_rank": rank(best, others),
+            }
+        )
+    overall, overall_best = choose(spaces)
     log(f"chosen on all tables: {overall}; folds: " + ", ".join(f["chosen"] for f in folds))
     test_jobs = sorted(
         {
             (f["held_out"], lab, sh, k, tuple(test_seeds), fraction)
             for f in folds
-            for lab in {f["chosen"], shipped}
+            for lab in {f["chosen"], f["best_on_tuning"], shipped}
             for sh in (False, True)
             for k in test_flights
         }
@@ -237,7 +269,11 @@ def select(
                 }
                 for sh in (False, True)
             }
-            for which, lab in (("chosen", f["chosen"]), ("shipped", shipped))
+            for which, lab in (
+                ("chosen", f["chosen"]),
+                ("best_on_tuning", f["best_on_tuning"]),
+                ("shipped", shipped),
+            )
         }
         f["held_out"] = Path(f["held_out"]).stem
     # the setting chosen on all tables at other budgets (nothing in flight), every table: is
@@ -265,6 +301,8 @@ def select(
         "grid": labels,
         "shipped": shipped,
         "chosen_on_all": overall,
+        "best_on_all": overall_best,
+        "switch_margin": margin,
         "tune_seeds": [tune_seeds[0], tune_seeds[-1]],
         "test_seeds": [test_seeds[0], test_seeds[-1]],
         "tune_in_flight": list(tune_flights),
@@ -294,11 +332,12 @@ def _print(fig: Mapping[str, Any]) -> None:
     ):
         t.add_column(col)
     for f in fig["folds"]:
-        for which in ("chosen", "shipped"):
+        names = {"chosen": f["chosen"], "best_on_tuning": f["best_on_tuning"]}
+        for which in ("chosen", "best_on_tuning", "shipped"):
             for kind, by_k in f["held_out_scores"][which].items():
                 t.add_row(
                     f["held_out"],
-                    f"{which}: {f[which] if which == 'chosen' else fig['shipped']}",
+                    f"{which}: {names.get(which, fig['shipped'])}",
                     kind,
                     *(
                         f"{by_k[str(k)]['ehvi']['p_ge']:.2f} ({by_k[str(k)]['ehvi']['median']:.3f})"
@@ -368,4 +407,4 @@ def run_bench_select(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_GRID", "parse_grid", "rank_of", "run_bench_select", "select"]
+__all__ = ["DEFAULT_GRID", "choose_setting", "parse_grid", "rank_of", "run_bench_select", "select"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gcsearch.bench.select import parse_grid, rank_of, select
+from gcsearch.bench.select import choose_setting, parse_grid, rank_of, select
 from gcsearch.search.strategy import SETTINGS, EHVISettings
 
 
@@ -34,6 +34,18 @@ def test_rank_is_the_worst_original_table_first() -> None:
     }
     assert rank_of(tuning, "x") < rank_of(tuning, "y")  # y's worst table beats x's
     assert rank_of({"a": tuning["a"]}, "x") > rank_of({"a": tuning["a"]}, "y")
+
+
+def test_the_shipped_settings_stay_unless_beaten_by_the_margin() -> None:
+    def table(x: float, y: float) -> dict[str, dict[str, list[float]]]:
+        return {
+            "ship": {"original": [x], "shuffled": [0.5]},
+            "new": {"original": [y], "shuffled": [0.5]},
+        }
+
+    assert choose_setting({"a": table(0.8, 0.9)}, "ship", 0.2) == ("ship", "new")
+    assert choose_setting({"a": table(0.6, 0.9)}, "ship", 0.2) == ("new", "new")
+    assert choose_setting({"a": table(0.9, 0.6)}, "ship", 0.2) == ("ship", "ship")
 
 
 def test_grid_is_every_combination_once() -> None:
@@ -64,8 +76,16 @@ def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
     fig = select(spaces, grid, **kwargs)
     assert [f["held_out"] for f in fig["folds"]] == ["bench-small", "bench-small-digits"]
     for f, other in zip(fig["folds"], reversed(spaces), strict=True):
-        best = max(fig["grid"], key=lambda lab: rank_of({other: fig["tuning"][other]}, lab))
-        assert f["chosen"] == best
+
+        def rank(lab: str, other: str = other) -> tuple[float, ...]:
+            return rank_of({other: fig["tuning"][other]}, lab)
+
+        best = max(fig["grid"], key=rank)
+        assert f["best_on_tuning"] == best
+        # the shipped settings are kept unless the best beats them by the margin (1 replay: 1)
+        won = rank(best)[0] - rank(fig["shipped"])[0] > fig["switch_margin"]
+        assert f["chosen"] == (best if won else fig["shipped"])
+        assert fig["switch_margin"] == 1.0
         scores = f["held_out_scores"]["chosen"]["original"]["0"]
         assert scores["ehvi"]["n"] == 1 and {"cheapest-first", "random-networks"} <= set(scores)
     budget = fig["budgets"]["0.4"]["bench-small"]["shuffled"]
