@@ -522,7 +522,10 @@ def search_select_budgets(root: Path) -> list[str]:
         for table, kinds in tables.items():
             for kind, sc in kinds.items():
                 e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
-                ahead = "yes" if e["median"] > max(c["median"], r["median"]) else "no"
+                top = max(c["median"], r["median"])
+                ahead = "yes" if e["median"] > top else "no"
+                if f"{e['median']:.3f}" == f"{top:.3f}":
+                    ahead = "tie"
                 lines.append(
                     f"| {float(fr):.0%} | {table} | {kind} | {e['median']:.3f}, {e['p_ge']:.2f} | "
                     f"{c['median']:.3f}, {c['p_ge']:.2f} | {r['median']:.3f}, {r['p_ge']:.2f} | "
