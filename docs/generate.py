@@ -311,6 +311,7 @@ _PROXY_ROWS = (
         "benchmarks/proxy/synthetic-graded-demo-budget.json",
     ),
     ("`synthetic-graded` with SGD", "benchmarks/proxy/synthetic-graded-sgd.json"),
+    ("`synthetic-graded-wide` (ResNet-8 at 4× width)", f"{_MEASURED}/synthetic-graded-wide.json"),
     ("`digits`", f"{_MEASURED}/digits.json"),
     ("`fashion-mnist` (local control)", f"{_MEASURED}/fashion-mnist.json"),
     ("`fashion-pairs`", f"{_MEASURED}/fashion-pairs.json"),

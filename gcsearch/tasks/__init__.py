@@ -196,6 +196,7 @@ TASKS: dict[str, TaskEntry] = {
     "synthetic": TaskEntry("gcsearch.tasks.synthetic:LongRangeMatch"),
     "synthetic-distinct": TaskEntry("gcsearch.tasks.synthetic:DistinctHueMatch"),
     "synthetic-graded": TaskEntry("gcsearch.tasks.synthetic:GradedHueMatch"),
+    "synthetic-graded-wide": TaskEntry("gcsearch.tasks.synthetic:WideGradedHueMatch"),
     "digits": TaskEntry("gcsearch.tasks.digits:Digits"),
     "fashion-mnist": TaskEntry("gcsearch.tasks.fashion_mnist:FashionMNIST", reads_files=True),
     "fashion-pairs": TaskEntry("gcsearch.tasks.fashion_pairs:FashionPairs", reads_files=True),

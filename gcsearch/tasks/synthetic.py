@@ -259,3 +259,31 @@ class GradedHueMatch(LongRangeMatch):
         )
     )
     graded: bool = True
+
+
+@dataclass
+class WideGradedHueMatch(GradedHueMatch):
+    """``synthetic-graded`` on ResNet-8 at 4x width (64/128/256): with ``min_hidden = 2`` the
+    GCNet ratios r4, r8, r16 and r32 build four different bottlenecks at every stage, so the
+    paper's ratio question is asked where it is live (on the 16/32/64 ResNet-8 they fold into
+    one 8-wide bottleneck). A smaller budget than ``synthetic-graded``'s, as a trial costs
+    ~16x the convolutions."""
+
+    name: str = "synthetic-graded-wide"
+    description: str = (
+        "synthetic-graded on ResNet-8 at 4x width (64/128/256 channels), where r4-r32 are "
+        "distinct bottlenecks at every stage (set min_hidden = 2)"
+    )
+    backbone: str = "resnet8w4"
+    budget: Budget = field(
+        default_factory=lambda: Budget(
+            train_images=2000,
+            val_images=2000,
+            epochs=6,
+            batch_size=64,
+            lr=0.01,
+            weight_decay=0.05,
+            warmup_epochs=1.0,
+            optimizer="adamw",
+        )
+    )
