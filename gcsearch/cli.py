@@ -573,7 +573,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     sel.add_argument(
         "--tables",
-        default="bench-small,bench-small-graded,bench-small-digits",
+        default="bench-small,bench-small-graded,bench-small-pairs,bench-small-digits",
         help="bench spaces whose committed tables take part (default: %(default)s)",
     )
     sel.add_argument(
