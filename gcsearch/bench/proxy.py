@@ -240,21 +240,22 @@ def run_trials(
     return out
 
 
-def _parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """``0,1,2`` or ``0-5`` -> seeds; a one-line UserError naming ``flag`` otherwise."""
     try:
         if "-" in text and "," not in text:
             lo, hi = (int(x) for x in text.split("-"))
             if hi < lo:
                 raise UserError(
-                    f"--seeds: {text!r} is an empty range (allowed: a list like "
+                    f"{flag}: {text!r} is an empty range (allowed: a list like "
                     f"0,1,2 or a range FIRST-LAST with FIRST <= LAST, e.g. {hi}-{lo})"
                 )
             return list(range(lo, hi + 1))
         seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise UserError(f"--seeds: {text!r} is not a list like 0,1,2 or a range like 0-5") from None
+        raise UserError(f"{flag}: {text!r} is not a list like 0,1,2 or a range like 0-5") from None
     if len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds: {text!r} repeats a seed")
+        raise UserError(f"{flag}: {text!r} repeats a seed")
     return seeds
 
 
@@ -350,7 +351,7 @@ def run_bench_proxy(args: argparse.Namespace) -> int:
     task = get_task(task_name, data)
     budget = task.budget.replace(**overrides).replace(epochs=args.epochs)
     budget = budget.replace(**parse_budget(getattr(args, "budget", None)))
-    seeds = _parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     if args.smoke:
         budget = budget.replace(train_images=128, val_images=64, epochs=1, batch_size=32)
         seeds, names = seeds[:2] if len(seeds) >= 2 else [0, 1], names[:3]

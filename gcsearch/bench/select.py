@@ -92,13 +92,6 @@ def _fractions(text: str | None) -> list[float]:
     return out
 
 
-def _seeds(text: str) -> list[int]:
-    lo, dash, hi = text.partition("-")
-    if dash:
-        return list(range(int(lo), int(hi) + 1))
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def _job(
     space_path: str,
     settings_label: str,
@@ -350,6 +343,7 @@ def _print(fig: Mapping[str, Any]) -> None:
 
 def run_bench_select(args: argparse.Namespace) -> int:
     """Entry point for ``gcsearch bench select``."""
+    from gcsearch.bench.proxy import parse_seeds
     from gcsearch.search.space import load_space
 
     spaces = [s for s in (args.tables or "").split(",") if s]
@@ -370,10 +364,12 @@ def run_bench_select(args: argparse.Namespace) -> int:
         paths.append(name)
     try:
         grid = parse_grid(args.grid or DEFAULT_GRID)
-        tune, test = _seeds(args.tune_seeds), _seeds(args.test_seeds)
-        tune_k, test_k = _seeds(args.in_flight_tune), _seeds(args.in_flight)
     except ValueError as exc:
         raise UserError(f"bench select: {exc}") from None
+    tune = parse_seeds(args.tune_seeds, "--tune-seeds")
+    test = parse_seeds(args.test_seeds, "--test-seeds")
+    tune_k = parse_seeds(args.in_flight_tune, "--in-flight-tune")
+    test_k = parse_seeds(args.in_flight, "--in-flight")
     if set(tune) & set(test):
         raise UserError(
             f"--tune-seeds {args.tune_seeds} and --test-seeds {args.test_seeds} overlap "

@@ -112,6 +112,9 @@ def test_select_refuses_overlapping_seeds_and_one_table(
     assert "overlap" in err and len(err.strip().splitlines()) == 1
     assert main([*base, *two, "--grid", "sd_scale=-1"]) != 0
     assert "allowed" in capsys.readouterr().err
+    assert main([*base, *two, "--tune-seeds", "524-500"]) != 0
+    err = capsys.readouterr().err
+    assert "--tune-seeds" in err and "empty range" in err and len(err.strip().splitlines()) == 1
     assert main([*base, *two, "--fractions", "0.2,x"]) != 0
     assert "--fractions" in capsys.readouterr().err
     assert main([*base, "--tables", "bench-small,nope"]) != 0
