@@ -112,7 +112,7 @@ def _job(
 
     strategy.SETTINGS = strategy.EHVISettings.parse(settings_label)
     space = load_space(space_path)
-    table = load_table(Path(space_table(space_path)), space, [0, 1, 2])
+    table = load_table(table_path(space), space, [0, 1, 2])
     tick = time.perf_counter()
     out = bench_strategies(
         space,
@@ -134,12 +134,11 @@ def _job(
     return out
 
 
-def space_table(space_path: str) -> str:
+def table_path(space: Any) -> Path:
     """The committed exhaustive table of a bench space (``benchmarks/tables/<name>.jsonl``)."""
     from gcsearch.bench.search import ROOT
-    from gcsearch.search.space import load_space
 
-    return str(ROOT / "benchmarks" / "tables" / f"{load_space(space_path).name}.jsonl")
+    return ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl"
 
 
 def _key(
@@ -190,6 +189,7 @@ def select(
     log: Any = print,
 ) -> dict[str, Any]:
     """Leave-one-table-out selection over ``grid`` (see the module docstring)."""
+    from gcsearch.search.space import load_space
     from gcsearch.search.strategy import SETTINGS
 
     shipped = SETTINGS.label()
@@ -211,20 +211,27 @@ def select(
             for k in tune_flights
         ]
 
-    def rank(lab: str, on: Sequence[str]) -> tuple[float, float, float]:
-        return rank_of({sp: {lab: tuning_of(sp, lab)} for sp in on}, lab)
-
-    def tuning_of(sp: str, lab: str) -> dict[str, list[float]]:
-        return {"original": p_of(sp, lab, False), "shuffled": p_of(sp, lab, True)}
-
     # per table and setting: P(HV >= 0.97) on original and shuffled tables, per number in flight
-    tuning = {Path(sp).stem: {lab: tuning_of(sp, lab) for lab in labels} for sp in spaces}
+    tuning = {
+        Path(sp).stem: {
+            lab: {"original": p_of(sp, lab, False), "shuffled": p_of(sp, lab, True)}
+            for lab in labels
+        }
+        for sp in spaces
+    }
+
+    def on_tables(on: Sequence[str]) -> dict[str, Any]:
+        return {Path(sp).stem: tuning[Path(sp).stem] for sp in on}
+
+    def rank(lab: str, on: Sequence[str]) -> tuple[float, float, float]:
+        return rank_of(on_tables(on), lab)
+
     # a challenger replaces the shipped settings only when its worst case beats theirs by more
     # than about two binomial standard errors of a P(HV >= 0.97) over the tuning replays
     margin = 1.0 / math.sqrt(len(tune_seeds))
 
     def choose(on: Sequence[str]) -> tuple[str, str]:
-        return choose_setting({Path(sp).stem: tuning[Path(sp).stem] for sp in on}, shipped, margin)
+        return choose_setting(on_tables(on), shipped, margin)
 
     folds = []
     for held in spaces:
@@ -301,7 +308,7 @@ def select(
         "tune_in_flight": list(tune_flights),
         "test_in_flight": list(test_flights),
         "budget_fraction": fraction,
-        "tables": {Path(sp).stem: space_table(sp) for sp in spaces},
+        "tables": {Path(sp).stem: str(table_path(load_space(sp))) for sp in spaces},
         "tuning": tuning,
         "folds": folds,
         "budgets": budgets,
@@ -355,8 +362,8 @@ def run_bench_select(args: argparse.Namespace) -> int:
     paths = []
     for name in spaces:
         sp = load_space(name)  # one-line errors for unknown spaces
-        path = space_table(name)
-        if not Path(path).exists():
+        path = table_path(sp)
+        if not path.exists():
             raise UserError(
                 f"{sp.name}: no exhaustive table at {path} (build it with gcsearch bench search "
                 f"--space {name} --build-table)"
