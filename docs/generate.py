@@ -443,8 +443,9 @@ def search_inflight_tuning(root: Path) -> list[str]:
 
 
 def _setting(label: str, shipped: str) -> str:
-    """A settings label without what every setting shares with the shipped one's batch rule."""
-    short = label.replace(",batch_rule=kb-fixed+prior", "")
+    """A settings label without the shipped batch rule (which every setting of the grid shares)."""
+    rule = next(p for p in shipped.split(",") if p.startswith("batch_rule="))
+    short = label.replace(f",{rule}", "")
     return f"`{short}`" + (" (shipped)" if label == shipped else "")
 
 
