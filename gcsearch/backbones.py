@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -175,17 +175,16 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _torchvision(block: type[nn.Module], layers: tuple[int, ...]) -> Callable[..., nn.Module]:
-    def build(num_classes: int, in_chans: int, layout: str) -> nn.Module:
-        model = ResNet(block, list(layers), num_classes=num_classes)  # type: ignore[arg-type]
-        if in_chans != 3:
-            model.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
-            _init_weights(iter([model.conv1]))
-        if layout == "caffe":
-            _caffe_strides(model)
-        return model
-
-    return build
+def _torchvision(
+    block: type[nn.Module], layers: tuple[int, ...], num_classes: int, in_chans: int, layout: str
+) -> nn.Module:
+    model = ResNet(block, list(layers), num_classes=num_classes)  # type: ignore[arg-type]
+    if in_chans != 3:
+        model.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        _init_weights(iter([model.conv1]))
+    if layout == "caffe":
+        _caffe_strides(model)
+    return model
 
 
 def _caffe_strides(model: nn.Module) -> None:
@@ -210,7 +209,7 @@ def _build(spec: BackboneSpec, num_classes: int, in_chans: int, layout: str) -> 
             spec.shortcut,
         )
     block = ContextBottleneck if spec.block == "bottleneck" else ContextBasicBlock
-    return _torchvision(block, spec.layers)(num_classes, in_chans, layout)
+    return _torchvision(block, spec.layers, num_classes, in_chans, layout)
 
 
 def stage_modules(model: nn.Module, backbone: str) -> dict[str, nn.Sequential]:
