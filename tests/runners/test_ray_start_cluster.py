@@ -27,7 +27,7 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "search"))
-from _search_helpers import tiny_space, trained_per_candidate  # noqa: E402
+from _search_helpers import smoke_search_argv, tiny_space, trained_per_candidate  # noqa: E402
 
 
 def _free_port() -> int:
@@ -167,19 +167,7 @@ def test_search_through_address_on_a_ray_start_cluster(loopback_cluster, tmp_pat
     space = tiny_space(tmp_path, sampler="grid", fidelity=False)
     run = tmp_path / "run"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gcsearch",
-            "search",
-            "--space",
-            str(space),
-            "--run-dir",
-            str(run),
-            "--smoke",
-            "--address",
-            address,
-        ],
+        smoke_search_argv(space, run, "--address", address),
         cwd=ROOT,
         capture_output=True,
         text=True,

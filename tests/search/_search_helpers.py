@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +35,13 @@ parallel = 2
 enabled = {fidelity}
 eta = 2
 """
+
+
+def smoke_search_argv(space: Path, run: Path, *extra: str) -> list[str]:
+    """``python -m gcsearch search`` of ``space`` into ``run`` at the smoke budget, for tests
+    that run the driver as its own process (to kill it, or to join a cluster)."""
+    cmd = [sys.executable, "-m", "gcsearch", "search", "--space", str(space)]
+    return [*cmd, "--run-dir", str(run), "--smoke", *extra]
 
 
 def tiny_space(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from _search_helpers import ROOT, tiny_space, trained_per_candidate
+from _search_helpers import ROOT, smoke_search_argv, tiny_space, trained_per_candidate
 
 pytestmark = pytest.mark.cluster
 
@@ -23,19 +22,7 @@ def test_search_on_two_node_cluster_uses_both_nodes(tmp_path: Path) -> None:
         space = tiny_space(tmp_path, sampler="grid", fidelity=False)
         run = tmp_path / "run"
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gcsearch",
-                "search",
-                "--space",
-                str(space),
-                "--run-dir",
-                str(run),
-                "--smoke",
-                "--address",
-                cluster.address,
-            ],
+            smoke_search_argv(space, run, "--address", cluster.address),
             cwd=ROOT,
             capture_output=True,
             text=True,

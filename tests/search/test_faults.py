@@ -11,13 +11,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from _search_helpers import ROOT, tiny_space, trained_per_candidate
+from _search_helpers import ROOT, smoke_search_argv, tiny_space, trained_per_candidate
 from optuna.trial import TrialState
 
 from gcsearch.launch import search
@@ -67,19 +66,7 @@ def _count(db: Path, state: str) -> int:
 def test_driver_sigkill_then_resume_finishes_without_retraining(tmp_path: Path) -> None:
     space = tiny_space(tmp_path, sampler="grid", fidelity=False)
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "gcsearch",
-        "search",
-        "--space",
-        str(space),
-        "--run-dir",
-        str(run),
-        "--smoke",
-        "--parallel",
-        "1",
-    ]
+    cmd = smoke_search_argv(space, run, "--parallel", "1")
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
