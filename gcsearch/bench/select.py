@@ -39,7 +39,7 @@ from gcsearch.errors import UserError
 
 #: The grid replayed by default: exploration, random starts and local steps (the batch rule
 #: stays the shipped one; ``--grid`` can add ``batch_rule=...``).
-DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3"
+DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3;additive=off,on"
 
 
 def parse_grid(text: str) -> list[Any]:
@@ -51,7 +51,10 @@ def parse_grid(text: str) -> list[Any]:
     for part in (p.strip() for p in text.split(";") if p.strip()):
         key, eq, values = part.partition("=")
         if not eq or not values:
-            raise ValueError(f"{part} (allowed: KEY=V1,V2;... with sd_scale, starts, batch_rule)")
+            raise ValueError(
+                f"{part} (allowed: KEY=V1,V2;... with sd_scale, starts, batch_rule, "
+                "local_every, additive)"
+            )
         axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
     out = []
     for combo in itertools.product(*axes):

@@ -785,10 +785,12 @@ def space_task(space: Space) -> Task:
 
 # ------------------------------------------------------------------------------------- CLI
 def run_space(args: Any) -> int:
-    """``gcsearch space count|show|validate FILE``; validate also checks the task can read
-    its data."""
+    """``gcsearch space count|show|validate FILE``; validate also checks that a task that
+    reads files can read its data (a task that reads none is checked by name when the space
+    is parsed, so validating it imports no torch)."""
     space = load_space(args.file)
-    task = space_task(space) if args.action == "validate" else None
+    reads = space.task in file_tasks()
+    task = space_task(space) if args.action == "validate" and reads else None
     cands, refs = space.candidates(), space.references()
     if args.action == "count":
         print(
@@ -800,7 +802,7 @@ def run_space(args: Any) -> int:
             f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
             f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
             f"sampler {space.search.sampler}"
-            + (f"; data: {task.summary()})" if space.task in file_tasks() and task else ")")
+            + (f"; data: {task.summary()})" if task else ")")
         )
     else:
         print(space.to_toml())

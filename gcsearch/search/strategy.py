@@ -41,6 +41,9 @@ from gcsearch.spec import METRICS, Candidate
 #: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
 LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
 NOISES = (1e-3, 1e-2, 1e-1, 0.3)
+#: Weights of the additive part of the kernel the marginal likelihood picks from, when
+#: ``EHVISettings.additive`` is on (off: 0 only, the product kernel alone).
+ADDITIVE_WEIGHTS = (0.0, 0.5, 0.9)
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
@@ -77,6 +80,11 @@ class EHVISettings:
     #: measured (a trust region in Hamming distance, as CASMOPOLITAN; Wan et al., 2021): a
     #: needle next to a good network is tried even where the model's smooth guess misses it
     local_every: int = 0
+    #: add an additive part to the kernel: one-hot features' dot product over the number of
+    #: axes is a sum of one kernel per axis (main effects, as in Kandasamy et al., 2015), so
+    #: "avgmax helps" learned on one network carries to untried ones; the squared-exponential
+    #: kernel on one-hot distance alone is a product over axes (every interaction)
+    additive: bool = False
 
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
@@ -87,12 +95,17 @@ class EHVISettings:
             key, eq, value = item.partition("=")
             if not eq or key not in {f.name for f in fields(cls)}:
                 raise ValueError(
-                    f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE, local_every=N)"
+                    f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE, "
+                    "local_every=N, additive=on|off)"
                 )
             if key == "batch_rule":
                 if value not in BATCH_RULES:
                     raise ValueError(f"batch_rule={value} (allowed: {', '.join(BATCH_RULES)})")
                 out = replace(out, batch_rule=value)
+            elif key == "additive":
+                if value not in ("on", "off"):
+                    raise ValueError(f"additive={value} (allowed: on, off)")
+                out = replace(out, additive=value == "on")
             elif key in ("starts", "local_every"):
                 low = 1 if key == "starts" else 0
                 if not value.isdigit() or int(value) < low:
@@ -111,7 +124,8 @@ class EHVISettings:
     def label(self) -> str:
         """``sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior``: what ``parse`` reads back."""
         out = f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
-        return out + (f",local_every={self.local_every}" if self.local_every else "")
+        out += f",local_every={self.local_every}" if self.local_every else ""
+        return out + (",additive=on" if self.additive else "")
 
 
 #: The shipped settings (what a search uses; ``gcsearch bench search --ehvi`` replays others).
@@ -303,27 +317,38 @@ def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[flo
 
 
 class _GP:
-    """Exact GP regression on standardised targets; hyperparameters by marginal likelihood."""
+    """Exact GP regression on standardised targets; hyperparameters by marginal likelihood.
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    The kernel is ``(1 - w) exp(-d^2 / 2 ell^2) + w (x . y) / axes`` on one-hot rows (unit
+    diagonal either way): ``w`` = 0 is the squared-exponential kernel alone, ``w`` > 0 adds
+    an additive part (``ADDITIVE_WEIGHTS``)."""
+
+    w: float = 0.0
+    axes: float = 1.0
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, weights: Sequence[float] = (0.0,)) -> None:
         self.x = x
         self.mean, self.scale = float(y.mean()), float(y.std()) or 1.0
+        self.axes = _axes(x)
         z = (y - self.mean) / self.scale
         best = None
+        dot = x @ x.T
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        for ell in LENGTH_SCALES:
-            for noise in NOISES:
-                k = np.exp(-d2 / (2 * ell**2)) + noise * np.eye(len(x))
-                try:
-                    chol = np.linalg.cholesky(k)
-                except np.linalg.LinAlgError:
-                    continue
-                alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
-                if best is None or lml > best[0]:
-                    best = (lml, ell, noise, chol, alpha)
+        for w in weights:
+            for ell in LENGTH_SCALES:
+                for noise in NOISES:
+                    k = (1 - w) * np.exp(-d2 / (2 * ell**2)) + w * dot / self.axes
+                    k = k + noise * np.eye(len(x))
+                    try:
+                        chol = np.linalg.cholesky(k)
+                    except np.linalg.LinAlgError:
+                        continue
+                    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
+                    lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
+                    if best is None or lml > best[0]:
+                        best = (lml, w, ell, noise, chol, alpha)
         assert best is not None
-        _, self.ell, self.noise, self.chol, self.alpha = best
+        _, self.w, self.ell, self.noise, self.chol, self.alpha = best
         self._xx = (x**2).sum(1)
         self._z = z
 
@@ -333,7 +358,7 @@ class _GP:
         ``x`` (networks in flight believed at the mean); length scale 1.5, noise 1e-2."""
         gp = object.__new__(cls)
         gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
-        gp.x = x
+        gp.x, gp.axes = x, _axes(x)
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
         gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
         gp._z = gp.alpha = np.zeros(len(x))
@@ -344,20 +369,23 @@ class _GP:
         """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
         gp = object.__new__(_GP)
         gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
+        gp.w, gp.axes = self.w, self.axes
         gp.x = np.vstack([self.x, xr])
         z = np.concatenate([self._z, (yr - self.mean) / self.scale])
-        d2 = ((gp.x[:, None, :] - gp.x[None, :, :]) ** 2).sum(-1)
-        k = np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(gp.x))
+        gp._xx = (gp.x**2).sum(1)
+        k = gp._kernel(gp.x) + gp.noise * np.eye(len(gp.x))
         gp.chol = np.linalg.cholesky(k)
         gp.alpha = np.linalg.solve(gp.chol.T, np.linalg.solve(gp.chol, z))
-        gp._z, gp._xx = z, (gp.x**2).sum(1)
+        gp._z = z
         return gp
 
     def _kernel(self, xs: np.ndarray) -> np.ndarray:
         # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
         # and pool x told x 1 in memory instead of pool x told x features
-        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * (xs @ self.x.T)
-        return np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
+        dot = xs @ self.x.T
+        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * dot
+        k = np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
+        return k if not self.w else (1 - self.w) * k + self.w * dot / self.axes
 
     def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation at the rows of ``xs`` (in chunks)."""
@@ -397,6 +425,11 @@ class _GP:
         return np.concatenate(mus), np.concatenate(sds)
 
 
+def _axes(x: np.ndarray) -> float:
+    """The number of axes of one-hot rows (the most ones in a row; 1 where there are none)."""
+    return max(float(x.sum(1).max()), 1.0) if len(x) else 1.0
+
+
 def _hv(points: np.ndarray) -> float:
     from gcsearch.pareto import hypervolume
 
@@ -422,6 +455,7 @@ class EHVIStrategy:
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
         self.seed = space.search.sampler_seed
+        self._weights = ADDITIVE_WEIGHTS if self.settings.additive else (0.0,)
         union: dict[str, list[Any]] = {}
         for grid in space.grids:  # one-hot over every value any grid gives an axis
             for axis, values in grid_values(grid).items():
@@ -602,14 +636,14 @@ class EHVIStrategy:
             if prior:
                 break
             y = np.array([v[m.name] for *_, v in seen])
-            models[m.name] = _GP(x, y)
+            models[m.name] = _GP(x, y, self._weights)
         if running and self.trained and rule == "kb":  # kriging believer, refitted
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
                 y = np.array([v[m.name] for *_, v in seen])
-                models[m.name] = _GP(xa, np.concatenate([y, believed[m.name]]))
+                models[m.name] = _GP(xa, np.concatenate([y, believed[m.name]]), self._weights)
             front += [
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
                 for i, (k, _) in enumerate(running)

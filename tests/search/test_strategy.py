@@ -123,9 +123,9 @@ def test_every_objective_set_works_with_every_strategy(
     real_gp = strat._GP
 
     class CountingGP(real_gp):  # type: ignore[misc,valid-type]
-        def __init__(self, x: object, y: object) -> None:
+        def __init__(self, x: object, y: object, *rest: object) -> None:
             fits.append(1)
-            super().__init__(x, y)  # type: ignore[arg-type]
+            super().__init__(x, y, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(strat, "_GP", CountingGP)
     base = load_space("bench-small").with_overrides(sampler=strategy, n_trials=6, seeds=2)
@@ -182,3 +182,28 @@ def test_prior_and_conditioned_models_behave_as_the_batch_rules_need() -> None:
     assert (lied.ell, lied.noise, lied.mean, lied.scale) == (gp.ell, gp.noise, gp.mean, gp.scale)
     mu2, sd2 = lied.predict(eye[3:])
     assert mu2[0] < gp.predict(eye[3:])[0][0] and sd2[0] < gp.predict(eye[3:])[1][0]
+
+
+def test_additive_kernel_carries_main_effects_to_an_untried_network() -> None:
+    """Two axes of two values, (a1, b0) and (a0, b1) each better than (a0, b0): the additive
+    part predicts the untried (a1, b1) above every told network; the product kernel alone
+    (every interaction) does not extrapolate there. The kernel's diagonal stays 1."""
+    import numpy as np
+
+    from gcsearch.search.strategy import _GP, EHVISettings
+
+    def row(a: int, b: int) -> list[float]:
+        return [float(a == 0), float(a == 1), float(b == 0), float(b == 1)]
+
+    x = np.array([row(0, 0), row(1, 0), row(0, 1)])
+    y = np.array([60.0, 70.0, 70.0])
+    additive = _GP(x, y, (0.9,))
+    product = _GP(x, y, (0.0,))
+    untried = np.array([row(1, 1)])
+    assert additive.predict(untried)[0][0] > 70.0 > product.predict(untried)[0][0]
+    assert np.allclose(np.diag(additive._kernel(x)), 1.0)
+    # the setting round-trips and is refused with the allowed values when wrong
+    on = EHVISettings.parse("additive=on")
+    assert on.additive and EHVISettings.parse(on.label()) == on
+    with pytest.raises(ValueError, match="allowed: on, off"):
+        EHVISettings.parse("additive=yes")
