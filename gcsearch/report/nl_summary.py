@@ -46,7 +46,11 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ``input - attention`` and ``input - output`` with their mean, standard error and df."""
     groups: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(_key(r), {})[str(r.get("weights", id(r)))] = r  # one row per model
+        # one row per model: a seed's checkpoint kept twice (the run's best beside its seed
+        # folder) counts once
+        seed = r.get("seed")
+        model = f"seed {seed}" if seed is not None else str(r.get("weights", id(r)))
+        groups.setdefault(_key(r), {})[model] = r
     out = []
     for (cand, block), models in groups.items():
         ms = list(models.values())

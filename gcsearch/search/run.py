@@ -136,8 +136,12 @@ def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
 
 def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
     """Keep the best seed's checkpoint of a complete candidate as
-    ``weights/<checkpoint_name(network key)>``; the other seeds' files are removed. Returns
-    the path relative to the run directory (recorded on the trial as ``weights``)."""
+    ``weights/<checkpoint_name(network key)>``; the other seeds' files are removed, except a
+    Non-local row's (``nl-*`` presets): ``gcsearch analyze nl RUN`` averages GCNet's Table 1
+    over its seeds (``weights/seedS/``), so those stay and the best is copied. Returns the
+    path relative to the run directory (recorded on the trial as ``weights``)."""
+    import shutil
+
     from gcsearch.checkpoint import checkpoint_name
 
     def keep(key: str, results: list[dict[str, Any]]) -> str | None:
@@ -146,15 +150,16 @@ def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
             return None
         best = max(scored, key=lambda r: (float(r["top1"]), -int(r.get("seed", 0))))
         target = weights_dir / checkpoint_name(key)
+        every = any(str(r.get("candidate_id", "")).startswith("nl-") for r in results)
         kept = None
         for r in results:
             path = seed_weights_path(weights_dir, str(r.get("candidate_id")), int(r["seed"]))
             if not path.is_file():
                 continue
             if r is best:
-                path.replace(target)
+                (shutil.copyfile if every else Path.replace)(path, target)
                 kept = target
-            else:
+            elif not every:
                 path.unlink()
         return str(kept.relative_to(run_dir)) if kept else None
 

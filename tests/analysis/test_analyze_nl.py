@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,7 +192,8 @@ def test_three_models_per_instantiation_give_intervals_and_a_verdict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Three checkpoints of one NL candidate in seed sub-folders: analyze nl pools them into
-    means with intervals, and the report's verdict reads the JSON (on this proxy)."""
+    means with intervals (a second copy of one seed counts once), and the report's verdict
+    reads the JSON (on this proxy)."""
     from gcsearch.backbones import build_model
     from gcsearch.checkpoint import save_checkpoint
     from gcsearch.report.nl_summary import nl_evidence
@@ -214,6 +216,8 @@ def test_three_models_per_instantiation_give_intervals_and_a_verdict(
             input_shape=(1, 8, 8),
             meta={"task": "digits", "seed": seed},
         )
+    # the run's best-seed copy beside the seed folders (as a search keeps an NL row) counts once
+    shutil.copyfile(tmp_path / "nl" / "seed1" / "nl.pt", tmp_path / "nl" / "best.pt")
     out_json = tmp_path / "nl.json"
     code = main(["analyze", "nl", str(tmp_path / "nl"), "--images", "16", "--json", str(out_json)])
     out = capsys.readouterr().out
@@ -221,7 +225,28 @@ def test_three_models_per_instantiation_give_intervals_and_a_verdict(
     import json
 
     rows = json.loads(out_json.read_text())
-    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 1, 2]
     verdict, text, nums, p, direction = nl_evidence(rows)
     assert verdict == "" and nums["tested"] == 1 and math.isfinite(p) and direction in (1, -1)
     assert "on this proxy (digits" in text
+
+
+def test_a_search_keeps_every_seed_of_an_nl_row_and_one_of_the_others(tmp_path: Path) -> None:
+    """The run's weights keeper: an ``nl-*`` row keeps each seed's checkpoint (analyze nl
+    averages over them) and a copy of the best; any other row keeps only its best seed."""
+    from gcsearch.checkpoint import checkpoint_name
+    from gcsearch.search.run import _weights_keeper
+    from gcsearch.search.trial import seed_weights_path
+
+    weights = tmp_path / "weights"
+    keep = _weights_keeper(tmp_path, weights)
+    for cid, key in (("nl-dot@after_add:c4:last", "nl"), ("gc@after_1x1:c3c4c5", "gc")):
+        results = [{"candidate_id": cid, "seed": s, "top1": 50.0 + s % 2} for s in range(3)]
+        for r in results:
+            path = seed_weights_path(weights, cid, int(r["seed"]))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{cid} seed {r['seed']}")
+        assert keep(key, results) == f"weights/{checkpoint_name(key)}"
+        assert (weights / checkpoint_name(key)).read_text() == f"{cid} seed 1"
+        left = [seed_weights_path(weights, cid, s).is_file() for s in range(3)]
+        assert left == ([True] * 3 if key == "nl" else [False] * 3)
