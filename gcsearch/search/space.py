@@ -801,8 +801,7 @@ def run_space(args: Any) -> int:
         print(
             f"{args.file}: ok ({len(cands)} candidates, {len(refs)} reference rows, "
             f"{space.n_trials()} trials x {space.search.seeds} seed(s), "
-            f"sampler {space.search.sampler}"
-            + (f"; data: {task.summary()})" if task else ")")
+            f"sampler {space.search.sampler}" + (f"; data: {task.summary()})" if task else ")")
         )
     else:
         print(space.to_toml())
