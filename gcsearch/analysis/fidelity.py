@@ -122,8 +122,13 @@ def fidelity(
     seeds_high = t[t["budget"] == "high"].groupby("candidate")["seed"].apply(set)
     shared = sorted(set(seeds_low.index) & set(seeds_high.index))
     both = {c: seeds_low[c] & seeds_high[c] for c in shared}
-    seeds = sorted(set().union(*both.values())) if both else []
-    keep = [c for c in shared if both[c] >= set(seeds)]  # every seed at both budgets
+    common = set.intersection(*both.values()) if both else set()
+    if len(common) >= MIN_SEEDS:  # every candidate, on the seeds all of them share (a run
+        # resolved with more seeds for some candidates is ranked on its first pass's seeds)
+        seeds, keep = sorted(common), shared
+    else:  # every seed any candidate has, and the candidates that have them all
+        seeds = sorted(set().union(*both.values())) if both else []
+        keep = [c for c in shared if both[c] >= set(seeds)]
     if len(keep) < 3 and both:  # fall back to the seeds most candidates completed
         counts = pd.Series([s for v in both.values() for s in v]).value_counts()
         seeds = sorted(int(s) for s in counts.index if counts[s] >= 3)
@@ -196,10 +201,14 @@ def _records(target: str, study: str | None) -> tuple[list[dict[str, Any]], dict
     from gcsearch.report.frame import load_study
 
     st = load_study(target, study)
+    trials = st.get_trials(deepcopy=False)
+    # a duplicate (the same network under another id) and the seeds resolve added to it are
+    # its source's results again: counted once, under the source
+    twins = {t.number for t in trials if "duplicate_of" in t.user_attrs}
     out = []
-    for trial in st.get_trials(deepcopy=False):
+    for trial in trials:
         attrs = trial.user_attrs
-        if "duplicate_of" in attrs:
+        if "duplicate_of" in attrs or attrs.get("extends") in twins:
             continue
         cid = attrs.get("candidate_id") or (attrs.get("candidate") or {}).get("id")
         cost = attrs.get("cost") or {}

@@ -161,68 +161,90 @@ def _attempted(row: pd.Series) -> set[int]:
 
 
 def _jobs(report: Report, study: optuna.Study, want: Mapping[str, int], device: str) -> list:
-    """One job per seed a candidate lacks up to its target, at the study's budget."""
+    """One job per seed a network lacks up to its target, at the study's budget. Candidate
+    ids that build one network (a preset and its spec, ratios the ``min_hidden`` floor
+    folds together) share each training: the job's ``twins`` are the other ids' (trial,
+    candidate) that get the same seed row."""
+    from gcsearch.search.sampling import network_key
     from gcsearch.search.trial import Job
     from gcsearch.spec import Candidate
 
     attrs = study.user_attrs
     space = attrs.get("space") or {}
     search = space.get("search") or {}
-    jobs = []
+    backbone, min_hidden = str(attrs.get("backbone")), int(attrs.get("min_hidden", 8))
     rows = report.rows.set_index("spec.id", drop=False)
-    for cid, target in sorted(want.items()):
-        row = rows.loc[cid]
-        cost = {
-            k: int(row[f"cost.{k}"])
-            for k in ("params", "macs", "block_params", "block_macs")
-            if pd.notna(row.get(f"cost.{k}"))
-        }
-        cand = Candidate.parse(cid)
-        have = _attempted(row)
+    groups: dict[str, list[str]] = {}
+    for cid in sorted(want):
+        groups.setdefault(network_key(Candidate.parse(cid), backbone, min_hidden), []).append(cid)
+    jobs = []
+    for cids in groups.values():
+        target = max(want[c] for c in cids)
+        have = {c: _attempted(rows.loc[c]) for c in cids}
         for seed in range(target):
-            if seed in have:
+            lacking = [c for c in cids if seed not in have[c]]
+            if not lacking:
                 continue
-            jobs.append(
-                Job(
-                    trial=int(row["trial"]),
-                    candidate=cand.to_dict(),
-                    seed=seed,
-                    task=str(attrs.get("task")),
-                    data=space.get("data"),
-                    budget=dict(attrs.get("budget") or {}),
-                    backbone=str(attrs.get("backbone")),
-                    min_hidden=int(attrs.get("min_hidden", 8)),
-                    device=device,
-                    threads=max(1, int(search.get("cpus_per_trial", 1))),
-                    objectives=tuple(attrs.get("objectives") or ()),
-                    cost=cost or None,
-                )
+            row = rows.loc[lacking[0]]
+            cost = {
+                k: int(row[f"cost.{k}"])
+                for k in ("params", "macs", "block_params", "block_macs")
+                if pd.notna(row.get(f"cost.{k}"))
+            }
+            job = Job(
+                trial=int(row["trial"]),
+                candidate=Candidate.parse(lacking[0]).to_dict(),
+                seed=seed,
+                task=str(attrs.get("task")),
+                data=space.get("data"),
+                budget=dict(attrs.get("budget") or {}),
+                backbone=backbone,
+                min_hidden=min_hidden,
+                device=device,
+                threads=max(1, int(search.get("cpus_per_trial", 1))),
+                objectives=tuple(attrs.get("objectives") or ()),
+                cost=cost or None,
             )
+            twins = [(int(rows.loc[c]["trial"]), Candidate.parse(c).to_dict()) for c in lacking[1:]]
+            jobs.append((job, twins))
     return jobs
 
 
-def _tell_seed(study: optuna.Study, job: Any, result: Any) -> None:
-    """One trained seed as a ``SEED`` row extending the trial of its candidate."""
+def _tell_seed(
+    study: optuna.Study, job: Any, result: Any, twin: tuple[int, dict[str, Any]] | None = None
+) -> None:
+    """One trained seed as a ``SEED`` row extending the trial of its candidate (or of the
+    ``twin`` (trial, candidate) that builds the same network)."""
     from optuna.trial import TrialState, create_trial
 
     from gcsearch.spec import Candidate
 
+    trial, cand = twin or (job.trial, job.candidate)
     res = result.to_dict()
+    if twin is not None:
+        # the same training, told again under the twin's id (not counted as a training)
+        res = {**res, "candidate_id": Candidate.from_dict(cand).id, "twin_of": job.candidate_id}
     rec = TrialRecord(
-        candidate=Candidate.from_dict(job.candidate),
+        candidate=Candidate.from_dict(cand),
         role=SEED,
         status=str(res.get("status") or "failed"),
         reason=str(res.get("reason") or ""),
         results=[res],
         cost=dict(job.cost or {}),
         env=dict(res.get("env") or {}),
-        extends=job.trial,
+        extends=trial,
     )
     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=rec.attrs()))
 
 
 def _seed_rows(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if TrialRecord.read(t).role == SEED)
+    """Seeds resolve trained in this run (a twin's copy of one is not another training)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        rec = TrialRecord.read(t)
+        if rec.role == SEED and not any("twin_of" in r for r in rec.results):
+            n += 1
+    return n
 
 
 def resolve(
@@ -292,13 +314,13 @@ def resolve(
                 if executor is None:
                     executor = _executor(study, run_dir, address, parallel)
                 if progress:
-                    who = sorted({j.candidate_id for j in jobs})
+                    who = sorted({j.candidate_id for j, _ in jobs})
                     print(
                         f"resolve: {len(jobs)} seed(s) for {len(who)} candidate(s): "
                         + ", ".join(who)
                     )
                 rounds.append(
-                    {"jobs": len(jobs), "candidates": sorted({j.candidate_id for j in jobs})}
+                    {"jobs": len(jobs), "candidates": sorted({j.candidate_id for j, _ in jobs})}
                 )
                 trained += _train(study, executor, jobs, progress)
         finally:
@@ -323,13 +345,18 @@ def _executor(study: optuna.Study, run_dir: Path, address: str | None, parallel:
 
 
 def _train(study: optuna.Study, executor: Any, jobs: Sequence[Any], progress: bool) -> int:
-    """Train ``jobs`` and write each seed as it finishes; returns how many finished."""
-    for job in jobs:
+    """Train ``jobs`` ((job, twins) pairs) and write each seed as it finishes, for the job's
+    candidate and its twins; returns how many trainings finished."""
+    twins_of = {}
+    for job, twins in jobs:
+        twins_of[(job.trial, job.seed)] = twins
         executor.submit(job)
     left, n = len(jobs), 0
     while left:
         for job, result in executor.wait(1.0):
             _tell_seed(study, job, result)
+            for twin in twins_of.get((job.trial, job.seed), []):
+                _tell_seed(study, job, result, twin)
             left, n = left - 1, n + 1
             if progress:
                 top1 = result.top1

@@ -223,3 +223,26 @@ def test_resolve_on_a_real_tiny_run_resumes_without_retraining(tmp_path: Path) -
     assert set(curves["seed"]) >= {seed for _, seed in added}
     third = resolve(run, Caps(), executor=InlineExecutor(), progress=False)
     assert third.trained == 0 and third.trained_total == second.trained_total
+
+
+def test_ids_of_one_network_share_each_added_seed(tmp_path: Path) -> None:
+    """The GC preset and GCNet's spec id build one network (the run trains it once and
+    answers the other id as a duplicate): resolve trains each added seed once and tells it
+    under both ids, and a twin's copy is not counted as a training."""
+    gc_preset, se = "gc@after_1x1:c3c4c5", "se@after_1x1:c3c4c5"
+    study = new_study(tmp_path / "study.db", "gcnet-paper")
+    MEANS.update({gc_preset: MEANS[GC], se: MEANS[GC]})
+    try:
+        for cid in (GC, MUL, se):
+            add_trial(study, cid, [_top1(cid, s) for s in range(3)])
+        add_trial(study, gc_preset, [_top1(GC, s) for s in range(3)], duplicate_of=0)
+        ex = FakeExecutor()
+        out = resolve(tmp_path, Caps(max_seeds=9, step=3), executor=ex, progress=False)
+    finally:
+        for cid in (gc_preset, se):
+            MEANS.pop(cid)
+    trained = Counter(cid for cid, _ in ex.trained)
+    assert trained[GC] + trained[gc_preset] == 6 and len(set(ex.trained)) == len(ex.trained)
+    assert out.seeds[GC] == out.seeds[gc_preset] == 9 and out.trained_total == len(ex.trained)
+    rows = build_report(tmp_path).rows.set_index("spec.id")
+    assert rows.loc[GC, "metric.seeds"] == rows.loc[gc_preset, "metric.seeds"]
