@@ -100,23 +100,31 @@ docs:
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info .pytest_cache
 
-# reports/gcnet-paper*.md: the paper's ablation grid on the three long-range tasks (synthetic strip
-# with ResNet-20, fashion-pairs and synthetic-graded with ResNet-8), PAPER_SEEDS seeds per
-# candidate, then the reports, the fidelity of the cheap budget (epoch PAPER_LOW_EPOCH vs the
-# last) and the NL Table 1 analysis on the saved weights. Hours on 2 CPU cores (see the tasks'
-# measured seconds per trial).
+# reports/gcnet-paper*.md: the paper's ablation grid on the long-range tasks (synthetic strip with
+# ResNet-20, fashion-pairs and synthetic-graded with ResNet-8; the ratio question on
+# synthetic-graded-wide), PAPER_SEEDS seeds per candidate, then `gcsearch resolve` adds seeds to
+# the comparisons still open (group-sequential looks up to PAPER_MAX_SEEDS seeds, at most
+# PAPER_HOURS wall hours a run), then the fidelity of the cheap budget (epoch PAPER_LOW_EPOCH vs
+# the last), the NL Table 1 analysis on the saved weights and the report. Hours on 2 CPU cores
+# (see the tasks' measured seconds per trial); `make reports-paper-gcnet-paper-graded` runs one.
+PAPER_RUNS = gcnet-paper gcnet-paper-pairs gcnet-paper-graded gcnet-paper-ratio
 PAPER_SEEDS ?= 3
 PAPER_LOW_EPOCH ?= 3
-reports-paper: $(STAMP) data
-	rm -rf runs/gcnet-paper runs/gcnet-paper-pairs runs/gcnet-paper-graded
-	$(BIN)/gcsearch search --space spaces/gcnet-paper.toml --run-dir runs/gcnet-paper --seeds $(PAPER_SEEDS)
-	$(BIN)/gcsearch search --space spaces/gcnet-paper-pairs.toml --run-dir runs/gcnet-paper-pairs --seeds $(PAPER_SEEDS)
-	$(BIN)/gcsearch search --space spaces/gcnet-paper-graded.toml --run-dir runs/gcnet-paper-graded --seeds $(PAPER_SEEDS)
-	# the analyses first: the report's verdicts quote the fidelity τ and the NL distances
-	for run in gcnet-paper gcnet-paper-pairs gcnet-paper-graded; do \
-		$(BIN)/gcsearch analyze fidelity runs/$$run --low-epoch $(PAPER_LOW_EPOCH) --json reports/$$run-fidelity.json && \
-		$(BIN)/gcsearch analyze nl runs/$$run --json reports/$$run-nl.json && \
-		$(BIN)/gcsearch report runs/$$run --md reports/$$run.md --csv reports/$$run.csv \
-			--verdicts --fidelity reports/$$run-fidelity.json --nl reports/$$run-nl.json || exit 1; \
-	done
+PAPER_MAX_SEEDS ?= 15
+PAPER_HOURS ?= 1.5
+reports-paper: $(addprefix reports-paper-,$(PAPER_RUNS))
 	$(BIN)/python docs/generate.py
+
+# the fidelity and NL analyses only where the run has per-epoch validation and NL blocks
+reports-paper-%: $(STAMP) data
+	rm -rf runs/$* reports/$*-fidelity.json reports/$*-nl.json
+	$(BIN)/gcsearch search --space spaces/$*.toml --run-dir runs/$* --seeds $(PAPER_SEEDS)
+	$(BIN)/gcsearch resolve runs/$* --max-seeds $(PAPER_MAX_SEEDS) --hours $(PAPER_HOURS)
+	if grep -q '^validate_every = 1' spaces/$*.toml; then \
+		$(BIN)/gcsearch analyze fidelity runs/$* --low-epoch $(PAPER_LOW_EPOCH) \
+			--json reports/$*-fidelity.json; fi
+	if grep -q '"nl-' spaces/$*.toml; then \
+		$(BIN)/gcsearch analyze nl runs/$* --json reports/$*-nl.json; fi
+	$(BIN)/gcsearch report runs/$* --md reports/$*.md --csv reports/$*.csv --verdicts \
+		$$(test -f reports/$*-fidelity.json && echo --fidelity reports/$*-fidelity.json) \
+		$$(test -f reports/$*-nl.json && echo --nl reports/$*-nl.json)

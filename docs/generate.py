@@ -17,7 +17,8 @@ The first word is the committed file (repository-relative), the second what to r
   ``spread/macs`` (see ``_table_figure``);
 * a report's CSV (``reports/*.csv``, the results frame): ``=span_min``, the minutes between the
   first and the last trial's completion time (``env.time``, the report's "Trials ran from … to");
-  ``=trials``, its row count; ``row=CANDIDATE_ID/COLUMN|format``, one cell.
+  ``=trials``, its row count; ``=status:S``, its rows of status S (``seed``: the seeds
+  ``gcsearch resolve`` added); ``row=CANDIDATE_ID/COLUMN|format``, one cell.
 
 A table regenerated whole sits between ``<!-- table NAME -->`` and ``<!-- /table -->``; NAME is a
 function of this file (``TABLES``).
@@ -207,6 +208,8 @@ def figure(root: Path, source: str, selector: str) -> str:
             return f"{(max(times) - min(times)).total_seconds() / 60:.1f}"
         if selector == "=trials":
             return str(len(_csv(root, source)))
+        if selector.startswith("=status:"):  # rows of one status, e.g. =status:seed
+            return str(sum(r["status"] == selector[8:] for r in _csv(root, source)))
         if selector.startswith("row="):  # row=CANDIDATE_ID/COLUMN|format
             path, _, spec = selector[4:].partition("|")
             cid, _, column = path.rpartition("/")
@@ -233,28 +236,46 @@ PAPER_REPORTS = (
     ("synthetic strip", "reports/gcnet-paper.md"),
     ("fashion-pairs", "reports/gcnet-paper-pairs.md"),
     ("synthetic-graded", "reports/gcnet-paper-graded.md"),
+    ("synthetic-graded-wide", "reports/gcnet-paper-ratio.md"),
 )
-_DELTA = re.compile(r"Δ ([+-]?\d+\.\d+ ± \d+\.\d+)")
+_DELTA = re.compile(r"Δ ([+-]?\d+\.\d+)(?: ± (\d+\.\d+))?")
+_LOOK = re.compile(r"at look \d+ of \d+ \(n = (\d+)|open at the cap \(n = (\d+)")
+_NOT_ASKED = "–"
 
 
-def _verdict_cell(row: dict[str, str]) -> str:
+def _verdict_cell(row: dict[str, str] | None) -> str:
+    """The verdict with its Δ: ± the paired 95 % interval in a fixed-n report, or the seeds
+    per candidate where a resolved report decided (or stopped at the cap)."""
+    if row is None or row["verdict"] == "not in this run":
+        return _NOT_ASKED
     verdict = row["verdict"].replace(" at this noise level", "")
-    if verdict in ("agree", "disagree"):
+    if verdict.startswith(("agree", "disagree")):
         verdict = f"**{verdict}**"
-    delta = _DELTA.search(row["evidence"])
+    delta, look = _DELTA.search(row["evidence"]), _LOOK.search(row["evidence"])
+    if delta and delta.group(2):
+        return f"{verdict} ({delta.group(1)} ± {delta.group(2)})"
+    if delta and look:
+        return f"{verdict} ({delta.group(1)}, n = {look.group(1) or look.group(2)})"
     return f"{verdict} ({delta.group(1)})" if delta else verdict
 
 
 def gcnet_findings(root: Path) -> list[str]:
-    """One row per GCNet conclusion, one column per committed paper report."""
-    reports = [_md_tables(root, rel)["GCNet's findings, checked"] for _, rel in PAPER_REPORTS]
+    """One row per GCNet conclusion, one column per committed paper report; a claim worded
+    differently (a report made under other verdict rules) is a row of its own, and a report
+    that does not ask a question shows a dash."""
+    reports = []
+    for _, rel in PAPER_REPORTS:
+        rows = _md_tables(root, rel)["GCNet's findings, checked"]
+        reports.append({r["conclusion"].split(" — ")[0]: r for r in rows})
+    claims: dict[str, None] = {}
+    for rep in sorted(reports, key=len, reverse=True):
+        claims.update(dict.fromkeys(rep))
     lines = [
         "| conclusion | " + " | ".join(name for name, _ in PAPER_REPORTS) + " |",
         "|---" * (len(PAPER_REPORTS) + 1) + "|",
     ]
-    for i, row in enumerate(reports[0]):
-        claim = row["conclusion"].split(" — ")[0]
-        cells = [_verdict_cell(rep[i]) for rep in reports]
+    for claim in claims:
+        cells = [_verdict_cell(rep.get(claim)) for rep in reports]
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")
     return lines
 
