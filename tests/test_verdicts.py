@@ -421,3 +421,26 @@ def test_decide_intersection_union_and_bonferroni_by_hand() -> None:
     assert direction == -1 and p == pytest.approx(min(1.0, 2 * 3 * st.t.cdf(-3.0, 2)))
     p, _ = vd.decide("better", [[0.1]], [[math.nan]], [[2]])
     assert math.isnan(p[0])  # no interval, no test
+
+
+def test_a_ratio_pair_the_floor_folds_says_where_it_differs(tmp_path: Path) -> None:
+    """On the 16/32/64-wide ResNet-20 with min_hidden 8, r16 and r4 build one 8-wide
+    bottleneck at c3 and c4: the ratio line says it tests c5 only; on the 4x wide backbone
+    with min_hidden 2 every stage differs and the line says nothing of it."""
+    r4 = "att-r4ln-add@after_1x1:c3c4c5"
+    (tmp_path / "narrow").mkdir()
+    rep = _run(tmp_path / "narrow", {GC: GC_SEEDS, r4: [84.5, 85.2, 86.1]})
+    v = _by_id(vd.check(rep))["ratio"]
+    assert "(min_hidden 8) a and b build the same bottleneck at c3, c4: they differ at c5 only" in (
+        v.evidence
+    )
+    assert v.numbers["folded"].startswith("on resnet20 (min_hidden 8)")
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    study = new_study(wide / "study.db", "gcnet-paper")
+    study.set_user_attr("backbone", "resnet8w4")
+    study.set_user_attr("min_hidden", 2)
+    for cid, top1s in (("none", [80.0, 80.5, 81.0]), (GC, GC_SEEDS), (r4, [84.5, 85.2, 86.1])):
+        add_trial(study, cid, top1s)
+    v = _by_id(vd.check(report.build_report(wide)))["ratio"]
+    assert "folded" not in v.numbers and "build the same bottleneck" not in v.evidence

@@ -338,6 +338,38 @@ def fidelity_text(fidelity: Mapping[str, Any] | None) -> tuple[str, dict[str, An
 _TEST = {"better": "", "equivalent": " (equivalence)", "non_inferior": " (non-inferiority)"}
 
 
+def folded_stages(report: Report, a: str, b: str) -> str:
+    """Where two bottleneck candidates at one placement build the same hidden width on the
+    run's backbone (the ``min_hidden`` floor folds ratios together on narrow proxies), the
+    note that says so: the comparison tests only the other stages. Empty otherwise."""
+    from gcsearch.backbone_specs import get_backbone
+
+    study = report.study
+    min_hidden = int(study.get("min_hidden") or 8)
+    try:
+        ca, cb = Candidate.parse(a), Candidate.parse(b)
+        widths = get_backbone(str(study.get("backbone"))).widths
+    except (UserError, ValueError, KeyError):  # an unknown backbone, a stage it lacks
+        return ""
+    blocks = (ca.block, cb.block)
+    if any(x is None or x.transform != "bottleneck" for x in blocks):
+        return ""
+    if ca.placement != cb.placement:
+        return ""
+    stages = ca.placement.stages
+    hid = [
+        {s: blk.hidden(widths[s], min_hidden) for s in stages} for blk in blocks if blk is not None
+    ]
+    same = [s for s in stages if hid[0][s] == hid[1][s]]
+    if not same or len(same) == len(stages):
+        return ""
+    differ = ", ".join(s for s in stages if s not in same)
+    return (
+        f"; on {study.get('backbone')} (min_hidden {min_hidden}) a and b build the same "
+        f"bottleneck at {', '.join(same)}: they differ at {differ} only"
+    )
+
+
 def _compare_verdict(
     report: Report, c: Conclusion, stopped: pd.DataFrame, step: float
 ) -> tuple[str, str, dict[str, Any], list[Diff] | None, Any]:
@@ -398,6 +430,10 @@ def _compare_verdict(
             f"; b is the most accurate of the {len(bs)} alternatives in the run; "
             f"Δ against each: {each}"
         )
+    folded = folded_stages(report, str(ra["spec.id"]), str(rb["spec.id"]))
+    if folded:
+        notes += folded
+        nums["folded"] = folded.removeprefix("; ")
     skipped = [f.why for f in fb if f.row is None]
     if skipped:
         notes += f"; left out: {'; '.join(skipped)}"
@@ -572,7 +608,8 @@ def _sequential(
             if c.cost:
                 what = c.cost.replace("_", " ")
                 cost = f"; {what} {si(nums[f'a.{c.cost}'])} vs {si(nums[f'b.{c.cost}'])}"
-            text = f"{text}{cost}; {why}"
+            folded = f"; {nums['folded']}" if nums.get("folded") else ""
+            text = f"{text}{cost}{folded}; {why}"
             nums = {**nums, "sequential": {**s.numbers, "decided_at_look": s.decided_at + 1}}
         elif finish is not None:  # a comparison no look reached
             verdict, text = CANT_TELL, f"{text}; no look of the plan reached"
