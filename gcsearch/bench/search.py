@@ -406,13 +406,13 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- CLI
 def _settings(args: argparse.Namespace) -> Any:
     """The ehvi settings ``--ehvi`` and ``--ehvi-batch`` ask for (the shipped ones if none)."""
-    from gcsearch.search.strategy import SETTINGS, EHVISettings
+    from gcsearch.search.strategy import EHVISettings
 
     text = getattr(args, "ehvi", None) or ""
     if args.ehvi_batch is not None:
         text += f",batch_rule={args.ehvi_batch}"
     try:
-        return EHVISettings.parse(text, SETTINGS)
+        return EHVISettings.parse(text)
     except ValueError as exc:
         raise UserError(f"--ehvi: {exc}") from None
 

@@ -47,7 +47,7 @@ DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3"
 def parse_grid(text: str) -> list[Any]:
     """``"sd_scale=1,2;starts=2,4"`` -> every combination as ``EHVISettings`` (over the
     shipped ones); ValueError names the allowed keys."""
-    from gcsearch.search.strategy import SETTINGS, EHVISettings
+    from gcsearch.search.strategy import EHVISettings
 
     axes = []
     for part in (p.strip() for p in text.split(";") if p.strip()):
@@ -60,10 +60,10 @@ def parse_grid(text: str) -> list[Any]:
         axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
     out = []
     for combo in itertools.product(*axes):
-        s = EHVISettings.parse(",".join(combo), SETTINGS)
+        s = EHVISettings.parse(",".join(combo))
         if s not in out:
             out.append(s)
-    return out or [SETTINGS]
+    return out or [EHVISettings()]
 
 
 def rank_of(tuning: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], lab: str) -> Any:
@@ -106,7 +106,9 @@ def _job(
     fraction: float,
     cache: str,
 ) -> dict[str, Any]:
-    """One batch of replays (a process of its own: the strategy reads module settings)."""
+    """One batch of replays. The strategy reads the module's settings and a pool process runs
+    many batches, so the label is parsed over the shipped defaults, never over the settings the
+    process's previous batch left (a label leaves local_every=0 and additive=off unsaid)."""
     path = Path(cache)
     if path.exists():
         return json.loads(path.read_text())
@@ -195,9 +197,9 @@ def select(
 ) -> dict[str, Any]:
     """Leave-one-table-out selection over ``grid`` (see the module docstring)."""
     from gcsearch.search.space import load_space
-    from gcsearch.search.strategy import SETTINGS
+    from gcsearch.search.strategy import EHVISettings
 
-    shipped = SETTINGS.label()
+    shipped = EHVISettings().label()  # the class's defaults: a batch run here replaces SETTINGS
     labels = [s.label() for s in grid]
     labels += [] if shipped in labels else [shipped]  # the incumbent is always a candidate
     log(f"tuning: {len(labels)} settings x {len(spaces)} tables, seeds {tune_seeds[0]}-...")

@@ -88,9 +88,11 @@ class EHVISettings:
 
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
-        """``"sd_scale=2,starts=4"`` over ``base`` (default: the shipped settings); raises
+        """``"sd_scale=2,starts=4"`` over ``base`` (default: the shipped settings, the class's
+        defaults: never the module's ``SETTINGS``, which a benchmark replaces, so a label that
+        leaves a field at its default cannot inherit another setting's value); raises
         ValueError naming the allowed keys and values."""
-        out = base or SETTINGS
+        out = base or cls()
         for item in (i.strip() for i in text.split(",") if i.strip()):
             key, eq, value = item.partition("=")
             if not eq or key not in {f.name for f in fields(cls)}:

@@ -207,3 +207,19 @@ def test_additive_kernel_carries_main_effects_to_an_untried_network() -> None:
     assert on.additive and EHVISettings.parse(on.label()) == on
     with pytest.raises(ValueError, match="allowed: on, off"):
         EHVISettings.parse("additive=yes")
+
+
+def test_a_label_never_inherits_the_settings_a_benchmark_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool process replays many settings and each sets the module's SETTINGS: parsing the
+    next label (which leaves local_every=0 and additive=off unsaid) must give the shipped
+    defaults there, not the previous batch's (bench select's cache once held starts=4 replays
+    made with local_every=3)."""
+    from gcsearch.search import strategy
+
+    left = strategy.EHVISettings.parse("local_every=3,additive=on")
+    monkeypatch.setattr(strategy, "SETTINGS", left)
+    again = strategy.EHVISettings.parse("sd_scale=1.5,starts=4,batch_rule=kb-fixed+prior")
+    assert again.local_every == 0 and not again.additive and again.starts == 4
+    assert strategy.EHVISettings.parse("") == strategy.EHVISettings()
