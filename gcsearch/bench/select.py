@@ -39,9 +39,9 @@ from gcsearch.errors import UserError
 
 #: The grid replayed by default: exploration, random starts and local steps (the batch rule
 #: stays the shipped one; ``--grid`` can add ``batch_rule=...``).
-#: the grid behind the committed benchmarks/bench-select.json; ``additive=off,on`` (the
-#: kernel's additive part) is a further axis a --grid can add
-DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3"
+#: the grid behind the committed benchmarks/bench-select.json (``additive``: the kernel's
+#: additive part, off in the shipped settings)
+DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3;additive=off,on"
 
 
 def parse_grid(text: str) -> list[Any]:
