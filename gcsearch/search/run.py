@@ -140,9 +140,9 @@ def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
     Non-local row's (``nl-*`` presets): ``gcsearch analyze nl RUN`` averages GCNet's Table 1
     over its seeds (``weights/seedS/``), so those stay and the best is copied. Returns the
     path relative to the run directory (recorded on the trial as ``weights``)."""
-    import shutil
-
     from gcsearch.checkpoint import checkpoint_name
+
+    kept: set[Path] = set()  # seed files kept (an NL row's), spared by drop_seed_files
 
     def keep(key: str, results: list[dict[str, Any]]) -> str | None:
         scored = [r for r in results if r.get("top1") is not None]
@@ -151,19 +151,34 @@ def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
         best = max(scored, key=lambda r: (float(r["top1"]), -int(r.get("seed", 0))))
         target = weights_dir / checkpoint_name(key)
         every = any(str(r.get("candidate_id", "")).startswith("nl-") for r in results)
-        kept = None
+        wrote = False
         for r in results:
             path = seed_weights_path(weights_dir, str(r.get("candidate_id")), int(r["seed"]))
             if not path.is_file():
                 continue
             if r is best:
                 (shutil.copyfile if every else Path.replace)(path, target)
-                kept = target
-            elif not every:
+                wrote = True
+            if every:
+                kept.add(path)
+            elif r is not best:
                 path.unlink()
-        return str(kept.relative_to(run_dir)) if kept else None
+        return str(target.relative_to(run_dir)) if wrote else None
 
+    keep.kept = kept  # type: ignore[attr-defined]
     return keep
+
+
+def drop_seed_files(weights_dir: Path, kept: set[Path]) -> None:
+    """At the end of a search: remove the per-seed checkpoints under ``weights/seed*`` except
+    ``kept`` (an NL row's seeds, for ``analyze nl``); those of candidates that did not
+    complete go."""
+    for sub in weights_dir.glob("seed*"):
+        for f in sub.glob("*"):
+            if f not in kept:
+                f.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            sub.rmdir()  # empty
 
 
 @dataclass(frozen=True)
@@ -409,6 +424,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             rungs=tuple(rungs),
         )
         weights_dir, states_dir = run_dir / "weights", run_dir / "states"
+        keep_weights = _weights_keeper(run_dir, weights_dir) if c.weights else None
         fuse, fuse_why = _fusion(space, c, input_shape, int(budget["batch_size"]))
         if console is not None and c.progress and space.search.fuse_seeds != "off":
             console.print(fuse_why, highlight=False)
@@ -427,7 +443,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             weights_dir=str(weights_dir.resolve()) if c.weights else None,
             states_dir=str(states_dir.resolve()) if space.fidelity.enabled else None,
             costs=costs,
-            keep_weights=_weights_keeper(run_dir, weights_dir) if c.weights else None,
+            keep_weights=keep_weights,
             liveness=heartbeat,
             grace=grace,
             deterministic=c.deterministic,
@@ -458,8 +474,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
                 executor.shutdown()
             ray_stop_s = time.perf_counter() - ray_t0
         if c.weights and weights_dir.is_dir():  # seed files of candidates that did not complete
-            for sub in weights_dir.glob("seed*"):
-                shutil.rmtree(sub, ignore_errors=True)
+            drop_seed_files(weights_dir, getattr(keep_weights, "kept", set()))
         if not c.keep_states and fault is None:  # a stopped run's states serve its --resume
             shutil.rmtree(states_dir, ignore_errors=True)
         outcome = Outcome(

@@ -233,9 +233,10 @@ def test_three_models_per_instantiation_give_intervals_and_a_verdict(
 
 def test_a_search_keeps_every_seed_of_an_nl_row_and_one_of_the_others(tmp_path: Path) -> None:
     """The run's weights keeper: an ``nl-*`` row keeps each seed's checkpoint (analyze nl
-    averages over them) and a copy of the best; any other row keeps only its best seed."""
+    averages over them) and a copy of the best; any other row keeps only its best seed; the
+    end-of-search sweep removes other seed files (a pairs run lost its NL seeds to it)."""
     from gcsearch.checkpoint import checkpoint_name
-    from gcsearch.search.run import _weights_keeper
+    from gcsearch.search.run import _weights_keeper, drop_seed_files
     from gcsearch.search.trial import seed_weights_path
 
     weights = tmp_path / "weights"
@@ -250,3 +251,10 @@ def test_a_search_keeps_every_seed_of_an_nl_row_and_one_of_the_others(tmp_path: 
         assert (weights / checkpoint_name(key)).read_text() == f"{cid} seed 1"
         left = [seed_weights_path(weights, cid, s).is_file() for s in range(3)]
         assert left == ([True] * 3 if key == "nl" else [False] * 3)
+    # the search's end-of-run sweep of seed folders spares what the keeper kept, and only that
+    stray = seed_weights_path(weights, "se@after_1x1:c3c4c5", 0)  # a candidate that failed
+    stray.write_text("unfinished")
+    drop_seed_files(weights, keep.kept)
+    assert not stray.exists()
+    nl_seeds = [seed_weights_path(weights, "nl-dot@after_add:c4:last", s) for s in range(3)]
+    assert all(p.is_file() for p in nl_seeds)
