@@ -239,7 +239,7 @@ PAPER_REPORTS = (
     ("synthetic-graded-wide", "reports/gcnet-paper-ratio.md"),
 )
 _DELTA = re.compile(r"Δ ([+-]?\d+\.\d+)(?: ± (\d+\.\d+))?")
-_LOOK = re.compile(r"at look \d+ of \d+ \(n = (\d+)|open at the cap \(n = (\d+)")
+_LOOK = re.compile(r"(?:at|after) look \d+ of \d+ \(n = (\d+)|open at the cap \(n = (\d+)")
 _NOT_ASKED = "–"
 
 
