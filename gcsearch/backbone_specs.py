@@ -140,12 +140,21 @@ def module_key(candidate: Candidate, backbone: str, min_hidden: int = 8) -> str:
     block = candidate.block
     if block is None or block.transform == "1x1":
         return candidate.id
-    validate_placement(candidate, backbone)
-    widths = get_backbone(backbone).widths
-    hidden = [block.hidden(widths[s], min_hidden) for s in candidate.placement.stages]
+    hidden = stage_hidden(candidate, backbone, min_hidden).values()
     norm = "ln" if block.norm == "ln" else ""
     token = f"h{'.'.join(map(str, hidden))}{norm}"
     return f"{block.pooling}-{token}-{block.fusion}@{candidate.placement.id}"
+
+
+def stage_hidden(candidate: Candidate, backbone: str, min_hidden: int = 8) -> dict[str, int]:
+    """The hidden width a searched bottleneck block builds at each of its stages here
+    (``max(C // ratio, min_hidden)``, capped at C), in stage order; raises the one-line error
+    of ``validate_placement`` for a stage the backbone lacks."""
+    assert candidate.block is not None
+    validate_placement(candidate, backbone)
+    widths = get_backbone(backbone).widths
+    stages = candidate.placement.stages
+    return {s: candidate.block.hidden(widths[s], min_hidden) for s in stages}
 
 
 __all__ = [
@@ -156,5 +165,6 @@ __all__ = [
     "get_backbone",
     "module_key",
     "preset_placement",
+    "stage_hidden",
     "validate_placement",
 ]

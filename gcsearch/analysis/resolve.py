@@ -174,9 +174,10 @@ def _jobs(report: Report, study: optuna.Study, want: Mapping[str, int], device: 
     search = space.get("search") or {}
     backbone, min_hidden = str(attrs.get("backbone")), int(attrs.get("min_hidden", 8))
     rows = report.rows.set_index("spec.id", drop=False)
+    cands = {cid: Candidate.parse(cid) for cid in sorted(want)}
     groups: dict[str, list[str]] = {}
-    for cid in sorted(want):
-        groups.setdefault(network_key(Candidate.parse(cid), backbone, min_hidden), []).append(cid)
+    for cid, cand in cands.items():
+        groups.setdefault(network_key(cand, backbone, min_hidden), []).append(cid)
     jobs = []
     for cids in groups.values():
         target = max(want[c] for c in cids)
@@ -193,7 +194,7 @@ def _jobs(report: Report, study: optuna.Study, want: Mapping[str, int], device: 
             }
             job = Job(
                 trial=int(row["trial"]),
-                candidate=Candidate.parse(lacking[0]).to_dict(),
+                candidate=cands[lacking[0]].to_dict(),
                 seed=seed,
                 task=str(attrs.get("task")),
                 data=space.get("data"),
@@ -205,7 +206,7 @@ def _jobs(report: Report, study: optuna.Study, want: Mapping[str, int], device: 
                 objectives=tuple(attrs.get("objectives") or ()),
                 cost=cost or None,
             )
-            twins = [(int(rows.loc[c]["trial"]), Candidate.parse(c).to_dict()) for c in lacking[1:]]
+            twins = [(int(rows.loc[c]["trial"]), cands[c].to_dict()) for c in lacking[1:]]
             jobs.append((job, twins))
     return jobs
 

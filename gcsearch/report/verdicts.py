@@ -342,30 +342,25 @@ def folded_stages(report: Report, a: str, b: str) -> str:
     """Where two bottleneck candidates at one placement build the same hidden width on the
     run's backbone (the ``min_hidden`` floor folds ratios together on narrow proxies), the
     note that says so: the comparison tests only the other stages. Empty otherwise."""
-    from gcsearch.backbone_specs import get_backbone
+    from gcsearch.backbone_specs import stage_hidden
 
     study = report.study
-    min_hidden = int(study.get("min_hidden") or 8)
-    try:
-        ca, cb = Candidate.parse(a), Candidate.parse(b)
-        widths = get_backbone(str(study.get("backbone"))).widths
-    except (UserError, ValueError, KeyError):  # an unknown backbone, a stage it lacks
-        return ""
-    blocks = (ca.block, cb.block)
-    if any(x is None or x.transform != "bottleneck" for x in blocks):
+    backbone, min_hidden = str(study.get("backbone")), int(study.get("min_hidden") or 8)
+    ca, cb = Candidate.parse(a), Candidate.parse(b)
+    if any(c.block is None or c.block.transform != "bottleneck" for c in (ca, cb)):
         return ""
     if ca.placement != cb.placement:
         return ""
-    stages = ca.placement.stages
-    hid = [
-        {s: blk.hidden(widths[s], min_hidden) for s in stages} for blk in blocks if blk is not None
-    ]
-    same = [s for s in stages if hid[0][s] == hid[1][s]]
-    if not same or len(same) == len(stages):
+    try:
+        ha, hb = (stage_hidden(c, backbone, min_hidden) for c in (ca, cb))
+    except UserError:  # an unknown backbone, a stage it lacks
         return ""
-    differ = ", ".join(s for s in stages if s not in same)
+    same = [s for s in ha if ha[s] == hb[s]]
+    if not same or len(same) == len(ha):
+        return ""
+    differ = ", ".join(s for s in ha if s not in same)
     return (
-        f"; on {study.get('backbone')} (min_hidden {min_hidden}) a and b build the same "
+        f"; on {backbone} (min_hidden {min_hidden}) a and b build the same "
         f"bottleneck at {', '.join(same)}: they differ at {differ} only"
     )
 

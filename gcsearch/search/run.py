@@ -134,39 +134,42 @@ def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
     return drop
 
 
-def _weights_keeper(run_dir: Path, weights_dir: Path) -> Any:
-    """Keep the best seed's checkpoint of a complete candidate as
+@dataclass
+class WeightsKeeper:
+    """Keeps the best seed's checkpoint of a complete candidate as
     ``weights/<checkpoint_name(network key)>``; the other seeds' files are removed, except a
     Non-local row's (``nl-*`` presets): ``gcsearch analyze nl RUN`` averages GCNet's Table 1
-    over its seeds (``weights/seedS/``), so those stay and the best is copied. Returns the
-    path relative to the run directory (recorded on the trial as ``weights``)."""
-    from gcsearch.checkpoint import checkpoint_name
+    over its seeds (``weights/seedS/``), so those stay (listed in ``kept``, which
+    ``drop_seed_files`` spares) and the best is copied. A call returns the path relative to
+    the run directory (recorded on the trial as ``weights``)."""
 
-    kept: set[Path] = set()  # seed files kept (an NL row's), spared by drop_seed_files
+    run_dir: Path
+    weights_dir: Path
+    kept: set[Path] = field(default_factory=set)
 
-    def keep(key: str, results: list[dict[str, Any]]) -> str | None:
+    def __call__(self, key: str, results: list[dict[str, Any]]) -> str | None:
+        from gcsearch.checkpoint import checkpoint_name
+
         scored = [r for r in results if r.get("top1") is not None]
         if not scored:
             return None
         best = max(scored, key=lambda r: (float(r["top1"]), -int(r.get("seed", 0))))
-        target = weights_dir / checkpoint_name(key)
+        target = self.weights_dir / checkpoint_name(key)
         every = any(str(r.get("candidate_id", "")).startswith("nl-") for r in results)
         wrote = False
         for r in results:
-            path = seed_weights_path(weights_dir, str(r.get("candidate_id")), int(r["seed"]))
+            cid = str(r.get("candidate_id"))
+            path = seed_weights_path(self.weights_dir, cid, int(r["seed"]))
             if not path.is_file():
                 continue
             if r is best:
                 (shutil.copyfile if every else Path.replace)(path, target)
                 wrote = True
             if every:
-                kept.add(path)
+                self.kept.add(path)
             elif r is not best:
                 path.unlink()
-        return str(target.relative_to(run_dir)) if wrote else None
-
-    keep.kept = kept  # type: ignore[attr-defined]
-    return keep
+        return str(target.relative_to(self.run_dir)) if wrote else None
 
 
 def drop_seed_files(weights_dir: Path, kept: set[Path]) -> None:
@@ -424,7 +427,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             rungs=tuple(rungs),
         )
         weights_dir, states_dir = run_dir / "weights", run_dir / "states"
-        keep_weights = _weights_keeper(run_dir, weights_dir) if c.weights else None
+        keep_weights = WeightsKeeper(run_dir, weights_dir) if c.weights else None
         fuse, fuse_why = _fusion(space, c, input_shape, int(budget["batch_size"]))
         if console is not None and c.progress and space.search.fuse_seeds != "off":
             console.print(fuse_why, highlight=False)
@@ -474,7 +477,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
                 executor.shutdown()
             ray_stop_s = time.perf_counter() - ray_t0
         if c.weights and weights_dir.is_dir():  # seed files of candidates that did not complete
-            drop_seed_files(weights_dir, getattr(keep_weights, "kept", set()))
+            drop_seed_files(weights_dir, keep_weights.kept if keep_weights else set())
         if not c.keep_states and fault is None:  # a stopped run's states serve its --resume
             shutil.rmtree(states_dir, ignore_errors=True)
         outcome = Outcome(

@@ -336,11 +336,12 @@ class _GP:
         best = None
         dot = x @ x.T
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
+        eye = np.eye(len(x))
         for w in weights:
             for ell in LENGTH_SCALES:
                 for noise in NOISES:
-                    k = (1 - w) * np.exp(-d2 / (2 * ell**2)) + w * dot / self.axes
-                    k = k + noise * np.eye(len(x))
+                    k = (1 - w) * rbf[ell] + w * dot / self.axes + noise * eye
                     try:
                         chol = np.linalg.cholesky(k)
                     except np.linalg.LinAlgError:

@@ -236,11 +236,11 @@ def test_a_search_keeps_every_seed_of_an_nl_row_and_one_of_the_others(tmp_path: 
     averages over them) and a copy of the best; any other row keeps only its best seed; the
     end-of-search sweep removes other seed files (a pairs run lost its NL seeds to it)."""
     from gcsearch.checkpoint import checkpoint_name
-    from gcsearch.search.run import _weights_keeper, drop_seed_files
+    from gcsearch.search.run import WeightsKeeper, drop_seed_files
     from gcsearch.search.trial import seed_weights_path
 
     weights = tmp_path / "weights"
-    keep = _weights_keeper(tmp_path, weights)
+    keep = WeightsKeeper(tmp_path, weights)
     for cid, key in (("nl-dot@after_add:c4:last", "nl"), ("gc@after_1x1:c3c4c5", "gc")):
         results = [{"candidate_id": cid, "seed": s, "top1": 50.0 + s % 2} for s in range(3)]
         for r in results:
