@@ -275,15 +275,8 @@ class WideGradedHueMatch(GradedHueMatch):
         "distinct bottlenecks at every stage (set min_hidden = 2)"
     )
     backbone: str = "resnet8w4"
-    budget: Budget = field(
-        default_factory=lambda: Budget(
-            train_images=2000,
-            val_images=2000,
-            epochs=6,
-            batch_size=64,
-            lr=0.01,
-            weight_decay=0.05,
-            warmup_epochs=1.0,
-            optimizer="adamw",
+    budget: Budget = field(  # synthetic-graded's recipe on fewer strips and epochs
+        default_factory=lambda: GradedHueMatch().budget.replace(
+            train_images=2000, val_images=2000, epochs=6
         )
     )
