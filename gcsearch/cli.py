@@ -265,6 +265,19 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         help="the training step through torch.compile (default: space file, off)",
     )
     p.add_argument(
+        "--reference-ci",
+        type=float,
+        default=None,
+        help="reference rows add seeds until their top-1 95%% interval is within +- this "
+        "many points; 0: off (default: space file, off)",
+    )
+    p.add_argument(
+        "--reference-max-seeds",
+        type=int,
+        default=None,
+        help="most seeds a reference row trains for --reference-ci (default: space file, 30)",
+    )
+    p.add_argument(
         "--address", default=None, help="join a running Ray cluster (e.g. auto or 10.0.0.1:6379)"
     )
     p.add_argument(

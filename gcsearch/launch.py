@@ -211,13 +211,14 @@ def _check_flags(args: Any) -> None:
         ("eta", 2),
         ("max_retries", 0),
         ("min_epochs", 1),
+        ("reference_max_seeds", 2),
     ):
         value = getattr(args, flag, None)
         if value is not None and value < lo:
             raise UserError(
                 f"--{flag.replace('_', '-')}: {value} is out of range (allowed: integers >= {lo})"
             )
-    for flag in ("cpus_per_trial", "gpus_per_trial"):
+    for flag in ("cpus_per_trial", "gpus_per_trial", "reference_ci"):
         value = getattr(args, flag, None)
         lo_ok = value is None or (value > 0 if flag == "cpus_per_trial" else value >= 0)
         if not lo_ok or (value is not None and not math.isfinite(value)):
@@ -241,6 +242,8 @@ def _space_from_args(args: Any) -> Space:
         ("eta", "eta"),
         ("fuse_seeds", "fuse_seeds"),
         ("compile", "compile"),
+        ("reference_ci", "reference_ci"),
+        ("reference_max_seeds", "reference_max_seeds"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

@@ -271,6 +271,12 @@ def frame_from_study(study: optuna.Study) -> pd.DataFrame:
             if k in attrs
         },
     }
+    searched = (attrs.get("space") or {}).get("search") or {}
+    if searched.get("reference_ci"):  # reference rows' seeds followed their intervals
+        frame.attrs["study"]["reference_ci"] = {
+            "ci": searched["reference_ci"],
+            "max_seeds": searched.get("reference_max_seeds"),
+        }
     return frame
 
 

@@ -259,6 +259,11 @@ def _summary_lines(report: Report) -> list[str]:
     search = [f"{k} {s[k]}" for k in ("sampler", "seeds") if k in s]
     if isinstance(s.get("fidelity"), Mapping) and s["fidelity"].get("enabled"):
         search.append(f"rungs at epochs {s['fidelity'].get('rungs')}")
+    if isinstance(s.get("reference_ci"), Mapping):  # reference rows' seeds follow intervals
+        r = s["reference_ci"]
+        search.append(
+            f"reference rows add seeds to a ±{r['ci']:g}-point interval (at most {r['max_seeds']})"
+        )
     if search:
         lines.insert(
             3, "Search: " + ", ".join(search) + (" (smoke budget)" if s.get("smoke") else "")

@@ -104,30 +104,40 @@ class Dispatch:
         before = run.stop_at if run.results else None  # the rung this run stopped at, if any
         run.stop_at, run.waiting, run.results = stop_at, False, []
         run.jobs_left, run.fused = self.seeds, self.fuse and self.seeds > 1
-        parts = []
-        for seed in range(self.seeds):
-            state = self._state(run, seed)
-            parts.append(
-                self.job(
-                    trial=run.trial.number,
-                    candidate=run.cand.to_dict(),
-                    seed=seed,
-                    protected=run.role == "reference",
-                    fault=self.faults.get(run.cand.id),
-                    stop_at=stop_at,
-                    weights_dir=self.weights_dir if stop_at is None else None,
-                    keep_state=state if stop_at is not None else None,
-                    resume_state=state if before is not None else None,
-                    start_epoch=before or 0,
-                    cost=self.costs.get(run.key),
-                )
-            )
+        parts = [self._part(run, seed, stop_at, before) for seed in range(self.seeds)]
         if run.fused:  # one job on one worker; each seed still answered as its own job
             self.executor.submit(dataclasses.replace(parts[0], fused=tuple(parts)))
         else:
             for part in parts:
                 self.executor.submit(part)
         self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
+
+    def extend(self, run: Running, more: int) -> None:
+        """``more`` seeds after those ``run`` holds, each trained in full as its own job (a
+        reference row narrowing its interval, ``[search] reference_ci``)."""
+        first = max((r.seed for r in run.results), default=-1) + 1
+        run.jobs_left, run.fused = run.jobs_left + more, False
+        self.display.progress.extra_jobs += more
+        for seed in range(first, first + more):
+            self.executor.submit(self._part(run, seed, None, None))
+
+    def _part(self, run: Running, seed: int, stop_at: int | None, before: int | None) -> Job:
+        """The job of one seed of ``run``: to ``stop_at`` (or the full budget), continuing
+        the state kept at rung ``before`` when there is one."""
+        state = self._state(run, seed)
+        return self.job(
+            trial=run.trial.number,
+            candidate=run.cand.to_dict(),
+            seed=seed,
+            protected=run.role == "reference",
+            fault=self.faults.get(run.cand.id),
+            stop_at=stop_at,
+            weights_dir=self.weights_dir if stop_at is None else None,
+            keep_state=state if stop_at is not None else None,
+            resume_state=state if before is not None else None,
+            start_epoch=before or 0,
+            cost=self.costs.get(run.key),
+        )
 
     def _state(self, run: Running, seed: int) -> str | None:
         """Where one seed of ``run`` keeps its training state between rungs."""

@@ -66,6 +66,7 @@ class Progress:
     job_seconds: list[float] = field(default_factory=list)
     last: str = ""
     jobs_before: int = 0  #: seed runs finished before this session (a resumed search)
+    extra_jobs: int = 0  #: seeds added to reference rows (``[search] reference_ci``)
     _since: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -74,7 +75,7 @@ class Progress:
 
     @property
     def jobs_total(self) -> int:
-        return max(1, self.total * max(1, self.seeds))
+        return max(1, self.total * max(1, self.seeds) + self.extra_jobs)
 
     @property
     def jobs_done(self) -> int:

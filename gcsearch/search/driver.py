@@ -31,6 +31,7 @@ from gcsearch.search.claims import Claims, recover_stale_trials
 from gcsearch.search.dispatch import Dispatch
 from gcsearch.search.display import Display
 from gcsearch.search.ledger import Ledger, Running
+from gcsearch.search.precision import resolution, seeds_for_width
 from gcsearch.search.proposal import Proposal
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.rungs import RungPolicy, result_cost, rung_metrics
@@ -121,6 +122,9 @@ class Driver:
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
         )
+        self.reference_ci = space.search.reference_ci
+        self.reference_max_seeds = space.search.reference_max_seeds
+        self.val_images = int(budget.get("val_images") or 0) or None
         self.job_seconds = 0.0  # wall time of the seed runs collected
         self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
         self.epochs_trained = 0
@@ -230,8 +234,27 @@ class Driver:
         if reached:
             run.waiting = True
             self._decide_rungs()
+        elif not failed and self._narrow(run):
+            return
         else:
             self._finish(run)
+
+    def _narrow(self, run: Running) -> bool:
+        """A reference row whose top-1 interval is wider than ``[search] reference_ci`` trains
+        more seeds (as many as its observed sd projects, at most one per slot at a time, up to
+        ``reference_max_seeds``); True while it does. Seeds go where the answer is still open:
+        the rows every comparison is read against."""
+        target = self.reference_ci
+        if not target or run.role != "reference" or run.stop_at is not None:
+            return False
+        top1 = [r.top1 for r in run.results if r.top1 is not None]
+        cap = max(self.reference_max_seeds, len(run.results))
+        want = seeds_for_width(top1, target, floor=resolution(self.val_images), most=cap)
+        more = min(want - len(run.results), max(1, int(self.executor.parallel)))
+        if more <= 0:
+            return False
+        self.dispatch.extend(run, more)
+        return True
 
     def _finish(self, run: Running, forced: str | None = None) -> None:
         self.teller.finish(run, forced)

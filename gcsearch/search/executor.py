@@ -161,6 +161,15 @@ def _enable_auth_token() -> bool:
 class TrialWorker:
     """One slot of the search: a process that keeps its resources and trains job after job."""
 
+    def warm(self) -> None:
+        """Import what a training needs (torch, the tasks and the training loop) before the
+        first job comes: asked as soon as the worker exists, so it runs while the driver still
+        counts costs and sets up, not inside the first trial."""
+        import torch  # noqa: F401
+
+        import gcsearch.tasks.fused
+        import gcsearch.tasks.train  # noqa: F401
+
     def run(self, job: Job, attempt: int) -> list[tuple[Job, TrialResult]]:
         """``run_jobs`` on the device Ray gave this worker (each seed's job and result; several
         for a fused job), with Ray's view of where it ran."""
@@ -281,6 +290,8 @@ class RayExecutor:
             **worker_options(cpus_per_trial, gpus_per_trial)
         )
         self._idle = [self._worker.remote() for _ in range(self.parallel)]
+        for worker in self._idle:  # a job asked later waits for its worker's warm-up to end
+            worker.warm.remote()
         self._vacant = 0  # slots whose worker was killed or died: refilled when work comes
         self._queue: deque[tuple[Job, int]] = deque()  # (job, attempt) waiting for a slot
         self._refs: dict[Any, tuple[Job, Any, int]] = {}  # running: (job, worker, attempt)

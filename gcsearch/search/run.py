@@ -25,8 +25,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,8 @@ class SearchConfig:
     ``study_name``), on what (``address`` of a Ray cluster, ``device``, ``parallel`` slots,
     ``max_retries`` of a lost worker; ``executor`` replaces Ray, as ``gcsearch.search.local``
     and the benchmark's table executor do), and what it keeps (``weights``) or shows
-    (``progress``, ``console``). ``smoke``: the tiny budget the tests use. ``faults`` maps
+    (``progress``, ``console``). ``smoke``: the tiny budget the tests use (no reference seeds
+    added: its intervals say nothing). ``faults`` maps
     candidate ids to a test fault (``nan``, ``kill-once:<marker>``; ``GCSEARCH_FAULTS``, JSON,
     does the same from the environment); ``network_costs`` (network key -> cost dict) skips
     counting the space's costs (benchmark replays pass their table's); ``command`` is the CLI
@@ -274,28 +276,49 @@ def _provenance(
     }
 
 
-def _costs_and_box(
+def _count_costs(
     study: optuna.Study, space: Space, c: SearchConfig, shape: Sequence[int], classes: int
-) -> dict[str, Any]:
+) -> Callable[[], dict[str, Any]]:
     """Every network's exact cost and the hypervolume box, counted and fixed once per study
-    (the strategy and the report read them from there)."""
+    (the strategy and the report read them from there). The count (fvcore, torch imported for
+    it) runs on a thread while Ray starts; the returned call waits for it and records the box
+    on the study: an error of the count is raised there."""
     from gcsearch.search.strategy import hv_box, searched_networks, space_costs
 
-    costs = c.network_costs or study.user_attrs.get("network_costs")
-    if not costs:
+    known = c.network_costs or study.user_attrs.get("network_costs")
+    box: dict[str, Any] = {}
+
+    def count() -> None:
+        try:
+            box["costs"] = space_costs(space, shape, classes)
+        except BaseException as exc:  # raised again in the driver's thread
+            box["error"] = exc
+
+    thread = None
+    if not known:
         if c.progress:
             print(
                 f"counting the exact cost of every network of {space.name} (fvcore, "
                 "once per study) ...",
                 flush=True,
             )
-        costs = space_costs(space, shape, classes)
-    if "hv_reference" not in study.user_attrs:
-        reference, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
-        study.set_user_attr("network_costs", costs)
-        study.set_user_attr("hv_reference", reference)
-        study.set_user_attr("hv_ideal", ideal)
-    return dict(costs)
+        thread = threading.Thread(target=count, name="gcsearch-costs", daemon=True)
+        thread.start()
+
+    def result() -> dict[str, Any]:
+        if thread is not None:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+        costs = known or box["costs"]
+        if "hv_reference" not in study.user_attrs:
+            reference, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
+            study.set_user_attr("network_costs", costs)
+            study.set_user_attr("hv_reference", reference)
+            study.set_user_attr("hv_ideal", ideal)
+        return dict(costs)
+
+    return result
 
 
 def _start_executor(
@@ -391,6 +414,8 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
     run_dir.mkdir(parents=True, exist_ok=True)
     name = c.study_name or space.name
     faults = dict(c.faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
+    if c.smoke and space.search.reference_ci:  # a smoke budget's intervals say nothing
+        space = space.with_overrides(reference_ci=0.0)
     budget, input_shape, num_classes = resolve_budget(space, c.smoke)
     max_epochs = int(budget["epochs"])
     rungs = space.fidelity.rungs(max_epochs)
@@ -414,9 +439,10 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
         marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if c.resume else 0
-        costs = _costs_and_box(study, space, c, input_shape, num_classes)
+        counted = _count_costs(study, space, c, input_shape, num_classes)
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)
+        costs = counted()  # counted while Ray started (and the workers import torch)
         prog = Progress(
             title=f"{space.name} ({where})",
             total=space.n_trials() + len(space.references()),

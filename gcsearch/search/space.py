@@ -153,6 +153,10 @@ class SearchSettings:
     fuse_seeds: str = "off"
     # the training step through torch.compile (tasks.COMPILE_MODES); off: eager
     compile: str = "off"
+    # reference rows train more seeds, a look at a time, until their top-1 95 % interval is
+    # at most ± this many points (0: off) or they hold ``reference_max_seeds`` seeds
+    reference_ci: float = 0.0
+    reference_max_seeds: int = 30
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -526,6 +530,8 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         "validate_every",
         "fuse_seeds",
         "compile",
+        "reference_ci",
+        "reference_max_seeds",
     )
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
@@ -540,7 +546,13 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
             )
         else:
             kw["n_trials"] = r.integer(t["n_trials"], "search.n_trials", 1)
-    for key, lo in (("seeds", 1), ("parallel", 1), ("sampler_seed", 0), ("validate_every", 0)):
+    for key, lo in (
+        ("seeds", 1),
+        ("parallel", 1),
+        ("sampler_seed", 0),
+        ("validate_every", 0),
+        ("reference_max_seeds", 2),
+    ):
         if key in t:
             kw[key] = r.integer(
                 t[key], f"search.{key}", lo, 10_000 if key != "sampler_seed" else 2**31 - 1
@@ -555,7 +567,16 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         kw["cpus_per_trial"] = r.number(t["cpus_per_trial"], "search.cpus_per_trial", 0, True, 1024)
     if "gpus_per_trial" in t:
         kw["gpus_per_trial"] = r.number(t["gpus_per_trial"], "search.gpus_per_trial", 0, False, 64)
-    return SearchSettings(**kw)
+    if "reference_ci" in t:
+        kw["reference_ci"] = r.number(t["reference_ci"], "search.reference_ci", 0, False, 100)
+    settings = SearchSettings(**kw)
+    if settings.reference_ci and settings.reference_max_seeds < settings.seeds:
+        raise r.fail(
+            "search.reference_max_seeds",
+            f"{settings.reference_max_seeds} is fewer than search.seeds ({settings.seeds})",
+            f"integers >= {settings.seeds}",
+        )
+    return settings
 
 
 def _read_fidelity(r: _Reader, data: Any) -> Fidelity:
