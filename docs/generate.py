@@ -133,6 +133,8 @@ JSON_FIGURES: dict[str, Callable[[Any], float]] = {
         f["saving_if_resumed"] for f in _late_rungs(b)
     ),
     "late_rung_hv_lost_max": lambda b: 1 - min(f["hv_fraction"] for f in _late_rungs(b)),
+    # benchmarks/overhead-quick.json: the plain loop's own time outside training steps
+    "plain_outside": lambda o: 1 - o["plain_loop"]["train_s"] / o["plain_loop"]["process_wall_s"],
 }
 
 
@@ -557,12 +559,24 @@ def search_select_budgets(root: Path) -> list[str]:
     return lines
 
 
+def search_overhead(root: Path) -> list[str]:
+    """Where the demo search's slot-time went (benchmarks/overhead-quick.json)."""
+    data = _json(root, "benchmarks/overhead-quick.json")
+    total = data["slots"] * data["search_wall_s"]
+    lines = ["| part | slot-s | share |", "|---|---|---|"]
+    for name, seconds in data["parts_slot_s"].items():
+        lines.append(f"| {name} | {seconds:.1f} | {100 * seconds / total:.1f} % |")
+    lines.append(f"| **all but training steps** | | **{100 * data['outside_share']:.1f} %** |")
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
     "search-shuffled": lambda root: _strategies(root, "shuffled"),
     "search-fidelity": search_fidelity,
     "search-asks": search_asks,
+    "search-overhead": search_overhead,
     "search-inflight": search_inflight,
     "search-inflight-tuning": search_inflight_tuning,
     "search-select-folds": search_select_folds,

@@ -28,7 +28,8 @@ from typing import Any
 
 from gcsearch.errors import UserError
 
-#: the plain loop, run in a fresh process: the trainings of a finished search, one by one
+#: the plain loop, run in a fresh process: the trainings of a finished search, one by one,
+#: validated at the epochs the search validates (its rungs and the last)
 _PLAIN = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -41,10 +42,12 @@ space = load_space(space_path)
 budget, _, _ = resolve_budget(space, smoke)
 task = get_task(space.task, space.data) if space.data else get_task(space.task)
 b = Budget(**{k: tuple(v) if isinstance(v, list) else v for k, v in budget.items()})
+at = space.search.validate_at(b.epochs, space.fidelity.rungs(b.epochs))  # as the search does
 steps = 0.0
 for cand, seed, epochs in jobs:
     r = train(cand, task, b, seed, "cpu", backbone=space.backbone, threads=1,
-              min_hidden=space.min_hidden, callback=lambda rec, e=epochs: rec["epoch"] >= e)
+              min_hidden=space.min_hidden, callback=lambda rec, e=epochs: rec["epoch"] >= e,
+              validate_at=at)
     steps += r.train_s
 print(json.dumps({"wall_s": time.perf_counter() - t0, "train_s": steps}))
 """
