@@ -24,6 +24,17 @@ CROP_PAD = 2
 #: per-channel (mean, std) of images scaled to [0, 1], each of shape (1, C, 1, 1)
 Stats = tuple[torch.Tensor, torch.Tensor]
 
+#: images per evaluation batch, unless the training batch is larger. Evaluation is per image (the
+#: model is in eval mode), so the batch changes speed, not logits; on the 2-core CPU the demo
+#: networks evaluate faster at 128 than at 256 (the batch's activations stay in cache):
+#: ``gcsearch bench overhead``'s validation part (benchmarks/overhead-quick.json).
+EVAL_BATCH = 128
+
+
+def eval_batch(train_batch: int) -> int:
+    """The evaluation batch of a task whose training batch is ``train_batch``."""
+    return max(train_batch, EVAL_BATCH)
+
 
 class TensorBatches:
     """Batches ``(x, y)``: float images (B, C, H, W), channels_last, and int64 labels (B,).

@@ -20,7 +20,7 @@ import torch
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget, sized
-from gcsearch.tasks.batches import TensorBatches, balanced_indices, channel_stats
+from gcsearch.tasks.batches import TensorBatches, balanced_indices, channel_stats, eval_batch
 
 #: (train images, train labels, test images or None, test labels or None)
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
@@ -121,7 +121,7 @@ def held_loaders(
         TensorBatches(
             evaluation[0],
             evaluation[2],
-            max(budget.batch_size, 256),
+            eval_batch(budget.batch_size),
             index=evaluation[1],
             stats=stats,
             size=size,

@@ -56,7 +56,7 @@ import torch
 
 from gcsearch.errors import UserError
 from gcsearch.tasks import Budget
-from gcsearch.tasks.batches import TensorBatches
+from gcsearch.tasks.batches import TensorBatches, eval_batch
 
 #: 3x3 binary glyphs (the nuisance shape) and hue count (the attribute compared)
 GLYPHS = 8
@@ -206,7 +206,7 @@ class LongRangeMatch:
         )
         return (
             TensorBatches(x, y, budget.batch_size, shuffle=True, seed=seed, augment=budget.augment),
-            TensorBatches(xe, ye, max(budget.batch_size, 256)),
+            TensorBatches(xe, ye, eval_batch(budget.batch_size)),
         )
 
     def summary(self) -> str:
