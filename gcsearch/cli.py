@@ -552,14 +552,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--ehvi-batch",
         default=None,
         help="how ehvi treats networks in flight (tuning; default: the shipped "
-        "rule, gcsearch.search.strategy.SETTINGS)",
+        "rule, gcsearch.search.strategy.EHVISettings())",
     )
     g.add_argument(
         "--ehvi",
         default=None,
         metavar="KEY=VALUE,...",
         help="ehvi settings to replay with, e.g. sd_scale=2,starts=4 (tuning; default: "
-        "the shipped gcsearch.search.strategy.SETTINGS)",
+        "the shipped gcsearch.search.strategy.EHVISettings())",
     )
     g.add_argument(
         "--budget-fraction",

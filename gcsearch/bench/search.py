@@ -182,8 +182,10 @@ def replay(
     interrupt_after: int | None = None,
     resume_from: Any = None,
     in_flight: int = 0,
+    ehvi: Any = None,
 ) -> tuple[Any, TableExecutor]:
-    """One search answered from ``table`` through the real driver (in-memory, no Ray).
+    """One search answered from ``table`` through the real driver (in-memory, no Ray);
+    ``ehvi``: the ``EHVISettings`` an ehvi search replays with (default: the shipped ones).
 
     ``in_flight``: candidates unanswered when each new one is proposed, as a search with
     parallel slots runs (``parallel = 2`` seed jobs: 1). The executor takes ``in_flight x
@@ -213,6 +215,7 @@ def replay(
             progress=False,
             weights=False,
             network_costs=costs,
+            ehvi=ehvi,
         )
         out = run_study(sp, config)  # the study is all a replay reads
     return out.study, ex
@@ -252,11 +255,12 @@ def bench_strategies(
     shuffle: bool,
     first_seed: int = 0,
     in_flight: int = 0,
+    ehvi: Any = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Replays of each strategy and the two controls; ``shuffle`` uses shuffled tables.
-    Replay ``i`` uses sampler seed and shuffle ``first_seed + i``; ``in_flight`` as
-    ``replay``."""
+    Replay ``i`` uses sampler seed and shuffle ``first_seed + i``; ``in_flight`` and ``ehvi``
+    as ``replay``."""
     n = max(1, round(fraction * len(space.candidates())))
     out: dict[str, Any] = {
         "budget_trials": n,
@@ -286,7 +290,9 @@ def bench_strategies(
         scores["random-networks"].append(scorer.hv({k: truth[k] for k in pick}) / full)
         for s in strategies:
             tick = time.perf_counter()
-            study, _ = replay(space, t, sampler=s, n_trials=n, seed=i, in_flight=in_flight)
+            study, _ = replay(
+                space, t, sampler=s, n_trials=n, seed=i, in_flight=in_flight, ehvi=ehvi
+            )
             seconds[s] += time.perf_counter() - tick
             scores[s].append(scorer.hv(found_networks(study)) / full)
         if (i + 1 - first_seed) % 10 == 0 or i + 1 - first_seed == replays:
@@ -509,10 +515,8 @@ def _print(figures: Mapping[str, Any]) -> None:
 
 def run_bench_search(args: argparse.Namespace) -> int:
     """Entry point for ``gcsearch bench search``."""
-    from gcsearch.search import strategy
-
     _check(args)
-    strategy.SETTINGS = _settings(args)  # what ehvi replays with (tuning; default: shipped)
+    ehvi = _settings(args)  # what ehvi replays with (tuning; default: shipped)
     space = load_space(args.space or BENCH_SPACE)
     path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
     seeds = list(range(args.table_seeds))
@@ -521,8 +525,8 @@ def run_bench_search(args: argparse.Namespace) -> int:
         "command": "gcsearch " + shlex.join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "load_average": os.getloadavg(),
-        "ehvi_batch": strategy.SETTINGS.batch_rule,
-        "ehvi": strategy.SETTINGS.label(),
+        "ehvi_batch": ehvi.batch_rule,
+        "ehvi": ehvi.label(),
     }
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
@@ -552,6 +556,7 @@ def run_bench_search(args: argparse.Namespace) -> int:
                         shuffle=name == "shuffled",
                         first_seed=args.first_seed,
                         in_flight=k,
+                        ehvi=ehvi,
                     )
                     for name in ("original", "shuffled")
                 }

@@ -106,9 +106,9 @@ def _job(
     fraction: float,
     cache: str,
 ) -> dict[str, Any]:
-    """One batch of replays. The strategy reads the module's settings and a pool process runs
-    many batches, so the label is parsed over the shipped defaults, never over the settings the
-    process's previous batch left (a label leaves local_every=0 and additive=off unsaid)."""
+    """One batch of replays with the settings ``settings_label`` names, parsed over the shipped
+    defaults (a label leaves local_every=0 and additive=off unsaid) and handed to the replays:
+    a pool process runs many batches, and none leaves its settings to the next."""
     path = Path(cache)
     if path.exists():
         return json.loads(path.read_text())
@@ -117,7 +117,7 @@ def _job(
     from gcsearch.search import strategy
     from gcsearch.search.space import load_space
 
-    strategy.SETTINGS = strategy.EHVISettings.parse(settings_label)
+    ehvi = strategy.EHVISettings.parse(settings_label)
     space = load_space(space_path)
     table = load_table(table_path(space), space, [0, 1, 2])
     tick = time.perf_counter()
@@ -130,6 +130,7 @@ def _job(
         shuffle=shuffle,
         first_seed=seeds[0],
         in_flight=in_flight,
+        ehvi=ehvi,
         log=lambda _: None,
     )
     out["settings"] = settings_label
@@ -199,7 +200,7 @@ def select(
     from gcsearch.search.space import load_space
     from gcsearch.search.strategy import EHVISettings
 
-    shipped = EHVISettings().label()  # the class's defaults: a batch run here replaces SETTINGS
+    shipped = EHVISettings().label()  # the class's defaults
     labels = [s.label() for s in grid]
     labels += [] if shipped in labels else [shipped]  # the incumbent is always a candidate
     log(f"tuning: {len(labels)} settings x {len(spaces)} tables, seeds {tune_seeds[0]}-...")

@@ -215,6 +215,7 @@ class SearchConfig:
     console: Any = None
     weights: bool = True
     network_costs: Any = None
+    ehvi: Any = None  # strategy.EHVISettings of the ehvi strategy; None: the shipped ones
     deterministic: bool = False
     command: Sequence[str] | None = None
     keep_states: bool = False  # keep the rung runs' training states after the search
@@ -468,7 +469,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             display=Display(prog, console=console, enabled=c.progress),
             n_trials=space.n_trials(),
             threads=max(1, int(space.search.cpus_per_trial)),
-            strategy=make_strategy(space, costs, study.user_attrs),
+            strategy=make_strategy(space, costs, study.user_attrs, c.ehvi),
             weights_dir=str(weights_dir.resolve()) if c.weights else None,
             states_dir=str(states_dir.resolve()) if space.fidelity.enabled else None,
             costs=costs,

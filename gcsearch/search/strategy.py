@@ -89,9 +89,8 @@ class EHVISettings:
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
         """``"sd_scale=2,starts=4"`` over ``base`` (default: the shipped settings, the class's
-        defaults: never the module's ``SETTINGS``, which a benchmark replaces, so a label that
-        leaves a field at its default cannot inherit another setting's value); raises
-        ValueError naming the allowed keys and values."""
+        defaults, so a label that leaves a field at its default cannot inherit another
+        setting's value); raises ValueError naming the allowed keys and values."""
         out = base or cls()
         for item in (i.strip() for i in text.split(",") if i.strip()):
             key, eq, value = item.partition("=")
@@ -128,10 +127,6 @@ class EHVISettings:
         out = f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
         out += f",local_every={self.local_every}" if self.local_every else ""
         return out + (",additive=on" if self.additive else "")
-
-
-#: The shipped settings (what a search uses; ``gcsearch bench search --ehvi`` replays others).
-SETTINGS = EHVISettings()
 
 
 def space_costs(
@@ -453,7 +448,7 @@ class EHVIStrategy:
         settings: EHVISettings | None = None,
     ) -> None:
         self.space = space
-        self.settings = settings or SETTINGS
+        self.settings = settings or EHVISettings()  # the shipped settings
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
@@ -858,16 +853,19 @@ class _Gains:
 
 
 def make_strategy(
-    space: Space, costs: Mapping[str, Mapping[str, float]], attrs: Mapping[str, Any]
+    space: Space,
+    costs: Mapping[str, Mapping[str, float]],
+    attrs: Mapping[str, Any],
+    settings: EHVISettings | None = None,
 ) -> EHVIStrategy | None:
-    """The driver-side strategy a space asks for (``ehvi``), or None for Optuna's and grid."""
+    """The driver-side strategy a space asks for (``ehvi``, with ``settings``: default the
+    shipped ones, which a benchmark replays others against), or None for Optuna's and grid."""
     if space.search.sampler != "ehvi":
         return None
-    return EHVIStrategy(space, costs, attrs["hv_reference"], attrs["hv_ideal"])
+    return EHVIStrategy(space, costs, attrs["hv_reference"], attrs["hv_ideal"], settings)
 
 
 __all__ = [
-    "SETTINGS",
     "EHVISettings",
     "EHVIStrategy",
     "hv_box",

@@ -175,13 +175,20 @@ def test_replay_proposes_with_the_given_number_in_flight(
 
 @pytest.mark.parametrize("rule", ["kb", "kb-fixed", "cl", "kb+fill", "cl+prior"])
 def test_every_batch_rule_trains_the_budget_in_distinct_networks(
-    rule: str, monkeypatch: pytest.MonkeyPatch
+    rule: str,
 ) -> None:
     from gcsearch.search import strategy
 
-    monkeypatch.setattr(strategy, "SETTINGS", strategy.EHVISettings(batch_rule=rule))
     space = load_space(BENCH_SPACE)
-    study, _ = replay(space, fake_table(space), sampler="ehvi", n_trials=14, seed=1, in_flight=3)
+    study, _ = replay(
+        space,
+        fake_table(space),
+        sampler="ehvi",
+        n_trials=14,
+        seed=1,
+        in_flight=3,
+        ehvi=strategy.EHVISettings(batch_rule=rule),
+    )
     recs = [TrialRecord.read(t) for t in study.trials]
     trained = [r for r in recs if r.trained and r.role == "search"]
     assert len(trained) == 14 and len({r.network for r in trained}) == 14

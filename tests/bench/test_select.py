@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from gcsearch.bench.select import choose_setting, parse_grid, rank_of, select
-from gcsearch.search.strategy import SETTINGS, EHVISettings
+from gcsearch.search.strategy import EHVISettings
 
 
 def test_settings_parse_and_label_round_trip() -> None:
     s = EHVISettings.parse("sd_scale=2.5,starts=4,batch_rule=kb")
     assert (s.sd_scale, s.starts, s.batch_rule) == (2.5, 4, "kb")
     assert EHVISettings.parse(s.label()) == s
-    assert EHVISettings.parse("") == SETTINGS
+    assert EHVISettings.parse("") == EHVISettings()
     for bad in ("sd_scale=0", "starts=0", "batch_rule=nope", "explore=1", "sd_scale"):
         with pytest.raises(ValueError, match="allowed"):
             EHVISettings.parse(bad)

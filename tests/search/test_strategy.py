@@ -161,7 +161,7 @@ def test_every_objective_set_works_with_every_strategy(
             elif metric == "top1":
                 assert value == pytest.approx(sum(r["top1"] for r in results) / len(results))
     measured = [o for o in objectives if o.split(":")[0] in ("top1", "loss", "latency")]
-    if strategy == "ehvi":  # a model per measured objective once SETTINGS.starts networks are in
+    if strategy == "ehvi":  # a model per measured objective once settings.starts networks are in
         assert fits and len(fits) % len(measured) == 0
     else:
         assert not fits
@@ -209,17 +209,22 @@ def test_additive_kernel_carries_main_effects_to_an_untried_network() -> None:
         EHVISettings.parse("additive=yes")
 
 
-def test_a_label_never_inherits_the_settings_a_benchmark_left(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A pool process replays many settings and each sets the module's SETTINGS: parsing the
-    next label (which leaves local_every=0 and additive=off unsaid) must give the shipped
-    defaults there, not the previous batch's (bench select's cache once held starts=4 replays
-    made with local_every=3)."""
+def test_settings_travel_with_the_search_never_through_module_state() -> None:
+    """A benchmark's pool process replays many settings one after another: each replay is
+    handed its own (SearchConfig.ehvi -> make_strategy), there is no module-wide setting a
+    replay could leave to the next (bench select's cache once held starts=4 replays made with
+    the previous batch's local_every=3), and a label leaves unsaid fields at the defaults."""
     from gcsearch.search import strategy
 
-    left = strategy.EHVISettings.parse("local_every=3,additive=on")
-    monkeypatch.setattr(strategy, "SETTINGS", left)
+    assert not hasattr(strategy, "SETTINGS")
+    space = load_space("quick")
+    _, shape, classes = resolve_budget(space)
+    costs = space_costs(space, shape, classes)
+    ref, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
+    attrs = {"hv_reference": ref, "hv_ideal": ideal}
+    space = space.with_overrides(sampler="ehvi")
+    mine = strategy.EHVISettings.parse("local_every=3,additive=on")
+    assert strategy.make_strategy(space, costs, attrs, mine).settings is mine
+    assert strategy.make_strategy(space, costs, attrs).settings == strategy.EHVISettings()
     again = strategy.EHVISettings.parse("sd_scale=1.5,starts=4,batch_rule=kb-fixed+prior")
     assert again.local_every == 0 and not again.additive and again.starts == 4
-    assert strategy.EHVISettings.parse("") == strategy.EHVISettings()
