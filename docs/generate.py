@@ -570,6 +570,26 @@ def search_overhead(root: Path) -> list[str]:
     return lines
 
 
+def search_tune100(root: Path) -> list[str]:
+    """P(HV >= 0.97) of the shipped settings and the local step with the additive kernel on
+    100 tuning replays per table (benchmarks/tuning/tune100-*.json)."""
+    lines = [
+        "| table | shipped, 0 / 2 in flight | local step + additive kernel, 0 / 2 in flight |",
+        "|---|---|---|",
+    ]
+    for table in ("bench-small", "bench-small-graded", "bench-small-pairs", "bench-small-digits"):
+        cells = []
+        for setting in ("shipped", "local-additive"):
+            flights = _json(root, f"benchmarks/tuning/tune100-{table}-{setting}.json")["in_flight"]
+            cells.append(
+                " / ".join(
+                    f"{flights[k]['original']['scores']['ehvi']['p_ge']:.2f}" for k in ("0", "2")
+                )
+            )
+        lines.append(f"| {table} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
@@ -577,6 +597,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-fidelity": search_fidelity,
     "search-asks": search_asks,
     "search-overhead": search_overhead,
+    "search-tune100": search_tune100,
     "search-inflight": search_inflight,
     "search-inflight-tuning": search_inflight_tuning,
     "search-select-folds": search_select_folds,
