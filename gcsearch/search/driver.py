@@ -31,7 +31,7 @@ from gcsearch.search.claims import Claims, recover_stale_trials
 from gcsearch.search.dispatch import Dispatch
 from gcsearch.search.display import Display
 from gcsearch.search.ledger import Ledger, Running
-from gcsearch.search.precision import resolution, seeds_for_width
+from gcsearch.search.precision import seeds_for_width
 from gcsearch.search.proposal import Proposal
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.rungs import RungPolicy, result_cost, rung_metrics
@@ -124,7 +124,8 @@ class Driver:
         )
         self.reference_ci = space.search.reference_ci
         self.reference_max_seeds = space.search.reference_max_seeds
-        self.val_images = int(budget.get("val_images") or 0) or None
+        val_images = int(budget.get("val_images") or 0)
+        self.top1_step = 100.0 / val_images if val_images else 0.0  # top-1's resolution
         self.job_seconds = 0.0  # wall time of the seed runs collected
         self.driver_s = 0.0  # time in ask/tell and bookkeeping (not waiting on trials)
         self.epochs_trained = 0
@@ -249,7 +250,7 @@ class Driver:
             return False
         top1 = [r.top1 for r in run.results if r.top1 is not None]
         cap = max(self.reference_max_seeds, len(run.results))
-        want = seeds_for_width(top1, target, floor=resolution(self.val_images), most=cap)
+        want = seeds_for_width(top1, target, floor=self.top1_step, most=cap)
         more = min(want - len(run.results), max(1, int(self.executor.parallel)))
         if more <= 0:
             return False

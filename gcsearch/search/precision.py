@@ -40,9 +40,4 @@ def seeds_for_width(
     return most
 
 
-def resolution(val_images: int | None) -> float:
-    """The step of top-1 in points on ``val_images`` images (0 when unknown)."""
-    return 100.0 / val_images if val_images else 0.0
-
-
-__all__ = ["resolution", "seeds_for_width"]
+__all__ = ["seeds_for_width"]
