@@ -139,3 +139,45 @@ def test_reference_flags_out_of_range_are_one_line_errors(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and line in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_search_stopped_while_a_reference_row_adds_seeds_resumes_to_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    """Interrupted while the reference rows are still adding seeds, then resumed: every row
+    ends with the seeds (and values) of an uninterrupted run; nothing is lost or doubled."""
+    from gcsearch.launch import search
+    from gcsearch.report.frame import load_study as search_study
+
+    path = tiny_space(tmp_path, fidelity=False)
+    path.write_text(
+        path.read_text().replace(
+            "[search]\n", "[search]\nreference_ci = 2.0\nreference_max_seeds = 9\n"
+        )
+    )
+    space = load_space(path).with_overrides(seeds=3, parallel=1)
+    table = fake_table(space, seeds=12)
+    runs = table.by_candidate()
+    for seed in range(12):  # `none` stops at 4 seeds; the preset row needs the cap (9)
+        runs["none"][seed]["top1"] = NARROW[seed % len(NARROW)]
+        runs["se@after_1x1:c4"][seed]["top1"] = WIDE[seed % len(WIDE)]
+    kw = {"progress": False, "export": False, "weights": False, "network_costs": table.costs()}
+
+    def rows(study: Any) -> dict[str, list[tuple[int, float]]]:
+        out = {}
+        for t in study.get_trials(deepcopy=False):
+            rec = TrialRecord.read(t)
+            if rec.trained:
+                out[rec.candidate_id] = [(int(r["seed"]), float(r["top1"])) for r in rec.results]
+        return out
+
+    whole = search(space, tmp_path / "a", executor=TableExecutor(runs), **kw)
+    assert len(rows(whole.study)["se@after_1x1:c4"]) == 9
+    # one job at a time: none's 3 seeds + 1 added (jobs 1-4), se's 3 (5-7), then se's added
+    # seeds one by one: stopped after job 9, with se at 5 of its 9 seeds
+    with pytest.raises(KeyboardInterrupt):
+        search(space, tmp_path / "b", executor=TableExecutor(runs, interrupt_after=9), **kw)
+    cut = rows(search_study(tmp_path / "b"))
+    assert len(cut["none"]) == 4 and "se@after_1x1:c4" not in cut  # se was mid-extension
+    again = search(space, tmp_path / "b", resume=True, executor=TableExecutor(runs), **kw)
+    assert rows(again.study) == rows(whole.study)
