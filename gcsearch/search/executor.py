@@ -162,13 +162,19 @@ class TrialWorker:
     """One slot of the search: a process that keeps its resources and trains job after job."""
 
     def warm(self) -> None:
-        """Import what a training needs (torch, the tasks and the training loop) before the
-        first job comes: asked as soon as the worker exists, so it runs while the driver still
-        counts costs and sets up, not inside the first trial."""
-        import torch  # noqa: F401
+        """Import what a training needs (torch, the tasks and the training loop) and, on a GPU
+        slot, make the CUDA context of the GPU Ray gave it, before the first job comes: asked as
+        soon as the worker exists, so it runs while the driver still counts costs and sets up,
+        not inside the first trial. A failure here shows again, recorded, in the first job."""
+        import torch
 
         import gcsearch.tasks.fused
         import gcsearch.tasks.train  # noqa: F401
+
+        gpu_ids = ray.get_gpu_ids()
+        if gpu_ids and torch.cuda.is_available():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            torch.zeros(1, device=trial_device("auto", gpu_ids, visible))
 
     def run(self, job: Job, attempt: int) -> list[tuple[Job, TrialResult]]:
         """``run_jobs`` on the device Ray gave this worker (each seed's job and result; several
