@@ -11,6 +11,7 @@ row's n. The intervals themselves are ``gcsearch.report.stats.mean_ci``'s (same 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 
@@ -31,9 +32,7 @@ def seeds_for_width(
     n = len(vals)
     if n < 2:
         return min(most, 2)
-    mean = sum(vals) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    sd = max(sd, floor) if math.isfinite(floor) else sd
+    sd = max(statistics.stdev(vals), floor)
     for m in range(n, most + 1):
         if float(stdtrit(m - 1, 0.5 + level / 2)) * sd / math.sqrt(m) <= width:
             return m

@@ -192,11 +192,11 @@ class SearchConfig:
     ``max_retries`` of a lost worker; ``executor`` replaces Ray, as ``gcsearch.search.local``
     and the benchmark's table executor do), and what it keeps (``weights``) or shows
     (``progress``, ``console``). ``smoke``: the tiny budget the tests use (no reference seeds
-    added: its intervals say nothing). ``faults`` maps
-    candidate ids to a test fault (``nan``, ``kill-once:<marker>``; ``GCSEARCH_FAULTS``, JSON,
-    does the same from the environment); ``network_costs`` (network key -> cost dict) skips
-    counting the space's costs (benchmark replays pass their table's); ``command`` is the CLI
-    arguments the run was started with, repeated by the resume hint. A rung run keeps its
+    added: its intervals say nothing). ``faults`` maps candidate ids to a test fault (``nan``,
+    ``kill-once:<marker>``; ``GCSEARCH_FAULTS``, JSON, does the same from the environment);
+    ``network_costs`` (network key -> cost dict) skips counting the space's costs (benchmark
+    replays pass their table's); ``command`` is the CLI arguments the run was started with,
+    repeated by the resume hint. A rung run keeps its
     training state under ``states/`` so a promotion continues it; ``keep_states`` keeps them
     after the search (removed otherwise)."""
 
