@@ -1,7 +1,5 @@
 """``python -m gcsearch``."""
 
-import sys
+from gcsearch.cli import run
 
-from gcsearch.cli import main
-
-sys.exit(main())
+run()

@@ -27,7 +27,13 @@ import optuna
 
 from gcsearch.errors import IOFault, UserError, io_line
 from gcsearch.search.record import TrialRecord, count_line
-from gcsearch.search.run import Outcome, SearchConfig, SearchInterrupted, run_study
+from gcsearch.search.run import (
+    Outcome,
+    SearchConfig,
+    SearchInterrupted,
+    ray_stopped,
+    run_study,
+)
 from gcsearch.search.space import Space, load_space
 from gcsearch.spec import Candidate
 
@@ -46,8 +52,12 @@ def search(
     except SearchInterrupted as stop:
         with contextlib.suppress(OSError):  # the study has every result
             write_results(stop.study, stop.run_dir)
+        ray_stopped()
         raise
-    return write_outputs(outcome, export=export)
+    try:
+        return write_outputs(outcome, export=export)
+    finally:
+        ray_stopped()  # Ray stopped on a thread while the outputs were written
 
 
 def write_outputs(outcome: Outcome, export: bool = True) -> Outcome:

@@ -34,6 +34,8 @@ def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def _no_ray_left() -> Iterator[None]:
     """No test leaves a local Ray running for the next one."""
     yield
+    if "gcsearch.search.executor" in sys.modules:  # a stop begun on a thread ends first
+        sys.modules["gcsearch.search.executor"].wait_stopped()
     if "ray" in sys.modules:
         import ray
 

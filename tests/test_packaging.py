@@ -191,3 +191,24 @@ def test_the_lock_pins_every_dependency_and_the_readme_says_which() -> None:
     block = text.split("<!-- tested-versions", 1)[1].split("<!-- /tested-versions -->")[0]
     assert block.splitlines()[1] == _versions_line()
     assert "constraints.txt" in (ROOT / "Makefile").read_text()
+
+
+def test_the_command_runs_main_then_exits_with_its_code_and_the_collector_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The installed ``gcsearch`` command is ``cli.run``: ``main``'s exit code, with
+    ``gc.freeze`` between them so the interpreter's last collections skip torch's and Ray's
+    objects (``main`` alone, as the tests call it, never freezes)."""
+    import gc
+    from importlib.metadata import entry_points
+
+    from gcsearch import cli
+
+    (script,) = entry_points(group="console_scripts", name="gcsearch")
+    assert script.value == "gcsearch.cli:run"
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 3 and calls == ["main", "freeze"]

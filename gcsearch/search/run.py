@@ -500,8 +500,8 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
                 loop_s = time.perf_counter() - loop_start
         finally:
             ray_t0 = time.perf_counter()
-            if c.executor is None:
-                executor.shutdown()
+            if c.executor is None:  # Ray's own stop goes on while the caller writes outputs
+                executor.shutdown(wait=False)
             ray_stop_s = time.perf_counter() - ray_t0
         if c.weights and weights_dir.is_dir():  # seed files of candidates that did not complete
             drop_seed_files(weights_dir, keep_weights.kept if keep_weights else set())
@@ -544,6 +544,14 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
     return outcome
 
 
+def ray_stopped() -> None:
+    """Wait until the Ray ``run_study`` started has stopped: its stop runs on a thread while
+    the caller writes the outputs (at once where Ray was never imported or has stopped)."""
+    executor = sys.modules.get("gcsearch.search.executor")  # not imported: no Ray to wait for
+    if executor is not None:
+        executor.wait_stopped()
+
+
 def resume_command(
     command: Sequence[str] | None, space: Space, run_dir: Path, smoke: bool = False
 ) -> str:
@@ -563,6 +571,7 @@ __all__ = [
     "Outcome",
     "SearchConfig",
     "SearchInterrupted",
+    "ray_stopped",
     "resume_command",
     "run_study",
 ]

@@ -161,7 +161,7 @@ def stack_optimizer(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-@torch.no_grad()
+@torch.inference_mode()  # as ``train.evaluate``
 def evaluate_fused(
     net: FusedNet, batches: TensorBatches, dtype: torch.dtype | None
 ) -> list[tuple[float, float]]:

@@ -191,6 +191,12 @@ def test_ray_search_end_to_end(tmp_path: Path) -> None:
         ]
     )
     assert code == 0
+    import ray
+
+    from gcsearch.search import executor
+
+    # Ray stopped on a thread while the outputs were written, and the command waited for it
+    assert not ray.is_initialized() and executor._stopping is None
     study = _study(run)
     trained = trained_per_candidate(study)
     assert (

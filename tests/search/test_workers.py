@@ -96,3 +96,27 @@ def test_a_fused_job_comes_back_as_each_seeds_own_result(tmp_path: Path) -> None
     for (_, a), (_, b) in zip(got, here, strict=True):
         assert a.env["fused"] == 3 and a.env["attempt"] == 1
         assert _same(a.to_dict(), b.to_dict())
+
+
+def test_a_ray_stopping_on_a_thread_has_stopped_before_the_next_one_starts(tmp_path: Path) -> None:
+    """``shutdown(wait=False)`` stops Ray on a thread while the driver writes its outputs; a new
+    executor waits for that stop, then starts a Ray of its own (not the one going away)."""
+    import ray
+
+    from gcsearch.search import executor
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = RayExecutor(tmp_path / "a", parallel=1)
+    first.shutdown(wait=False)
+    assert executor._stopping is not None  # the stop runs on a thread
+    second = RayExecutor(tmp_path / "b", parallel=1)
+    try:
+        assert second.started_ray  # it found no Ray half-stopped to join
+        second.submit(_job(0, "none", 0))
+        (result,) = _drain(second, 1)
+        assert result["status"] == "complete"
+    finally:
+        second.shutdown(wait=False)
+        executor.wait_stopped()
+    assert not ray.is_initialized() and executor._stopping is None
