@@ -38,5 +38,7 @@ class InlineExecutor:
     def describe(self) -> dict[str, Any]:
         return {"address": "inline", "nodes": 1}
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
+        """Drop what is queued; ``wait`` as ``RayExecutor.shutdown`` takes it (nothing here
+        outlives the call, so there is nothing to wait for)."""
         self.cancel_all()
