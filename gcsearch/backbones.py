@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from gcsearch.backbone_specs import (  # re-exported: the registry lives there, torch-free
     BACKBONES,
@@ -65,8 +64,76 @@ class _ContextSlot:
         return block(out)
 
 
-class ContextBasicBlock(_ContextSlot, BasicBlock):
-    """torchvision's BasicBlock with a context-block slot (after ``bn2`` or after the add)."""
+class _BasicBlock(nn.Module):
+    """The residual block of two 3x3 convs (He et al., Fig. 2), with torchvision's constructor
+    and attribute names: its ``ResNet`` builds with this block, in the same order of random
+    draws, and a torchvision ``BasicBlock``'s weights load. Written here, not subclassed, so a
+    CIFAR network (the proxies) never imports torchvision: that import pulls in
+    ``torch._dynamo``, 1.2 CPU-s in the driver while Ray starts."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Any = None,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64 or dilation != 1:
+            raise ValueError("a basic block takes groups=1, base_width=64 and dilation=1 only")
+        norm = norm_layer or nn.BatchNorm2d
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = norm(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = norm(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+
+class _Bottleneck(nn.Module):
+    """The 1x1-3x3-1x1 bottleneck block (He et al., Fig. 5), expansion 4, striding on the 3x3
+    (torchvision's layout; ``_caffe_strides`` moves it), with torchvision's constructor and
+    attribute names, for the reasons ``_BasicBlock`` gives."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        norm_layer: Any = None,
+    ) -> None:
+        super().__init__()
+        norm = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = norm(width)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride, dilation, groups=groups, bias=False, dilation=dilation
+        )
+        self.bn2 = norm(width)
+        self.conv3 = nn.Conv2d(width, out, 1, bias=False)
+        self.bn3 = norm(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+
+class ContextBasicBlock(_ContextSlot, _BasicBlock):
+    """A basic block with a context-block slot (after ``bn2`` or after the add)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -80,8 +147,8 @@ class ContextBasicBlock(_ContextSlot, BasicBlock):
         return self._context(self.relu(out), "after_block")
 
 
-class ContextBottleneck(_ContextSlot, Bottleneck):
-    """torchvision's Bottleneck with a context-block slot (after ``bn3`` or after the add)."""
+class ContextBottleneck(_ContextSlot, _Bottleneck):
+    """A bottleneck block with a context-block slot (after ``bn3`` or after the add)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -178,6 +245,8 @@ class CifarResNet(nn.Module):
 def _torchvision(
     block: type[nn.Module], layers: tuple[int, ...], num_classes: int, in_chans: int, layout: str
 ) -> nn.Module:
+    from torchvision.models.resnet import ResNet  # the ImageNet ResNets only (see _BasicBlock)
+
     model = ResNet(block, list(layers), num_classes=num_classes)  # type: ignore[arg-type]
     if in_chans != 3:
         model.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
@@ -193,7 +262,7 @@ def _caffe_strides(model: nn.Module) -> None:
     BasicBlocks already stride on their first conv in both layouts, so they are unchanged.
     """
     for m in model.modules():
-        if isinstance(m, Bottleneck) and m.conv2.stride != (1, 1):
+        if isinstance(m, _Bottleneck) and m.conv2.stride != (1, 1):
             m.conv1.stride, m.conv2.stride = m.conv2.stride, (1, 1)
 
 
@@ -266,7 +335,7 @@ def build_model(
             placement.density
         ]
         for res in residuals:
-            channels = (res.bn3 if isinstance(res, Bottleneck) else res.bn2).num_features
+            channels = (res.bn3 if isinstance(res, _Bottleneck) else res.bn2).num_features
             res.insert_context(
                 build_block(candidate, channels, min_hidden=min_hidden), placement.position
             )

@@ -41,6 +41,38 @@ def test_resnet50_matches_torchvision() -> None:
     assert list(ours.state_dict()) == list(ref.state_dict())
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_our_blocks_draw_and_compute_as_torchvisions(name: str) -> None:
+    """The residual blocks are written here (not subclassed from torchvision): seeded alike,
+    the plain network has torchvision's weights to the bit and gives its logits."""
+    torch.manual_seed(0)
+    ours = build_model(Candidate.none(), name, num_classes=10).eval()
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)(weights=None, num_classes=10).eval()
+    a, b = ours.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+
+
+def test_a_cifar_network_imports_no_torchvision() -> None:
+    """Building and counting a proxy network (the driver's cost table) leaves torchvision, and
+    the ``torch._dynamo`` it pulls in (1.2 CPU-s), unimported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gcsearch.backbones import build_model; "
+        "from gcsearch.cost import count_cost; "
+        "build_model('gc@after_1x1:c3c4c5', 'resnet8', num_classes=2); "
+        "count_cost('gc@after_1x1:c3c4c5', 'resnet8', (3, 8, 48), num_classes=2); "
+        "print(sorted(k for k in ('torchvision', 'torch._dynamo') if k in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(
     ("candidate", "added"),
     [("gc@after_1x1:c3c4c5", 2_521_741), ("att-r4ln-add@after_1x1:c3c4c5", 10_000_909)],
