@@ -64,12 +64,16 @@ class _ContextSlot:
         return block(out)
 
 
-class _BasicBlock(nn.Module):
-    """The residual block of two 3x3 convs (He et al., Fig. 2), with torchvision's constructor
-    and attribute names: its ``ResNet`` builds with this block, in the same order of random
-    draws, and a torchvision ``BasicBlock``'s weights load. Written here, not subclassed, so a
-    CIFAR network (the proxies) never imports torchvision: that import pulls in
-    ``torch._dynamo``, 1.2 CPU-s in the driver while Ray starts."""
+#: a residual block's (groups, base_width, dilation), as torchvision's ResNet passes them
+Grouping = tuple[int, int, int]
+
+
+class _Residual(nn.Module):
+    """A ResNet residual block with torchvision's constructor and attribute names: its
+    ``ResNet`` builds with these blocks (it passes the arguments below, in this order), with the
+    same random draws, and torchvision's weights load. Written here, not subclassed, so a CIFAR
+    network (the proxies) never imports torchvision: that import pulls in ``torch._dynamo``, over
+    a CPU-second in the driver while Ray starts. Subclasses make the layers (``_layers``)."""
 
     expansion = 1
 
@@ -85,51 +89,46 @@ class _BasicBlock(nn.Module):
         norm_layer: Any = None,
     ) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64 or dilation != 1:
-            raise ValueError("a basic block takes groups=1, base_width=64 and dilation=1 only")
         norm = norm_layer or nn.BatchNorm2d
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self._layers(inplanes, planes, stride, (groups, base_width, dilation), norm)
+        self.downsample = downsample
+        self.stride = stride
+
+    def _layers(self, cin: int, planes: int, stride: int, grouping: Grouping, norm: Any) -> None:
+        raise NotImplementedError
+
+
+class _BasicBlock(_Residual):
+    """Two 3x3 convs (He et al., Fig. 2)."""
+
+    def _layers(self, cin: int, planes: int, stride: int, grouping: Grouping, norm: Any) -> None:
+        if grouping != (1, 64, 1):
+            raise ValueError("a basic block takes groups=1, base_width=64 and dilation=1 only")
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
         self.bn1 = norm(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = norm(planes)
-        self.downsample = downsample
-        self.stride = stride
 
 
-class _Bottleneck(nn.Module):
-    """The 1x1-3x3-1x1 bottleneck block (He et al., Fig. 5), expansion 4, striding on the 3x3
-    (torchvision's layout; ``_caffe_strides`` moves it), with torchvision's constructor and
-    attribute names, for the reasons ``_BasicBlock`` gives."""
+class _Bottleneck(_Residual):
+    """1x1-3x3-1x1 (He et al., Fig. 5), expansion 4, striding on the 3x3 (torchvision's
+    layout; ``_caffe_strides`` moves it)."""
 
     expansion = 4
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        norm_layer: Any = None,
-    ) -> None:
-        super().__init__()
-        norm = norm_layer or nn.BatchNorm2d
-        width = int(planes * (base_width / 64.0)) * groups
-        out = planes * self.expansion
-        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
-        self.bn1 = norm(width)
+    def _layers(self, cin: int, planes: int, stride: int, grouping: Grouping, norm: Any) -> None:
+        groups, width, dilation = grouping
+        inner, out = int(planes * (width / 64.0)) * groups, planes * self.expansion
+        self.conv1 = nn.Conv2d(cin, inner, 1, bias=False)
+        self.bn1 = norm(inner)
         self.conv2 = nn.Conv2d(
-            width, width, 3, stride, dilation, groups=groups, bias=False, dilation=dilation
+            inner, inner, 3, stride, dilation, groups=groups, bias=False, dilation=dilation
         )
-        self.bn2 = norm(width)
-        self.conv3 = nn.Conv2d(width, out, 1, bias=False)
+        self.bn2 = norm(inner)
+        self.conv3 = nn.Conv2d(inner, out, 1, bias=False)
         self.bn3 = norm(out)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.stride = stride
 
 
 class ContextBasicBlock(_ContextSlot, _BasicBlock):

@@ -58,7 +58,7 @@ def test_our_blocks_draw_and_compute_as_torchvisions(name: str) -> None:
 
 def test_a_cifar_network_imports_no_torchvision() -> None:
     """Building and counting a proxy network (the driver's cost table) leaves torchvision, and
-    the ``torch._dynamo`` it pulls in (1.2 CPU-s), unimported."""
+    the ``torch._dynamo`` it pulls in, unimported."""
     import subprocess
     import sys
 
