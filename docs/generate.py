@@ -590,6 +590,25 @@ def search_tune100(root: Path) -> list[str]:
     return lines
 
 
+def search_needles(root: Path) -> list[str]:
+    """The fewest networks of each exhaustive table that reach 0.97 of its hypervolume, with
+    their ranks by top-1 and block cost (benchmarks/needles/*.json)."""
+    lines = [
+        "| table | on the front | fewest | the sets of fewest: network (rank by top-1 / by cost) |",
+        "|---|---|---|---|",
+    ]
+    for table in ("bench-small", "bench-small-graded", "bench-small-pairs", "bench-small-digits"):
+        n = _json(root, f"benchmarks/needles/{table}.json")["needles"]
+        sets = "; ".join(
+            ", ".join(
+                f"`{x['id']}` ({x['accuracy_rank']} / {x['cost_rank']})" for x in g["networks"]
+            )
+            for g in n["sets"]
+        )
+        lines.append(f"| {table} | {n['front']} of {n['searched']} | {n['fewest']} | {sets} |")
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
@@ -598,6 +617,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-asks": search_asks,
     "search-overhead": search_overhead,
     "search-tune100": search_tune100,
+    "search-needles": search_needles,
     "search-inflight": search_inflight,
     "search-inflight-tuning": search_inflight_tuning,
     "search-select-folds": search_select_folds,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import random
@@ -124,6 +125,53 @@ class Scorer:
             if pts
             else 0.0
         )
+
+
+def needles(table: Table, space: Space, most: int = 4) -> dict[str, Any]:
+    """What ``P(HV >= THRESHOLD)`` asks of a search on ``table``: the fewest searched networks
+    whose front reaches ``THRESHOLD`` of the table's hypervolume, and every such set (at most
+    ``most`` listed), each network with its rank by mean top-1 and by block cost (1 = most
+    accurate, cheapest). Exhaustive over subsets of the Pareto set (any best subset lies in it:
+    a dominated network adds no volume)."""
+    scorer = Scorer(table, space)
+    truth = {k: _mean_top1(table.results[k]) for k in scorer.searched}
+    full = scorer.hv(truth)
+    front = sorted(
+        k for k in truth if scorer.hv({j: v for j, v in truth.items() if j != k}) < full - 1e-12
+    )
+    accurate = sorted(truth, key=lambda k: (-truth[k], k))
+    cheap = sorted(
+        truth,
+        key=lambda k: (scorer.costs[k]["block_macs"], scorer.costs[k]["block_params"], k),
+    )
+    sets: list[dict[str, Any]] = []
+    for size in range(1, len(front) + 1):
+        for group in itertools.combinations(front, size):
+            share = scorer.hv({k: truth[k] for k in group}) / full
+            if share >= THRESHOLD:
+                sets.append(
+                    {
+                        "share": share,
+                        "networks": [
+                            {
+                                "id": table.networks[k][0],
+                                "top1": truth[k],
+                                "accuracy_rank": accurate.index(k) + 1,
+                                "cost_rank": cheap.index(k) + 1,
+                            }
+                            for k in group
+                        ],
+                    }
+                )
+        if sets:
+            break
+    return {
+        "searched": len(truth),
+        "front": len(front),
+        "fewest": len(sets[0]["networks"]) if sets else None,
+        "sets_of_fewest": len(sets),
+        "sets": sorted(sets, key=lambda x: -x["share"])[:most],
+    }
 
 
 def _mean_top1(seeds: Mapping[int, Mapping[str, Any]]) -> float:
@@ -458,6 +506,19 @@ def _print(figures: Mapping[str, Any]) -> None:
     from rich.table import Table as RichTable
 
     console = Console(width=140)
+    if "needles" in figures:
+        n = figures["needles"]
+        console.print(
+            f"{n['searched']} searched networks, {n['front']} on the front; the fewest that "
+            f"reach {THRESHOLD} of its hypervolume: {n['fewest']} ({n['sets_of_fewest']} "
+            "such set(s)); rank by top-1 / by block cost:",
+            highlight=False,
+        )
+        for group in n["sets"]:
+            names = ", ".join(
+                f"{x['id']} ({x['accuracy_rank']} / {x['cost_rank']})" for x in group["networks"]
+            )
+            console.print(f"  {group['share']:.3f}: {names}", highlight=False)
     sections = [figures.get("strategies", {}), *figures.get("in_flight", {}).values()]
     for name, sec in ((n, s.get(n)) for s in sections for n in ("original", "shuffled")):
         if not sec:
@@ -530,6 +591,9 @@ def run_bench_search(args: argparse.Namespace) -> int:
     }
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
+    elif args.only == "needles":
+        path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
+        figures["needles"] = needles(load_table(path, space, seeds), space)
     else:
         if args.build_table:
             build_table(space, path, seeds, parallel=args.table_parallel)
@@ -587,6 +651,7 @@ __all__ = [
     "bench_scaling",
     "bench_strategies",
     "found_networks",
+    "needles",
     "replay",
     "run_bench_search",
     "shuffled_table",

@@ -12,9 +12,11 @@ from _search_helpers import ROOT
 
 from gcsearch.bench.search import (
     BENCH_SPACE,
+    THRESHOLD,
     Scorer,
     _mean_top1,
     found_networks,
+    needles,
     replay,
     shuffled_table,
 )
@@ -78,6 +80,30 @@ def test_score_excludes_reference_rows_and_uses_block_costs() -> None:
     truth = {k: _mean_top1(table.results[k]) for k in scorer.searched}
     assert 0 < scorer.hv(truth) < 1
     assert scorer.hv({"none": _mean_top1(table.results["none"])}) == 0.0
+
+
+def test_needles_are_the_fewest_networks_that_reach_the_threshold() -> None:
+    """``needles`` searches the front only; checked here against every set of searched
+    networks one smaller (none reaches the threshold) and by rescoring each set it lists."""
+    import itertools
+
+    space = load_space(BENCH_SPACE)
+    table = fake_table(space)
+    scorer = Scorer(table, space)
+    truth = {k: _mean_top1(table.results[k]) for k in scorer.searched}
+    full = scorer.hv(truth)
+    out = needles(table, space)
+    assert out["searched"] == 47 and 1 <= out["fewest"] <= out["front"]
+    key = {ids[0]: k for k, ids in table.networks.items()}
+    for group in out["sets"]:
+        keys = [key[x["id"]] for x in group["networks"]]
+        assert len(keys) == out["fewest"]
+        assert scorer.hv({k: truth[k] for k in keys}) / full == pytest.approx(group["share"])
+        assert group["share"] >= THRESHOLD
+        for x, k in zip(group["networks"], keys, strict=True):
+            assert x["accuracy_rank"] == 1 + sum(v > truth[k] for v in truth.values())
+    smaller = itertools.combinations(scorer.searched, out["fewest"] - 1)
+    assert all(scorer.hv({k: truth[k] for k in g}) / full < THRESHOLD for g in smaller)
 
 
 def test_shuffled_table_keeps_costs_and_moves_accuracy() -> None:
