@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "bench asks": "gcsearch.bench.asks:run_bench_asks",
     "bench select": "gcsearch.bench.select:run_bench_select",
     "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
+    "bench coverage": "gcsearch.bench.coverage:run_bench_coverage",
     "bench data": "gcsearch.bench.data:run_bench_data",
     "bench fuse": "gcsearch.bench.fuse:run_bench_fuse",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",

@@ -15,11 +15,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
+
+from gcsearch.bench import write_figures
 
 #: the plans simulated: the default (3 seeds, step 3, cap 12), one seed a look, doubling
 PLANS = ((3, 6, 9, 12), tuple(range(3, 13)), (3, 6, 12, 24), (2, 4, 6))
@@ -96,10 +96,7 @@ def run_bench_sequential(args: argparse.Namespace) -> int:
     fixed = data["fixed_n"]
     for name, r in fixed["rules"].items():
         print(f"fixed n = {fixed['n']}, {name}: {r['rate']:.4f} ± {r['se']:.4f}")
-    out = Path(args.out or "runs/bench-sequential.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_figures(data, args.out, "runs/bench-sequential.json")
     return 0
 
 
