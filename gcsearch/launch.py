@@ -48,13 +48,12 @@ def search(
     """
     config = SearchConfig(run_dir=Path(run_dir or Path("runs") / space.name), **settings)
     try:
-        outcome = run_study(space, config)
-    except SearchInterrupted as stop:
-        with contextlib.suppress(OSError):  # the study has every result
-            write_results(stop.study, stop.run_dir)
-        ray_stopped()
-        raise
-    try:
+        try:
+            outcome = run_study(space, config)
+        except SearchInterrupted as stop:
+            with contextlib.suppress(OSError):  # the study has every result
+                write_results(stop.study, stop.run_dir)
+            raise
         return write_outputs(outcome, export=export)
     finally:
         ray_stopped()  # Ray stopped on a thread while the outputs were written

@@ -592,7 +592,6 @@ def run_bench_search(args: argparse.Namespace) -> int:
     if args.only == "scaling":
         figures["scaling"] = bench_scaling(2 if args.smoke else 6, run_root)
     elif args.only == "needles":
-        path = Path(args.table or ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl")
         figures["needles"] = needles(load_table(path, space, seeds), space)
     else:
         if args.build_table:

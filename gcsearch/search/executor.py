@@ -402,11 +402,10 @@ class RayExecutor:
         if not self.started_ray:
             return
         self.started_ray = False
+        wait_stopped()
         if wait:
-            wait_stopped()
             self._stop_ray()
         else:
-            wait_stopped()
             _stopping = threading.Thread(target=self._stop_ray, name="gcsearch-ray-stop")
             _stopping.start()
 
