@@ -278,20 +278,30 @@ def _provenance(
 
 
 def _count_costs(
-    study: optuna.Study, space: Space, c: SearchConfig, shape: Sequence[int], classes: int
+    study: optuna.Study,
+    space: Space,
+    c: SearchConfig,
+    shape: Sequence[int],
+    classes: int,
+    stack: contextlib.ExitStack,
 ) -> Callable[[], dict[str, Any]]:
     """Every network's exact cost and the hypervolume box, counted and fixed once per study
     (the strategy and the report read them from there). The count (fvcore, torch imported for
     it) runs on a thread while Ray starts; the returned call waits for it and records the box
-    on the study: an error of the count is raised there."""
+    on the study: an error of the count is raised there.
+
+    However the run ends, ``stack`` stops the count at its next network and joins the thread:
+    a process that exits (Ctrl-C or SIGTERM while Ray starts) with that thread inside torch
+    aborts in torch's C++ teardown ("terminate called without an active exception")."""
     from gcsearch.search.strategy import hv_box, searched_networks, space_costs
 
     known = c.network_costs or study.user_attrs.get("network_costs")
     box: dict[str, Any] = {}
+    stop = threading.Event()
 
     def count() -> None:
         try:
-            box["costs"] = space_costs(space, shape, classes)
+            box["costs"] = space_costs(space, shape, classes, stop=stop.is_set)
         except BaseException as exc:  # raised again in the driver's thread
             box["error"] = exc
 
@@ -305,6 +315,12 @@ def _count_costs(
             )
         thread = threading.Thread(target=count, name="gcsearch-costs", daemon=True)
         thread.start()
+
+        def stopped() -> None:
+            stop.set()
+            thread.join()
+
+        stack.callback(stopped)
 
     def result() -> dict[str, Any]:
         if thread is not None:
@@ -440,7 +456,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
         marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if c.resume else 0
-        counted = _count_costs(study, space, c, input_shape, num_classes)
+        counted = _count_costs(study, space, c, input_shape, num_classes, stack)
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
         executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)
         costs = counted()  # counted while Ray started (and the workers import torch)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -130,7 +130,10 @@ class EHVISettings:
 
 
 def space_costs(
-    space: Space, input_shape: Sequence[int], num_classes: int
+    space: Space,
+    input_shape: Sequence[int],
+    num_classes: int,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Network key -> exact cost of every distinct network of the space and its reference rows,
     counted once before training.
@@ -141,12 +144,16 @@ def space_costs(
     (block, stage) instead of one whole-model trace per network (full.toml: 1,102 networks);
     ``tests/search/test_strategy.py`` checks it equals ``count_cost`` network by network.
     Networks this cannot split (non-block presets such as NL) are counted whole.
+    ``stop`` is asked before each network: where it answers true the count ends there and
+    returns what it has (a search stopped while its costs were counted on a thread).
     """
     from gcsearch.cost import count_cost
 
     counter = _BlockCounter(space, tuple(input_shape), num_classes)
     out: dict[str, dict[str, int]] = {}
     for cand in [*space.references(), *space.candidates()]:
+        if stop is not None and stop():
+            break
         key = network_key(cand, space.backbone, space.min_hidden)
         if key in out:
             continue
