@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "bench select": "gcsearch.bench.select:run_bench_select",
     "bench sequential": "gcsearch.bench.sequential:run_bench_sequential",
     "bench coverage": "gcsearch.bench.coverage:run_bench_coverage",
+    "bench prior": "gcsearch.bench.prior:run_bench_prior",
     "bench data": "gcsearch.bench.data:run_bench_data",
     "bench fuse": "gcsearch.bench.fuse:run_bench_fuse",
     "analyze nl": "gcsearch.analysis.nl:run_analyze_nl",

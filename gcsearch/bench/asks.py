@@ -108,6 +108,9 @@ class SynthEHVI(strat.EHVIStrategy):
         reference, ideal = strat.hv_box(OBJECTIVES, costs, 10, spanned)
         super().__init__(space, costs, reference, ideal)  # type: ignore[arg-type]
         self.axes, self.values = axes, values
+        if self.settings.prior:  # the generated values have no measured effects: seeded
+            # ones of the features' size, so the ask pays what the tables' prior costs
+            self._beta = np.random.default_rng(seed).normal(0.0, 0.3, axes * values)
 
     def encode(self, cand: Any) -> list[float]:
         out = [0.0] * (self.axes * self.values)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -238,7 +239,8 @@ def replay(
     ``in_flight``: candidates unanswered when each new one is proposed, as a search with
     parallel slots runs (``parallel = 2`` seed jobs: 1). The executor takes ``in_flight x
     seeds + 1`` jobs and answers them oldest first, so the driver asks again as soon as the
-    oldest candidate's last seed is answered, with ``in_flight`` others still running."""
+    oldest candidate's last seed is answered, with ``in_flight`` others still running.
+    ehvi's prior (``EHVISettings.prior``) leaves the replayed table out."""
     slots = in_flight * len(table.seeds) + 1
     over: dict[str, Any] = {
         "sampler": sampler,
@@ -253,6 +255,12 @@ def replay(
     if eta is not None:
         over["eta"] = eta
     sp = space.with_overrides(**over)
+    if sampler == "ehvi":  # a table never informs its own replay's prior (search.prior)
+        from gcsearch.search.strategy import EHVISettings
+
+        base = ehvi or EHVISettings()
+        left_out = {*base.prior_without, str(table.header["space_name"])}
+        ehvi = dataclasses.replace(base, prior_without=tuple(sorted(left_out)))
     ex = TableExecutor(table.by_candidate(), parallel=slots, interrupt_after=interrupt_after)
     costs = table.costs()
     with tempfile.TemporaryDirectory() as tmp:

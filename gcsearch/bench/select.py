@@ -32,16 +32,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gcsearch.errors import UserError
 
-#: The grid replayed by default: exploration, random starts and local steps (the batch rule
-#: stays the shipped one; ``--grid`` can add ``batch_rule=...``).
-#: the grid behind the committed benchmarks/bench-select.json (``additive``: the kernel's
-#: additive part, off in the shipped settings)
-DEFAULT_GRID = "sd_scale=1.5,2.5;starts=2,4;local_every=0,3;additive=off,on"
+#: The grid replayed by default, behind the committed benchmarks/bench-select.json: the local
+#: step, with and without the tables' axis-value prior (``search.prior``). The additive kernel
+#: is left out to halve the replays at 100 tuning seeds; benchmarks/tuning/
+#: bench-select-prior-25.json has it, at 25 tuning seeds.
+DEFAULT_GRID = "sd_scale=1.5;starts=2;local_every=0,3;prior=off,on"
 
 
 def parse_grid(text: str) -> list[Any]:
@@ -55,7 +56,7 @@ def parse_grid(text: str) -> list[Any]:
         if not eq or not values:
             raise ValueError(
                 f"{part} (allowed: KEY=V1,V2;... with sd_scale, starts, batch_rule, "
-                "local_every, additive)"
+                "local_every, additive, prior)"
             )
         axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
     out = []
@@ -105,10 +106,12 @@ def _job(
     seeds: Sequence[int],
     fraction: float,
     cache: str,
+    without: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One batch of replays with the settings ``settings_label`` names, parsed over the shipped
     defaults (a label leaves local_every=0 and additive=off unsaid) and handed to the replays:
-    a pool process runs many batches, and none leaves its settings to the next."""
+    a pool process runs many batches, and none leaves its settings to the next. ``without``:
+    tables left out of ehvi's prior besides the replayed one (a fold's held-out table)."""
     path = Path(cache)
     if path.exists():
         return json.loads(path.read_text())
@@ -118,6 +121,7 @@ def _job(
     from gcsearch.search.space import load_space
 
     ehvi = strategy.EHVISettings.parse(settings_label)
+    ehvi = replace(ehvi, prior_without=tuple(without))
     space = load_space(space_path)
     table = load_table(table_path(space), space, [0, 1, 2])
     tick = time.perf_counter()
@@ -150,12 +154,30 @@ def table_path(space: Any) -> Path:
 
 
 def _key(
-    space: str, settings: str, shuffle: bool, k: int, seeds: Sequence[int], frac: float
+    space: str,
+    settings: str,
+    shuffle: bool,
+    k: int,
+    seeds: Sequence[int],
+    frac: float,
+    without: Sequence[str] = (),
 ) -> str:
     name = Path(space).stem
     safe = settings.replace("=", "").replace(",", "_").replace("+", "p")
     kind = "shuffled" if shuffle else "original"
-    return f"{name}/{safe}/{kind}-f{k}-s{seeds[0]}-{seeds[-1]}-b{frac:g}.json"
+    wo = "".join(f"-wo-{Path(w).stem}" for w in without)
+    return f"{name}/{safe}/{kind}-f{k}-s{seeds[0]}-{seeds[-1]}-b{frac:g}{wo}.json"
+
+
+def _without(label: str, held: str | None) -> tuple[str, ...]:
+    """Tables a replay's prior leaves out besides its own: in the fold that holds ``held``
+    out, that table too, so no figure of the held-out table informs the choice made for it
+    (settings without the prior read no table: nothing)."""
+    from gcsearch.search.strategy import EHVISettings
+
+    if held is None or not EHVISettings.parse(label).prior:
+        return ()
+    return (Path(held).stem,)
 
 
 def _run_all(
@@ -169,7 +191,7 @@ def _run_all(
     if not left:
         return done
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(_job, j[0], j[1], j[2], j[3], j[4], j[5], todo[j]): j for j in left}
+        futures = {pool.submit(_job, *j[:6], todo[j], *j[6:]): j for j in left}
         for n, fut in enumerate(futures, 1):
             j = futures[fut]
             done[j] = fut.result()
@@ -204,57 +226,62 @@ def select(
     labels = [s.label() for s in grid]
     labels += [] if shipped in labels else [shipped]  # the incumbent is always a candidate
     log(f"tuning: {len(labels)} settings x {len(spaces)} tables, seeds {tune_seeds[0]}-...")
-    tune_jobs = [
-        (sp, lab, sh, k, tuple(tune_seeds), fraction)
-        for sp in spaces
-        for lab in labels
-        for sh in (False, True)
-        for k in tune_flights
-    ]
+    # every table with every setting; for a fold, the prior leaves its held-out table out too
+    folds_of: list[str | None] = [None, *spaces]
+    tune_jobs = sorted(
+        {
+            (sp, lab, sh, k, tuple(tune_seeds), fraction, _without(lab, held))
+            for held in folds_of
+            for sp in spaces
+            if sp != held
+            for lab in labels
+            for sh in (False, True)
+            for k in tune_flights
+        }
+    )
     tuned = _run_all(tune_jobs, root, workers, log)
 
-    def p_of(sp: str, lab: str, shuffled: bool) -> list[float]:
-        return [
-            tuned[(sp, lab, shuffled, k, tuple(tune_seeds), fraction)]["scores"]["ehvi"]["p_ge"]
-            for k in tune_flights
-        ]
+    def p_of(sp: str, lab: str, shuffled: bool, held: str | None) -> list[float]:
+        job = (sp, lab, shuffled, 0, tuple(tune_seeds), fraction, _without(lab, held))
+        return [tuned[(*job[:3], k, *job[4:])]["scores"]["ehvi"]["p_ge"] for k in tune_flights]
 
-    # per table and setting: P(HV >= 0.97) on original and shuffled tables, per number in flight
-    tuning = {
-        Path(sp).stem: {
-            lab: {"original": p_of(sp, lab, False), "shuffled": p_of(sp, lab, True)}
-            for lab in labels
+    # per table and setting: P(HV >= 0.97) on original and shuffled tables, per number in
+    # flight, as the fold holding ``held`` out replayed them (None: every table in the prior
+    # but the replayed one)
+    def tuning_of(held: str | None) -> dict[str, Any]:
+        return {
+            Path(sp).stem: {
+                lab: {
+                    "original": p_of(sp, lab, False, held),
+                    "shuffled": p_of(sp, lab, True, held),
+                }
+                for lab in labels
+            }
+            for sp in spaces
+            if sp != held
         }
-        for sp in spaces
-    }
 
-    def on_tables(on: Sequence[str]) -> dict[str, Any]:
-        return {Path(sp).stem: tuning[Path(sp).stem] for sp in on}
-
-    def rank(lab: str, on: Sequence[str]) -> tuple[float, float, float]:
-        return rank_of(on_tables(on), lab)
+    tuning = tuning_of(None)
+    fold_tuning = {Path(h).stem: tuning_of(h) for h in spaces}
 
     # a challenger replaces the shipped settings only when its worst case beats theirs by more
     # than about two binomial standard errors of a P(HV >= 0.97) over the tuning replays
     margin = 1.0 / math.sqrt(len(tune_seeds))
 
-    def choose(on: Sequence[str]) -> tuple[str, str]:
-        return choose_setting(on_tables(on), shipped, margin)
-
     folds = []
     for held in spaces:
-        others = [sp for sp in spaces if sp != held]
-        chosen, best = choose(others)
+        seen = fold_tuning[Path(held).stem]
+        chosen, best = choose_setting(seen, shipped, margin)
         folds.append(
             {
                 "held_out": held,
                 "chosen": chosen,
                 "best_on_tuning": best,
-                "tuning_rank": rank(chosen, others),
-                "best_rank": rank(best, others),
+                "tuning_rank": rank_of(seen, chosen),
+                "best_rank": rank_of(seen, best),
             }
         )
-    overall, overall_best = choose(spaces)
+    overall, overall_best = choose_setting(tuning, shipped, margin)
     log(f"chosen on all tables: {overall}; folds: " + ", ".join(f["chosen"] for f in folds))
     test_jobs = sorted(
         {
@@ -318,6 +345,7 @@ def select(
         "budget_fraction": fraction,
         "tables": {Path(sp).stem: str(table_path(load_space(sp))) for sp in spaces},
         "tuning": tuning,
+        "fold_tuning": fold_tuning,
         "folds": folds,
         "budgets": budgets,
     }

@@ -57,6 +57,8 @@ from gcsearch.tasks import (
 )
 
 SAMPLERS = ("ehvi", "nsga2", "tpe", "random", "grid")
+#: What ehvi's top-1 model starts from (``[search] prior``): the tables' effects, or nothing
+PRIORS = ("tables", "off")
 #: Longest space name in UTF-8 bytes: it names the run directory (a file-name component holds
 #: 255 bytes) and the study; bytes, not characters, are what file systems and Ray's socket
 #: paths count.
@@ -157,6 +159,9 @@ class SearchSettings:
     # at most ± this many points (0: off) or they hold ``reference_max_seeds`` seeds
     reference_ci: float = 0.0
     reference_max_seeds: int = 30
+    # ehvi's top-1 model starts from the axis-value effects measured on the project's
+    # exhaustive tables ("tables", search.prior) or from a constant ("off")
+    prior: str = "tables"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -532,6 +537,7 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         "compile",
         "reference_ci",
         "reference_max_seeds",
+        "prior",
     )
     t = r.table(data, "search", keys)
     kw: dict[str, Any] = {}
@@ -561,6 +567,8 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
         kw["fuse_seeds"] = r.string(t["fuse_seeds"], "search.fuse_seeds", FUSE_MODES)
     if "compile" in t:
         kw["compile"] = r.string(t["compile"], "search.compile", COMPILE_MODES)
+    if "prior" in t:
+        kw["prior"] = r.string(t["prior"], "search.prior", PRIORS)
     if "population" in t:
         kw["population"] = r.integer(t["population"], "search.population", 2, 10_000)
     if "cpus_per_trial" in t:

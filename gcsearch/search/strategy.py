@@ -5,7 +5,10 @@ cost (fvcore, counted before anything trains). Only what training measures is un
 loss, latency: the registry's ``trained`` metrics, ``spec.METRICS``), so the strategy models
 each of those objectives alone: a Gaussian process on a one-hot encoding of the candidate's
 axes (RBF kernel, length scale and noise by marginal likelihood over a small grid), fitted to
-its mean over seeds for the networks trained so far. It proposes the untrained network with the
+its mean over seeds for the networks trained so far. The top-1 model's prior mean carries
+what the project's exhaustive tables measured of each axis value (``search.prior``: one main
+effect per ``axis=value``, averaged over four tasks), weighed by marginal likelihood against
+the results (``[search] prior = "off"`` removes it). It proposes the untrained network with the
 largest expected increase of the searched front's hypervolume (exact costs, the modelled
 objectives integrated over their normals by Gauss-Hermite quadrature, a product rule when
 several are modelled), after a few uniform random networks (``EHVISettings.starts``); with
@@ -44,6 +47,9 @@ NOISES = (1e-3, 1e-2, 1e-1, 0.3)
 #: Weights of the additive part of the kernel the marginal likelihood picks from, when
 #: ``EHVISettings.additive`` is on (off: 0 only, the product kernel alone).
 ADDITIVE_WEIGHTS = (0.0, 0.5, 0.9)
+#: Weights of the tables' axis-value effects in the top-1 model's prior mean (in the told
+#: networks' spread) the marginal likelihood picks from, when ``EHVISettings.prior`` is on
+PRIOR_WEIGHTS = (0.0, 1.0)
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
@@ -85,6 +91,12 @@ class EHVISettings:
     #: "avgmax helps" learned on one network carries to untried ones; the squared-exponential
     #: kernel on one-hot distance alone is a product over axes (every interaction)
     additive: bool = False
+    #: start the top-1 model from the axis-value effects measured on the committed exhaustive
+    #: tables (``gcsearch.search.prior``), weighed by marginal likelihood against the results
+    prior: bool = False
+    #: tables left out of that prior (a benchmark replaying a table leaves it out); not a
+    #: tuning knob, so not in ``label``
+    prior_without: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
@@ -97,16 +109,16 @@ class EHVISettings:
             if not eq or key not in {f.name for f in fields(cls)}:
                 raise ValueError(
                     f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE, "
-                    "local_every=N, additive=on|off)"
+                    "local_every=N, additive=on|off, prior=on|off)"
                 )
             if key == "batch_rule":
                 if value not in BATCH_RULES:
                     raise ValueError(f"batch_rule={value} (allowed: {', '.join(BATCH_RULES)})")
                 out = replace(out, batch_rule=value)
-            elif key == "additive":
+            elif key in ("additive", "prior"):
                 if value not in ("on", "off"):
-                    raise ValueError(f"additive={value} (allowed: on, off)")
-                out = replace(out, additive=value == "on")
+                    raise ValueError(f"{key}={value} (allowed: on, off)")
+                out = replace(out, **{key: value == "on"})
             elif key in ("starts", "local_every"):
                 low = 1 if key == "starts" else 0
                 if not value.isdigit() or int(value) < low:
@@ -123,10 +135,12 @@ class EHVISettings:
         return out
 
     def label(self) -> str:
-        """``sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior``: what ``parse`` reads back."""
+        """``sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior,prior=on``: what ``parse`` reads
+        back (``prior`` always said: a label means the same whatever the defaults become)."""
         out = f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
         out += f",local_every={self.local_every}" if self.local_every else ""
-        return out + (",additive=on" if self.additive else "")
+        out += ",additive=on" if self.additive else ""
+        return out + (",prior=on" if self.prior else ",prior=off")
 
 
 def space_costs(
@@ -325,58 +339,88 @@ class _GP:
 
     The kernel is ``(1 - w) exp(-d^2 / 2 ell^2) + w (x . y) / axes`` on one-hot rows (unit
     diagonal either way): ``w`` = 0 is the squared-exponential kernel alone, ``w`` > 0 adds
-    an additive part (``ADDITIVE_WEIGHTS``)."""
+    an additive part (``ADDITIVE_WEIGHTS``).
+
+    ``beta`` (one effect per one-hot feature, in standard deviations: ``search.prior``) makes
+    the prior mean ``b * sd(y) * (x . beta - its mean over the told)`` instead of a constant;
+    the marginal likelihood picks ``b`` from ``PRIOR_WEIGHTS`` with the other
+    hyperparameters (b = 0: the effects are not believed)."""
 
     w: float = 0.0
     axes: float = 1.0
+    beta: np.ndarray | None = None
+    b: float = 0.0
+    pscale: float = 0.0
+    pm0: float = 0.0
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, weights: Sequence[float] = (0.0,)) -> None:
-        self.x = x
-        self.mean, self.scale = float(y.mean()), float(y.std()) or 1.0
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        weights: Sequence[float] = (0.0,),
+        beta: np.ndarray | None = None,
+    ) -> None:
+        self.x, self.beta = x, beta
         self.axes = _axes(x)
-        z = (y - self.mean) / self.scale
+        spread = float(y.std()) or 1.0
+        m = x @ beta if beta is not None else np.zeros(len(x))
         best = None
         dot = x @ x.T
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
         rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
         eye = np.eye(len(x))
-        for w in weights:
-            for ell in LENGTH_SCALES:
-                for noise in NOISES:
-                    k = (1 - w) * rbf[ell] + w * dot / self.axes + noise * eye
-                    try:
-                        chol = np.linalg.cholesky(k)
-                    except np.linalg.LinAlgError:
-                        continue
-                    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                    lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
-                    if best is None or lml > best[0]:
-                        best = (lml, w, ell, noise, chol, alpha)
+        for b in PRIOR_WEIGHTS if beta is not None else (0.0,):
+            yr = y - b * spread * (m - m.mean())  # what the kernel models: y less the prior
+            mean, scale = float(yr.mean()), float(yr.std()) or 1.0
+            z = (yr - mean) / scale
+            jacobian = len(y) * math.log(scale)  # likelihoods of y, comparable across b
+            for w in weights:
+                for ell in LENGTH_SCALES:
+                    for noise in NOISES:
+                        k = (1 - w) * rbf[ell] + w * dot / self.axes + noise * eye
+                        try:
+                            chol = np.linalg.cholesky(k)
+                        except np.linalg.LinAlgError:
+                            continue
+                        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
+                        lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum() - jacobian
+                        if best is None or lml > best[0]:
+                            best = (lml, w, ell, noise, chol, alpha, b, mean, scale, z)
         assert best is not None
-        _, self.w, self.ell, self.noise, self.chol, self.alpha = best
+        _, self.w, self.ell, self.noise, self.chol, self.alpha = best[:6]
+        self.b, self.mean, self.scale, self._z = best[6:]
+        self.pscale, self.pm0 = spread, float(m.mean()) if len(m) else 0.0
         self._xx = (x**2).sum(1)
-        self._z = z
 
     @classmethod
-    def prior(cls, x: np.ndarray, mean: float, scale: float) -> _GP:
-        """A GP with no measurement yet: ``mean`` everywhere, its variance lowered only near
-        ``x`` (networks in flight believed at the mean); length scale 1.5, noise 1e-2."""
+    def prior(cls, x: np.ndarray, mean: float, scale: float, beta: np.ndarray | None = None) -> _GP:
+        """A GP with no measurement yet: ``mean`` everywhere (plus ``scale`` x the effects of
+        ``beta`` where given), its variance lowered only near ``x`` (networks in flight
+        believed at the prior mean); length scale 1.5, noise 1e-2."""
         gp = object.__new__(cls)
         gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
         gp.x, gp.axes = x, _axes(x)
+        gp.beta, gp.b, gp.pscale, gp.pm0 = beta, 1.0, scale, 0.0
         d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
         gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
         gp._z = gp.alpha = np.zeros(len(x))
         gp._xx = (x**2).sum(1)
         return gp
 
+    def _shift(self, xs: np.ndarray) -> np.ndarray | float:
+        """The prior mean's part from the effects at rows ``xs`` (0 without them)."""
+        if self.beta is None or not self.b:
+            return 0.0
+        return self.b * self.pscale * (xs @ self.beta - self.pm0)
+
     def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> _GP:
         """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
         gp = object.__new__(_GP)
         gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
         gp.w, gp.axes = self.w, self.axes
+        gp.beta, gp.b, gp.pscale, gp.pm0 = self.beta, self.b, self.pscale, self.pm0
         gp.x = np.vstack([self.x, xr])
-        z = np.concatenate([self._z, (yr - self.mean) / self.scale])
+        z = np.concatenate([self._z, (yr - self._shift(xr) - self.mean) / self.scale])
         gp._xx = (gp.x**2).sum(1)
         k = gp._kernel(gp.x) + gp.noise * np.eye(len(gp.x))
         gp.chol = np.linalg.cholesky(k)
@@ -400,7 +444,7 @@ class _GP:
             mu = ks @ self.alpha
             v = np.linalg.solve(self.chol, ks.T)
             var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-            mus.append(self.mean + self.scale * mu)
+            mus.append(self.mean + self.scale * mu + self._shift(xs[lo : lo + CHUNK]))
             sds.append(self.scale * np.sqrt(var))
         return np.concatenate(mus), np.concatenate(sds)
 
@@ -414,7 +458,8 @@ class _GP:
         ks = self._kernel(xs)
         v = self._linv @ ks.T
         var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-        return self.mean + self.scale * (ks @ self.alpha), self.scale * np.sqrt(var)
+        mu = self.mean + self.scale * (ks @ self.alpha) + self._shift(xs)
+        return mu, self.scale * np.sqrt(var)
 
     def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and an upper bound of the standard deviation (the variance given
@@ -423,7 +468,9 @@ class _GP:
         mus, sds = [], []
         for lo in range(0, max(1, len(xs)), CHUNK):
             ks = self._kernel(xs[lo : lo + CHUNK])
-            mus.append(self.mean + self.scale * (ks @ self.alpha))
+            mus.append(
+                self.mean + self.scale * (ks @ self.alpha) + self._shift(xs[lo : lo + CHUNK])
+            )
             kmax = ks.max(1) if ks.shape[1] else np.zeros(len(ks))
             var = np.clip(1.0 - kmax**2 / (1.0 + self.noise), 1e-9, None)
             sds.append(self.scale * np.sqrt(var) * (1 + 1e-6) + 1e-9)
@@ -489,6 +536,15 @@ class EHVIStrategy:
         self._feat: np.ndarray | None = None
         self._cost: np.ndarray | None = None
         self._n_rows = 0
+        # the tables' axis-value effects on top-1 (search.prior), for the top-1 model only
+        self._beta: np.ndarray | None = None
+        if self.settings.prior and any(m.name == "top1" for m in self.trained):
+            from gcsearch.search.prior import effects, prior_vector
+
+            self._beta = prior_vector(self.choices, effects(self.settings.prior_without))
+
+    def _beta_of(self, name: str) -> np.ndarray | None:
+        return self._beta if name == "top1" else None
 
     def _vector(
         self,
@@ -631,24 +687,32 @@ class EHVIStrategy:
             xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
             for m in self.trained:
                 lo, hi = self.ideal[m.name], self.reference[m.name]
-                models[m.name] = _GP.prior(xn, (lo + hi) / 2, abs(hi - lo) / 4)
+                models[m.name] = _GP.prior(
+                    xn, (lo + hi) / 2, abs(hi - lo) / 4, self._beta_of(m.name)
+                )
+            believed = {n: gp.predict(xr)[0] for n, gp in models.items()}  # the prior mean
             front += [
-                self._vector(k, {n: gp.mean for n, gp in models.items()}, ref, ideal)
-                for k, _ in running
+                self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
+                for i, (k, _) in enumerate(running)
             ]
             running = []
         for m in self.trained:
             if prior:
                 break
             y = np.array([v[m.name] for *_, v in seen])
-            models[m.name] = _GP(x, y, self._weights)
+            models[m.name] = _GP(x, y, self._weights, self._beta_of(m.name))
         if running and self.trained and rule == "kb":  # kriging believer, refitted
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
                 y = np.array([v[m.name] for *_, v in seen])
-                models[m.name] = _GP(xa, np.concatenate([y, believed[m.name]]), self._weights)
+                models[m.name] = _GP(
+                    xa,
+                    np.concatenate([y, believed[m.name]]),
+                    self._weights,
+                    self._beta_of(m.name),
+                )
             front += [
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
                 for i, (k, _) in enumerate(running)
@@ -866,9 +930,13 @@ def make_strategy(
     settings: EHVISettings | None = None,
 ) -> EHVIStrategy | None:
     """The driver-side strategy a space asks for (``ehvi``, with ``settings``: default the
-    shipped ones, which a benchmark replays others against), or None for Optuna's and grid."""
+    shipped ones, which a benchmark replays others against), or None for Optuna's and grid.
+    A space's ``[search] prior = "off"`` turns the tables' prior off whatever the settings."""
     if space.search.sampler != "ehvi":
         return None
+    settings = settings or EHVISettings()
+    if space.search.prior == "off":
+        settings = replace(settings, prior=False)
     return EHVIStrategy(space, costs, attrs["hv_reference"], attrs["hv_ideal"], settings)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,23 +57,28 @@ def test_grid_is_every_combination_once() -> None:
         parse_grid("sd_scale")
 
 
+def _one_seed(root: Path, **over: Any) -> dict[str, Any]:
+    """``select``'s arguments for one tuning and one test replay, nothing in flight."""
+    return {
+        "tune_seeds": [500],
+        "test_seeds": [0],
+        "tune_flights": [0],
+        "test_flights": [0],
+        "fraction": 0.25,
+        "root": root,
+        "workers": 1,
+        "log": lambda _: None,
+        **over,
+    }
+
+
 def test_selection_holds_out_each_table_and_caches(tmp_path: Path) -> None:
     """Two committed tables, two settings, one seed each: each fold's choice is made on the
     other table's tuning replays only, the held-out scores use the test seeds, and a rerun
     reads every batch from the cache."""
     spaces = ["bench-small", "bench-small-digits"]
     grid = parse_grid("sd_scale=1,1.5")
-    kwargs = dict(
-        tune_seeds=[500],
-        test_seeds=[0],
-        tune_flights=[0],
-        test_flights=[0],
-        fraction=0.25,
-        root=tmp_path,
-        workers=1,
-        fractions=[0.4],
-        log=lambda _: None,
-    )
+    kwargs = _one_seed(tmp_path, fractions=[0.4])
     fig = select(spaces, grid, **kwargs)
     assert [f["held_out"] for f in fig["folds"]] == ["bench-small", "bench-small-digits"]
     for f, other in zip(fig["folds"], reversed(spaces), strict=True):
@@ -120,3 +126,24 @@ def test_select_refuses_overlapping_seeds_and_one_table(
     assert main([*base, "--tables", "bench-small,nope"]) != 0
     assert "nope" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_folds_prior_never_reads_its_held_out_table(tmp_path: Path) -> None:
+    """With the tables' prior on, a fold's tuning replays leave the held-out table out of the
+    prior as well as the replayed one (its own cache entries say so); the choice for all
+    tables leaves out the replayed one only; settings without the prior share one entry."""
+    spaces = ["bench-small", "bench-small-graded", "bench-small-digits"]
+    grid = parse_grid("prior=off,on")
+    fig = select(spaces, grid, **_one_seed(tmp_path))
+    on, off = (next(g.label() for g in grid if g.prior is p) for p in (True, False))
+    for held in spaces:
+        assert held not in fig["fold_tuning"][held]
+        assert set(fig["fold_tuning"][held]) == set(spaces) - {held}
+    names = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json")}
+    safe = on.replace("=", "").replace(",", "_").replace("+", "p")
+    assert "bench-small-digits/" + safe + "/original-f0-s500-500-b0.25-wo-bench-small.json" in names
+    assert "bench-small-digits/" + safe + "/original-f0-s500-500-b0.25.json" in names
+    off_safe = off.replace("=", "").replace(",", "_").replace("+", "p")
+    assert not [n for n in names if off_safe in n and "-wo-" in n]
+    # the held-out replays themselves leave only the held-out table out (replay does that)
+    assert not [n for n in names if "-s0-0-" in n and "-wo-" in n]
