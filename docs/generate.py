@@ -323,6 +323,54 @@ def search_fidelity(root: Path) -> list[str]:
     return lines
 
 
+#: every exhaustive table's successive-halving replays (bench-small's is bench-fidelity.json)
+_FIDELITY = (
+    ("bench-small", "benchmarks/bench-fidelity.json"),
+    ("bench-small-graded", "benchmarks/fidelity/bench-small-graded.json"),
+    ("bench-small-pairs", "benchmarks/fidelity/bench-small-pairs.json"),
+    ("bench-small-digits", "benchmarks/fidelity/bench-small-digits.json"),
+)
+
+
+def search_fidelity_tables(root: Path) -> list[str]:
+    """Per exhaustive table: how early the ranking settles (Spearman of epoch e with the
+    last), and the largest saving whose kept hypervolume stays >= 0.98 on the original table
+    and on every shuffled one (benchmarks/bench-fidelity.json, benchmarks/fidelity/*.json)."""
+    lines = [
+        "| table | Spearman with the final top-1, by epoch | "
+        "most saved, HV ≥ 0.98 on the original (rungs) | "
+        "most saved, HV ≥ 0.98 on the original and every shuffle (rungs) | "
+        "most saved at all (rungs, HV on the original) |",
+        "|---|---|---|---|---|",
+    ]
+    for table, path in _FIDELITY:
+        data = _json(root, path)
+        runs = data["fidelity"]
+        by_setting: dict[str, list[dict[str, Any]]] = {}
+        for f in runs:
+            by_setting.setdefault(f"{f['rungs']}, η {f['eta']}", []).append(f)
+
+        def best(ok: Callable[[list[dict[str, Any]]], bool], rows=by_setting) -> str:
+            fits = [(fs[0]["saving"], name) for name, fs in rows.items() if ok(fs)]
+            if not fits:
+                return "none"
+            saving, name = max(fits)
+            return f"{saving:.2f}× ({name})"
+
+        def original(fs: list[dict[str, Any]]) -> dict[str, Any]:
+            return next(f for f in fs if f["table"] == "original")
+
+        top = max(by_setting.items(), key=lambda kv: kv[1][0]["saving"])
+        sp = data["spearman"]
+        lines.append(
+            f"| {table} | {', '.join(f'{e}: {v:.2f}' for e, v in sp.items())} | "
+            f"{best(lambda fs: original(fs)['hv_fraction'] >= 0.98)} | "
+            f"{best(lambda fs: min(f['hv_fraction'] for f in fs) >= 0.98)} | "
+            f"{top[1][0]['saving']:.2f}× ({top[0]}, {original(top[1])['hv_fraction']:.3f}) |"
+        )
+    return lines
+
+
 _MEASURED = "gcsearch/tasks/measured"
 _PROXY_ROWS = (
     ("`synthetic`", f"{_MEASURED}/synthetic.json"),
@@ -466,10 +514,16 @@ def search_inflight_tuning(root: Path) -> list[str]:
 
 
 def _setting(label: str, shipped: str) -> str:
-    """A settings label without the shipped batch rule (which every setting of the grid shares)."""
+    """A settings label without the shipped batch rule (which every setting of the grid shares),
+    marked where it was the default when the selection ran and where it is the default now
+    (``strategy.SHIPPED``: a selection's winner becomes the default after it)."""
+    from gcsearch.search.strategy import SHIPPED
+
     rule = next(p for p in shipped.split(",") if p.startswith("batch_rule="))
     short = label.replace(f",{rule}", "")
-    return f"`{short}`" + (" (shipped)" if label == shipped else "")
+    marks = ["default when selected"] if label == shipped else []
+    marks += ["default now"] if label == SHIPPED.label() else []
+    return f"`{short}`" + (f" ({', '.join(marks)})" if marks else "")
 
 
 def search_select_folds(root: Path) -> list[str]:
@@ -614,6 +668,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-original": lambda root: _strategies(root, "original"),
     "search-shuffled": lambda root: _strategies(root, "shuffled"),
     "search-fidelity": search_fidelity,
+    "search-fidelity-tables": search_fidelity_tables,
     "search-asks": search_asks,
     "search-overhead": search_overhead,
     "search-tune100": search_tune100,

@@ -555,14 +555,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--ehvi-batch",
         default=None,
         help="how ehvi treats networks in flight (tuning; default: the shipped "
-        "rule, gcsearch.search.strategy.EHVISettings())",
+        "rule, gcsearch.search.strategy.SHIPPED)",
     )
     g.add_argument(
         "--ehvi",
         default=None,
         metavar="KEY=VALUE,...",
-        help="ehvi settings to replay with, e.g. sd_scale=2,starts=4 (tuning; default: "
-        "the shipped gcsearch.search.strategy.EHVISettings())",
+        help="ehvi settings to replay with, a label read over the class defaults, e.g. "
+        "sd_scale=2,starts=4 (tuning; default: the shipped gcsearch.search.strategy.SHIPPED)",
     )
     g.add_argument(
         "--budget-fraction",

@@ -256,9 +256,9 @@ def replay(
         over["eta"] = eta
     sp = space.with_overrides(**over)
     if sampler == "ehvi":  # a table never informs its own replay's prior (search.prior)
-        from gcsearch.search.strategy import EHVISettings
+        from gcsearch.search.strategy import SHIPPED
 
-        base = ehvi or EHVISettings()
+        base = ehvi or SHIPPED
         left_out = {*base.prior_without, str(table.header["space_name"])}
         ehvi = dataclasses.replace(base, prior_without=tuple(sorted(left_out)))
     ex = TableExecutor(table.by_candidate(), parallel=slots, interrupt_after=interrupt_after)
@@ -467,12 +467,15 @@ def bench_scaling(epochs: int, run_root: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- CLI
 def _settings(args: argparse.Namespace) -> Any:
-    """The ehvi settings ``--ehvi`` and ``--ehvi-batch`` ask for (the shipped ones if none)."""
-    from gcsearch.search.strategy import EHVISettings
+    """The ehvi settings ``--ehvi`` and ``--ehvi-batch`` ask for (the shipped ones,
+    ``strategy.SHIPPED``, if neither): a label, read over the class's defaults."""
+    from gcsearch.search.strategy import SHIPPED, EHVISettings
 
     text = getattr(args, "ehvi", None) or ""
     if args.ehvi_batch is not None:
         text += f",batch_rule={args.ehvi_batch}"
+    if not text:
+        return SHIPPED
     try:
         return EHVISettings.parse(text)
     except ValueError as exc:

@@ -100,9 +100,10 @@ class EHVISettings:
 
     @classmethod
     def parse(cls, text: str, base: EHVISettings | None = None) -> EHVISettings:
-        """``"sd_scale=2,starts=4"`` over ``base`` (default: the shipped settings, the class's
-        defaults, so a label that leaves a field at its default cannot inherit another
-        setting's value); raises ValueError naming the allowed keys and values."""
+        """``"sd_scale=2,starts=4"`` over ``base`` (default: the class's defaults, never the
+        shipped settings, so a label that leaves a field at its default cannot inherit another
+        setting's value and keeps its meaning when ``SHIPPED`` changes); raises ValueError
+        naming the allowed keys and values."""
         out = base or cls()
         for item in (i.strip() for i in text.split(",") if i.strip()):
             key, eq, value = item.partition("=")
@@ -329,6 +330,14 @@ def normalise(
     return out
 
 
+#: What a search runs with unless told otherwise: the setting ``gcsearch bench select`` chose
+#: on all four exhaustive tables, the local step with the tables' prior
+#: (benchmarks/bench-select.json; tests/bench/test_select.py checks they agree). The class's own
+#: defaults (nothing turned on) are what a label is read over, so a label keeps its meaning
+#: when the shipped settings change.
+SHIPPED = EHVISettings(local_every=3, prior=True)
+
+
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
     values = axis_values(cand)
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
@@ -502,7 +511,7 @@ class EHVIStrategy:
         settings: EHVISettings | None = None,
     ) -> None:
         self.space = space
-        self.settings = settings or EHVISettings()  # the shipped settings
+        self.settings = settings or SHIPPED
         self.objectives = list(space.objectives)
         self.reference, self.ideal = dict(reference), dict(ideal)
         self.costs = costs
@@ -626,22 +635,22 @@ class EHVIStrategy:
         far = [k for k, di in zip(keys, d, strict=True) if di == d.max()]
         return rng.choice(far)
 
-    def _local(
-        self, keys: Sequence[str], pool: Mapping[str, Any], seen: Sequence[tuple[str, Any, Any]]
-    ) -> list[str]:
-        """The pool's networks one axis away from the best measured ones (the two best on
-        each modelled objective)."""
+    def _local(self, rows: np.ndarray, seen: Sequence[tuple[str, Any, Any]]) -> np.ndarray:
+        """Which of the pool's ``rows`` are at most one axis away from the best measured
+        networks (the two best on each modelled objective): one-hot rows one axis apart are at
+        squared distance 2 (vectorised over the pool: the same set as comparing axis values)."""
         best: list[Any] = []
         for m in self.trained:
             sign = -1.0 if self._sense(m.name) == "max" else 1.0
             ranked = sorted(seen, key=lambda e: (sign * e[2][m.name], e[0]))
             best += [c for _, c, _ in ranked[:2]]
-        near = [axis_values(c) for c in best]
-        out = []
-        for k in keys:
-            v = axis_values(pool[k])
-            if any(sum(v.get(a) != b.get(a) for a in set(v) | set(b)) <= 1 for b in near):
-                out.append(k)
+        near = np.array([self.encode(c) for c in best], dtype=float)
+        assert self._feat is not None
+        out = np.zeros(len(rows), dtype=bool)
+        for lo in range(0, len(rows), CHUNK):
+            x = self._feat[rows[lo : lo + CHUNK]].astype(float)
+            d2 = (x**2).sum(1)[:, None] + (near**2).sum(1)[None, :] - 2.0 * (x @ near.T)
+            out[lo : lo + CHUNK] = (d2 <= 2.5).any(axis=1)
         return out
 
     # ------------------------------------------------------------------ asking
@@ -735,14 +744,16 @@ class EHVIStrategy:
         elif running:
             front += [self._vector(k, {}, ref, ideal) for k, _ in running]
         pts = np.clip(np.array(front).reshape(len(front), len(self.objectives)), None, 1.0)
+        rows = self._rows_of(keys, [pool[k] for k in keys])
         every = settings.local_every
         if (
             every
             and not prior
             and (len(seen) + len(running) - settings.starts) % every == every - 1
         ):
-            keys = self._local(keys, pool, seen) or keys
-        rows = self._rows_of(keys, [pool[k] for k in keys])
+            local = self._local(rows, seen)
+            if local.any():
+                keys, rows = [k for k, m in zip(keys, local, strict=True) if m], rows[local]
         gains = _Gains(self, pts, ref, ideal, models)
         if len(keys) <= SCREEN_ABOVE:  # every candidate's expectation, exactly
             xs = self._feat[rows].astype(float)
@@ -934,13 +945,14 @@ def make_strategy(
     A space's ``[search] prior = "off"`` turns the tables' prior off whatever the settings."""
     if space.search.sampler != "ehvi":
         return None
-    settings = settings or EHVISettings()
+    settings = settings or SHIPPED
     if space.search.prior == "off":
         settings = replace(settings, prior=False)
     return EHVIStrategy(space, costs, attrs["hv_reference"], attrs["hv_ideal"], settings)
 
 
 __all__ = [
+    "SHIPPED",
     "EHVISettings",
     "EHVIStrategy",
     "hv_box",

@@ -147,3 +147,14 @@ def test_a_folds_prior_never_reads_its_held_out_table(tmp_path: Path) -> None:
     assert not [n for n in names if off_safe in n and "-wo-" in n]
     # the held-out replays themselves leave only the held-out table out (replay does that)
     assert not [n for n in names if "-s0-0-" in n and "-wo-" in n]
+
+
+def test_the_shipped_settings_are_what_the_committed_selection_chose() -> None:
+    """One source: the shipped settings are the ones benchmarks/bench-select.json chose on all
+    tables (a new selection that chooses otherwise fails here until they follow)."""
+    from gcsearch.search.strategy import SHIPPED
+
+    root = Path(__file__).resolve().parents[2]
+    data = json.loads((root / "benchmarks" / "bench-select.json").read_text())
+    assert SHIPPED.label() == data["chosen_on_all"]
+    assert EHVISettings.parse(data["chosen_on_all"]) == SHIPPED

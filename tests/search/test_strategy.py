@@ -225,6 +225,32 @@ def test_settings_travel_with_the_search_never_through_module_state() -> None:
     space = space.with_overrides(sampler="ehvi")
     mine = strategy.EHVISettings.parse("local_every=3,additive=on")
     assert strategy.make_strategy(space, costs, attrs, mine).settings is mine
-    assert strategy.make_strategy(space, costs, attrs).settings == strategy.EHVISettings()
+    assert strategy.make_strategy(space, costs, attrs).settings == strategy.SHIPPED
     again = strategy.EHVISettings.parse("sd_scale=1.5,starts=4,batch_rule=kb-fixed+prior")
     assert again.local_every == 0 and not again.additive and again.starts == 4
+
+
+def test_the_local_step_keeps_exactly_the_networks_one_axis_from_the_best() -> None:
+    """The local step's vectorised one-hot distance picks the same networks as comparing axis
+    values (at most one differs from one of the best measured), on a real space."""
+    import numpy as np
+
+    from gcsearch.search import strategy
+    from gcsearch.search.sampling import axis_values
+
+    space = load_space("bench-small")
+    _, shape, classes = resolve_budget(space)
+    costs = space_costs(space, shape, classes)
+    ref, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
+    s = strategy.EHVIStrategy(space, costs, ref, ideal, strategy.SHIPPED)
+    pool = {network_key(c, space.backbone, space.min_hidden): c for c in space.candidates()}
+    keys = sorted(pool)
+    rows = s._rows_of(keys, [pool[k] for k in keys])
+    told = [(k, pool[k], {"top1": float(i % 7)}) for i, k in enumerate(keys[:9])]
+    mask = s._local(rows, told)
+    best = [c for _, c, _ in sorted(told, key=lambda e: (-e[2]["top1"], e[0]))[:2]]
+    near = [axis_values(c) for c in best]
+    expected = [
+        any(sum(axis_values(pool[k])[a] != b[a] for a in b) <= 1 for b in near) for k in keys
+    ]
+    assert mask.tolist() == expected and 1 < int(np.sum(mask)) < len(keys)
