@@ -71,7 +71,7 @@ def fit_effects(rows: Sequence[tuple[Mapping[str, Any], float]], ridge: float = 
 
 @cache
 def _packaged() -> dict[str, Any]:
-    return json.loads(PRIOR_PATH.read_text()) if PRIOR_PATH.exists() else {"tables": {}}
+    return json.loads(PRIOR_PATH.read_text())  # packaged: missing means a broken install
 
 
 def effects(without: Collection[str] = (), data: Mapping[str, Any] | None = None) -> dict:
