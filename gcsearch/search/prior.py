@@ -10,7 +10,7 @@ networks) and fitted by ridge regression on one-hot axis values: one main effect
 ``axis=value``, in standard deviations of that table's top-1. ``effects`` averages them over
 the tables a search may use.
 
-The effects are a prior mean, not a verdict: ehvi's model (``strategy._GP``) weighs them by
+The effects are a prior mean, not a verdict: ehvi's model (``search.gp.GP``) weighs them by
 marginal likelihood against its own measurements (weight 0 or 1 of the measured spread), so a
 task where they point the wrong way turns them off once a few results are back; label-shuffled
 tables, where they always point the wrong way, measure what that costs

@@ -22,12 +22,12 @@ untrained networks an ask is screened (an upper bound for all, the exact expecta
 it can win), so it stays under a second at 10^5 candidates (``gcsearch bench asks``).
 Hypervolume is taken in the study's fixed box (``hv_box``), the same one the report and
 ``gcsearch bench search`` score in; an objective with no bound before training (latency) is
-bounded by the values measured (``open_box``).
+bounded by the values measured (``open_box``). The model is ``search.gp``, the expectations
+``search.gains``; this module chooses what they are asked.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -36,31 +36,20 @@ from typing import Any
 
 import numpy as np
 
+from gcsearch.search.gains import Gains
+from gcsearch.search.gp import ADDITIVE_WEIGHTS, CHUNK, GP
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
 from gcsearch.spec import METRICS, Candidate
 
-#: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
-LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
-NOISES = (1e-3, 1e-2, 1e-1, 0.3)
-#: Weights of the additive part of the kernel the marginal likelihood picks from, when
-#: ``EHVISettings.additive`` is on (off: 0 only, the product kernel alone).
-ADDITIVE_WEIGHTS = (0.0, 0.5, 0.9)
-#: Weights of the tables' axis-value effects in the top-1 model's prior mean (in the told
-#: networks' spread) the marginal likelihood picks from, when ``EHVISettings.prior`` is on
-PRIOR_WEIGHTS = (0.0, 1.0)
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(12)
 _GH_W = _GH_W / _GH_W.sum()
 COST_KEYS = ("params", "macs", "block_params", "block_macs")
-#: Pool rows predicted at once (memory: CHUNK x told floats per array).
-CHUNK = 4096
 #: Pools larger than this are screened: an upper bound of every candidate's expected
 #: improvement (vectorised), the exact expectation only where the bound can still win. Smaller
 #: pools are evaluated exactly, candidate by candidate.
 SCREEN_ABOVE = 512
-SCREEN_TOL = 1e-10
-SCREEN_BATCH = 32
 #: How networks in flight join the model: "kb" (kriging believer: at the predicted mean, the
 #: model refitted), "kb-fixed" (at the mean, hyperparameters kept), "cl" (a constant liar at
 #: the worst value measured, hyperparameters kept); "+fill": starts made while others are in
@@ -343,162 +332,6 @@ def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[flo
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
 
 
-class _GP:
-    """Exact GP regression on standardised targets; hyperparameters by marginal likelihood.
-
-    The kernel is ``(1 - w) exp(-d^2 / 2 ell^2) + w (x . y) / axes`` on one-hot rows (unit
-    diagonal either way): ``w`` = 0 is the squared-exponential kernel alone, ``w`` > 0 adds
-    an additive part (``ADDITIVE_WEIGHTS``).
-
-    ``beta`` (one effect per one-hot feature, in standard deviations: ``search.prior``) makes
-    the prior mean ``b * sd(y) * (x . beta - its mean over the told)`` instead of a constant;
-    the marginal likelihood picks ``b`` from ``PRIOR_WEIGHTS`` with the other
-    hyperparameters (b = 0: the effects are not believed)."""
-
-    w: float = 0.0
-    axes: float = 1.0
-    beta: np.ndarray | None = None
-    b: float = 0.0
-    pscale: float = 0.0
-    pm0: float = 0.0
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        weights: Sequence[float] = (0.0,),
-        beta: np.ndarray | None = None,
-    ) -> None:
-        self.x, self.beta = x, beta
-        self.axes = _axes(x)
-        spread = float(y.std()) or 1.0
-        m = x @ beta if beta is not None else np.zeros(len(x))
-        best = None
-        dot = x @ x.T
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
-        eye = np.eye(len(x))
-        for b in PRIOR_WEIGHTS if beta is not None else (0.0,):
-            yr = y - b * spread * (m - m.mean())  # what the kernel models: y less the prior
-            mean, scale = float(yr.mean()), float(yr.std()) or 1.0
-            z = (yr - mean) / scale
-            jacobian = len(y) * math.log(scale)  # likelihoods of y, comparable across b
-            for w in weights:
-                for ell in LENGTH_SCALES:
-                    for noise in NOISES:
-                        k = (1 - w) * rbf[ell] + w * dot / self.axes + noise * eye
-                        try:
-                            chol = np.linalg.cholesky(k)
-                        except np.linalg.LinAlgError:
-                            continue
-                        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                        lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum() - jacobian
-                        if best is None or lml > best[0]:
-                            best = (lml, w, ell, noise, chol, alpha, b, mean, scale, z)
-        assert best is not None
-        _, self.w, self.ell, self.noise, self.chol, self.alpha = best[:6]
-        self.b, self.mean, self.scale, self._z = best[6:]
-        self.pscale, self.pm0 = spread, float(m.mean()) if len(m) else 0.0
-        self._xx = (x**2).sum(1)
-
-    @classmethod
-    def prior(cls, x: np.ndarray, mean: float, scale: float, beta: np.ndarray | None = None) -> _GP:
-        """A GP with no measurement yet: ``mean`` everywhere (plus ``scale`` x the effects of
-        ``beta`` where given), its variance lowered only near ``x`` (networks in flight
-        believed at the prior mean); length scale 1.5, noise 1e-2."""
-        gp = object.__new__(cls)
-        gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
-        gp.x, gp.axes = x, _axes(x)
-        gp.beta, gp.b, gp.pscale, gp.pm0 = beta, 1.0, scale, 0.0
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
-        gp._z = gp.alpha = np.zeros(len(x))
-        gp._xx = (x**2).sum(1)
-        return gp
-
-    def _shift(self, xs: np.ndarray) -> np.ndarray | float:
-        """The prior mean's part from the effects at rows ``xs`` (0 without them)."""
-        if self.beta is None or not self.b:
-            return 0.0
-        return self.b * self.pscale * (xs @ self.beta - self.pm0)
-
-    def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> _GP:
-        """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
-        gp = object.__new__(_GP)
-        gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
-        gp.w, gp.axes = self.w, self.axes
-        gp.beta, gp.b, gp.pscale, gp.pm0 = self.beta, self.b, self.pscale, self.pm0
-        gp.x = np.vstack([self.x, xr])
-        z = np.concatenate([self._z, (yr - self._shift(xr) - self.mean) / self.scale])
-        gp._xx = (gp.x**2).sum(1)
-        k = gp._kernel(gp.x) + gp.noise * np.eye(len(gp.x))
-        gp.chol = np.linalg.cholesky(k)
-        gp.alpha = np.linalg.solve(gp.chol.T, np.linalg.solve(gp.chol, z))
-        gp._z = z
-        return gp
-
-    def _kernel(self, xs: np.ndarray) -> np.ndarray:
-        # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
-        # and pool x told x 1 in memory instead of pool x told x features
-        dot = xs @ self.x.T
-        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * dot
-        k = np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
-        return k if not self.w else (1 - self.w) * k + self.w * dot / self.axes
-
-    def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation at the rows of ``xs`` (in chunks)."""
-        mus, sds = [], []
-        for lo in range(0, max(1, len(xs)), CHUNK):
-            ks = self._kernel(xs[lo : lo + CHUNK])
-            mu = ks @ self.alpha
-            v = np.linalg.solve(self.chol, ks.T)
-            var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-            mus.append(self.mean + self.scale * mu + self._shift(xs[lo : lo + CHUNK]))
-            sds.append(self.scale * np.sqrt(var))
-        return np.concatenate(mus), np.concatenate(sds)
-
-    def predict_fast(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``predict`` through the inverse Cholesky factor (computed once): the same figures
-        to rounding, for the few rows a screened ask evaluates exactly."""
-        if getattr(self, "_linv", None) is None:
-            from scipy.linalg import solve_triangular
-
-            self._linv = solve_triangular(self.chol, np.eye(len(self.chol)), lower=True)
-        ks = self._kernel(xs)
-        v = self._linv @ ks.T
-        var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
-        mu = self.mean + self.scale * (ks @ self.alpha) + self._shift(xs)
-        return mu, self.scale * np.sqrt(var)
-
-    def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and an upper bound of the standard deviation (the variance given
-        the nearest told network alone: more data never raises a GP's variance), at
-        pool x told cost instead of the exact variance's pool x told^2."""
-        mus, sds = [], []
-        for lo in range(0, max(1, len(xs)), CHUNK):
-            ks = self._kernel(xs[lo : lo + CHUNK])
-            mus.append(
-                self.mean + self.scale * (ks @ self.alpha) + self._shift(xs[lo : lo + CHUNK])
-            )
-            kmax = ks.max(1) if ks.shape[1] else np.zeros(len(ks))
-            var = np.clip(1.0 - kmax**2 / (1.0 + self.noise), 1e-9, None)
-            sds.append(self.scale * np.sqrt(var) * (1 + 1e-6) + 1e-9)
-        return np.concatenate(mus), np.concatenate(sds)
-
-
-def _axes(x: np.ndarray) -> float:
-    """The number of axes of one-hot rows (the most ones in a row; 1 where there are none)."""
-    return max(float(x.sum(1).max()), 1.0) if len(x) else 1.0
-
-
-def _hv(points: np.ndarray) -> float:
-    from gcsearch.pareto import hypervolume
-
-    if len(points) == 0:
-        return 0.0
-    return hypervolume(points, ["min"] * points.shape[1], [1.0] * points.shape[1])
-
-
 class EHVIStrategy:
     """Proposes the network with the largest expected hypervolume improvement (see module)."""
 
@@ -690,13 +523,13 @@ class EHVIStrategy:
         ref, ideal = open_box(self.reference, self.ideal, measured)
         x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
         front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
-        models: dict[str, _GP] = {}
+        models: dict[str, GP] = {}
         if prior:  # no model yet: a prior over the box, in-flight networks at its mean
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
             for m in self.trained:
                 lo, hi = self.ideal[m.name], self.reference[m.name]
-                models[m.name] = _GP.prior(
+                models[m.name] = GP.prior(
                     xn, (lo + hi) / 2, abs(hi - lo) / 4, self._beta_of(m.name)
                 )
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}  # the prior mean
@@ -709,14 +542,14 @@ class EHVIStrategy:
             if prior:
                 break
             y = np.array([v[m.name] for *_, v in seen])
-            models[m.name] = _GP(x, y, self._weights, self._beta_of(m.name))
+            models[m.name] = GP(x, y, self._weights, self._beta_of(m.name))
         if running and self.trained and rule == "kb":  # kriging believer, refitted
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
                 y = np.array([v[m.name] for *_, v in seen])
-                models[m.name] = _GP(
+                models[m.name] = GP(
                     xa,
                     np.concatenate([y, believed[m.name]]),
                     self._weights,
@@ -754,7 +587,7 @@ class EHVIStrategy:
             local = self._local(rows, seen)
             if local.any():
                 keys, rows = [k for k, m in zip(keys, local, strict=True) if m], rows[local]
-        gains = _Gains(self, pts, ref, ideal, models)
+        gains = Gains(self, pts, ref, ideal, models)
         if len(keys) <= SCREEN_ABOVE:  # every candidate's expectation, exactly
             xs = self._feat[rows].astype(float)
             predicted = {n: gp.predict(xs) for n, gp in models.items()}
@@ -769,169 +602,6 @@ class EHVIStrategy:
             if gain > best + 1e-12:
                 best, best_key = gain, key
         return pool[best_key]
-
-
-class _Gains:
-    """Expected hypervolume improvements of one ask: exact (the model's normal integrated by
-    quadrature, each node's improvement by ``pareto.hypervolume``) or screened: an upper
-    bound for every candidate first, exact only where the bound can still win."""
-
-    def __init__(
-        self,
-        strategy: EHVIStrategy,
-        pts: np.ndarray,
-        ref: Mapping[str, float],
-        ideal: Mapping[str, float],
-        models: Mapping[str, _GP],
-    ) -> None:
-        from gcsearch.pareto import pareto_front
-
-        self.s, self.ref, self.ideal, self.models = strategy, ref, ideal, models
-        self.sd_scale = strategy.settings.sd_scale
-        self.pts = pts
-        inside = pts[(pts < 1.0).all(axis=1)] if len(pts) else pts
-        # hypervolume() keeps the front of what it is given: the front alone gives the same
-        self.front = inside[pareto_front(inside, ["min"] * pts.shape[1])] if len(inside) else inside
-        self.base = _hv(self.front)
-        self.grid = list(itertools.product(strategy.nodes, repeat=len(strategy.trained)))
-        self.evaluated = 0
-
-    def exact(self, key: str, pred: Mapping[str, tuple[float, float]]) -> float:
-        """One candidate's expected improvement (``pred``: mean and sd per modelled metric)."""
-        self.evaluated += 1
-        gain = 0.0
-        pts = self.front
-        for combo in self.grid:
-            weight = math.prod(w for _, w in combo)
-            measured = {
-                m.name: float(pred[m.name][0] + self.sd_scale * pred[m.name][1] * node)
-                for m, (node, _) in zip(self.s.trained, combo, strict=True)
-            }
-            v = np.array(self.s._vector(key, measured, self.ref, self.ideal))
-            if (v >= 1.0).any() or (len(pts) and (pts <= v).all(axis=1).any()):
-                continue  # outside the box or dominated: no improvement
-            gain += weight * (_hv(np.vstack([pts, v])) - self.base)
-        return gain
-
-    def _bounds(self, rows: np.ndarray) -> np.ndarray:
-        """Upper bounds of the expected improvement at pool rows: the model's sd replaced by
-        an upper bound (the improvement is convex in each modelled value, so its symmetric
-        quadrature grows with the sd) and each node's improvement by its box's volume less
-        the largest part of it one front point dominates."""
-        s = self.s
-        names = [objective(o)[0] for o in s.objectives]
-        cost_at = {n: j for j, n in enumerate(s._cost_names)}
-        out = np.zeros(len(rows))
-        front = self.front
-        for lo in range(0, len(rows), CHUNK):
-            r = rows[lo : lo + CHUNK]
-            xs = s._feat[r].astype(float)
-            screened = {n: gp.screen(xs) for n, gp in self.models.items()}
-            # cost axes: fixed per candidate; their share of each front point's box
-            share = np.ones((len(r), len(front)))
-            cost_box = np.ones(len(r))
-            modelled = []
-            for j, name in enumerate(names):
-                lo_, hi_ = self.ideal[name], self.ref[name]
-                if name in cost_at:
-                    c = (s._cost[r, cost_at[name]] - lo_) / (hi_ - lo_)
-                    cost_box *= np.clip(1.0 - c, 0.0, None)
-                    if len(front):
-                        share *= np.clip(1.0 - np.maximum(front[None, :, j], c[:, None]), 0, None)
-                else:
-                    modelled.append((j, name))
-            total = np.zeros(len(r))
-            for combo in self.grid:
-                weight = math.prod(w for _, w in combo)
-                box = cost_box.copy()
-                part = share.copy()
-                for (j, name), (node, _) in zip(modelled, combo, strict=True):
-                    mu, sd = screened[name]
-                    val = mu + self.sd_scale * sd * node
-                    v = (val - self.ideal[name]) / (self.ref[name] - self.ideal[name])
-                    box *= np.clip(1.0 - v, 0.0, None)
-                    if len(front):
-                        part *= np.clip(1.0 - np.maximum(front[None, :, j], v[:, None]), 0, None)
-                best_part = part.max(axis=1) if len(front) else 0.0
-                total += weight * np.clip(box - best_part, 0.0, None)
-            out[lo : lo + len(r)] = total
-        return out
-
-    def _sliced(self, rows: np.ndarray, pred: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Exact expected improvements of many candidates at once, for one modelled objective
-        and at most two costs: sliced along the modelled axis, the region a candidate adds
-        is, between two front points' levels, its cost box less the front's staircase there
-        (``pareto.hypervolume``'s figures to rounding)."""
-        s = self.s
-        names = [objective(o)[0] for o in s.objectives]
-        cost_at = {n: j for j, n in enumerate(s._cost_names)}
-        (jm,) = [j for j, n in enumerate(names) if n not in cost_at]
-        jc = [j for j, n in enumerate(names) if n in cost_at]
-        b = len(rows)
-        c = np.zeros((b, 2))
-        for col, j in enumerate(jc):
-            lo, hi = self.ideal[names[j]], self.ref[names[j]]
-            c[:, col] = (s._cost[rows, cost_at[names[j]]] - lo) / (hi - lo)
-        f = self.front
-        m = len(f)
-        p = np.zeros((m, 2))
-        for col, j in enumerate(jc):
-            p[:, col] = f[:, j]
-        levels = np.sort(f[:, jm]) if m else np.zeros(0)
-        # staircase of the front points at or below each level, sorted by the first cost
-        by_x = np.argsort(p[:, 0], kind="stable")
-        x = np.append(p[by_x, 0], 1.0)
-        inc = f[by_x, jm][None, :] <= levels[:, None]  # level k x point i
-        ymin = np.minimum.accumulate(np.where(inc, p[by_x, 1][None, :], 1.0), axis=1)
-        box = np.prod(np.clip(1.0 - c, 0.0, None), axis=1)  # (b,)
-        xc = np.maximum(x[None, :], c[:, :1])  # (b, m + 1)
-        width = xc[:, 1:] - xc[:, :-1]  # (b, m)
-        height = 1.0 - np.maximum(ymin[None, :, :], c[:, None, 1:2])  # (b, levels, m)
-        area = np.einsum("bi,bki->bk", width, height) if m else np.zeros((b, 0))
-        free = np.concatenate([box[:, None], box[:, None] - area], axis=1)  # (b, levels + 1)
-        free = np.clip(free, 0.0, None)
-        lower = np.concatenate([[-np.inf], levels])
-        upper = np.append(levels, 1.0)
-        name = names[jm]
-        mu, sd = pred
-        out = np.zeros(b)
-        for node, w in s.nodes:
-            a = (mu + self.sd_scale * sd * node - self.ideal[name]) / (
-                self.ref[name] - self.ideal[name]
-            )
-            span = np.clip(upper[None, :] - np.maximum(lower[None, :], a[:, None]), 0.0, None)
-            out += w * (free * span).sum(axis=1)
-        return out
-
-    def screened(self, keys: Sequence[str], rows: np.ndarray) -> list[float]:
-        """Gains in key order: exact where a candidate's bound reaches the best exact gain
-        found (less ``SCREEN_TOL``), its bound elsewhere (it cannot be chosen)."""
-        bound = self._bounds(rows)
-        values = np.clip(bound, 0.0, None)
-        values[bound <= SCREEN_TOL] = 0.0  # no improvement to speak of
-        order = np.argsort(-bound, kind="stable")
-        sliced = len(self.s.trained) == 1 and len(self.s._cost_names) <= 2
-        batch_size = CHUNK if sliced else SCREEN_BATCH
-        best = 0.0
-        for lo in range(0, len(order), batch_size):
-            batch = order[lo : lo + batch_size]
-            batch = batch[(bound[batch] >= best - SCREEN_TOL) & (bound[batch] > SCREEN_TOL)]
-            if not len(batch):
-                break
-            xs = self.s._feat[rows[batch]].astype(float)
-            predicted = {n: gp.predict_fast(xs) for n, gp in self.models.items()}
-            if sliced:
-                (pred,) = predicted.values()
-                g = self._sliced(rows[batch], pred)
-                self.evaluated += len(batch)
-                values[batch] = g
-                best = max(best, float(g.max()))
-                continue
-            for j, i in enumerate(batch.tolist()):
-                g1 = self.exact(keys[i], {n: (p[0][j], p[1][j]) for n, p in predicted.items()})
-                values[i] = g1
-                best = max(best, g1)
-        return values.tolist()
 
 
 def make_strategy(

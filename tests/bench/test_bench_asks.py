@@ -12,6 +12,7 @@ import pytest
 from gcsearch.bench import asks
 from gcsearch.cli import main
 from gcsearch.search import strategy as strat
+from gcsearch.search.gains import Gains
 
 
 def _driver(n: int, told: int, seed: int) -> tuple[asks.SynthDriver, asks.SynthEHVI, dict]:
@@ -41,7 +42,7 @@ def test_sliced_gains_and_bounds_match_the_exact_gains(monkeypatch: pytest.Monke
     drv, s, _ = _driver(800, 50, 3)
     seen: dict[str, np.ndarray] = {}
 
-    def spy(self: strat._Gains, keys: list[str], rows: np.ndarray) -> list[float]:
+    def spy(self: Gains, keys: list[str], rows: np.ndarray) -> list[float]:
         (gp,) = self.models.values()
         mu, sd = gp.predict(self.s._feat[rows].astype(float))
         seen["sliced"] = self._sliced(rows, (mu, sd))
@@ -52,7 +53,7 @@ def test_sliced_gains_and_bounds_match_the_exact_gains(monkeypatch: pytest.Monke
         return seen["exact"].tolist()
 
     monkeypatch.setattr(strat, "SCREEN_ABOVE", 0)
-    monkeypatch.setattr(strat._Gains, "screened", spy)
+    monkeypatch.setattr(Gains, "screened", spy)
     s.propose(drv)
     assert seen["exact"].max() > 0
     np.testing.assert_allclose(seen["sliced"], seen["exact"], rtol=0, atol=1e-12)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gcsearch.search import prior
-from gcsearch.search.strategy import _GP, EHVISettings, _features
+from gcsearch.search.gp import GP
+from gcsearch.search.strategy import EHVISettings, _features
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,15 +81,15 @@ def test_the_model_believes_the_prior_where_it_fits_and_drops_it_where_it_does_n
     beta = np.array([2.0, 1.0, 0.0, -1.0, -2.0, 0.5])
     x = eye[:5]
     along = 70 + 5 * (x @ beta)
-    gp = _GP(x, along, (0.0,), beta)
+    gp = GP(x, along, (0.0,), beta)
     assert gp.b == 1.0
     untried = eye[5:]
     mu = gp.predict(untried)[0][0]
     expected = 70 + 5 * 0.5  # the told mean plus the effect, in the told spread
     assert abs(mu - expected) < abs(mu - along.mean()) or abs(mu - expected) < 1.0
-    against = _GP(x, 70 - 5 * (x @ beta), (0.0,), beta)
+    against = GP(x, 70 - 5 * (x @ beta), (0.0,), beta)
     assert against.b == 0.0
-    plain = _GP(x, along, (0.0,))
+    plain = GP(x, along, (0.0,))
     assert plain.b == 0.0 and plain.beta is None
     # the fast and screened predictions carry the same mean
     assert np.allclose(gp.predict_fast(untried)[0], gp.predict(untried)[0])

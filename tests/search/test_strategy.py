@@ -120,14 +120,14 @@ def test_every_objective_set_works_with_every_strategy(
     from gcsearch.search.record import TrialRecord
 
     fits: list[int] = []
-    real_gp = strat._GP
+    real_gp = strat.GP
 
     class CountingGP(real_gp):  # type: ignore[misc,valid-type]
         def __init__(self, x: object, y: object, *rest: object) -> None:
             fits.append(1)
             super().__init__(x, y, *rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(strat, "_GP", CountingGP)
+    monkeypatch.setattr(strat, "GP", CountingGP)
     base = load_space("bench-small").with_overrides(sampler=strategy, n_trials=6, seeds=2)
     space = dataclasses.replace(base, objectives=objectives)
     table = fake_table(space, seeds=2)
@@ -170,14 +170,14 @@ def test_every_objective_set_works_with_every_strategy(
 def test_prior_and_conditioned_models_behave_as_the_batch_rules_need() -> None:
     import numpy as np
 
-    from gcsearch.search.strategy import _GP
+    from gcsearch.search.gp import GP
 
     eye = np.eye(4)
-    prior = _GP.prior(eye[:1], 75.0, 12.5)
+    prior = GP.prior(eye[:1], 75.0, 12.5)
     mu, sd = prior.predict(eye)
     assert np.allclose(mu, 75.0)
     assert sd[0] < 0.2 * 12.5 and np.allclose(sd[1:], sd[1]) and sd[1] > sd[0]
-    gp = _GP(eye[:3], np.array([60.0, 70.0, 80.0]))
+    gp = GP(eye[:3], np.array([60.0, 70.0, 80.0]))
     lied = gp.conditioned(eye[3:], np.array([50.0]))
     assert (lied.ell, lied.noise, lied.mean, lied.scale) == (gp.ell, gp.noise, gp.mean, gp.scale)
     mu2, sd2 = lied.predict(eye[3:])
@@ -190,15 +190,16 @@ def test_additive_kernel_carries_main_effects_to_an_untried_network() -> None:
     (every interaction) does not extrapolate there. The kernel's diagonal stays 1."""
     import numpy as np
 
-    from gcsearch.search.strategy import _GP, EHVISettings
+    from gcsearch.search.gp import GP
+    from gcsearch.search.strategy import EHVISettings
 
     def row(a: int, b: int) -> list[float]:
         return [float(a == 0), float(a == 1), float(b == 0), float(b == 1)]
 
     x = np.array([row(0, 0), row(1, 0), row(0, 1)])
     y = np.array([60.0, 70.0, 70.0])
-    additive = _GP(x, y, (0.9,))
-    product = _GP(x, y, (0.0,))
+    additive = GP(x, y, (0.9,))
+    product = GP(x, y, (0.0,))
     untried = np.array([row(1, 1)])
     assert additive.predict(untried)[0][0] > 70.0 > product.predict(untried)[0][0]
     assert np.allclose(np.diag(additive._kernel(x)), 1.0)

@@ -1,0 +1,178 @@
+"""The accuracy model of ehvi (``search.strategy``): exact Gaussian-process regression on the
+one-hot encoding of a candidate's axis values.
+
+Kept apart from the strategy that asks it: it knows rows of features and targets only, not
+networks, costs or hypervolume. Hyperparameters (length scale, noise, the additive part's
+weight, the tables' prior weight) are picked by marginal likelihood over small grids, so a fit
+is a few Cholesky factorisations of a told x told matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Length scales (on one-hot distance) and noise levels the marginal likelihood picks from.
+LENGTH_SCALES = (0.7, 1.0, 1.5, 2.5)
+NOISES = (1e-3, 1e-2, 1e-1, 0.3)
+#: Weights of the additive part of the kernel the marginal likelihood picks from, when
+#: ``EHVISettings.additive`` is on (off: 0 only, the product kernel alone).
+ADDITIVE_WEIGHTS = (0.0, 0.5, 0.9)
+#: Weights of the tables' axis-value effects in the top-1 model's prior mean (in the told
+#: networks' spread) the marginal likelihood picks from, when ``EHVISettings.prior`` is on
+PRIOR_WEIGHTS = (0.0, 1.0)
+#: Pool rows predicted at once (memory: CHUNK x told floats per array).
+CHUNK = 4096
+
+
+class GP:
+    """Exact GP regression on standardised targets; hyperparameters by marginal likelihood.
+
+    The kernel is ``(1 - w) exp(-d^2 / 2 ell^2) + w (x . y) / axes`` on one-hot rows (unit
+    diagonal either way): ``w`` = 0 is the squared-exponential kernel alone, ``w`` > 0 adds
+    an additive part (``ADDITIVE_WEIGHTS``).
+
+    ``beta`` (one effect per one-hot feature, in standard deviations: ``search.prior``) makes
+    the prior mean ``b * sd(y) * (x . beta - its mean over the told)`` instead of a constant;
+    the marginal likelihood picks ``b`` from ``PRIOR_WEIGHTS`` with the other
+    hyperparameters (b = 0: the effects are not believed)."""
+
+    w: float = 0.0
+    axes: float = 1.0
+    beta: np.ndarray | None = None
+    b: float = 0.0
+    pscale: float = 0.0
+    pm0: float = 0.0
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        weights: Sequence[float] = (0.0,),
+        beta: np.ndarray | None = None,
+    ) -> None:
+        self.x, self.beta = x, beta
+        self.axes = axes_of(x)
+        spread = float(y.std()) or 1.0
+        m = x @ beta if beta is not None else np.zeros(len(x))
+        best = None
+        dot = x @ x.T
+        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
+        eye = np.eye(len(x))
+        for b in PRIOR_WEIGHTS if beta is not None else (0.0,):
+            yr = y - b * spread * (m - m.mean())  # what the kernel models: y less the prior
+            mean, scale = float(yr.mean()), float(yr.std()) or 1.0
+            z = (yr - mean) / scale
+            jacobian = len(y) * math.log(scale)  # likelihoods of y, comparable across b
+            for w in weights:
+                for ell in LENGTH_SCALES:
+                    for noise in NOISES:
+                        k = (1 - w) * rbf[ell] + w * dot / self.axes + noise * eye
+                        try:
+                            chol = np.linalg.cholesky(k)
+                        except np.linalg.LinAlgError:
+                            continue
+                        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
+                        lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum() - jacobian
+                        if best is None or lml > best[0]:
+                            best = (lml, w, ell, noise, chol, alpha, b, mean, scale, z)
+        assert best is not None
+        _, self.w, self.ell, self.noise, self.chol, self.alpha = best[:6]
+        self.b, self.mean, self.scale, self._z = best[6:]
+        self.pscale, self.pm0 = spread, float(m.mean()) if len(m) else 0.0
+        self._xx = (x**2).sum(1)
+
+    @classmethod
+    def prior(cls, x: np.ndarray, mean: float, scale: float, beta: np.ndarray | None = None) -> GP:
+        """A GP with no measurement yet: ``mean`` everywhere (plus ``scale`` x the effects of
+        ``beta`` where given), its variance lowered only near ``x`` (networks in flight
+        believed at the prior mean); length scale 1.5, noise 1e-2."""
+        gp = object.__new__(cls)
+        gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
+        gp.x, gp.axes = x, axes_of(x)
+        gp.beta, gp.b, gp.pscale, gp.pm0 = beta, 1.0, scale, 0.0
+        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
+        gp._z = gp.alpha = np.zeros(len(x))
+        gp._xx = (x**2).sum(1)
+        return gp
+
+    def _shift(self, xs: np.ndarray) -> np.ndarray | float:
+        """The prior mean's part from the effects at rows ``xs`` (0 without them)."""
+        if self.beta is None or not self.b:
+            return 0.0
+        return self.b * self.pscale * (xs @ self.beta - self.pm0)
+
+    def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> GP:
+        """This GP with ``(xr, yr)`` added as data, hyperparameters and standardisation kept."""
+        gp = object.__new__(GP)
+        gp.mean, gp.scale, gp.ell, gp.noise = self.mean, self.scale, self.ell, self.noise
+        gp.w, gp.axes = self.w, self.axes
+        gp.beta, gp.b, gp.pscale, gp.pm0 = self.beta, self.b, self.pscale, self.pm0
+        gp.x = np.vstack([self.x, xr])
+        z = np.concatenate([self._z, (yr - self._shift(xr) - self.mean) / self.scale])
+        gp._xx = (gp.x**2).sum(1)
+        k = gp._kernel(gp.x) + gp.noise * np.eye(len(gp.x))
+        gp.chol = np.linalg.cholesky(k)
+        gp.alpha = np.linalg.solve(gp.chol.T, np.linalg.solve(gp.chol, z))
+        gp._z = z
+        return gp
+
+    def _kernel(self, xs: np.ndarray) -> np.ndarray:
+        # squared distances as |a|^2 + |b|^2 - 2 a.b: exact (small integers) on 0/1 features,
+        # and pool x told x 1 in memory instead of pool x told x features
+        dot = xs @ self.x.T
+        d2 = (xs**2).sum(1)[:, None] + self._xx[None, :] - 2.0 * dot
+        k = np.exp(-np.clip(d2, 0.0, None) / (2 * self.ell**2))
+        return k if not self.w else (1 - self.w) * k + self.w * dot / self.axes
+
+    def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation at the rows of ``xs`` (in chunks)."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mu = ks @ self.alpha
+            v = np.linalg.solve(self.chol, ks.T)
+            var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
+            mus.append(self.mean + self.scale * mu + self._shift(xs[lo : lo + CHUNK]))
+            sds.append(self.scale * np.sqrt(var))
+        return np.concatenate(mus), np.concatenate(sds)
+
+    def predict_fast(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` through the inverse Cholesky factor (computed once): the same figures
+        to rounding, for the few rows a screened ask evaluates exactly."""
+        if getattr(self, "_linv", None) is None:
+            from scipy.linalg import solve_triangular
+
+            self._linv = solve_triangular(self.chol, np.eye(len(self.chol)), lower=True)
+        ks = self._kernel(xs)
+        v = self._linv @ ks.T
+        var = np.clip(1.0 - (v**2).sum(0), 1e-9, None)
+        mu = self.mean + self.scale * (ks @ self.alpha) + self._shift(xs)
+        return mu, self.scale * np.sqrt(var)
+
+    def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and an upper bound of the standard deviation (the variance given
+        the nearest told network alone: more data never raises a GP's variance), at
+        pool x told cost instead of the exact variance's pool x told^2."""
+        mus, sds = [], []
+        for lo in range(0, max(1, len(xs)), CHUNK):
+            ks = self._kernel(xs[lo : lo + CHUNK])
+            mus.append(
+                self.mean + self.scale * (ks @ self.alpha) + self._shift(xs[lo : lo + CHUNK])
+            )
+            kmax = ks.max(1) if ks.shape[1] else np.zeros(len(ks))
+            var = np.clip(1.0 - kmax**2 / (1.0 + self.noise), 1e-9, None)
+            sds.append(self.scale * np.sqrt(var) * (1 + 1e-6) + 1e-9)
+        return np.concatenate(mus), np.concatenate(sds)
+
+
+def axes_of(x: np.ndarray) -> float:
+    """The number of axes of one-hot rows (the most ones in a row; 1 where there are none)."""
+    return max(float(x.sum(1).max()), 1.0) if len(x) else 1.0
+
+
+__all__ = ["ADDITIVE_WEIGHTS", "CHUNK", "GP", "LENGTH_SCALES", "NOISES", "PRIOR_WEIGHTS", "axes_of"]
