@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
 from typing import Any
 
@@ -25,26 +24,18 @@ DEFAULT_TABLES = "bench-small,bench-small-graded,bench-small-pairs,bench-small-d
 def table_rows(name: str) -> tuple[list[tuple[dict[str, Any], float]], dict[str, Any]]:
     """(axis values, mean top-1) of every searched network of the bench space ``name``'s
     committed table, and what the JSON says about the table."""
-    from gcsearch.bench.search import Scorer
-    from gcsearch.bench.select import table_path
+    from gcsearch.bench.search import Scorer, _mean_top1
+    from gcsearch.bench.select import committed_table
     from gcsearch.bench.table import load_table
     from gcsearch.search.sampling import axis_values
-    from gcsearch.search.space import load_space
 
-    space = load_space(name)
-    path = table_path(space)
-    if not path.exists():
-        raise UserError(
-            f"{space.name}: no exhaustive table at {path} (build it with gcsearch bench search "
-            f"--space {name} --build-table)"
-        )
+    space, path = committed_table(name)
     table = load_table(path, space)
     by_id = {c.id: c for c in space.candidates()}
     rows = []
     for key in Scorer(table, space).searched:
         cand = next(by_id[i] for i in table.networks[key] if i in by_id)
-        top1 = statistics.mean(float(r["top1"]) for r in table.results[key].values())
-        rows.append((axis_values(cand), top1))
+        rows.append((axis_values(cand), _mean_top1(table.results[key])))
     about = {
         "task": table.header["task"],
         "backbone": table.header["backbone"],

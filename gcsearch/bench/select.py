@@ -154,6 +154,21 @@ def table_path(space: Any) -> Path:
     return ROOT / "benchmarks" / "tables" / f"{space.name}.jsonl"
 
 
+def committed_table(name: str) -> tuple[Any, Path]:
+    """The bench space ``name`` and its committed table's path; a one-line ``UserError`` for
+    an unknown space or a table not built yet (naming the command that builds it)."""
+    from gcsearch.search.space import load_space
+
+    space = load_space(name)
+    path = table_path(space)
+    if not path.exists():
+        raise UserError(
+            f"{space.name}: no exhaustive table at {path} (build it with gcsearch bench search "
+            f"--space {name} --build-table)"
+        )
+    return space, path
+
+
 def _key(
     space: str,
     settings: str,
@@ -243,8 +258,11 @@ def select(
     tuned = _run_all(tune_jobs, root, workers, log)
 
     def p_of(sp: str, lab: str, shuffled: bool, held: str | None) -> list[float]:
-        job = (sp, lab, shuffled, 0, tuple(tune_seeds), fraction, _without(lab, held))
-        return [tuned[(*job[:3], k, *job[4:])]["scores"]["ehvi"]["p_ge"] for k in tune_flights]
+        wo = _without(lab, held)
+        return [
+            tuned[(sp, lab, shuffled, k, tuple(tune_seeds), fraction, wo)]["scores"]["ehvi"]["p_ge"]
+            for k in tune_flights
+        ]
 
     # per table and setting: P(HV >= 0.97) on original and shuffled tables, per number in
     # flight, as the fold holding ``held`` out replayed them (None: every table in the prior
@@ -388,7 +406,6 @@ def _print(fig: Mapping[str, Any]) -> None:
 def run_bench_select(args: argparse.Namespace) -> int:
     """Entry point for ``gcsearch bench select``."""
     from gcsearch.bench.proxy import parse_seeds
-    from gcsearch.search.space import load_space
 
     spaces = [s for s in (args.tables or "").split(",") if s]
     if len(spaces) < 2:
@@ -396,16 +413,8 @@ def run_bench_select(args: argparse.Namespace) -> int:
             f"--tables: {args.tables!r} (allowed: two or more bench spaces, comma-separated, "
             "e.g. bench-small,bench-small-graded,bench-small-pairs)"
         )
-    paths = []
     for name in spaces:
-        sp = load_space(name)  # one-line errors for unknown spaces
-        path = table_path(sp)
-        if not path.exists():
-            raise UserError(
-                f"{sp.name}: no exhaustive table at {path} (build it with gcsearch bench search "
-                f"--space {name} --build-table)"
-            )
-        paths.append(name)
+        committed_table(name)  # one-line errors for unknown spaces and unbuilt tables
     try:
         grid = parse_grid(args.grid or DEFAULT_GRID)
     except ValueError as exc:
@@ -422,7 +431,7 @@ def run_bench_select(args: argparse.Namespace) -> int:
     root = Path(args.run_root) / "select"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     fig = select(
-        paths,
+        spaces,
         grid,
         tune_seeds=tune,
         test_seeds=test,
@@ -447,4 +456,12 @@ def run_bench_select(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_GRID", "choose_setting", "parse_grid", "rank_of", "run_bench_select", "select"]
+__all__ = [
+    "DEFAULT_GRID",
+    "choose_setting",
+    "committed_table",
+    "parse_grid",
+    "rank_of",
+    "run_bench_select",
+    "select",
+]

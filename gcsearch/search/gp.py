@@ -27,6 +27,13 @@ PRIOR_WEIGHTS = (0.0, 1.0)
 CHUNK = 4096
 
 
+def sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between the rows of ``a`` and of ``b`` (len(a) x len(b)), as
+    |a|^2 + |b|^2 - 2 a.b: exact on one-hot rows (small integers), and len(a) x len(b) in memory
+    instead of the difference's len(a) x len(b) x features."""
+    return (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * (a @ b.T)
+
+
 class GP:
     """Exact GP regression on standardised targets; hyperparameters by marginal likelihood.
 
@@ -59,7 +66,7 @@ class GP:
         m = x @ beta if beta is not None else np.zeros(len(x))
         best = None
         dot = x @ x.T
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        d2 = sq_distances(x, x)
         rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
         eye = np.eye(len(x))
         for b in PRIOR_WEIGHTS if beta is not None else (0.0,):
@@ -94,7 +101,7 @@ class GP:
         gp.mean, gp.scale, gp.ell, gp.noise = mean, scale, 1.5, 1e-2
         gp.x, gp.axes = x, axes_of(x)
         gp.beta, gp.b, gp.pscale, gp.pm0 = beta, 1.0, scale, 0.0
-        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        d2 = sq_distances(x, x)
         gp.chol = np.linalg.cholesky(np.exp(-d2 / (2 * gp.ell**2)) + gp.noise * np.eye(len(x)))
         gp._z = gp.alpha = np.zeros(len(x))
         gp._xx = (x**2).sum(1)
@@ -175,4 +182,13 @@ def axes_of(x: np.ndarray) -> float:
     return max(float(x.sum(1).max()), 1.0) if len(x) else 1.0
 
 
-__all__ = ["ADDITIVE_WEIGHTS", "CHUNK", "GP", "LENGTH_SCALES", "NOISES", "PRIOR_WEIGHTS", "axes_of"]
+__all__ = [
+    "ADDITIVE_WEIGHTS",
+    "CHUNK",
+    "GP",
+    "LENGTH_SCALES",
+    "NOISES",
+    "PRIOR_WEIGHTS",
+    "axes_of",
+    "sq_distances",
+]

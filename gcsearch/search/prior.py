@@ -45,14 +45,11 @@ def feature(axis: str, value: Any) -> str:
 def fit_effects(rows: Sequence[tuple[Mapping[str, Any], float]], ridge: float = RIDGE) -> dict:
     """Main effects (z units) of each ``axis=value`` on top-1, by ridge regression over
     ``rows`` of (axis values, mean top-1); axes with one value carry nothing and are left out."""
-    names = sorted(
-        {feature(a, v) for values, _ in rows for a, v in values.items()},
-    )
     axes: dict[str, set[Any]] = {}
     for values, _ in rows:
         for a, v in values.items():
             axes.setdefault(a, set()).add(v)
-    names = [n for n in names if len(axes[n.partition("=")[0]]) > 1]
+    names = sorted(feature(a, v) for a, vs in axes.items() if len(vs) > 1 for v in vs)
     if not names or len(rows) < 2:
         return {}
     index = {n: i for i, n in enumerate(names)}

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gcsearch.search.gains import Gains
-from gcsearch.search.gp import ADDITIVE_WEIGHTS, CHUNK, GP
+from gcsearch.search.gp import ADDITIVE_WEIGHTS, CHUNK, GP, sq_distances
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
@@ -464,7 +464,7 @@ class EHVIStrategy:
         """A start as far (one-hot distance) from the told and in-flight networks as any."""
         xs = np.array([self.encode(pool[k]) for k in keys], dtype=float)
         xn = np.array([self.encode(c) for c in near], dtype=float)
-        d = ((xs[:, None, :] - xn[None, :, :]) ** 2).sum(-1).min(axis=1)
+        d = sq_distances(xs, xn).min(axis=1)
         far = [k for k, di in zip(keys, d, strict=True) if di == d.max()]
         return rng.choice(far)
 
@@ -482,8 +482,7 @@ class EHVIStrategy:
         out = np.zeros(len(rows), dtype=bool)
         for lo in range(0, len(rows), CHUNK):
             x = self._feat[rows[lo : lo + CHUNK]].astype(float)
-            d2 = (x**2).sum(1)[:, None] + (near**2).sum(1)[None, :] - 2.0 * (x @ near.T)
-            out[lo : lo + CHUNK] = (d2 <= 2.5).any(axis=1)
+            out[lo : lo + CHUNK] = (sq_distances(x, near) <= 2.5).any(axis=1)
         return out
 
     # ------------------------------------------------------------------ asking
