@@ -49,6 +49,7 @@ class Dispatch:
         states_dir: str | None = None,
         costs: Mapping[str, Mapping[str, int]] | None = None,
         fuse: bool = False,
+        extra_validate_at: tuple[int, ...] | None = None,
         **job: Any,
     ) -> None:
         """``first(role)``: the epoch a new run trains to (None: the full budget); ``job``:
@@ -56,11 +57,14 @@ class Dispatch:
         ``states_dir``: where a rung run keeps its training state, so a promotion continues
         it instead of training again from scratch; ``costs``: the driver's cost table (network
         key -> cost), sent with each job so no worker counts it again; ``fuse``: a candidate's
-        seeds train as one fused job (``tasks.fused``, ``[search] fuse_seeds``)."""
+        seeds train as one fused job (``tasks.fused``, ``[search] fuse_seeds``);
+        ``extra_validate_at``: the epochs an added reference seed validates at (``extend``:
+        no rung reads it, so only the last epoch and the space's cadence)."""
         self.executor, self.ledger, self.claims, self.teller = executor, ledger, claims, teller
         self.display, self.first = display, first
         self.seeds, self.faults, self.weights_dir = space.search.seeds, faults, weights_dir
         self.states_dir, self.costs, self.fuse = states_dir, dict(costs or {}), fuse
+        self.extra_validate_at = extra_validate_at
         self.job = functools.partial(
             Job,
             task=space.task,
@@ -114,12 +118,16 @@ class Dispatch:
 
     def extend(self, run: Running, more: int) -> None:
         """``more`` seeds after those ``run`` holds, each trained in full as its own job (a
-        reference row narrowing its interval, ``[search] reference_ci``)."""
+        reference row narrowing its interval, ``[search] reference_ci``). They validate only
+        where they are read: a rung ranks against the row's first ``seeds`` seeds."""
         first = max((r.seed for r in run.results), default=-1) + 1
         run.jobs_left, run.fused = run.jobs_left + more, False
         self.display.progress.extra_jobs += more
         for seed in range(first, first + more):
-            self.executor.submit(self._part(run, seed, None, None))
+            part = self._part(run, seed, None, None)
+            if self.extra_validate_at is not None:
+                part = dataclasses.replace(part, validate_at=self.extra_validate_at)
+            self.executor.submit(part)
 
     def _part(self, run: Running, seed: int, stop_at: int | None, before: int | None) -> Job:
         """The job of one seed of ``run``: to ``stop_at`` (or the full budget), continuing

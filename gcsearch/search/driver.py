@@ -121,6 +121,7 @@ class Driver:
             compile=space.search.compile,
             # validation where it is read: the rungs, the last epoch, and the space's cadence
             validate_at=space.search.validate_at(max_epochs, self.policy.rungs),
+            extra_validate_at=space.search.validate_at(max_epochs, ()),
         )
         self.reference_ci = space.search.reference_ci
         self.reference_max_seeds = space.search.reference_max_seeds

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError
 
 from gcsearch.errors import UserError
 from gcsearch.result import TrialResult
+from gcsearch.search.stopping import stops_deferred
 from gcsearch.search.trial import Job, run_jobs
 
 #: A stop of the Ray this process started, on a thread (``RayExecutor.shutdown(wait=False)``)
@@ -107,25 +108,6 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
-@contextlib.contextmanager
-def _sigterm_deferred() -> Iterator[None]:
-    """SIGTERM while Ray starts is held until ``ray.init`` returns, then raised as
-    ``KeyboardInterrupt``: interrupting ``ray.init`` halfway would leave its GCS and raylet
-    processes running with no one to stop them; after it, ``ray.shutdown`` stops them."""
-    got: list[int] = []
-    try:
-        old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    if got:
-        raise KeyboardInterrupt
-
-
 def _join(address: str) -> None:
     """``ray.init(address=...)``; if that fails and this machine has a Ray token while
     ``RAY_AUTH_MODE`` is unset, once more with the token, as Ray itself does for
@@ -185,6 +167,9 @@ class TrialWorker:
         import gcsearch.tasks.fused
         import gcsearch.tasks.train  # noqa: F401
 
+        # torch's optimizers import torch._dynamo on their first construction (1.2-1.7 s on
+        # a CPU here): paid now, while the driver opens its study, not in the first trial
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         gpu_ids = ray.get_gpu_ids()
         if gpu_ids and torch.cuda.is_available():
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -274,7 +259,9 @@ class RayExecutor:
         self.temp_dir: Path | None = None
         if not ray.is_initialized():
             try:
-                with _sigterm_deferred():
+                # SIGTERM while Ray starts is held until ``ray.init`` returns: interrupting it
+                # halfway would leave its GCS and raylet running with no one to stop them
+                with stops_deferred((signal.SIGTERM,), force_on_second=False):
                     if address:
                         _join(address)
                     else:

@@ -22,12 +22,11 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from gcsearch.search.driver import Driver, recover_stale_trials
 from gcsearch.search.liveness import Heartbeat, liveness_settings
 from gcsearch.search.record import counts
 from gcsearch.search.space import Space
+from gcsearch.search.stopping import sigterm_as_interrupt, stops_deferred
 from gcsearch.search.storage import (
     STORAGE_FILE,
     driver_lock,
@@ -100,24 +100,6 @@ def _versions() -> dict[str, Any]:
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         out["ray"] = importlib.metadata.version("ray")
     return out
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (Slurm, kubectl delete) stops the search like Ctrl-C."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _drop_if_empty(study: optuna.Study, store: Any, name: str) -> Any:
@@ -277,65 +259,77 @@ def _provenance(
     }
 
 
-def _count_costs(
-    study: optuna.Study,
-    space: Space,
-    c: SearchConfig,
-    shape: Sequence[int],
-    classes: int,
-    stack: contextlib.ExitStack,
-) -> Callable[[], dict[str, Any]]:
-    """Every network's exact cost and the hypervolume box, counted and fixed once per study
-    (the strategy and the report read them from there). The count (fvcore, torch imported for
-    it) runs on a thread while Ray starts; the returned call waits for it and records the box
-    on the study: an error of the count is raised there.
+class _Prepared:
+    """The run's torch-side preparation, on a thread (``gcsearch-prepare``) that starts before
+    Ray does: the budget, input shape and classes of the space's task (which imports torch),
+    then, for a new study, every network's exact cost (fvcore). Ray's start-up is mostly
+    waiting on its own processes, so the driver imports torch and counts meanwhile, and the
+    workers warm up while the driver opens its study.
 
     However the run ends, ``stack`` stops the count at its next network and joins the thread:
     a process that exits (Ctrl-C or SIGTERM while Ray starts) with that thread inside torch
     aborts in torch's C++ teardown ("terminate called without an active exception")."""
-    from gcsearch.search.strategy import hv_box, searched_networks, space_costs
 
-    known = c.network_costs or study.user_attrs.get("network_costs")
-    box: dict[str, Any] = {}
-    stop = threading.Event()
-
-    def count() -> None:
-        try:
-            box["costs"] = space_costs(space, shape, classes, stop=stop.is_set)
-        except BaseException as exc:  # raised again in the driver's thread
-            box["error"] = exc
-
-    thread = None
-    if not known:
-        if c.progress:
+    def __init__(self, space: Space, c: SearchConfig, stack: contextlib.ExitStack) -> None:
+        self.space, self.c = space, c
+        self.box: dict[str, Any] = {}
+        self.stop = threading.Event()
+        self.budgeted = threading.Event()
+        # a resumed study holds its costs (counted here only if it does not)
+        self.counting = not c.network_costs and not c.resume
+        if self.counting and c.progress:
             print(
                 f"counting the exact cost of every network of {space.name} (fvcore, "
                 "once per study) ...",
                 flush=True,
             )
-        thread = threading.Thread(target=count, name="gcsearch-costs", daemon=True)
-        thread.start()
+        self.thread = threading.Thread(target=self._work, name="gcsearch-prepare", daemon=True)
+        self.thread.start()
 
         def stopped() -> None:
-            stop.set()
-            thread.join()
+            self.stop.set()
+            self.thread.join()
 
         stack.callback(stopped)
 
-    def result() -> dict[str, Any]:
-        if thread is not None:
-            thread.join()
-            if "error" in box:
-                raise box["error"]
-        costs = known or box["costs"]
+    def _work(self) -> None:
+        from gcsearch.search.strategy import space_costs
+
+        try:
+            self.box["budget"] = resolve_budget(self.space, self.c.smoke)
+            self.budgeted.set()
+            if self.counting:
+                _, shape, classes = self.box["budget"]
+                self.box["costs"] = space_costs(self.space, shape, classes, stop=self.stop.is_set)
+        except BaseException as exc:  # raised again in the driver's thread
+            self.box["error"] = exc
+        finally:
+            self.budgeted.set()
+
+    def budget(self) -> tuple[dict[str, Any], tuple[int, ...], int]:
+        """``resolve_budget``'s answer (its error, a one-line ``UserError``, raised here)."""
+        self.budgeted.wait()
+        if "budget" not in self.box:
+            raise self.box["error"]
+        return self.box["budget"]
+
+    def costs(self, study: optuna.Study) -> dict[str, Any]:
+        """Every network's cost, fixed once per study with the hypervolume box (the strategy
+        and the report read them from there): waits for the count, raises its error."""
+        from gcsearch.search.strategy import hv_box, searched_networks, space_costs
+
+        self.thread.join()
+        if "error" in self.box:
+            raise self.box["error"]
+        space, (_, shape, classes) = self.space, self.box["budget"]
+        known = self.c.network_costs or study.user_attrs.get("network_costs")
+        costs = known or self.box.get("costs") or space_costs(space, shape, classes)
         if "hv_reference" not in study.user_attrs:
             reference, ideal = hv_box(space.objectives, costs, classes, searched_networks(space))
             study.set_user_attr("network_costs", costs)
             study.set_user_attr("hv_reference", reference)
             study.set_user_attr("hv_ideal", ideal)
         return dict(costs)
-
-    return result
 
 
 def _start_executor(
@@ -433,33 +427,37 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
     faults = dict(c.faults or json.loads(os.environ.get("GCSEARCH_FAULTS", "{}") or "{}"))
     if c.smoke and space.search.reference_ci:  # a smoke budget's intervals say nothing
         space = space.with_overrides(reference_ci=0.0)
-    budget, input_shape, num_classes = resolve_budget(space, c.smoke)
-    max_epochs = int(budget["epochs"])
-    rungs = space.fidelity.rungs(max_epochs)
-    versions = _versions()
-    attrs = _provenance(space, budget, input_shape, num_classes, rungs, versions, c.smoke)
-    store, where = open_storage(run_dir, c.storage)
     console = c.console
     if c.progress and console is None:
         from rich.console import Console
 
         console = Console()
     with driver_lock(run_dir), contextlib.ExitStack() as stack:
+        stack.enter_context(sigterm_as_interrupt())
+        # a stop while the search starts is raised once it has started (``stopping``)
+        starting_up = stack.enter_context(contextlib.ExitStack())
+        starting_up.enter_context(stops_deferred())
+        prepared = _Prepared(space, c, stack)  # torch's part, while Ray starts
+        executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)
+        budget, input_shape, num_classes = prepared.budget()
+        max_epochs = int(budget["epochs"])
+        rungs = space.fidelity.rungs(max_epochs)
+        versions = _versions()
+        attrs = _provenance(space, budget, input_shape, num_classes, rungs, versions, c.smoke)
+        store, where = open_storage(run_dir, c.storage)
         # never consulted: every trial is enqueued with its candidate's parameters, and the
         # proposals come from the driver's own sampler study (sampling.SamplerStudy)
         idle = optuna.samplers.RandomSampler(seed=space.search.sampler_seed)
         study = open_study(space, store, where, name, c.resume, idle, attrs)
         if not c.resume:  # a start that fails (or is stopped) before any trial leaves no study
             stack.push(_drop_if_empty(study, store, name))
-        stack.enter_context(_sigterm_as_interrupt())  # Ray's start-up included
         interval, grace = liveness_settings()
         heartbeat = Heartbeat(study, interval=interval, info={"run_dir": str(run_dir.resolve())})
         stack.enter_context(heartbeat)  # alive to other drivers before judging theirs
         marked = len(recover_stale_trials(study, grace, own=heartbeat.driver_id)) if c.resume else 0
-        counted = _count_costs(study, space, c, input_shape, num_classes, stack)
+        costs = prepared.costs(study)  # counted while Ray started
+        starting_up.close()  # raises a stop held while it started
         (run_dir / "space.resolved.toml").write_text(space.to_toml())
-        executor, ray_start_s = _start_executor(space, c, run_dir, console, stack)
-        costs = counted()  # counted while Ray started (and the workers import torch)
         prog = Progress(
             title=f"{space.name} ({where})",
             total=space.n_trials() + len(space.references()),
@@ -501,7 +499,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         fault: IOFault | None = None
         resume_hint = resume_command(c.command, space, run_dir, c.smoke)
         try:
-            with _sigterm_as_interrupt(), display:
+            with sigterm_as_interrupt(), display:
                 loop_start = time.perf_counter()
                 try:
                     driver.run()

@@ -77,14 +77,25 @@ def result_cost(results: Results) -> dict[str, int]:
     return {}
 
 
+def _validation(result: Mapping[str, Any], epoch: int) -> Mapping[str, Any] | None:
+    """One seed's history record of ``epoch`` if it validated there, else None."""
+    rec = next((h for h in result.get("history") or [] if int(h.get("epoch", 0)) == epoch), None)
+    return rec if rec is not None and rec.get("val_top1") is not None else None
+
+
+def validated_at(results: Results, epoch: int) -> Results:
+    """The seed results that validated at ``epoch``."""
+    return [r for r in results if _validation(r, epoch) is not None]
+
+
 def rung_metrics(results: Results, epoch: int) -> dict[str, Any] | None:
     """Every registered metric of a candidate at ``epoch``: trained metrics measured per epoch
     from the seeds' histories (None unless every seed validated there), the others from the
     results, costs as counted; ``top1_seeds`` lists each seed's top-1."""
     rows = []
     for r in results:
-        rec = next((h for h in r.get("history") or [] if int(h.get("epoch", 0)) == epoch), None)
-        if rec is None or rec.get("val_top1") is None:
+        rec = _validation(r, epoch)
+        if rec is None:
             return None
         rows.append(rec)
     if not rows:
@@ -161,8 +172,8 @@ class RungPolicy:
             if m is not None:
                 vectors[cid], figures[cid] = rung_vector(self.objectives, m), m
         points = {}
-        for cid, results in anchors.items():
-            m = rung_metrics(results, epoch)
+        for cid, results in anchors.items():  # the seeds that validated here: a reference
+            m = rung_metrics(validated_at(results, epoch), epoch)  # row's added seeds did not
             if m is not None:
                 points[cid] = rung_vector(self.objectives, m)
         ranked, keep = rank_rung(vectors, points, self.eta)
@@ -186,4 +197,12 @@ class RungPolicy:
         return out
 
 
-__all__ = ["Decision", "RungPolicy", "rank_rung", "result_cost", "rung_metrics", "rung_vector"]
+__all__ = [
+    "Decision",
+    "RungPolicy",
+    "rank_rung",
+    "result_cost",
+    "rung_metrics",
+    "rung_vector",
+    "validated_at",
+]

@@ -17,10 +17,13 @@ from gcsearch.bench.table import TableExecutor
 from gcsearch.errors import UserError
 from gcsearch.report.frame import frame_from_study
 from gcsearch.report.stats import mean_ci
+from gcsearch.result import TrialResult
 from gcsearch.search.precision import seeds_for_width
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.run import SearchConfig, run_study
 from gcsearch.search.space import load_space, parse_space
+from gcsearch.search.trial import Job
+from gcsearch.tasks.train import validates
 
 
 @pytest.mark.parametrize("values", [[50.0, 51.0, 49.0], [80.0, 90.0, 85.0, 70.0], [60.0, 60.5]])
@@ -44,12 +47,38 @@ def test_seeds_for_width_floors_the_sd_and_stops_at_the_cap() -> None:
     assert seeds_for_width([50.0], 2.0) == 2  # an interval needs two
 
 
+class _AsTrained(TableExecutor):
+    """A table replay that validates as the trainer does: an epoch outside a job's
+    ``validate_at`` (and not its last) holds no validation; keeps every job it was given."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.jobs: list[Job] = []
+
+    def submit(self, job: Job) -> None:
+        self.jobs += job.parts()
+        super().submit(job)
+
+    def wait(self, timeout: float) -> list[tuple[Job, TrialResult]]:
+        out = super().wait(timeout)
+        for job, result in out:
+            for h in result.history:
+                if not validates(int(h["epoch"]), job.validate_at, int(job.budget["epochs"])):
+                    h.pop("val_top1", None), h.pop("val_loss", None)
+        return out
+
+
 def _run(
-    space_text: str, tmp_path: Path, tops: dict[str, list[float]]
-) -> tuple[dict[str, list[float]], Any]:
+    space_text: str,
+    tmp_path: Path,
+    tops: dict[str, list[float]],
+    fidelity: bool = False,
+    executor: type[TableExecutor] = TableExecutor,
+) -> tuple[dict[str, list[float]], Any, TableExecutor]:
     """A search answered from a made-up table of 40 seeds whose reference rows' top-1 per
-    seed are ``tops``; returns each trained candidate -> per-seed top-1, and the study."""
-    path = tiny_space(tmp_path, fidelity=False, extra="")
+    seed are ``tops``; returns each trained candidate -> per-seed top-1, the study and the
+    executor."""
+    path = tiny_space(tmp_path, fidelity=fidelity, extra="")
     path.write_text(path.read_text().replace("[search]\n", f"[search]\n{space_text}\n"))
     space = load_space(path).with_overrides(seeds=3)
     table = fake_table(space, seeds=40)
@@ -59,7 +88,7 @@ def _run(
             row = by_id[cid][seed]
             row["top1"] = values[seed % len(values)]
             row["history"][-1]["val_top1"] = row["top1"]
-    ex = TableExecutor(by_id, parallel=2)
+    ex = executor(by_id, parallel=2)
     with tempfile.TemporaryDirectory() as tmp:
         out = run_study(
             space,
@@ -77,7 +106,7 @@ def _run(
         rec = TrialRecord.read(t)
         if rec.trained:
             got[rec.candidate_id] = [float(r["top1"]) for r in rec.results]
-    return got, out.study
+    return got, out.study, ex
 
 
 NARROW = [50.0, 51.0, 49.0, 50.5]  # sd ~0.85: +-2 reached at 4 seeds (3 give +-2.1)
@@ -88,7 +117,7 @@ def test_reference_rows_train_seeds_until_their_interval_is_as_narrow_as_asked(
     tmp_path: Path,
 ) -> None:
     se = "se@after_1x1:c4"
-    got, study = _run(
+    got, study, _ = _run(
         "reference_ci = 2.0\nreference_max_seeds = 11",
         tmp_path,
         {"none": NARROW, se: WIDE},
@@ -104,8 +133,31 @@ def test_reference_rows_train_seeds_until_their_interval_is_as_narrow_as_asked(
     assert frame_from_study(study).attrs["study"]["reference_ci"] == {"ci": 2.0, "max_seeds": 11}
 
 
+def test_added_reference_seeds_skip_the_rungs_and_the_rungs_still_rank_against_the_row(
+    tmp_path: Path,
+) -> None:
+    """No rung reads an added seed's rung epoch: it validates at the last epoch only, and a
+    rung ranks against the row's first seeds (those that validated there)."""
+    se = "se@after_1x1:c4"
+    got, study, ex = _run(
+        "reference_ci = 2.0\nreference_max_seeds = 8",
+        tmp_path,
+        {"none": NARROW, se: WIDE},
+        fidelity=True,
+        executor=_AsTrained,
+    )
+    assert len(got[se]) == 8
+    rec = next(r for t in study.trials if (r := TrialRecord.read(t)).rungs)
+    rung = rec.rungs[0]["epoch"]
+    assert isinstance(ex, _AsTrained)
+    ref = {j.seed: j.validate_at for j in ex.jobs if j.candidate_id == se}
+    assert all(rung in ref[s] for s in range(3))
+    assert all(rung not in ref[s] and ref[s] for s in range(3, 8))
+    assert set(rec.rungs[0]["anchors"]) == {"none", se}
+
+
 def test_without_reference_ci_every_row_keeps_the_space_seeds(tmp_path: Path) -> None:
-    got, study = _run("", tmp_path, {"none": NARROW, "se@after_1x1:c4": WIDE})
+    got, study, _ = _run("", tmp_path, {"none": NARROW, "se@after_1x1:c4": WIDE})
     assert got and all(len(v) == 3 for v in got.values())
     assert "reference_ci" not in frame_from_study(study).attrs["study"]
 

@@ -177,23 +177,23 @@ def test_sigterm_while_ray_starts_exits_with_a_line_and_no_ray_left(tmp_path: Pa
 
 
 def test_a_stopped_run_stops_and_joins_its_cost_count(tmp_path: Path) -> None:
-    """The cost count runs on a thread while Ray starts; a run stopped there (SIGTERM, Ctrl-C)
-    must not exit with that thread inside torch (the process aborts in torch's C++ teardown,
-    seen as -6 on the SIGTERM test above in 3 of 8 runs before this join)."""
+    """The budget and the cost count run on a thread while Ray starts; a run stopped there
+    (SIGTERM, Ctrl-C) must not exit with that thread inside torch (the process aborts in
+    torch's C++ teardown, seen as -6 on the SIGTERM test above in 3 of 8 runs before this
+    join)."""
     import threading
 
-    from gcsearch.search.run import SearchConfig, _count_costs
+    from gcsearch.search.run import SearchConfig, _Prepared
     from gcsearch.search.strategy import space_costs
 
     space = load_space(tiny_space(tmp_path))
     assert space_costs(space, (3, 32, 32), 10, stop=lambda: True) == {}  # asked before each
-    study = optuna.create_study(directions=["maximize"])
     config = SearchConfig(progress=False)
     with contextlib.ExitStack() as stack:
-        _count_costs(study, space, config, (3, 32, 32), 10, stack)
-        assert any(t.name == "gcsearch-costs" for t in threading.enumerate())
-    assert not [t for t in threading.enumerate() if t.name == "gcsearch-costs"]
-    assert "network_costs" not in study.user_attrs  # stopped: nothing recorded
+        prepared = _Prepared(space, config, stack)
+        assert any(t.name == "gcsearch-prepare" for t in threading.enumerate())
+    assert not [t for t in threading.enumerate() if t.name == "gcsearch-prepare"]
+    assert not prepared.box.get("costs")  # stopped before its first network: none counted
 
 
 def test_ray_temp_dir_counts_bytes_not_characters(tmp_path: Path) -> None:
