@@ -6,10 +6,11 @@ timing the whole command, then reads the study and ``run.json`` and splits the s
 (``parallel`` slots x the command's wall time) into its parts: training steps (each seed's
 ``train_s``), validation (its epochs' time beyond the steps), per-trial set-up in the worker
 (data, model, cost), the worker's own share of a job beyond ``train`` (imports of a fresh
-worker, process and Ray task hand-off), slots idle while the driver asks, tells, decides rungs
-or waits on Ray, Ray's start and stop, and the driver process's own start, cost table and
-outputs. Then it trains the same (candidate, seed, epochs) in one plain Python loop in a fresh
-process and prints both walls. Figures, never assertions; ``--out`` writes them as JSON.
+worker, process and Ray task hand-off), slots idle during the loop (split, from the jobs' and
+the loop's spans, into waiting for a worker's start-up, between jobs, and the search's tail),
+Ray's start and stop, and the driver process's own start, cost table and outputs. Then it
+trains the same (candidate, seed, epochs) in one plain Python loop in a fresh process and
+prints both walls. Figures, never assertions; ``--out`` writes them as JSON.
 
 Example:
     gcsearch bench overhead --space quick --out benchmarks/overhead-quick.json
@@ -66,6 +67,41 @@ def _trainings(study: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: the slots' idle time during the loop, when the jobs' spans cannot split it
+IDLE = "slots idle during the loop (ask, tell, rungs, Ray)"
+#: its parts where they can (``idle_split``)
+IDLE_PARTS = (
+    "slots waiting for their worker's start-up (before the first job)",
+    "slots idle between jobs (ask, tell, rung barriers, Ray hand-off)",
+    "slots done before the last job ends (the search's tail)",
+)
+
+
+def idle_split(
+    results: list[dict[str, Any]], record: dict[str, Any], slots: int, idle: float
+) -> dict[str, float]:
+    """``idle`` slot-seconds split by where they fall, from the jobs' spans (``env.job_span``,
+    ``env.ray_worker``) and the loop's (``loop_span``): before each slot's first job on record,
+    after its last, and between; one figure where a result lacks its span or the jobs ran on
+    more workers than slots (a worker replaced). A promoted seed's record holds its last job
+    only, so "between" also holds its rung job."""
+    loop = record.get("loop_span")
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in results:
+        env = r.get("env") or {}
+        if not env.get("job_span") or not env.get("ray_worker"):
+            return {IDLE: idle}
+        spans.setdefault(str(env["ray_worker"]), []).append(tuple(env["job_span"]))
+    if not loop or not spans or len(spans) > slots:
+        return {IDLE: idle}
+    start, end = float(loop[0]), float(loop[1])
+    first = sum(max(0.0, min(a for a, _ in s) - start) for s in spans.values())
+    first += (slots - len(spans)) * (end - start)  # a slot that never ran a job
+    last = sum(max(0.0, end - max(b for _, b in s)) for s in spans.values())
+    first, last = min(first, idle), min(last, max(0.0, idle - first))
+    return dict(zip(IDLE_PARTS, (first, max(0.0, idle - first - last), last), strict=True))
+
+
 def split(
     results: list[dict[str, Any]], record: dict[str, Any], wall_s: float, slots: int
 ) -> dict[str, float]:
@@ -84,8 +120,12 @@ def split(
         "training steps": steps,
         "validation": max(0.0, epochs - steps),
         "worker outside epochs (data, model, imports, hand-off)": max(0.0, jobs - epochs),
-        "slots idle during the loop (ask, tell, rungs, Ray)": max(0.0, slots * loop - jobs),
+        IDLE: max(0.0, slots * loop - jobs),
         "Ray start and stop": slots * ray,
+    }
+    idle = idle_split(results, record, slots, parts[IDLE])  # in its place
+    parts = {
+        k: v for name, x in parts.items() for k, v in (idle if name == IDLE else {name: x}).items()
     }
     parts["driver process (imports, cost table, outputs, exit)"] = max(
         0.0, slots * wall_s - sum(parts.values())
@@ -182,4 +222,4 @@ def run_bench_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["run_bench_overhead", "split"]
+__all__ = ["IDLE", "IDLE_PARTS", "idle_split", "run_bench_overhead", "split"]

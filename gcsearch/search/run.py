@@ -500,7 +500,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
         resume_hint = resume_command(c.command, space, run_dir, c.smoke)
         try:
             with sigterm_as_interrupt(), display:
-                loop_start = time.perf_counter()
+                loop_start, loop_started = time.perf_counter(), time.time()
                 try:
                     driver.run()
                 except KeyboardInterrupt as exc:
@@ -545,6 +545,7 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             "job_seconds": outcome.job_seconds,
             "epochs_trained": outcome.epochs_trained,
             "loop_s": outcome.loop_s,
+            "loop_span": [loop_started, loop_started + outcome.loop_s],  # epoch seconds
             "driver_s": outcome.driver_s,
             "ray_start_s": ray_start_s,
             "ray_shutdown_s": ray_stop_s,

@@ -125,7 +125,7 @@ def run_jobs(job: Job) -> list[tuple[Job, TrialResult]]:
 
 def _run(job: Job) -> list[TrialResult]:
     """Train every seed of ``job`` (fused when it holds several); failures are rows."""
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     parts = job.parts()
     cand = Candidate.from_dict(job.candidate)
     try:
@@ -261,6 +261,8 @@ def _run(job: Job) -> list[TrialResult]:
         out.wall_s = out.wall_s or wall
         # a fused job's share: summed over its seeds, the slot's time
         out.env["job_wall_s"] = wall / len(results)
+        # when the slot ran it (epoch seconds): where a search's idle slot-time falls
+        out.env["job_span"] = [started, started + wall]
     return results
 
 
