@@ -184,8 +184,9 @@ def run_bench_overhead(args: argparse.Namespace) -> int:
         f"bench overhead: {space.name}, {len(results)} trainings, {slots} slots, "
         f"search wall {wall:.1f} s ({'smoke' if smoke else 'full'} budget)"
     )
+    width = max(map(len, parts))
     for name, seconds in parts.items():
-        print(f"  {name:55s} {seconds:8.1f} slot-s  {100 * seconds / total:5.1f} %")
+        print(f"  {name:{width}s} {seconds:8.1f} slot-s  {100 * seconds / total:5.1f} %")
     print(f"share of slot-time outside training steps: {100 * outside:.1f} %")
     print(
         f"the same trainings in a plain loop (one process, one slot): "
