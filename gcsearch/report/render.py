@@ -420,7 +420,9 @@ def _sections(
                 "Learning curves",
                 images.get("curves", ""),
                 wide.rename_axis("candidate"),
-                "Validation top-1 per epoch (mean over seeds; the longest trial of each candidate) "
+                "Validation top-1 per epoch (mean over the seeds validated there: a reference "
+                "row's added seeds validate at the last epoch only; the longest trial of each "
+                "candidate) "
                 f"of the front and the reference rows, at the epochs validated: {epochs} (a search "
                 "validates at its rungs and last epoch, and every `validate_every`-th if set); "
                 "every trial, seed and epoch is in the long table `gcsearch report RUN --curves "
