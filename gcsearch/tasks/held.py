@@ -11,7 +11,10 @@ removed when a new one is written. A lock file makes the second of two workers t
 together wait for the first one's array instead of decoding it as well.
 
 The cache lives in ``$GCSEARCH_CACHE`` (else ``$XDG_CACHE_HOME/gcsearch``, else
-``~/.cache/gcsearch``): a local disk of the node, where a rerun finds it.
+``~/.cache/gcsearch``): a local disk of the node, where a rerun finds it. ``$GCSEARCH_CACHE_MAX``
+(``20G``, ``500M``, bytes) bounds it: after a new array is written, the arrays used longest ago
+are removed until the folder fits (never the new one; a worker that mapped a removed array keeps
+its pages, the next run decodes it again). Unset, the cache is not bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import fcntl
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -31,8 +35,12 @@ from gcsearch.errors import IOFault, UserError, io_line
 
 #: the environment variable naming the cache folder
 CACHE_ENV = "GCSEARCH_CACHE"
+#: the environment variable bounding the cache's size (``20G``, ``500M``, bytes)
+CACHE_MAX_ENV = "GCSEARCH_CACHE_MAX"
 #: bump when a decoder changes what it writes for the same files: every cached array is redone
 FORMAT = 1
+#: size suffixes ``$GCSEARCH_CACHE_MAX`` takes (powers of 1024)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 #: arrays this process mapped, by cache path (a long-lived worker maps each file once)
 _MAPPED: dict[Path, torch.Tensor] = {}
@@ -47,6 +55,38 @@ def cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "gcsearch"
+
+
+def cache_max() -> int | None:
+    """``$GCSEARCH_CACHE_MAX`` in bytes (None: unset, no bound); a one-line ``UserError`` when
+    it is not a size."""
+    text = os.environ.get(CACHE_MAX_ENV, "").strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?", text, flags=re.IGNORECASE)
+    if m is None:
+        raise UserError(
+            f"{CACHE_MAX_ENV}={text!r} is not a size (allowed: bytes, or a number with K, M, G "
+            "or T, e.g. 20G; unset for no bound)"
+        )
+    return int(float(m[1]) * _UNITS[m[2].upper()])
+
+
+def _trim(folder: Path, keep: Path, limit: int) -> None:
+    """Remove the arrays of ``folder`` used longest ago (``hold`` touches what it maps) until
+    they fit in ``limit`` bytes; ``keep`` stays whatever its size."""
+    arrays = []
+    for path in folder.glob("*.npy"):
+        with contextlib.suppress(OSError):  # another process removed it meanwhile
+            st = path.stat()
+            arrays.append((st.st_mtime_ns, st.st_size, path))
+    total = sum(size for _, size, _ in arrays)
+    for _, size, path in sorted(arrays):
+        if total <= limit:
+            break
+        if path != keep:
+            path.unlink(missing_ok=True)
+            total -= size
 
 
 def fingerprint(files: Iterable[str | Path], *how: object) -> str:
@@ -88,7 +128,7 @@ def hold(
     comes from (a folder, a file), so a new key of the same source replaces the old array.
     A cache that cannot be written (full disk, read-only folder) is an ``IOFault``.
     """
-    folder = cache_dir()
+    folder, limit = cache_dir(), cache_max()
     stem = f"{kind}-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     path = folder / f"{stem}-{key}.npy"
     if path in _MAPPED:
@@ -103,6 +143,8 @@ def hold(
                     for old in folder.glob(f"{stem}-*.npy"):  # the same source, older files
                         if old != path:
                             old.unlink(missing_ok=True)
+                    if limit is not None:
+                        _trim(folder, path, limit)
         except OSError as exc:
             raise IOFault(
                 f"data cache: {io_line(exc, 'writing', exc.filename or path)} (allowed: a "
@@ -110,6 +152,8 @@ def hold(
             ) from None
     try:  # copy-on-write mapping: the pages stay the page cache's, shared by every process
         array = np.load(path, mmap_mode="c")
+        with contextlib.suppress(OSError):  # used now: the last a bounded cache removes
+            os.utime(path)
     except (OSError, ValueError) as exc:
         why = f"data cache: cannot read {path} ({exc}); remove it to decode again"
         raise IOFault(why) from None
@@ -162,4 +206,14 @@ def forget() -> None:
     _MAPPED.clear()
 
 
-__all__ = ["CACHE_ENV", "FILLS", "cache_dir", "fingerprint", "forget", "hold", "hold_parsed"]
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_MAX_ENV",
+    "FILLS",
+    "cache_dir",
+    "cache_max",
+    "fingerprint",
+    "forget",
+    "hold",
+    "hold_parsed",
+]

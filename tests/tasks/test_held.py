@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gcsearch.errors import IOFault
+from gcsearch.errors import IOFault, UserError
 from gcsearch.tasks import Budget, get_task, held, imagefolder
 from gcsearch.tasks.batches import TensorBatches, channel_stats
 
@@ -228,3 +228,41 @@ def test_cifar_pickles_are_parsed_once_per_node(cache: Path, tmp_path: Path, mon
     held.forget()
     again = cifar.load((tmp_path / "data").resolve(), "cifar10")
     assert not reads and n and all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def _hold_ones(kind: str, n: int = 64) -> torch.Tensor:
+    return held.hold(kind, f"src-{kind}", "k", lambda: (n,), lambda out: out.fill(7))
+
+
+def test_a_bounded_cache_removes_the_arrays_used_longest_ago(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$GCSEARCH_CACHE_MAX: once a new array is written, the arrays used longest ago go until the
+    folder fits; mapping an array counts as using it; the new one always stays."""
+    a = _hold_ones("a")
+    one = next(cache.glob("a-*.npy")).stat().st_size
+    monkeypatch.setenv(held.CACHE_MAX_ENV, str(2 * one + one // 2))  # room for two arrays
+    _hold_ones("b")
+    path_a, path_b = next(cache.glob("a-*.npy")), next(cache.glob("b-*.npy"))
+    os.utime(path_a, ns=(1_000, 1_000))  # a used long ago ...
+    os.utime(path_b, ns=(2_000, 2_000))
+    held.forget()
+    _hold_ones("a")  # ... and again now (a new worker maps it)
+    assert path_a.stat().st_mtime_ns > 2_000
+    _hold_ones("c")
+    assert sorted(p.name[0] for p in cache.glob("*.npy")) == ["a", "c"]  # b went
+    assert int(a.sum()) == 7 * 64  # a mapping of a removed or kept array stays readable
+    monkeypatch.setenv(held.CACHE_MAX_ENV, "1")  # smaller than any array: the new one stays
+    _hold_ones("d")
+    assert [p.name[0] for p in cache.glob("*.npy")] == ["d"]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "inf", "5 X"])
+def test_a_cache_bound_that_is_not_a_size_is_a_one_line_error(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(held.CACHE_MAX_ENV, value)
+    with pytest.raises(UserError, match=r"GCSEARCH_CACHE_MAX=.* is not a size \(allowed: "):
+        _hold_ones("e")
+    monkeypatch.setenv(held.CACHE_MAX_ENV, "1.5G")
+    assert held.cache_max() == int(1.5 * 1024**3)
