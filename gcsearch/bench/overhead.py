@@ -120,12 +120,8 @@ def split(
         "training steps": steps,
         "validation": max(0.0, epochs - steps),
         "worker outside epochs (data, model, imports, hand-off)": max(0.0, jobs - epochs),
-        IDLE: max(0.0, slots * loop - jobs),
+        **idle_split(results, record, slots, max(0.0, slots * loop - jobs)),
         "Ray start and stop": slots * ray,
-    }
-    idle = idle_split(results, record, slots, parts[IDLE])  # in its place
-    parts = {
-        k: v for name, x in parts.items() for k, v in (idle if name == IDLE else {name: x}).items()
     }
     parts["driver process (imports, cost table, outputs, exit)"] = max(
         0.0, slots * wall_s - sum(parts.values())

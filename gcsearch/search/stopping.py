@@ -21,21 +21,30 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (Slurm, kubectl delete) stops the search like Ctrl-C."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+def _handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None]:
+    """``handler`` for ``signals`` inside, the old handlers back on leaving; outside the main
+    thread nothing is installed (only it receives signals)."""
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {s: signal.signal(s, handler) for s in signals}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, previous in old.items():
+            signal.signal(s, previous)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (Slurm, kubectl delete) stops the search like Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with _handling((signal.SIGTERM,), handler):
+        yield
 
 
 @contextlib.contextmanager
@@ -52,16 +61,8 @@ def stops_deferred(
         if force_on_second and len(got) > 1:
             raise KeyboardInterrupt
 
-    try:
-        old = {s: signal.signal(s, hold) for s in signals}
-    except ValueError:  # not the main thread: nothing to hold
+    with _handling(signals, hold):
         yield
-        return
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
     if got:
         raise KeyboardInterrupt
 
