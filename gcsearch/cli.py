@@ -304,6 +304,12 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="successive halving over candidates (rungs at min-epochs x eta^k)",
     )
+    p.add_argument(
+        "--no-speculate",
+        action="store_true",
+        help="slots idle at a rung's barrier wait for its decision instead of continuing the "
+        "candidates sure to go on (same results; no work lost on a wrong guess)",
+    )
     p.add_argument("--eta", type=int, default=None, help="successive-halving reduction factor")
     p.add_argument(
         "--min-epochs",

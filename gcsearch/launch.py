@@ -263,6 +263,8 @@ def _space_from_args(args: Any) -> Space:
         overrides["enabled"] = False
     if getattr(args, "fidelity", False):
         overrides["enabled"] = True
+    if getattr(args, "no_speculate", False):
+        overrides["speculate"] = False
     if getattr(args, "data", None) is not None:
         overrides["data"] = args.data
     return space.with_overrides(**overrides) if overrides else space

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +102,30 @@ class Dispatch:
         self.ledger.start(run)
         self.submit(run, self.first(record.role))
 
-    def submit(self, run: Running, stop_at: int | None) -> None:
+    def submit(self, run: Running, stop_at: int | None, started: Collection[int] = ()) -> None:
         """One job per seed, training to ``stop_at`` (a rung) or the full budget; a promoted
-        run continues from the state its rung run kept (same schedule, same result)."""
+        run continues from the state its rung run kept (same schedule, same result). The seeds
+        in ``started`` run that segment already (``early``): counted, not submitted again."""
         before = run.stop_at if run.results else None  # the rung this run stopped at, if any
         run.stop_at, run.waiting, run.results = stop_at, False, []
-        run.jobs_left, run.fused = self.seeds, self.fuse and self.seeds > 1
-        parts = [self._part(run, seed, stop_at, before) for seed in range(self.seeds)]
+        run.jobs_left, run.fused = self.seeds, self.fuse and self.seeds > 1 and not started
+        parts = [
+            self._part(run, seed, stop_at, before)
+            for seed in range(self.seeds)
+            if seed not in started
+        ]
         if run.fused:  # one job on one worker; each seed still answered as its own job
             self.executor.submit(dataclasses.replace(parts[0], fused=tuple(parts)))
         else:
             for part in parts:
                 self.executor.submit(part)
         self.display.progress.running = [r.cand.id for r in self.ledger.running.values()]
+
+    def early(self, run: Running, seed: int, stop_at: int | None) -> None:
+        """Seed ``seed`` of ``run``, waiting at its rung, starts its next segment (to
+        ``stop_at``) before the rung is decided: kept in ``run.early`` until it is."""
+        run.early[seed] = None
+        self.executor.submit(self._part(run, seed, stop_at, run.stop_at))
 
     def extend(self, run: Running, more: int) -> None:
         """``more`` seeds after those ``run`` holds, each trained in full as its own job (a

@@ -132,6 +132,10 @@ class Driver:
         self.epochs_trained = 0
         self.decisions: list[dict[str, Any]] = []  # every rung decision, for run.json
         self._deciding = False  # a rung's members are being told or resubmitted
+        # idle slots at a rung's barrier start the likely promotions (``start_early``)
+        self.speculate = space.fidelity.speculate and not fuse
+        self.early = {"started": 0, "used": 0, "wasted": 0}  # those segments, for run.json
+        self._orphans: set[tuple[int, int]] = set()  # (trial, seed) early, of stopped runs
 
     def key(self, cand: Candidate) -> str:
         """The network a candidate builds (candidates with one key are trained once)."""
@@ -156,6 +160,7 @@ class Driver:
         self.teller.update_front()
         parallel = max(1, int(self.executor.parallel))
         ledger, teller = self.ledger, self.teller
+        reported = True  # results came in since the last turn (a rung may rank otherwise)
         while teller.fault is None:
             tick = time.perf_counter()
             self._sync()
@@ -166,6 +171,8 @@ class Driver:
             ):
                 self.ask_next()
             self._decide_rungs()
+            if reported:
+                self.start_early(parallel)
             self.driver_s += time.perf_counter() - tick
             if not ledger.running:
                 # waiting only on other drivers' trials: those parked here, or any still
@@ -176,14 +183,19 @@ class Driver:
                     continue
                 if ledger.waiting_dups:  # cannot happen: dups wait only on running trials
                     self.abandon("stale duplicate")
-                break
-            self.claims.working()
-            if not ledger.jobs_in_flight():
+                if not self._orphans:
+                    break
+                # a stopped candidate's early segment still runs: it ends (and writes what it
+                # writes) before the search does, so the run directory's clean-up is final
+            elif not ledger.jobs_in_flight():
                 raise RuntimeError(
                     "driver stuck: candidates wait at a rung with no job left "
                     f"({sorted(r.cand.id for r in ledger.running.values())})"
                 )
+            else:
+                self.claims.working()
             done = self.executor.wait(1.0)  # returns at once when a trial ends
+            reported = bool(done)
             tick = time.perf_counter()
             for job, result in done:
                 self.collect(job, result)
@@ -216,17 +228,31 @@ class Driver:
     def collect(self, job: Job, result: TrialResult) -> None:
         """One seed's result; its candidate is told, or waits at its rung, once all report."""
         run = self.ledger.running.get(job.trial)
-        if run is None:  # cancelled meanwhile
+        if run is None:  # cancelled meanwhile, or an early segment of a stopped candidate
+            if (job.trial, job.seed) in self._orphans:
+                self._orphans.discard((job.trial, job.seed))
+                self._count(result)
+            return
+        self._count(result)
+        if run.waiting:  # an early segment: kept until the rung's decision
+            run.early[job.seed] = result
             return
         run.add(job.seed, result)
+        if not run.jobs_left:
+            self._segment_done(run)
+
+    def _count(self, result: TrialResult) -> None:
+        """A job's wall time and the epochs it trained (a promotion resumed from its rung
+        trains only the epochs after it)."""
         wall = float(result.env.get("job_wall_s") or result.wall_s or 0)
         self.job_seconds += wall
-        # a promotion resumed from its rung trains only the epochs after it
         resumed = int(result.env.get("resumed") or 0)
         self.epochs_trained += max(0, result.epochs - resumed)
         self.display.progress.job_seconds.append(wall)
-        if run.jobs_left:
-            return
+
+    def _segment_done(self, run: Running) -> None:
+        """Every seed of ``run``'s segment reported: it waits at its rung, narrows its
+        interval (a reference row), or is told."""
         failed = any(r.status == "failed" for r in run.results)
         reached = (
             run.stop_at is not None
@@ -257,6 +283,40 @@ class Driver:
             return False
         self.dispatch.extend(run, more)
         return True
+
+    def start_early(self, parallel: int) -> None:
+        """Slots left idle at a rung's barrier (nothing left to ask, its last members still
+        train) start the next segment of the waiting candidates most sure to go on
+        (``RungPolicy.likely``), a seed per free slot, best first. The decision is taken as
+        always, once the whole rung reported; a promoted candidate then uses its early seeds
+        (each the same job it would have run), a stopped one's are lost work
+        (``early['wasted']``). Off with ``[fidelity] speculate = false``."""
+        ledger = self.ledger
+        if not self.speculate or not self.policy or self.proposal.refs:
+            return
+        if self.proposal.can_ask() or ledger.jobs_in_flight() >= parallel:
+            return
+        runs = list(ledger.running.values())
+        if any(r.role == "reference" for r in runs):  # the rung's anchors are not all in
+            return
+        rung = [r for r in runs if r.role == "search" and r.stop_at is not None]
+        if not rung:
+            return
+        epoch = min(r.stop_at for r in rung if r.stop_at is not None)
+        rung = [r for r in rung if r.stop_at == epoch]
+        waiting = {r.cand.id: r for r in rung if r.waiting}
+        if not waiting or len(waiting) == len(rung):  # nothing reported yet, or due now
+            return
+        reported = {cid: [x.to_dict() for x in r.results] for cid, r in waiting.items()}
+        nxt = self.policy.next_at(epoch)
+        for cid in self.policy.likely(epoch, reported, ledger.references(), len(rung)):
+            run = waiting[cid]
+            for seed in range(self.dispatch.seeds):
+                if ledger.jobs_in_flight() >= parallel:
+                    return
+                if seed not in run.early:
+                    self.dispatch.early(run, seed, nxt)
+                    self.early["started"] += 1
 
     def _finish(self, run: Running, forced: str | None = None) -> None:
         self.teller.finish(run, forced)
@@ -289,18 +349,28 @@ class Driver:
         try:
             for r in members:
                 d = decided[r.cand.id]
+                early, r.early = r.early, {}
                 if d.stop:
+                    self.early["wasted"] += len(early)
+                    self._orphans |= {(r.trial.number, s) for s, x in early.items() if x is None}
                     for res in r.results:
                         res.status, res.reason = "pruned", d.reason
                     self._finish(r)
-                else:
-                    self.dispatch.submit(r, d.next_at)
+                    continue
+                self.dispatch.submit(r, d.next_at, started=early)
+                for seed, res in sorted(early.items()):  # each the job submit would have run
+                    self.early["used"] += 1
+                    if res is not None:
+                        r.add(seed, res)
+                if not r.jobs_left:  # every seed's segment ended early
+                    self._segment_done(r)
         finally:
             self._deciding = False
 
     def abandon(self, reason: str) -> None:
         """Cancel everything in flight; running trials become failed (retryable) rows."""
         self.executor.cancel_all()
+        self._orphans.clear()
         for run in list(self.ledger.running.values()):
             try:
                 self._finish(run, forced=reason)

@@ -37,6 +37,9 @@ class Running:
     fused: bool = False  # its seeds train as one job (they come back together)
     results: list[TrialResult] = field(default_factory=list)
     waiting: bool = False  # reached its rung, waits for the decision
+    # seed -> its next segment, started while the rung waits on others (``Driver.start_early``):
+    # None while in flight, then its result, used if the rung's decision promotes the run
+    early: dict[int, TrialResult | None] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     @property
@@ -134,8 +137,13 @@ class Ledger:
         return list(self.by_key)
 
     def jobs_in_flight(self) -> int:
-        """Executor jobs in flight: a fused run's seeds are one job, on one slot."""
-        return sum(min(r.jobs_left, 1) if r.fused else r.jobs_left for r in self.running.values())
+        """Executor jobs in flight: a fused run's seeds are one job, on one slot; a waiting
+        run's early segments count too."""
+        return sum(
+            (min(r.jobs_left, 1) if r.fused else r.jobs_left)
+            + sum(1 for res in r.early.values() if res is None)
+            for r in self.running.values()
+        )
 
     def references(self) -> dict[str, list[dict[str, Any]]]:
         """Complete reference rows: candidate id -> seed results (the rungs' anchors)."""

@@ -550,6 +550,8 @@ def run_study(space: Space, config: SearchConfig | None = None) -> Outcome:
             "ray_start_s": ray_start_s,
             "ray_shutdown_s": ray_stop_s,
             "rung_decisions": driver.decisions,
+            # seed segments started at a rung's barrier before its decision: used or lost
+            "early_segments": dict(driver.early),
             "fuse_seeds": {"mode": space.search.fuse_seeds, "fused": fuse, "why": fuse_why},
             "hv_reference": study.user_attrs.get("hv_reference"),
             "hv_ideal": study.user_attrs.get("hv_ideal"),

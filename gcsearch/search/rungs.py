@@ -18,6 +18,11 @@ because a synchronous rule needs the whole rung to rank one candidate. So the ou
 neither on the order trials finish in nor on an interrupt and resume. Asynchronous promotion
 (ASHA) was dropped: its outcome depended on that order.
 
+While a rung waits on its last members, a slot with nothing else to do may start the next
+segment of a waiting candidate that ``RungPolicy.likely`` finds sure to go on
+(``Driver.start_early``, ``[fidelity] speculate``): the same job it would run once promoted, so
+the decision and every result stay as they are; a candidate the decision stops loses that work.
+
 Reference rows (the baseline and presets) shape the fronts (a candidate a preset dominates
 ranks behind it) but take no promotion slot and are never stopped. Pure Python.
 """
@@ -160,12 +165,16 @@ class RungPolicy:
             return epoch
         return None
 
-    def decide(
+    def next_at(self, epoch: int) -> int | None:
+        """Where a candidate promoted at rung ``epoch`` trains to (None: the full budget)."""
+        k = self.rungs.index(epoch)
+        return self.rungs[k + 1] if k + 1 < len(self.rungs) else None
+
+    def _ranked(
         self, epoch: int, members: Mapping[str, Results], anchors: Mapping[str, Results]
-    ) -> dict[str, Decision]:
-        """Continue or stop for each candidate id of the rung at ``epoch`` (``members``: its
-        seed results); ``anchors``, the complete reference rows, shape the ranking only. A
-        candidate with no figures at the rung ranks last and stops."""
+    ) -> tuple[list[str], int, dict[str, dict[str, Any]], list[str]]:
+        """``rank_rung`` of ``members`` at ``epoch`` against ``anchors``, each member's rung
+        figures and the anchors that had figures there."""
         vectors, figures = {}, {}
         for cid, results in members.items():
             m = rung_metrics(results, epoch)
@@ -177,8 +186,31 @@ class RungPolicy:
             if m is not None:
                 points[cid] = rung_vector(self.objectives, m)
         ranked, keep = rank_rung(vectors, points, self.eta)
-        k = self.rungs.index(epoch)
-        nxt = self.rungs[k + 1] if k + 1 < len(self.rungs) else None
+        return ranked, keep, figures, sorted(points)
+
+    def likely(
+        self,
+        epoch: int,
+        reported: Mapping[str, Results],
+        anchors: Mapping[str, Results],
+        members: int,
+    ) -> list[str]:
+        """The candidates of ``reported`` (some of the rung's ``members``) that go on even if
+        every member still training ranks above them, best first: those ranked within the
+        rung's keep less the members still out. A heuristic for starting work early, never
+        a decision: a newcomer can also reorder a front's crowding distances."""
+        ranked, _, _, _ = self._ranked(epoch, reported, anchors)
+        sure = max(1, members // self.eta) - (members - len(reported))
+        return ranked[: max(0, sure)]
+
+    def decide(
+        self, epoch: int, members: Mapping[str, Results], anchors: Mapping[str, Results]
+    ) -> dict[str, Decision]:
+        """Continue or stop for each candidate id of the rung at ``epoch`` (``members``: its
+        seed results); ``anchors``, the complete reference rows, shape the ranking only. A
+        candidate with no figures at the rung ranks last and stops."""
+        ranked, keep, figures, points = self._ranked(epoch, members, anchors)
+        nxt = self.next_at(epoch)
         out = {}
         for cid in members:
             position = ranked.index(cid) + 1 if cid in ranked else len(ranked)
@@ -191,7 +223,7 @@ class RungPolicy:
                 "stop": stop,
                 "top1_mean": figures.get(cid, {}).get("top1"),
                 "top1_seeds": figures.get(cid, {}).get("top1_seeds"),
-                "anchors": sorted(points),
+                "anchors": points,
             }
             out[cid] = Decision(stop, None if stop else nxt, record)
         return out

@@ -186,6 +186,9 @@ class Fidelity:
     enabled: bool = False
     eta: int = 3
     min_epochs: int = 2
+    #: a slot left idle at a rung's barrier (its last members still train) continues the
+    #: candidate most sure to go on; the rung's decision is the same, the work is lost if not
+    speculate: bool = True
 
     def rungs(self, max_epochs: int) -> tuple[int, ...]:
         """Epochs at which a trial is compared with its rung (empty when disabled)."""
@@ -198,7 +201,12 @@ class Fidelity:
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "eta": self.eta, "min_epochs": self.min_epochs}
+        return {
+            "enabled": self.enabled,
+            "eta": self.eta,
+            "min_epochs": self.min_epochs,
+            "speculate": self.speculate,
+        }
 
 
 @dataclass(frozen=True)
@@ -247,7 +255,9 @@ class Space:
         """A copy with some ``search`` / ``fidelity`` / budget settings or the task's ``data``
         folder replaced (CLI flags)."""
         search = {k: changes.pop(k) for k in list(changes) if k in SearchSettings.__annotations__}
-        fid = {k: changes.pop(k) for k in ("eta", "min_epochs", "enabled") if k in changes}
+        fid = {
+            k: changes.pop(k) for k in ("eta", "min_epochs", "enabled", "speculate") if k in changes
+        }
         budget = changes.pop("budget", None)
         out = self
         if "data" in changes:
@@ -588,14 +598,15 @@ def _read_search(r: _Reader, data: Any) -> SearchSettings:
 
 
 def _read_fidelity(r: _Reader, data: Any) -> Fidelity:
-    t = r.table(data, "fidelity", ("enabled", "eta", "min_epochs"))
+    t = r.table(data, "fidelity", ("enabled", "eta", "min_epochs", "speculate"))
     kw: dict[str, Any] = {}
-    if "enabled" in t:
-        if not isinstance(t["enabled"], bool):
-            raise r.fail(
-                "fidelity.enabled", f"expected a boolean, got {_kind(t['enabled'])}", "true, false"
-            )
-        kw["enabled"] = t["enabled"]
+    for key in ("enabled", "speculate"):
+        if key in t:
+            if not isinstance(t[key], bool):
+                raise r.fail(
+                    f"fidelity.{key}", f"expected a boolean, got {_kind(t[key])}", "true, false"
+                )
+            kw[key] = t[key]
     if "eta" in t:
         kw["eta"] = r.integer(t["eta"], "fidelity.eta", 2, 100)
     if "min_epochs" in t:

@@ -112,6 +112,7 @@ def test_overrides_replace_settings() -> None:
         ('[budget]\noptimizer = "adam"\n', "budget.optimizer", "sgd, adamw"),
         ('[budget]\naugment = "mixup"\n', "budget.augment", "none, flip, flip-crop"),
         ("[fidelity]\neta = 1\n", "fidelity.eta", "integers 2..100"),
+        ('[fidelity]\nspeculate = "yes"\n', "fidelity.speculate", "true, false"),
         ("colour = 1\n", "colour", "axes"),
         ("[axes\n", "toml", ""),
     ],
