@@ -176,24 +176,39 @@ def test_sigterm_while_ray_starts_exits_with_a_line_and_no_ray_left(tmp_path: Pa
     assert optuna.get_all_study_names(f"sqlite:///{run / 'study.db'}") == []
 
 
-def test_a_stopped_run_stops_and_joins_its_cost_count(tmp_path: Path) -> None:
+def test_a_stopped_run_stops_and_joins_its_cost_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The budget and the cost count run on a thread while Ray starts; a run stopped there
     (SIGTERM, Ctrl-C) must not exit with that thread inside torch (the process aborts in
     torch's C++ teardown, seen as -6 on the SIGTERM test above in 3 of 8 runs before this
-    join)."""
+    join). The thread's budget waits for the stop, so the count starts after it, whatever
+    the machine's load (unheld, a fast budget could count every network first)."""
     import threading
 
+    from gcsearch.search import run as run_module
     from gcsearch.search.run import SearchConfig, _Prepared
     from gcsearch.search.strategy import space_costs
 
     space = load_space(tiny_space(tmp_path))
     assert space_costs(space, (3, 32, 32), 10, stop=lambda: True) == {}  # asked before each
+    made: list[_Prepared] = []
+    budget = run_module.resolve_budget
+
+    def after_the_stop(*args: object, **kw: object) -> object:
+        while not made:
+            time.sleep(0.01)
+        assert made[0].stop.wait(60)
+        return budget(*args, **kw)
+
+    monkeypatch.setattr(run_module, "resolve_budget", after_the_stop)
     config = SearchConfig(progress=False)
     with contextlib.ExitStack() as stack:
-        prepared = _Prepared(space, config, stack)
+        made.append(_Prepared(space, config, stack))
         assert any(t.name == "gcsearch-prepare" for t in threading.enumerate())
     assert not [t for t in threading.enumerate() if t.name == "gcsearch-prepare"]
-    assert not prepared.box.get("costs")  # stopped before its first network: none counted
+    assert "budget" in made[0].box  # the thread ran on past the stop ...
+    assert not made[0].box.get("costs")  # ... and its count stopped before its first network
 
 
 def test_ray_temp_dir_counts_bytes_not_characters(tmp_path: Path) -> None:
