@@ -292,14 +292,9 @@ class Driver:
         (each the same job it would have run), a stopped one's are lost work
         (``early['wasted']``). Off with ``[fidelity] speculate = false``."""
         ledger = self.ledger
-        if not self.speculate or not self.policy or self.proposal.refs:
+        if not self.speculate or ledger.jobs_in_flight() >= parallel:
             return
-        if self.proposal.can_ask() or ledger.jobs_in_flight() >= parallel:
-            return
-        runs = list(ledger.running.values())
-        if any(r.role == "reference" for r in runs):  # the rung's anchors are not all in
-            return
-        rung = [r for r in runs if r.role == "search" and r.stop_at is not None]
+        rung = [r for r in self._rung_runs() if r.stop_at is not None]
         if not rung:
             return
         epoch = min(r.stop_at for r in rung if r.stop_at is not None)
@@ -322,16 +317,24 @@ class Driver:
         self.teller.finish(run, forced)
         self._decide_rungs()  # its end may complete a rung
 
+    def _rung_runs(self) -> list[Running]:
+        """The searched runs in flight once their rungs are closed: no candidate can still
+        join one and the reference rows, which anchor the ranking, are all in. Empty before
+        (or without rungs): no rung may be decided, nor work started ahead of a decision."""
+        if not self.policy or self.proposal.refs or self.proposal.can_ask():
+            return []
+        runs = list(self.ledger.running.values())
+        if any(r.role == "reference" for r in runs):
+            return []
+        return [r for r in runs if r.role == "search"]
+
     def _decide_rungs(self) -> None:
         """Decide a rung once no candidate can still join it and every searched candidate has
         reported there (``RungPolicy.due``); reference rows anchor the ranking, so none may
         still be running. Stopped candidates are told pruned, the others go on."""
-        if not self.policy or self._deciding or self.proposal.refs or self.proposal.can_ask():
+        if self._deciding:
             return
-        runs = list(self.ledger.running.values())
-        if any(r.role == "reference" for r in runs):
-            return
-        searched = [r for r in runs if r.role == "search"]
+        searched = self._rung_runs()
         epoch = self.policy.due((r.stop_at, r.waiting) for r in searched)
         if epoch is None:
             return

@@ -3,7 +3,6 @@ waiting candidate before the rung is decided, and nothing the search records cha
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +44,12 @@ def _records(out: Any) -> dict[str, Any]:
     return got
 
 
-def _worst_first(likely: Callable[..., list[str]]) -> Callable[..., list[str]]:
+def _worst_first(
+    self: RungPolicy, epoch: int, reported: Any, anchors: Any, members: int
+) -> list[str]:
     """``RungPolicy.likely`` guessing wrong: the reported candidates ranked last first."""
-
-    def guess(self: RungPolicy, epoch: int, reported: Any, anchors: Any, members: int) -> list[str]:
-        ranked, _, _, _ = self._ranked(epoch, reported, anchors)
-        return ranked[::-1]
-
-    return guess
+    ranked, _, _, _ = self._ranked(epoch, reported, anchors)
+    return ranked[::-1]
 
 
 @pytest.mark.parametrize("executor", [TableExecutor, _EarlyFirst])
@@ -73,7 +70,7 @@ def test_early_segments_leave_every_record_as_without_them(
         **kw,
     )
     if guess == "wrong":
-        monkeypatch.setattr(RungPolicy, "likely", _worst_first(RungPolicy.likely))
+        monkeypatch.setattr(RungPolicy, "likely", _worst_first)
     ex = executor(table.by_candidate(), parallel=2)
     early = search(space, tmp_path / "early", executor=ex, **kw)
     assert plain.record["early_segments"] == {"started": 0, "used": 0, "wasted": 0}
