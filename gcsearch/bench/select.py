@@ -57,7 +57,7 @@ def parse_grid(text: str) -> list[Any]:
         if not eq or not values:
             raise ValueError(
                 f"{part} (allowed: KEY=V1,V2;... with sd_scale, starts, batch_rule, "
-                "local_every, additive, prior)"
+                "local_every, additive, prior, average, amplitude)"
             )
         axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
     out = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gcsearch.search.gp import CHUNK, GP
+from gcsearch.search.gp import CHUNK, GP, Mixture
 from gcsearch.search.space import objective
 
 #: A bound at or below this is no improvement; an exact gain must beat the best by more.
@@ -46,7 +46,7 @@ class Gains:
         pts: np.ndarray,
         ref: Mapping[str, float],
         ideal: Mapping[str, float],
-        models: Mapping[str, GP],
+        models: Mapping[str, GP | Mixture],
     ) -> None:
         from gcsearch.pareto import pareto_front
 

@@ -53,25 +53,31 @@ class GP:
     pscale: float = 0.0
     pm0: float = 0.0
 
+    #: log marginal likelihood of y summed over the grid this fit picked from (its evidence)
+    evidence: float = 0.0
+
     def __init__(
         self,
         x: np.ndarray,
         y: np.ndarray,
         weights: Sequence[float] = (0.0,),
         beta: np.ndarray | None = None,
+        prior_weights: Sequence[float] = PRIOR_WEIGHTS,
+        amplitude: tuple[float, float] | None = None,
     ) -> None:
         self.x, self.beta = x, beta
         self.axes = axes_of(x)
-        spread = float(y.std()) or 1.0
+        spread = _amplitude(y, amplitude)
         m = x @ beta if beta is not None else np.zeros(len(x))
         best = None
+        lmls: list[float] = []
         dot = x @ x.T
         d2 = sq_distances(x, x)
         rbf = {ell: np.exp(-d2 / (2 * ell**2)) for ell in LENGTH_SCALES}  # once per length
         eye = np.eye(len(x))
-        for b in PRIOR_WEIGHTS if beta is not None else (0.0,):
+        for b in prior_weights if beta is not None else (0.0,):
             yr = y - b * spread * (m - m.mean())  # what the kernel models: y less the prior
-            mean, scale = float(yr.mean()), float(yr.std()) or 1.0
+            mean, scale = float(yr.mean()), _amplitude(yr, amplitude)
             z = (yr - mean) / scale
             jacobian = len(y) * math.log(scale)  # likelihoods of y, comparable across b
             for w in weights:
@@ -84,6 +90,7 @@ class GP:
                             continue
                         alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
                         lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum() - jacobian
+                        lmls.append(float(lml))
                         if best is None or lml > best[0]:
                             best = (lml, w, ell, noise, chol, alpha, b, mean, scale, z)
         assert best is not None
@@ -91,6 +98,8 @@ class GP:
         self.b, self.mean, self.scale, self._z = best[6:]
         self.pscale, self.pm0 = spread, float(m.mean()) if len(m) else 0.0
         self._xx = (x**2).sum(1)
+        top = max(lmls)
+        self.evidence = top + math.log(sum(math.exp(v - top) for v in lmls) / len(lmls))
 
     @classmethod
     def prior(cls, x: np.ndarray, mean: float, scale: float, beta: np.ndarray | None = None) -> GP:
@@ -177,6 +186,76 @@ class GP:
         return np.concatenate(mus), np.concatenate(sds)
 
 
+def _amplitude(y: np.ndarray, prior: tuple[float, float] | None) -> float:
+    """The signal's standard deviation: the spread of ``y``, or with ``prior = (s0, n0)`` that
+    spread pooled with ``n0`` pseudo-results of spread ``s0`` (the variance's conjugate
+    update), so a few results that happen to agree (a haystack of networks at chance) do not
+    persuade the model that nothing can be better."""
+    if prior is None:
+        return float(y.std()) or 1.0
+    s0, n0 = prior
+    return math.sqrt((len(y) * float(y.var()) + n0 * s0**2) / (len(y) + n0)) or 1.0
+
+
+class Mixture:
+    """GPs that differ in the weight of the tables' prior, averaged by their evidence.
+
+    With a handful of results the marginal likelihood cannot tell whether the tables' effects
+    hold for this task, and picking the likelier weight (``GP``) believes a coin flip in full;
+    averaging the fits for every weight in ``PRIOR_WEIGHTS`` (each over the other
+    hyperparameters, weighted by its evidence summed over the grid) keeps both beliefs until
+    the results decide. Predictions are moment-matched to one normal (the mixture's mean and
+    variance), so the acquisition reads a ``Mixture`` as it reads a ``GP``."""
+
+    def __init__(self, parts: Sequence[GP], weights: Sequence[float]) -> None:
+        self.parts, self.weights = list(parts), np.asarray(weights, dtype=float)
+        self.b = float(sum(w * p.b for w, p in zip(self.weights, self.parts, strict=True)))
+
+    @classmethod
+    def fit(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        weights: Sequence[float],
+        beta: np.ndarray,
+        keep: float = 1e-4,
+        amplitude: tuple[float, float] | None = None,
+    ) -> GP | Mixture:
+        """One fit per prior weight, mixed by evidence; a single ``GP`` where every other
+        fit's posterior weight is below ``keep`` (results have decided, and an ask costs what
+        it cost before)."""
+        parts = [GP(x, y, weights, beta, (b,), amplitude) for b in PRIOR_WEIGHTS]
+        ev = np.array([p.evidence for p in parts])
+        post = np.exp(ev - ev.max())
+        post /= post.sum()
+        held = [i for i, w in enumerate(post) if w >= keep]
+        if len(held) == 1:
+            return parts[held[0]]
+        return cls([parts[i] for i in held], post[held] / post[held].sum())
+
+    def _mix(self, outs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        mu = sum(w * m for w, (m, _) in zip(self.weights, outs, strict=True))
+        second = sum(w * (s**2 + m**2) for w, (m, s) in zip(self.weights, outs, strict=True))
+        return mu, np.sqrt(np.clip(second - mu**2, 1e-18, None))
+
+    def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's mean and standard deviation at the rows of ``xs``."""
+        return self._mix([p.predict(xs) for p in self.parts])
+
+    def predict_fast(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` through each part's ``predict_fast``."""
+        return self._mix([p.predict_fast(xs) for p in self.parts])
+
+    def screen(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's mean and an upper bound of its sd (each part's bound in the
+        variance: the between-part spread is exact, the within-part one bounded)."""
+        return self._mix([p.screen(xs) for p in self.parts])
+
+    def conditioned(self, xr: np.ndarray, yr: np.ndarray) -> Mixture:
+        """Every part with ``(xr, yr)`` added as data; weights and hyperparameters kept."""
+        return Mixture([p.conditioned(xr, yr) for p in self.parts], self.weights)
+
+
 def axes_of(x: np.ndarray) -> float:
     """The number of axes of one-hot rows (the most ones in a row; 1 where there are none)."""
     return max(float(x.sum(1).max()), 1.0) if len(x) else 1.0
@@ -189,6 +268,7 @@ __all__ = [
     "LENGTH_SCALES",
     "NOISES",
     "PRIOR_WEIGHTS",
+    "Mixture",
     "axes_of",
     "sq_distances",
 ]

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from gcsearch.search.gains import Gains
-from gcsearch.search.gp import ADDITIVE_WEIGHTS, CHUNK, GP, sq_distances
+from gcsearch.search.gp import ADDITIVE_WEIGHTS, CHUNK, GP, Mixture, sq_distances
 from gcsearch.search.record import TrialRecord
 from gcsearch.search.sampling import axis_values, grid_values, network_key
 from gcsearch.search.space import Space, objective
@@ -83,6 +83,15 @@ class EHVISettings:
     #: start the top-1 model from the axis-value effects measured on the committed exhaustive
     #: tables (``gcsearch.search.prior``), weighed by marginal likelihood against the results
     prior: bool = False
+    #: average the top-1 model over the prior's weights by their evidence (``gp.Mixture``)
+    #: instead of believing the likelier one: with few results the evidence cannot tell
+    #: whether the tables' effects hold, and a wrong prior believed in full leads a small
+    #: budget astray
+    average: bool = False
+    #: pseudo-results (0: none) that pool a quarter of the box into each model's signal
+    #: spread (``gp._amplitude``): the spread of a few results says little, and where they all
+    #: sit at chance the plain estimate makes every network look alike
+    amplitude: int = 0
     #: tables left out of that prior (a benchmark replaying a table leaves it out); not a
     #: tuning knob, so not in ``label``
     prior_without: tuple[str, ...] = ()
@@ -99,17 +108,17 @@ class EHVISettings:
             if not eq or key not in {f.name for f in fields(cls)}:
                 raise ValueError(
                     f"{item} (allowed: sd_scale=X, starts=N, batch_rule=RULE, "
-                    "local_every=N, additive=on|off, prior=on|off)"
+                    "local_every=N, additive=on|off, prior=on|off, average=on|off, amplitude=N)"
                 )
             if key == "batch_rule":
                 if value not in BATCH_RULES:
                     raise ValueError(f"batch_rule={value} (allowed: {', '.join(BATCH_RULES)})")
                 out = replace(out, batch_rule=value)
-            elif key in ("additive", "prior"):
+            elif key in ("additive", "prior", "average"):
                 if value not in ("on", "off"):
                     raise ValueError(f"{key}={value} (allowed: on, off)")
                 out = replace(out, **{key: value == "on"})
-            elif key in ("starts", "local_every"):
+            elif key in ("starts", "local_every", "amplitude"):
                 low = 1 if key == "starts" else 0
                 if not value.isdigit() or int(value) < low:
                     raise ValueError(f"{key}={value} (allowed: integers >= {low})")
@@ -130,6 +139,8 @@ class EHVISettings:
         out = f"sd_scale={self.sd_scale:g},starts={self.starts},batch_rule={self.batch_rule}"
         out += f",local_every={self.local_every}" if self.local_every else ""
         out += ",additive=on" if self.additive else ""
+        out += ",average=on" if self.average and self.prior else ""
+        out += f",amplitude={self.amplitude}" if self.amplitude else ""
         return out + (",prior=on" if self.prior else ",prior=off")
 
 
@@ -388,6 +399,19 @@ class EHVIStrategy:
     def _beta_of(self, name: str) -> np.ndarray | None:
         return self._beta if name == "top1" else None
 
+    def _fit(
+        self, x: np.ndarray, y: np.ndarray, name: str, box: tuple[float, float]
+    ) -> GP | Mixture:
+        """The model of metric ``name`` on ``(x, y)``: averaged over the prior's weights
+        where the settings ask for it and the metric has the tables' prior; ``box`` (its
+        ideal and reference) gives the spread ``amplitude`` pools in."""
+        beta = self._beta_of(name)
+        n0 = self.settings.amplitude
+        amp = (abs(box[1] - box[0]) / 4, float(n0)) if n0 else None
+        if beta is not None and self.settings.average:
+            return Mixture.fit(x, y, self._weights, beta, amplitude=amp)
+        return GP(x, y, self._weights, beta, amplitude=amp)
+
     def _vector(
         self,
         key: str,
@@ -522,7 +546,7 @@ class EHVIStrategy:
         ref, ideal = open_box(self.reference, self.ideal, measured)
         x = np.array([self.encode(c) for _, c, _ in seen], dtype=float)
         front = [self._vector(k, v, ref, ideal) for k, _, v in seen]
-        models: dict[str, GP] = {}
+        models: dict[str, GP | Mixture] = {}
         if prior:  # no model yet: a prior over the box, in-flight networks at its mean
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
@@ -541,18 +565,15 @@ class EHVIStrategy:
             if prior:
                 break
             y = np.array([v[m.name] for *_, v in seen])
-            models[m.name] = GP(x, y, self._weights, self._beta_of(m.name))
+            models[m.name] = self._fit(x, y, m.name, (ideal[m.name], ref[m.name]))
         if running and self.trained and rule == "kb":  # kriging believer, refitted
             xr = np.array([self.encode(c) for _, c in running], dtype=float)
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}
             xa = np.vstack([x, xr])
             for m in self.trained:
                 y = np.array([v[m.name] for *_, v in seen])
-                models[m.name] = GP(
-                    xa,
-                    np.concatenate([y, believed[m.name]]),
-                    self._weights,
-                    self._beta_of(m.name),
+                models[m.name] = self._fit(
+                    xa, np.concatenate([y, believed[m.name]]), m.name, (ideal[m.name], ref[m.name])
                 )
             front += [
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)

@@ -165,3 +165,51 @@ def test_a_replay_leaves_its_own_table_out_of_the_prior(monkeypatch: pytest.Monk
     assert seen and seen[0].prior_without == ("bench-small-digits",)
     replay(space, table, sampler="ehvi", n_trials=3, seed=0)  # the shipped settings too
     assert seen[-1].prior_without == ("bench-small-digits",)
+
+
+def test_the_mixture_keeps_both_beliefs_until_the_results_decide() -> None:
+    """Two told networks cannot tell whether the effects hold: ``Mixture.fit`` keeps one fit
+    per prior weight, weighted by evidence, and predicts their moment-matched normal (mean
+    the weighted mean, variance the weighted second moment less the squared mean, so never
+    below the narrower part's); with many told networks along the effects the weight of the
+    other fit vanishes and the plain fit for b = 1 comes back. Conditioning keeps the
+    weights; the screened sd bounds the exact one."""
+    from gcsearch.search.gp import PRIOR_WEIGHTS, Mixture
+
+    rng = np.random.default_rng(1)
+    x = (
+        np.eye(8)[[0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]]
+        + np.eye(8)[[4, 5, 6, 7, 0, 1, 2, 3, 1, 2, 3, 4]]
+    )
+    beta = rng.normal(size=8)
+    few = Mixture.fit(x[:2], np.array([70.0, 74.0]), (0.0,), beta)
+    assert isinstance(few, Mixture) and len(few.parts) == len(PRIOR_WEIGHTS)
+    assert abs(few.weights.sum() - 1.0) < 1e-12 and (few.weights > 0.05).all()
+    assert [p.b for p in few.parts] == list(PRIOR_WEIGHTS)
+    xs = x[2:]
+    outs = [p.predict(xs) for p in few.parts]
+    mu, sd = few.predict(xs)
+    w = few.weights
+    assert np.allclose(mu, sum(wi * m for wi, (m, _) in zip(w, outs, strict=True)))
+    var = sum(wi * (s**2 + (m - mu) ** 2) for wi, (m, s) in zip(w, outs, strict=True))
+    assert np.allclose(sd**2, var)
+    assert (sd >= np.minimum(*(s for _, s in outs)) - 1e-12).all()
+    assert np.allclose(few.predict_fast(xs)[0], mu) and np.allclose(few.predict_fast(xs)[1], sd)
+    smu, ssd = few.screen(xs)
+    assert np.allclose(smu, mu) and (ssd >= sd - 1e-9).all()
+    told = few.conditioned(xs[:1], mu[:1])
+    assert isinstance(told, Mixture) and np.array_equal(told.weights, few.weights)
+    assert told.predict(xs[:1])[1][0] < sd[0]  # a network told is known better
+    many = Mixture.fit(x, 70 + 5 * (x @ beta), (0.0,), beta)
+    assert isinstance(many, GP) and many.b == 1.0
+    alone = GP(x, 70 + 5 * (x @ beta), (0.0,), beta, (1.0,))
+    assert np.allclose(many.predict(xs)[0], alone.predict(xs)[0])
+
+
+def test_average_is_a_setting_said_only_with_the_prior() -> None:
+    on = EHVISettings.parse("prior=on,average=on")
+    assert on.average and on.label().endswith(",average=on,prior=on")
+    assert EHVISettings.parse(on.label()) == on
+    assert ",average" not in EHVISettings.parse("prior=off,average=on").label()
+    with pytest.raises(ValueError, match="average=on\\|off"):
+        EHVISettings.parse("mix=on")

@@ -123,9 +123,9 @@ def test_every_objective_set_works_with_every_strategy(
     real_gp = strat.GP
 
     class CountingGP(real_gp):  # type: ignore[misc,valid-type]
-        def __init__(self, x: object, y: object, *rest: object) -> None:
+        def __init__(self, x: object, y: object, *rest: object, **kw: object) -> None:
             fits.append(1)
-            super().__init__(x, y, *rest)  # type: ignore[arg-type]
+            super().__init__(x, y, *rest, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(strat, "GP", CountingGP)
     base = load_space("bench-small").with_overrides(sampler=strategy, n_trials=6, seeds=2)
@@ -208,6 +208,35 @@ def test_additive_kernel_carries_main_effects_to_an_untried_network() -> None:
     assert on.additive and EHVISettings.parse(on.label()) == on
     with pytest.raises(ValueError, match="allowed: on, off"):
         EHVISettings.parse("additive=yes")
+
+
+def test_amplitude_keeps_a_haystack_at_chance_from_looking_flat() -> None:
+    """Six told networks all at chance: the plain fit reads their spread (a few tenths of a
+    point) as the signal's, so an untried network looks as sure to be at chance as the told
+    ones; with pseudo-results of a quarter of the box the untried network keeps an sd of
+    points. The pooled spread is the variance's conjugate update and gives way to the
+    results' spread as they come. The setting round-trips."""
+    import numpy as np
+
+    from gcsearch.search.gp import GP, _amplitude
+    from gcsearch.search.strategy import EHVISettings
+
+    eye = np.eye(8)
+    y = np.array([50.1, 49.9, 50.0, 50.2, 49.8, 50.0])
+    plain = GP(eye[:6], y)
+    pooled = GP(eye[:6], y, amplitude=(12.5, 2.0))
+    assert plain.predict(eye[6:])[1].max() < 0.5
+    assert pooled.predict(eye[6:])[1].min() > 2.0
+    assert abs(pooled.predict(eye[6:])[0] - 50.0).max() < 0.5  # the mean is the results'
+    assert _amplitude(y, None) == pytest.approx(y.std())
+    assert _amplitude(y, (12.5, 2.0)) == pytest.approx(math.sqrt((6 * y.var() + 2 * 12.5**2) / 8))
+    many = np.random.default_rng(0).normal(60.0, 8.0, 400)
+    assert _amplitude(many, (12.5, 2.0)) == pytest.approx(many.std(), rel=0.02)
+    on = EHVISettings.parse("amplitude=2")
+    assert on.amplitude == 2 and EHVISettings.parse(on.label()) == on
+    assert "amplitude" not in EHVISettings().label()
+    with pytest.raises(ValueError, match="amplitude=x \\(allowed: integers >= 0\\)"):
+        EHVISettings.parse("amplitude=x")
 
 
 def test_settings_travel_with_the_search_never_through_module_state() -> None:
