@@ -89,6 +89,68 @@ def choose_setting(
     return best, best
 
 
+def choose_small_budget(runs: Sequence[Mapping[str, Any]], incumbent: str) -> dict[str, Any]:
+    """The settings for small budgets, from ``gcsearch bench search`` figures on tuning seeds
+    (benchmarks/small-budget/tune-*.json): ``incumbent`` (what ``bench select`` chose) unless
+    a challenger was replayed everywhere the incumbent was (same tables, budgets and seeds),
+    loses no P(HV >= 0.97) on any table's original form, budget and number in flight by more
+    than 1/sqrt(replays) (about two binomial standard errors: ``choose_setting``'s margin),
+    and gains on average over the label-shuffled forms at the smallest budget (the mean over
+    those tables of the paired mean HV difference, where a misleading prior costs most).
+    Returns ``chosen`` and, per challenger, ``eligible`` (or why not) and ``score``."""
+    figs: dict[str, dict[tuple[str, int, str], Mapping[str, Any]]] = {}
+    for run in runs:
+        table = Path(run["table"]["path"]).name.removesuffix(".jsonl")
+        by_k = run.get("in_flight") or {"0": run["strategies"]}
+        for k, kinds in by_k.items():
+            trials = int(kinds["original"]["budget_trials"])
+            figs.setdefault(run["ehvi"], {})[table, trials, k] = kinds
+    if incumbent not in figs:
+        return {"chosen": incumbent, "challengers": {}}
+    base = figs[incumbent]
+    least = min(p for _, p, _ in base)
+    out: dict[str, Any] = {}
+    for label, mine in figs.items():
+        if label == incumbent:
+            continue
+        why = ""
+        for key, theirs in base.items():
+            if key not in mine:
+                why = why or f"not replayed on {key[0]} at {key[1]} trials, {key[2]} in flight"
+                continue
+            e, b = mine[key]["original"]["scores"]["ehvi"], theirs["original"]["scores"]["ehvi"]
+            if len(e["values"]) != len(b["values"]):
+                why = why or f"other seeds on {key[0]} at {key[1]} trials"
+            elif b["p_ge"] - e["p_ge"] > 1 / math.sqrt(len(b["values"])):
+                why = why or (
+                    f"P(HV >= 0.97) {e['p_ge']:.2f} against {b['p_ge']:.2f} on {key[0]} at "
+                    f"{key[1]} trials, {key[2]} in flight"
+                )
+        gains = [
+            statistics.mean(
+                x - y
+                for x, y in zip(
+                    mine[key]["shuffled"]["scores"]["ehvi"]["values"],
+                    base[key]["shuffled"]["scores"]["ehvi"]["values"],
+                    strict=True,
+                )
+            )
+            for key in base
+            if key[1] == least and key in mine
+        ]
+        out[label] = {
+            "eligible": why or True,
+            "score": statistics.mean(gains) if gains else None,
+        }
+    best = max(
+        (lab for lab, o in out.items() if o["eligible"] is True),
+        key=lambda lab: out[lab]["score"],
+        default=None,
+    )
+    chosen = best if best is not None and out[best]["score"] > 0 else incumbent
+    return {"chosen": chosen, "smallest_budget_trials": least, "challengers": out}
+
+
 def _fractions(text: str | None) -> list[float]:
     try:
         out = [float(x) for x in (text or "").split(",") if x.strip()]
@@ -459,6 +521,7 @@ def run_bench_select(args: argparse.Namespace) -> int:
 __all__ = [
     "DEFAULT_GRID",
     "choose_setting",
+    "choose_small_budget",
     "committed_table",
     "parse_grid",
     "rank_of",

@@ -150,11 +150,78 @@ def test_a_folds_prior_never_reads_its_held_out_table(tmp_path: Path) -> None:
 
 
 def test_the_shipped_settings_are_what_the_committed_selection_chose() -> None:
-    """One source: the shipped settings are the ones benchmarks/bench-select.json chose on all
-    tables (a new selection that chooses otherwise fails here until they follow)."""
+    """One source: the shipped settings are what the small-budget rule chose
+    (benchmarks/small-budget/tune-*.json) over the setting benchmarks/bench-select.json chose
+    on all tables (a new selection or replay that chooses otherwise fails here until they
+    follow)."""
+    from gcsearch.bench.select import choose_small_budget
     from gcsearch.search.strategy import SHIPPED
 
     root = Path(__file__).resolve().parents[2]
     data = json.loads((root / "benchmarks" / "bench-select.json").read_text())
-    assert SHIPPED.label() == data["chosen_on_all"]
-    assert EHVISettings.parse(data["chosen_on_all"]) == SHIPPED
+    runs = [
+        json.loads(p.read_text())
+        for p in sorted((root / "benchmarks" / "small-budget").glob("tune-*.json"))
+    ]
+    chosen = choose_small_budget(runs, data["chosen_on_all"])["chosen"]
+    assert SHIPPED.label() == chosen
+    assert EHVISettings.parse(chosen) == SHIPPED
+
+
+def _run(label: str, table: str, trials: int, by_k: dict[str, tuple[list, list]]) -> dict:
+    """A ``bench search`` figure file as choose_small_budget reads it."""
+
+    def kind(values: list[float]) -> dict:
+        return {
+            "budget_trials": trials,
+            "candidates": 54,
+            "scores": {"ehvi": {"values": values, "p_ge": sum(v >= 0.97 for v in values) / 4}},
+        }
+
+    flights = {k: {"original": kind(o), "shuffled": kind(sh)} for k, (o, sh) in by_k.items()}
+    return {
+        "ehvi": label,
+        "table": {"path": f"benchmarks/tables/{table}.jsonl"},
+        "in_flight": flights,
+    }
+
+
+def test_the_small_budget_rule_keeps_p_and_asks_for_a_gain_on_the_shuffled_tables() -> None:
+    """A challenger must be replayed wherever the incumbent was, lose no P(HV >= 0.97) on an
+    original table beyond 1/sqrt(replays) (here 4 replays: 0.5), and gain on the shuffled forms
+    at the smallest budget on average; the best such challenger wins, else the incumbent."""
+    from gcsearch.bench.select import choose_small_budget
+
+    hi, lo = [0.99, 0.99, 0.99, 0.99], [0.9, 0.9, 0.9, 0.99]
+    sh = [0.5, 0.6, 0.7, 0.8]
+
+    def plus(v: list[float], d: float) -> list[float]:
+        return [x + d for x in v]
+
+    inc = [
+        _run("inc", "a", 8, {"0": (hi, sh)}),
+        _run("inc", "a", 14, {"0": (hi, sh), "2": (hi, sh)}),
+    ]
+    good = [
+        _run("good", "a", 8, {"0": (hi, plus(sh, 0.02))}),
+        _run("good", "a", 14, {"0": (hi, sh), "2": (hi, sh)}),
+    ]
+    better_but_loses_p = [
+        _run("lossy", "a", 8, {"0": (hi, plus(sh, 0.1))}),
+        _run("lossy", "a", 14, {"0": (hi, sh), "2": (lo, sh)}),
+    ]
+    missing = [_run("partial", "a", 8, {"0": (hi, plus(sh, 0.2))})]
+    out = choose_small_budget(inc + good + better_but_loses_p + missing, "inc")
+    assert out["chosen"] == "good" and out["smallest_budget_trials"] == 8
+    assert out["challengers"]["good"]["score"] == pytest.approx(0.02)
+    assert (
+        "0.25 against 1.00 on a at 14 trials, 2 in flight"
+        in out["challengers"]["lossy"]["eligible"]
+    )
+    assert "not replayed on a at 14 trials" in out["challengers"]["partial"]["eligible"]
+    worse = [
+        _run("worse", "a", 8, {"0": (hi, plus(sh, -0.01))}),
+        _run("worse", "a", 14, {"0": (hi, sh), "2": (hi, sh)}),
+    ]
+    assert choose_small_budget(inc + worse, "inc")["chosen"] == "inc"
+    assert choose_small_budget(good, "inc")["chosen"] == "inc"  # no incumbent figures: kept
