@@ -39,7 +39,7 @@ import json
 import re
 import statistics
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -517,12 +517,18 @@ def _setting(label: str, shipped: str) -> str:
     """A settings label without the shipped batch rule (which every setting of the grid shares),
     marked where it was the default when the selection ran and where it is the default now
     (``strategy.SHIPPED``: a selection's winner becomes the default after it)."""
+    from dataclasses import replace
+
     from gcsearch.search.strategy import SHIPPED
 
     rule = next(p for p in shipped.split(",") if p.startswith("batch_rule="))
     short = label.replace(f",{rule}", "")
     marks = ["default when selected"] if label == shipped else []
     marks += ["default now"] if label == SHIPPED.label() else []
+    base = replace(SHIPPED, average=False, amplitude=0)
+    if label != SHIPPED.label() and label == base.label():
+        extra = SHIPPED.label().removeprefix(base.label().removesuffix(",prior=on") + ",")
+        marks += [f"default now with `{extra.removesuffix(',prior=on')}`"]
     return f"`{short}`" + (f" ({', '.join(marks)})" if marks else "")
 
 
@@ -663,6 +669,203 @@ def search_needles(root: Path) -> list[str]:
     return lines
 
 
+#: The tables and settings of the small-budget replays (benchmarks/small-budget/), in order.
+_SMALL_TABLES = ("bench-small", "bench-small-graded", "bench-small-pairs", "bench-small-digits")
+_SMALL_SETTINGS = {
+    "shipped": "shipped before (`local_every=3,prior=on`)",
+    "average": "`+ average=on`",
+    "amplitude": "`+ amplitude=2`",
+    "amp2-average": "`+ amplitude=2,average=on`",
+    "amp1-average": "`+ amplitude=1,average=on`",
+    "additive": "`+ additive=on`",
+    "additive-average": "`+ additive=on,average=on`",
+}
+
+
+def _small_runs(root: Path, kind: str) -> Iterable[tuple[str, str, str, dict[str, Any]]]:
+    """(table, budget, setting, figures) of benchmarks/small-budget/KIND-TABLE-PCT-SETTING.json."""
+    for table in _SMALL_TABLES:
+        for pct in ("15", "25", "40"):
+            for setting in _SMALL_SETTINGS:
+                rel = f"benchmarks/small-budget/{kind}-{table}-{pct}-{setting}.json"
+                if (root / rel).exists():
+                    yield table, pct, setting, _json(root, rel)
+
+
+def _by_flight(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return data["in_flight"] if "in_flight" in data else {"0": data["strategies"]}
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> str:
+    """``ahead / behind, mean difference`` of paired replays ``a`` against ``b``."""
+    up = sum(x > y + 1e-9 for x, y in zip(a, b, strict=True))
+    down = sum(x < y - 1e-9 for x, y in zip(a, b, strict=True))
+    return f"{up} / {down}, {statistics.mean(x - y for x, y in zip(a, b, strict=True)):+.3f}"
+
+
+def search_small_tuning(root: Path) -> list[str]:
+    """ehvi's settings for small budgets on the tuning seeds, paired against the settings
+    shipped before (benchmarks/small-budget/tune-*.json)."""
+    lines = [
+        "| table | budget | in flight | settings | seeds | original: median, P(HV ≥ 0.97) | "
+        "against shipped before (ahead / behind, mean) | shuffled: median, P(HV ≥ 0.97) | "
+        "against shipped before (ahead / behind, mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    runs = list(_small_runs(root, "tune"))
+    base = {(t, p): d for t, p, s, d in runs if s == "shipped"}
+    for table, pct, setting, data in runs:
+        for k, by_kind in _by_flight(data).items():
+            ref = _by_flight(base[table, pct])[k]
+            cells = []
+            for kind in ("original", "shuffled"):
+                e = by_kind[kind]["scores"]["ehvi"]
+                cells.append(f"{e['median']:.3f}, {e['p_ge']:.2f}")
+                against = ref[kind]["scores"]["ehvi"]["values"]
+                cells.append("–" if setting == "shipped" else _paired(e["values"], against))
+            first = data["command"].split("--first-seed ")[1].split()[0]
+            seeds = f"{first}–{int(first) + e['n'] - 1}"
+            lines.append(
+                f"| {table} | {pct}% | {k} | {_SMALL_SETTINGS[setting]} | {seeds} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
+#: The setting now shipped, as the small-budget files name it (test-*-NAME.json).
+_SMALL_DEFAULT = "amp1-average"
+_SMALL_GLOB = "benchmarks/small-budget/tune-*.json"
+
+
+def _ahead(e: dict[str, Any], c: dict[str, Any], r: dict[str, Any]) -> str:
+    """ "yes" / "no" / "tie": ehvi's median against the better control's, to the digits shown."""
+    top = max(c["median"], r["median"])
+    if f"{e['median']:.3f}" == f"{top:.3f}":
+        return "tie"
+    return "yes" if e["median"] > top else "no"
+
+
+def search_small_choice(root: Path) -> list[str]:
+    """What ``choose_small_budget`` reads of each challenger in
+    benchmarks/small-budget/tune-*.json, over benchmarks/bench-select.json's choice."""
+    from gcsearch.bench.select import choose_small_budget
+
+    incumbent = _json(root, "benchmarks/bench-select.json")["chosen_on_all"]
+    runs = [_json(root, str(p.relative_to(root))) for p in sorted(root.glob(_SMALL_GLOB))]
+    out = choose_small_budget(runs, incumbent)
+    lines = ["| settings | eligible | score | chosen |", "|---|---|---|---|"]
+    for label, c in sorted(out["challengers"].items(), key=lambda x: -(x[1]["score"] or 0)):
+        ok = "yes" if c["eligible"] is True else f"no: {c['eligible']}"
+        score = "–" if c["score"] is None else f"{c['score']:+.3f}"
+        lines.append(
+            f"| `{label}` | {ok} | {score} | {'**yes**' if label == out['chosen'] else ''} |"
+        )
+    if out["chosen"] == incumbent:
+        lines.append(f"| `{incumbent}` (kept) | – | – | **yes** |")
+    return lines
+
+
+def search_small_heldout(root: Path) -> list[str]:
+    """The default now against the one shipped before on the test seeds, every table and
+    budget, with the controls (benchmarks/small-budget/test-*.json against
+    benchmarks/bench-select.json's budgets: the same replays, paired)."""
+    before = _json(root, "benchmarks/bench-select.json")["budgets"]
+    lines = [
+        "| budget | table | kind | default now: median, P(HV ≥ 0.97) | shipped before | "
+        "now against before (ahead / behind, mean) | cheapest-first | random networks | "
+        "now ahead of both (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for table, pct, setting, data in _small_runs(root, "test"):
+        if setting == _SMALL_DEFAULT:
+            for kind in ("original", "shuffled"):
+                sc = _by_flight(data)["0"][kind]["scores"]
+                old = before[str(int(pct) / 100)][table][kind]["ehvi"]
+                e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
+                rows.append(
+                    (
+                        pct,
+                        table,
+                        f"| {pct}% | {table} | {kind} | {e['median']:.3f}, {e['p_ge']:.2f} | "
+                        f"{old['median']:.3f}, {old['p_ge']:.2f} | "
+                        f"{_paired(e['values'], old['values'])} | "
+                        f"{c['median']:.3f}, {c['p_ge']:.2f} | "
+                        f"{r['median']:.3f}, {r['p_ge']:.2f} | {_ahead(e, c, r)} |",
+                    )
+                )
+    return lines + [row for *_, row in sorted(rows, key=lambda x: (x[0], x[1]))]
+
+
+def search_small_flight(root: Path) -> list[str]:
+    """P(HV >= 0.97) at 25 % with 0 / 2 / 8 in flight on the test seeds: the default now
+    (benchmarks/small-budget/test-*-25-*.json) and the one shipped before, held out in its
+    fold (benchmarks/bench-select.json)."""
+    folds = {f["held_out"]: f for f in _json(root, "benchmarks/bench-select.json")["folds"]}
+    lines = [
+        "| table | kind | default now: 0 / 2 / 8 in flight (median, 0 in flight) | "
+        "shipped before |",
+        "|---|---|---|---|",
+    ]
+    for table, pct, setting, data in _small_runs(root, "test"):
+        if setting != _SMALL_DEFAULT or pct != "25":
+            continue
+        for kind in ("original", "shuffled"):
+            now = {k: v[kind]["scores"]["ehvi"] for k, v in _by_flight(data).items()}
+            old = {k: v["ehvi"] for k, v in folds[table]["held_out_scores"]["chosen"][kind].items()}
+            cells = [
+                " / ".join(f"{e[k]['p_ge']:.2f}" for k in ("0", "2", "8"))
+                + f" ({e['0']['median']:.3f})"
+                for e in (now, old)
+            ]
+            lines.append(f"| {table} | {kind} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def search_small_wide(root: Path) -> list[str]:
+    """Shuffled bench-small-graded at 15 % on 1,000 more held-out seeds
+    (benchmarks/small-budget/wide-*.json): medians with a paired bootstrap 95 % interval of
+    each difference (2,000 resamples of the replays, seed 0)."""
+    import numpy as np
+
+    runs = {
+        s: _json(root, f"benchmarks/small-budget/wide-bench-small-graded-15-{s}.json")
+        for s in ("shipped", _SMALL_DEFAULT)
+    }
+    sc = {s: d["strategies"]["shuffled"]["scores"] for s, d in runs.items()}
+    now = np.array(sc[_SMALL_DEFAULT]["ehvi"]["values"])
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(now), (2000, len(now)))
+    lines = [
+        "| strategy | replays | median | P(HV ≥ 0.97) | "
+        "default now less this: median (95 % interval) | ahead / behind |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        ("ehvi, default now", sc[_SMALL_DEFAULT]["ehvi"]),
+        ("ehvi, shipped before", sc["shipped"]["ehvi"]),
+        ("control: cheapest-first", sc[_SMALL_DEFAULT]["cheapest-first"]),
+        ("control: random-networks", sc[_SMALL_DEFAULT]["random-networks"]),
+    ]
+    for label, e in rows:
+        v = np.array(e["values"])
+        diff = np.median(now) - np.median(v)
+        boot = np.median(now[idx], axis=1) - np.median(v[idx], axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        cell = "–" if v is now or label.endswith("now") else f"{diff:+.3f} ({lo:+.3f} to {hi:+.3f})"
+        pair = (
+            "–"
+            if label.endswith("now")
+            else f"{int((now > v + 1e-9).sum())} / {int((now < v - 1e-9).sum())}"
+        )
+        lines.append(
+            f"| {label} | {len(v)} | {np.median(v):.3f} | {(v >= 0.97).mean():.2f} | "
+            f"{cell} | {pair} |"
+        )
+    return lines
+
+
 TABLES: dict[str, Callable[[Path], list[str]]] = {
     "gcnet-findings": gcnet_findings,
     "search-original": lambda root: _strategies(root, "original"),
@@ -678,6 +881,11 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-select-folds": search_select_folds,
     "search-select-tuning": search_select_tuning,
     "search-select-budgets": search_select_budgets,
+    "search-small-tuning": search_small_tuning,
+    "search-small-choice": search_small_choice,
+    "search-small-heldout": search_small_heldout,
+    "search-small-flight": search_small_flight,
+    "search-small-wide": search_small_wide,
     "proxies": proxy_table,
 }
 
