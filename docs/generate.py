@@ -766,6 +766,42 @@ def search_small_choice(root: Path) -> list[str]:
     return lines
 
 
+def search_small_folds(root: Path) -> list[str]:
+    """Leave-one-table-out for the small-budget rule: what ``choose_small_budget`` chooses on
+    the other tables' tuning replays, and that choice's test-seed figures on the held-out
+    table (benchmarks/small-budget/test-TABLE-*-SETTING.json)."""
+    from gcsearch.bench.select import choose_small_budget
+
+    incumbent = _json(root, "benchmarks/bench-select.json")["chosen_on_all"]
+    runs = [_json(root, str(p.relative_to(root))) for p in sorted(root.glob(_SMALL_GLOB))]
+    tests = {(t, pct, d["ehvi"]): d for t, pct, _, d in _small_runs(root, "test")}
+    lines = [
+        "| held-out table | chosen on the other tables | original: P(HV ≥ 0.97) at 25 %, "
+        "0 / 2 / 8 in flight | shuffled, 15 %: median against cheapest-first / random "
+        "networks |",
+        "|---|---|---|---|",
+    ]
+    for table in _SMALL_TABLES:
+        others = [r for r in runs if Path(r["table"]["path"]).stem != table]
+        chosen = choose_small_budget(others, incumbent)["chosen"]
+        short = chosen.removeprefix("sd_scale=1.5,starts=2,batch_rule=kb-fixed+prior,")
+        at25, at15 = tests.get((table, "25", chosen)), tests.get((table, "15", chosen))
+        if at25 is None or at15 is None:
+            lines.append(f"| {table} | `{short}` | not replayed | not replayed |")
+            continue
+        p = " / ".join(
+            f"{_by_flight(at25)[k]['original']['scores']['ehvi']['p_ge']:.2f}"
+            for k in ("0", "2", "8")
+        )
+        sc = _by_flight(at15)["0"]["shuffled"]["scores"]
+        e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
+        lines.append(
+            f"| {table} | `{short}` | {p} | {e['median']:.3f} against {c['median']:.3f} / "
+            f"{r['median']:.3f} ({_ahead(e, c, r)}) |"
+        )
+    return lines
+
+
 def search_small_heldout(root: Path) -> list[str]:
     """The default now against the one shipped before on the test seeds, every table and
     budget, with the controls (benchmarks/small-budget/test-*.json against
@@ -883,6 +919,7 @@ TABLES: dict[str, Callable[[Path], list[str]]] = {
     "search-select-budgets": search_select_budgets,
     "search-small-tuning": search_small_tuning,
     "search-small-choice": search_small_choice,
+    "search-small-folds": search_small_folds,
     "search-small-heldout": search_small_heldout,
     "search-small-flight": search_small_flight,
     "search-small-wide": search_small_wide,

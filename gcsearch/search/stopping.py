@@ -23,9 +23,14 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 @contextlib.contextmanager
 def _handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None]:
     """``handler`` for ``signals`` inside, the old handlers back on leaving; outside the main
-    thread nothing is installed (only it receives signals)."""
+    thread nothing is installed (only it receives signals), and a signal the process was
+    started ignoring (``nohup``, a shell's ``&``) stays ignored, as Python leaves it."""
     try:
-        old = {s: signal.signal(s, handler) for s in signals}
+        old = {
+            s: signal.signal(s, handler)
+            for s in signals
+            if signal.getsignal(s) is not signal.SIG_IGN
+        }
     except ValueError:  # not the main thread
         yield
         return
