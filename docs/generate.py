@@ -527,8 +527,8 @@ def _setting(label: str, shipped: str) -> str:
     marks += ["default now"] if label == SHIPPED.label() else []
     base = replace(SHIPPED, average=False, amplitude=0)
     if label != SHIPPED.label() and label == base.label():
-        extra = SHIPPED.label().removeprefix(base.label().removesuffix(",prior=on") + ",")
-        marks += [f"default now with `{extra.removesuffix(',prior=on')}`"]
+        extra = [p for p in SHIPPED.label().split(",") if p not in label.split(",")]
+        marks += [f"default now with `{','.join(extra)}`"]
     return f"`{short}`" + (f" ({', '.join(marks)})" if marks else "")
 
 
@@ -607,14 +607,10 @@ def search_select_budgets(root: Path) -> list[str]:
         for table, kinds in tables.items():
             for kind, sc in kinds.items():
                 e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
-                top = max(c["median"], r["median"])
-                ahead = "yes" if e["median"] > top else "no"
-                if f"{e['median']:.3f}" == f"{top:.3f}":
-                    ahead = "tie"
                 lines.append(
                     f"| {float(fr):.0%} | {table} | {kind} | {e['median']:.3f}, {e['p_ge']:.2f} | "
                     f"{c['median']:.3f}, {c['p_ge']:.2f} | {r['median']:.3f}, {r['p_ge']:.2f} | "
-                    f"{ahead} |"
+                    f"{_ahead(e, c, r)} |"
                 )
     return lines
 
@@ -692,10 +688,6 @@ def _small_runs(root: Path, kind: str) -> Iterable[tuple[str, str, str, dict[str
                     yield table, pct, setting, _json(root, rel)
 
 
-def _by_flight(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return data["in_flight"] if "in_flight" in data else {"0": data["strategies"]}
-
-
 def _paired(a: Sequence[float], b: Sequence[float]) -> str:
     """``ahead / behind, mean difference`` of paired replays ``a`` against ``b``."""
     up = sum(x > y + 1e-9 for x, y in zip(a, b, strict=True))
@@ -706,6 +698,8 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> str:
 def search_small_tuning(root: Path) -> list[str]:
     """ehvi's settings for small budgets on the tuning seeds, paired against the settings
     shipped before (benchmarks/small-budget/tune-*.json)."""
+    from gcsearch.bench.select import by_in_flight
+
     lines = [
         "| table | budget | in flight | settings | seeds | original: median, P(HV ≥ 0.97) | "
         "against shipped before (ahead / behind, mean) | shuffled: median, P(HV ≥ 0.97) | "
@@ -715,8 +709,8 @@ def search_small_tuning(root: Path) -> list[str]:
     runs = list(_small_runs(root, "tune"))
     base = {(t, p): d for t, p, s, d in runs if s == "shipped"}
     for table, pct, setting, data in runs:
-        for k, by_kind in _by_flight(data).items():
-            ref = _by_flight(base[table, pct])[k]
+        for k, by_kind in by_in_flight(data).items():
+            ref = by_in_flight(base[table, pct])[k]
             cells = []
             for kind in ("original", "shuffled"):
                 e = by_kind[kind]["scores"]["ehvi"]
@@ -770,7 +764,7 @@ def search_small_folds(root: Path) -> list[str]:
     """Leave-one-table-out for the small-budget rule: what ``choose_small_budget`` chooses on
     the other tables' tuning replays, and that choice's test-seed figures on the held-out
     table (benchmarks/small-budget/test-TABLE-*-SETTING.json)."""
-    from gcsearch.bench.select import choose_small_budget
+    from gcsearch.bench.select import by_in_flight, choose_small_budget
 
     incumbent = _json(root, "benchmarks/bench-select.json")["chosen_on_all"]
     runs = [_json(root, str(p.relative_to(root))) for p in sorted(root.glob(_SMALL_GLOB))]
@@ -790,10 +784,10 @@ def search_small_folds(root: Path) -> list[str]:
             lines.append(f"| {table} | `{short}` | not replayed | not replayed |")
             continue
         p = " / ".join(
-            f"{_by_flight(at25)[k]['original']['scores']['ehvi']['p_ge']:.2f}"
+            f"{by_in_flight(at25)[k]['original']['scores']['ehvi']['p_ge']:.2f}"
             for k in ("0", "2", "8")
         )
-        sc = _by_flight(at15)["0"]["shuffled"]["scores"]
+        sc = by_in_flight(at15)["0"]["shuffled"]["scores"]
         e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
         lines.append(
             f"| {table} | `{short}` | {p} | {e['median']:.3f} against {c['median']:.3f} / "
@@ -806,6 +800,8 @@ def search_small_heldout(root: Path) -> list[str]:
     """The default now against the one shipped before on the test seeds, every table and
     budget, with the controls (benchmarks/small-budget/test-*.json against
     benchmarks/bench-select.json's budgets: the same replays, paired)."""
+    from gcsearch.bench.select import by_in_flight
+
     before = _json(root, "benchmarks/bench-select.json")["budgets"]
     lines = [
         "| budget | table | kind | default now: median, P(HV ≥ 0.97) | shipped before | "
@@ -817,7 +813,7 @@ def search_small_heldout(root: Path) -> list[str]:
     for table, pct, setting, data in _small_runs(root, "test"):
         if setting == _SMALL_DEFAULT:
             for kind in ("original", "shuffled"):
-                sc = _by_flight(data)["0"][kind]["scores"]
+                sc = by_in_flight(data)["0"][kind]["scores"]
                 old = before[str(int(pct) / 100)][table][kind]["ehvi"]
                 e, c, r = sc["ehvi"], sc["cheapest-first"], sc["random-networks"]
                 rows.append(
@@ -838,6 +834,8 @@ def search_small_flight(root: Path) -> list[str]:
     """P(HV >= 0.97) at 25 % with 0 / 2 / 8 in flight on the test seeds: the default now
     (benchmarks/small-budget/test-*-25-*.json) and the one shipped before, held out in its
     fold (benchmarks/bench-select.json)."""
+    from gcsearch.bench.select import by_in_flight
+
     folds = {f["held_out"]: f for f in _json(root, "benchmarks/bench-select.json")["folds"]}
     lines = [
         "| table | kind | default now: 0 / 2 / 8 in flight (median, 0 in flight) | "
@@ -848,7 +846,7 @@ def search_small_flight(root: Path) -> list[str]:
         if setting != _SMALL_DEFAULT or pct != "25":
             continue
         for kind in ("original", "shuffled"):
-            now = {k: v[kind]["scores"]["ehvi"] for k, v in _by_flight(data).items()}
+            now = {k: v[kind]["scores"]["ehvi"] for k, v in by_in_flight(data).items()}
             old = {k: v["ehvi"] for k, v in folds[table]["held_out_scores"]["chosen"][kind].items()}
             cells = [
                 " / ".join(f"{e[k]['p_ge']:.2f}" for k in ("0", "2", "8"))

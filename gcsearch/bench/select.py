@@ -89,6 +89,12 @@ def choose_setting(
     return best, best
 
 
+def by_in_flight(figures: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A ``bench search --only search`` figure file's strategies per number in flight (``"0"``
+    alone where it ran with one: such files keep them under ``strategies``)."""
+    return figures.get("in_flight") or {"0": figures["strategies"]}
+
+
 def choose_small_budget(runs: Sequence[Mapping[str, Any]], incumbent: str) -> dict[str, Any]:
     """The settings for small budgets, from ``gcsearch bench search`` figures on tuning seeds
     (benchmarks/small-budget/tune-*.json): ``incumbent`` (what ``bench select`` chose) unless
@@ -101,8 +107,7 @@ def choose_small_budget(runs: Sequence[Mapping[str, Any]], incumbent: str) -> di
     figs: dict[str, dict[tuple[str, int, str], Mapping[str, Any]]] = {}
     for run in runs:
         table = Path(run["table"]["path"]).name.removesuffix(".jsonl")
-        by_k = run.get("in_flight") or {"0": run["strategies"]}
-        for k, kinds in by_k.items():
+        for k, kinds in by_in_flight(run).items():
             trials = int(kinds["original"]["budget_trials"])
             figs.setdefault(run["ehvi"], {})[table, trials, k] = kinds
     if incumbent not in figs:
@@ -520,6 +525,7 @@ def run_bench_select(args: argparse.Namespace) -> int:
 
 __all__ = [
     "DEFAULT_GRID",
+    "by_in_flight",
     "choose_setting",
     "choose_small_budget",
     "committed_table",

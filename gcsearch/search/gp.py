@@ -209,7 +209,6 @@ class Mixture:
 
     def __init__(self, parts: Sequence[GP], weights: Sequence[float]) -> None:
         self.parts, self.weights = list(parts), np.asarray(weights, dtype=float)
-        self.b = float(sum(w * p.b for w, p in zip(self.weights, self.parts, strict=True)))
 
     @classmethod
     def fit(

@@ -340,6 +340,12 @@ def normalise(
 SHIPPED = EHVISettings(local_every=3, prior=True, average=True, amplitude=1)
 
 
+def _box_sd(lo: float, hi: float) -> float:
+    """The spread a model assumes before results say otherwise: a quarter of the box (the
+    prior over the box, and the pseudo-results ``amplitude`` pools in)."""
+    return abs(hi - lo) / 4
+
+
 def _features(cand: Candidate, choices: Mapping[str, Sequence[Any]]) -> list[float]:
     values = axis_values(cand)
     return [1.0 if values[axis] == v else 0.0 for axis, vs in choices.items() for v in vs]
@@ -409,7 +415,7 @@ class EHVIStrategy:
         ideal and reference) gives the spread ``amplitude`` pools in."""
         beta = self._beta_of(name)
         n0 = self.settings.amplitude
-        amp = (abs(box[1] - box[0]) / 4, float(n0)) if n0 else None
+        amp = (_box_sd(*box), float(n0)) if n0 else None
         if beta is not None and self.settings.average:
             return Mixture.fit(x, y, self._weights, beta, amplitude=amp)
         return GP(x, y, self._weights, beta, amplitude=amp)
@@ -554,9 +560,7 @@ class EHVIStrategy:
             xn = np.vstack([x.reshape(len(x), xr.shape[1]), xr])
             for m in self.trained:
                 lo, hi = self.ideal[m.name], self.reference[m.name]
-                models[m.name] = GP.prior(
-                    xn, (lo + hi) / 2, abs(hi - lo) / 4, self._beta_of(m.name)
-                )
+                models[m.name] = GP.prior(xn, (lo + hi) / 2, _box_sd(lo, hi), self._beta_of(m.name))
             believed = {n: gp.predict(xr)[0] for n, gp in models.items()}  # the prior mean
             front += [
                 self._vector(k, {n: float(b[i]) for n, b in believed.items()}, ref, ideal)
